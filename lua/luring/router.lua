@@ -1,0 +1,134 @@
+-- luring.router: method + path routing. Exact paths are one table lookup;
+-- paths with ":name" segments (and a final "*") are tried in the order
+-- they were added. HEAD falls back to GET routes.
+local type = type
+local setmetatable = setmetatable
+local str_find = string.find
+local str_sub = string.sub
+local str_gmatch = string.gmatch
+
+local _M = { _VERSION = "0.1.0" }
+local mt = { __index = _M }
+
+-- Shared by every exact match: read-only so one request can't leak into
+-- the next through it.
+local NO_PARAMS = setmetatable({}, {
+    __newindex = function() error("req.params is read-only for this route", 2) end,
+})
+
+
+function _M.new()
+    return setmetatable({ exact = {}, patterns = {} }, mt)
+end
+
+
+local function split(path)
+    local segs, n = {}, 0
+    for s in str_gmatch(path, "[^/]+") do
+        n = n + 1
+        segs[n] = s
+    end
+    return segs, n
+end
+
+
+-- Returns true, or nil and a message.
+function _M.add(self, method, path, fn)
+    if type(method) ~= "string" or method == "" then
+        return nil, "route: method must be a string"
+    end
+    if type(path) ~= "string" or str_sub(path, 1, 1) ~= "/" then
+        return nil, "route: path must be a string starting with '/'"
+    end
+    if type(fn) ~= "function" and not (type(fn) == "table" and getmetatable(fn)
+                                        and getmetatable(fn).__call) then
+        return nil, "route " .. path .. ": handler must be a function"
+    end
+    if not str_find(path, "[:*]") then
+        local e = self.exact[method] or {}
+        self.exact[method] = e
+        e[path] = fn
+        return true
+    end
+    local segs, n = split(path)
+    local pat = { n = n, fn = fn }
+    for i = 1, n do
+        local s = segs[i]
+        if s == "*" then
+            if i ~= n then
+                return nil, "route " .. path .. ": '*' must be the last segment"
+            end
+            pat.star = true
+            pat.n = n - 1
+        elseif str_sub(s, 1, 1) == ":" then
+            if #s == 1 then
+                return nil, "route " .. path .. ": parameter needs a name"
+            end
+            pat[i] = { name = str_sub(s, 2) }
+        else
+            pat[i] = { lit = s }
+        end
+    end
+    local list = self.patterns[method] or {}
+    self.patterns[method] = list
+    list[#list + 1] = pat
+    return true
+end
+
+
+local function lookup(self, method, path)
+    local e = self.exact[method]
+    local fn = e and e[path]
+    if fn then
+        return fn, NO_PARAMS
+    end
+    local list = self.patterns[method]
+    if not list then
+        return nil
+    end
+    local segs, n = split(path)
+    for k = 1, #list do
+        local pat = list[k]
+        if n == pat.n or (pat.star and n > pat.n) then
+            local params
+            local ok = true
+            for i = 1, pat.n do
+                local p = pat[i]
+                if p.lit then
+                    if p.lit ~= segs[i] then
+                        ok = false
+                        break
+                    end
+                else
+                    params = params or {}
+                    params[p.name] = segs[i]
+                end
+            end
+            if ok then
+                params = params or {}
+                if pat.star then
+                    local rest = {}
+                    for i = pat.n + 1, n do
+                        rest[#rest + 1] = segs[i]
+                    end
+                    params["*"] = table.concat(rest, "/")
+                end
+                return pat.fn, params
+            end
+        end
+    end
+    return nil
+end
+
+
+-- Returns the handler and its params table, or nil.
+function _M.match(self, method, path)
+    local fn, params = lookup(self, method, path)
+    if not fn and method == "HEAD" then
+        return lookup(self, "GET", path)
+    end
+    return fn, params
+end
+
+
+return _M

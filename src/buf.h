@@ -1,0 +1,23 @@
+/* buf.h - a growable byte buffer. Growth reallocates: pointers into the data
+ * are invalidated by any append; keep offsets instead. */
+#ifndef LURING_BUF_H
+#define LURING_BUF_H
+
+#include <stddef.h>
+
+struct buf {
+    char *data;
+    size_t len, cap;
+};
+
+/** Make room for `extra` more bytes. Returns 0, or -1 when out of memory. */
+int buf_reserve(struct buf *b, size_t extra);
+/** Append; returns 0 or -1 (out of memory, b unchanged). */
+int buf_append(struct buf *b, const void *p, size_t n);
+/** Drop the first n bytes. */
+void buf_consume(struct buf *b, size_t n);
+/** Empty the buffer; memory above `keep` bytes is returned to the system. */
+void buf_reset(struct buf *b, size_t keep);
+void buf_free(struct buf *b);
+
+#endif

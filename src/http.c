@@ -1,0 +1,572 @@
+/* http.c - HTTP/1.1 on http_parser: request parsing with limits, pipelining
+ * (one request handled at a time, responses in order), keep-alive, error
+ * responses, and response framing (Content-Length or chunked). */
+#define _GNU_SOURCE
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+
+#include "server.h"
+
+#define IN_LIMIT  (64 * 1024)  /* buffered pipelined input before pausing */
+#define OUT_HIGH  (256 * 1024) /* queued output before we stop producing */
+#define OUT_LOW   (64 * 1024)  /* a blocked req:write() resumes below this */
+
+static const http_parser_settings settings;
+
+/* ==== status lines ==== */
+
+const char *http_reason(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 410: return "Gone";
+    case 411: return "Length Required";
+    case 412: return "Precondition Failed";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 416: return "Range Not Satisfiable";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Unknown";
+    }
+}
+
+/* ==== timers ==== */
+
+/* Put c on the timer list its state calls for. `progress`: something
+ * happened that restarts a running timeout (body bytes, send progress). */
+static void update_timer(struct conn *c, bool progress)
+{
+    enum tlist tl;
+    switch (c->state) {
+    case CS_READING:
+        if (c->flags & CF_IN_HEAD)
+            tl = TL_HEAD;
+        else if (c->req)
+            tl = TL_BODY;
+        else if (outq_pending(c))
+            tl = TL_SEND;
+        else
+            tl = TL_IDLE;
+        break;
+    case CS_HANDLING: tl = outq_pending(c) ? TL_SEND : TL_NONE; break;
+    case CS_DRAINING: tl = TL_SEND; break;
+    case CS_LINGER: tl = TL_LINGER; break;
+    default: tl = TL_NONE; break;
+    }
+    /* the head timeout covers the whole head: never restarted by bytes */
+    if (tl != c->tl || (progress && tl != TL_HEAD && tl != TL_LINGER))
+        conn_touch(c, tl);
+}
+
+/* ==== errors ==== */
+
+/* Answer with `status` and close once it is sent. */
+static void http_error(struct conn *c, int status)
+{
+    if (c->req) {
+        req_put(c->req);
+        c->req = NULL;
+    }
+    const char *reason = http_reason(status);
+    char hdr[512];
+    int n = snprintf(hdr, sizeof hdr,
+                     "HTTP/1.1 %d %s\r\nServer: luring\r\n%s"
+                     "Content-Type: text/plain\r\nContent-Length: %zu\r\n"
+                     "Connection: close\r\n\r\n%s\n",
+                     status, reason, c->w->date, strlen(reason) + 1, reason);
+    outq_copy(c, hdr, (size_t)n);
+    c->flags &= (uint16_t)~(CF_IN_HEAD | CF_MSG_DONE);
+    c->state = CS_DRAINING;
+    update_timer(c, true);
+}
+
+/* ==== parser callbacks ==== */
+
+static int on_message_begin(http_parser *p)
+{
+    struct conn *c = p->data;
+    struct req *r = req_get(c->w);
+    if (r == NULL)
+        return -1;
+    r->c = c;
+    c->req = r;
+    c->flags |= CF_IN_HEAD;
+    update_timer(c, false);
+    return 0;
+}
+
+static int on_url(http_parser *p, const char *at, size_t n)
+{
+    struct conn *c = p->data;
+    struct req *r = c->req;
+    if (r->url_len + n > c->w->cfg->max_uri_size) {
+        r->status = 414;
+        return -1;
+    }
+    if (buf_append(&r->head, at, n) < 0)
+        return -1;
+    r->url_len += (uint32_t)n;
+    return 0;
+}
+
+static int count_head(struct conn *c, size_t n)
+{
+    struct req *r = c->req;
+    r->head_bytes += n;
+    if (r->head_bytes > c->w->cfg->max_header_size) {
+        r->status = 431;
+        return -1;
+    }
+    return 0;
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t n)
+{
+    struct conn *c = p->data;
+    struct req *r = c->req;
+    if (count_head(c, n) < 0)
+        return -1;
+    if (r->last_was_value || r->nhdrs == 0) { /* a new header starts */
+        if (r->nhdrs == REQ_MAX_HEADERS) {
+            r->status = 431;
+            return -1;
+        }
+        struct hdr *h = &r->hdrs[r->nhdrs++];
+        h->name = (uint32_t)r->head.len;
+        h->nlen = 0;
+        h->val = 0;
+        h->vlen = UINT32_MAX; /* no value yet */
+        r->head_bytes += 4;   /* ": " and CRLF */
+        r->last_was_value = false;
+    }
+    if (buf_append(&r->head, at, n) < 0)
+        return -1;
+    r->hdrs[r->nhdrs - 1].nlen += (uint32_t)n;
+    return 0;
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t n)
+{
+    struct conn *c = p->data;
+    struct req *r = c->req;
+    if (r->nhdrs == 0 || count_head(c, n) < 0)
+        return -1;
+    struct hdr *h = &r->hdrs[r->nhdrs - 1];
+    if (!r->last_was_value) {
+        h->val = (uint32_t)r->head.len;
+        h->vlen = 0;
+        r->last_was_value = true;
+    }
+    if (buf_append(&r->head, at, n) < 0)
+        return -1;
+    h->vlen += (uint32_t)n;
+    return 0;
+}
+
+static bool value_is(const char *v, size_t vlen, const char *want)
+{
+    while (vlen && (*v == ' ' || *v == '\t'))
+        v++, vlen--;
+    while (vlen && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
+        vlen--;
+    return vlen == strlen(want) && strncasecmp(v, want, vlen) == 0;
+}
+
+static int on_headers_complete(http_parser *p)
+{
+    struct conn *c = p->data;
+    struct req *r = c->req;
+    const struct config *cfg = c->w->cfg;
+
+    if (p->http_major != 1 || p->http_minor > 1) {
+        r->status = 505;
+        return -1;
+    }
+    size_t vlen;
+    const char *te = req_header(r, "transfer-encoding", 17, &vlen);
+    if (te && !value_is(te, vlen, "chunked")) {
+        r->status = 501;
+        return -1;
+    }
+    r->content_length = -1;
+    if (!(p->flags & F_CHUNKED) && p->content_length != ULLONG_MAX) {
+        if (p->content_length > cfg->max_body_size) {
+            r->status = 413;
+            return -1;
+        }
+        r->content_length = (int64_t)p->content_length;
+    }
+    r->method = (uint8_t)p->method;
+    r->http_minor = (uint8_t)p->http_minor;
+    r->is_head = p->method == HTTP_HEAD;
+    r->keep_alive = http_should_keep_alive(p) && !p->upgrade;
+
+    const char *ex = req_header(r, "expect", 6, &vlen);
+    bool has_body = (p->flags & F_CHUNKED) || r->content_length > 0;
+    if (ex && value_is(ex, vlen, "100-continue") && p->http_minor == 1 &&
+        has_body) {
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        outq_copy(c, cont, sizeof cont - 1);
+    }
+    c->flags &= (uint16_t)~CF_IN_HEAD;
+    update_timer(c, true);
+    return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t n)
+{
+    struct conn *c = p->data;
+    struct req *r = c->req;
+    if (r->body.len + n > c->w->cfg->max_body_size) {
+        r->status = 413;
+        return -1;
+    }
+    if (buf_append(&r->body, at, n) < 0)
+        return -1;
+    update_timer(c, true);
+    return 0;
+}
+
+static int on_message_complete(http_parser *p)
+{
+    struct conn *c = p->data;
+    c->flags |= CF_MSG_DONE;
+    http_parser_pause(p, 1); /* one request at a time: responses in order */
+    return 0;
+}
+
+static const http_parser_settings settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+/* ==== input ==== */
+
+void http_conn_init(struct conn *c)
+{
+    http_parser_init(&c->parser, HTTP_REQUEST);
+    c->parser.data = c;
+}
+
+static int parse_error_status(struct conn *c, enum http_errno e)
+{
+    if (c->req && c->req->status)
+        return c->req->status; /* set by a callback: 413, 414, 431, ... */
+    switch (e) {
+    case HPE_HEADER_OVERFLOW: return 431;
+    case HPE_INVALID_TRANSFER_ENCODING: return 501;
+    case HPE_INVALID_VERSION: return 505;
+    default: return 400;
+    }
+}
+
+static void run_request(struct conn *c)
+{
+    struct req *r = c->req;
+    c->state = CS_HANDLING;
+    r->dispatch = c->listener;
+    update_timer(c, false);
+    lrt_start(r); /* may finish at once (http_response_done) */
+}
+
+/* Parse and run requests from p[0..len) while the connection can take them.
+ * Returns bytes consumed; the caller keeps the rest. */
+static size_t run_input(struct conn *c, const char *p, size_t len)
+{
+    size_t off = 0;
+    while (off < len && c->state == CS_READING &&
+           outq_pending(c) < OUT_HIGH) {
+        size_t n = http_parser_execute(&c->parser, &settings, p + off,
+                                       len - off);
+        enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+        if (e == HPE_PAUSED) {
+            http_parser_pause(&c->parser, 0);
+        } else if (e != HPE_OK) {
+            http_error(c, parse_error_status(c, e));
+            return len;
+        }
+        off += n;
+        if (c->flags & CF_MSG_DONE) {
+            c->flags &= (uint16_t)~CF_MSG_DONE;
+            run_request(c);
+        } else if (n == 0) {
+            break;
+        }
+    }
+    if (c->state == CS_DRAINING || c->state == CS_LINGER ||
+        c->state >= CS_CLOSED)
+        return len; /* closing: the rest is discarded */
+    return off;
+}
+
+static void keep_input(struct conn *c, const char *p, size_t len)
+{
+    if (len == 0)
+        return;
+    if (buf_append(&c->in, p, len) < 0) {
+        log_err("out of memory buffering input: closing connection");
+        conn_close(c);
+        return;
+    }
+    if (c->in.len >= IN_LIMIT)
+        conn_pause_recv(c);
+}
+
+void http_on_data(struct conn *c, const char *p, size_t len)
+{
+    switch (c->state) {
+    case CS_READING:
+        if (c->in.len == 0) {
+            size_t n = run_input(c, p, len); /* parse in place: no copy */
+            keep_input(c, p + n, len - n);
+        } else {
+            keep_input(c, p, len);
+            http_process(c);
+        }
+        break;
+    case CS_HANDLING:
+        keep_input(c, p, len);
+        break;
+    default: /* draining, lingering or closed: input is discarded */
+        break;
+    }
+}
+
+void http_process(struct conn *c)
+{
+    if (c->state != CS_READING || c->in.len == 0)
+        return;
+    size_t n = run_input(c, c->in.data, c->in.len);
+    if (c->state >= CS_CLOSED)
+        return;
+    buf_consume(&c->in, n);
+    if (c->in.len < IN_LIMIT && (c->flags & CF_RECV_PAUSED))
+        conn_resume_recv(c);
+}
+
+void http_on_timeout(struct conn *c, enum tlist tl)
+{
+    if ((tl == TL_HEAD && (c->flags & CF_IN_HEAD)) || tl == TL_BODY)
+        http_error(c, 408);
+    else
+        conn_close(c); /* idle, no send progress, or linger over */
+}
+
+void http_on_sent(struct conn *c, bool all)
+{
+    struct req *r = c->req;
+    if (!all) { /* progress: restart the send timeout, wake a writer */
+        update_timer(c, true);
+        if (c->state == CS_HANDLING && r && r->wait == RW_DRAIN &&
+            outq_pending(c) <= OUT_LOW)
+            lrt_resume(r);
+        return;
+    }
+    switch (c->state) {
+    case CS_DRAINING:
+        /* Lingering close: shut our side, read until the client closes, so
+         * unread input doesn't turn into a reset that destroys the
+         * response in flight (nginx's lingering_close). */
+        shutdown(c->fd, SHUT_WR);
+        c->state = CS_LINGER;
+        c->in.len = 0;
+        if (c->flags & CF_RECV_PAUSED)
+            conn_resume_recv(c);
+        update_timer(c, true);
+        break;
+    case CS_HANDLING:
+        update_timer(c, true);
+        if (r && r->wait == RW_DRAIN)
+            lrt_resume(r);
+        break;
+    case CS_READING:
+        update_timer(c, false);
+        http_process(c);
+        break;
+    default:
+        break;
+    }
+}
+
+/* ==== requests ==== */
+
+const char *req_header(const struct req *r, const char *name, size_t nlen,
+                       size_t *vlen)
+{
+    for (unsigned i = 0; i < r->nhdrs; i++) {
+        const struct hdr *h = &r->hdrs[i];
+        if (h->nlen == nlen && h->vlen != UINT32_MAX &&
+            strncasecmp(r->head.data + h->name, name, nlen) == 0) {
+            *vlen = h->vlen;
+            return r->head.data + h->val;
+        }
+    }
+    return NULL;
+}
+
+/* ==== responses ==== */
+
+void http_head_begin(struct req *r, int status)
+{
+    char line[128];
+    int n = snprintf(line, sizeof line, "HTTP/1.1 %d %s\r\nServer: luring\r\n",
+                     status, http_reason(status));
+    r->status = status;
+    outq_copy(r->c, line, (size_t)n);
+    outq_copy(r->c, r->w->date, strlen(r->w->date));
+}
+
+static bool is_token(const char *s, size_t n)
+{
+    static const char *sep = "()<>@,;:\\\"/[]?={} \t";
+    if (n == 0)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] <= 32 || (unsigned char)s[i] >= 127 ||
+            strchr(sep, s[i]))
+            return false;
+    return true;
+}
+
+int http_head_add(struct req *r, const char *name, size_t nlen,
+                  const char *val, size_t vlen)
+{
+    if (!is_token(name, nlen) || memchr(val, '\r', vlen) ||
+        memchr(val, '\n', vlen) || memchr(val, '\0', vlen))
+        return -1;
+    struct conn *c = r->c;
+    outq_copy(c, name, nlen);
+    outq_copy(c, ": ", 2);
+    outq_copy(c, val, vlen);
+    outq_copy(c, "\r\n", 2);
+    return 0;
+}
+
+void http_head_end(struct req *r, int64_t content_length)
+{
+    struct conn *c = r->c;
+    char line[128];
+    int n = 0;
+    bool no_body = r->status < 200 || r->status == 204 || r->status == 304;
+    r->chunked = false;
+    r->resp_left = 0;
+    if (no_body) {
+        /* no framing */
+    } else if (content_length >= 0) {
+        n = snprintf(line, sizeof line, "Content-Length: %" PRId64 "\r\n",
+                     content_length);
+        r->resp_left = r->is_head ? 0 : content_length;
+    } else if (r->http_minor == 0) {
+        r->keep_alive = false; /* HTTP/1.0: the body ends at close */
+    } else {
+        n = snprintf(line, sizeof line, "Transfer-Encoding: chunked\r\n");
+        r->chunked = !r->is_head;
+    }
+    if ((c->flags & CF_CLOSE_AFTER) || c->w->stopping)
+        r->keep_alive = false;
+    if (!r->keep_alive)
+        n += snprintf(line + n, sizeof line - (size_t)n, "Connection: close\r\n");
+    else if (r->http_minor == 0)
+        n += snprintf(line + n, sizeof line - (size_t)n,
+                      "Connection: keep-alive\r\n");
+    n += snprintf(line + n, sizeof line - (size_t)n, "\r\n");
+    outq_copy(c, line, (size_t)n);
+    r->head_sent = true;
+}
+
+void http_body(struct req *r, const char *p, size_t len, seg_release_pt rel,
+               void *arg, intptr_t aux)
+{
+    struct conn *c = r->c;
+    if (len == 0 || r->is_head || r->status == 204 || r->status == 304) {
+        if (rel)
+            rel(r->w, arg, aux);
+        return;
+    }
+    if (r->chunked) {
+        char size[24];
+        int n = snprintf(size, sizeof size, "%zx\r\n", len);
+        outq_copy(c, size, (size_t)n);
+    } else if (r->resp_left > 0) {
+        r->resp_left -= (int64_t)len; /* < 0: more than announced */
+    }
+    if (rel)
+        outq_ref(c, p, len, rel, arg, aux);
+    else
+        outq_copy(c, p, len);
+    if (r->chunked)
+        outq_copy(c, "\r\n", 2);
+}
+
+void http_response_done(struct req *r)
+{
+    struct conn *c = r->c;
+    if (c == NULL) { /* client went away meanwhile */
+        req_put(r);
+        return;
+    }
+    if (r->chunked)
+        outq_copy(c, "0\r\n\r\n", 5);
+    if (r->resp_left != 0 && !r->is_head) {
+        log_warn("response body length differs from its Content-Length: "
+                 "closing connection");
+        r->keep_alive = false;
+    }
+    bool keep = r->keep_alive;
+    c->req = NULL;
+    req_put(r);
+    if (c->state >= CS_CLOSED)
+        return;
+    if (!keep) {
+        c->state = CS_DRAINING;
+        c->in.len = 0;
+    } else {
+        c->state = CS_READING;
+    }
+    /* Pipelined input left in c->in is parsed by the caller: run_input's
+     * loop when the handler finished at once, lrt_resume otherwise. */
+    update_timer(c, true);
+}
+
+void http_response_abort(struct req *r)
+{
+    struct conn *c = r->c;
+    c->req = NULL;
+    req_put(r);
+    conn_close(c);
+}

@@ -1,0 +1,94 @@
+/* loop.h - one io_uring per worker thread. The only module that includes
+ * liburing.h: HTTP, Lua and cache code ask it for operations by user_data and
+ * get completions back through one dispatcher, so they can be tested without
+ * a ring. */
+#ifndef LURING_LOOP_H
+#define LURING_LOOP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+struct loop;
+
+/* user_data layout, the same for every operation:
+ *   [63..56] op     what completed (enum in the module that armed it)
+ *   [55..32] gen    generation of the slot when armed (24 bits); a completion
+ *                   whose gen no longer matches its slot is stale and dropped
+ *   [31..0]  index  slot index (connection, request, listener, ...) */
+#define UD_MAKE(op, gen, idx)                                                  \
+    (((uint64_t)(op) << 56) | (((uint64_t)(gen)&0xffffffu) << 32) |           \
+     (uint64_t)(uint32_t)(idx))
+#define UD_OP(ud)  ((unsigned)((ud) >> 56))
+#define UD_GEN(ud) ((uint32_t)(((ud) >> 32) & 0xffffffu))
+#define UD_IDX(ud) ((uint32_t)(ud))
+#define GEN_MASK   0xffffffu
+
+/* A completion as the loop hands it to the dispatcher. */
+struct loop_cqe {
+    uint64_t ud;
+    int32_t res;       /* bytes / fd / 0, or -errno */
+    bool more;         /* multishot op stays armed (IORING_CQE_F_MORE) */
+    bool has_buf;      /* res bytes landed in provided buffer `bid` */
+    uint16_t bid;
+};
+
+/* Called once per completion. */
+typedef void (*loop_cqe_pt)(void *ctx, const struct loop_cqe *c);
+/* Called once per iteration before the ring is submitted ("before sleep"):
+ * flush sends, re-arm receives. */
+typedef void (*loop_before_pt)(void *ctx);
+
+struct loop_config {
+    unsigned entries;   /* SQ size; the CQ gets 8x */
+    unsigned nbufs;     /* provided receive buffers (power of two) */
+    unsigned buf_size;  /* bytes each */
+};
+
+struct loop_ts {        /* same layout as struct __kernel_timespec */
+    int64_t tv_sec;
+    long long tv_nsec;
+};
+
+/** Create a ring and its provided-buffer ring. Returns NULL and fills err
+ * (a sentence naming the cause, e.g. io_uring disabled) on failure. Must be
+ * called on the thread that will run the loop (SINGLE_ISSUER). */
+struct loop *loop_new(const struct loop_config *cfg, char *err, size_t errlen);
+void loop_free(struct loop *l);
+
+/** Run until loop_stop(): submit once per iteration, wait only when idle. */
+void loop_run(struct loop *l, loop_cqe_pt on_cqe, loop_before_pt before,
+              void *ctx);
+void loop_stop(struct loop *l);
+
+/* Operations. None can fail: when the SQ is full it is submitted first.
+ * Memory passed in (msghdr, buffers, timespec) belongs to the kernel until
+ * the operation's completion arrives; the caller keeps it alive. */
+void loop_accept_multishot(struct loop *l, int fd, uint64_t ud);
+void loop_recv_multishot(struct loop *l, int fd, uint64_t ud);
+void loop_send(struct loop *l, int fd, const void *buf, size_t len,
+               uint64_t ud);
+void loop_sendmsg(struct loop *l, int fd, const struct msghdr *msg,
+                  uint64_t ud);
+void loop_read(struct loop *l, int fd, void *buf, size_t len, uint64_t off,
+               uint64_t ud);
+void loop_connect(struct loop *l, int fd, const struct sockaddr *sa,
+                  socklen_t salen, uint64_t ud);
+void loop_timeout(struct loop *l, const struct loop_ts *ts, uint64_t ud);
+/** Cancel the operation(s) armed with user_data `target`; the cancel's own
+ * completion is reported with `ud`. */
+void loop_cancel(struct loop *l, uint64_t target, uint64_t ud);
+void loop_close(struct loop *l, int fd, uint64_t ud);
+
+/** Provided receive buffer `bid` (valid until recycled). */
+char *loop_buf(struct loop *l, uint16_t bid);
+/** Give buffer `bid` back to the kernel. */
+void loop_buf_recycle(struct loop *l, uint16_t bid);
+
+/** Monotonic milliseconds, refreshed once per loop iteration. */
+int64_t loop_now(const struct loop *l);
+/** Refresh and return loop_now() (after slow work inside an iteration). */
+int64_t loop_update_time(struct loop *l);
+
+#endif

@@ -1,0 +1,627 @@
+/* lua_rt.c - LuaJIT embedding: loads the script, runs each request's
+ * handler as a coroutine (pooled threads), and implements the yielding C
+ * bindings (luring.sleep, req:write). Bindings are leaves: they return at
+ * once or `return lua_yield(L, 0)`; the worker resumes the coroutine when
+ * the io_uring completion arrives. */
+#define _GNU_SOURCE
+#include <ctype.h>
+#include <lauxlib.h>
+#include <lualib.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "lua_embed.h"
+#include "server.h"
+
+#define COPY_MAX (16 * 1024)   /* smaller bodies are copied, larger ones
+                                  referenced (Lua strings don't move) */
+#define OUT_HIGH (256 * 1024)  /* req:write() yields above this */
+
+/* The worker running on this thread (NULL in the start-up check state). */
+static __thread struct worker *cur_worker;
+
+/* ==== request objects ==== */
+
+/* Request tables hold [1] = struct req* and [2] = its generation, so a table
+ * kept past its request is refused instead of reaching a reused slot. */
+static struct req *check_req(lua_State *L, int idx)
+{
+    luaL_checktype(L, idx, LUA_TTABLE);
+    lua_rawgeti(L, idx, 1);
+    lua_rawgeti(L, idx, 2);
+    struct req *r = lua_touserdata(L, -2);
+    lua_Integer gen = lua_tointeger(L, -1);
+    lua_pop(L, 2);
+    if (r == NULL)
+        luaL_argerror(L, idx, "request expected");
+    if ((lua_Integer)r->gen != gen || !r->running)
+        luaL_error(L, "request is no longer active");
+    return r;
+}
+
+static int l_req_header(lua_State *L)
+{
+    struct req *r = check_req(L, 1);
+    size_t nlen, vlen;
+    const char *name = luaL_checklstring(L, 2, &nlen);
+    const char *v = req_header(r, name, nlen, &vlen);
+    if (v == NULL)
+        return 0;
+    lua_pushlstring(L, v, vlen);
+    return 1;
+}
+
+static int l_req_headers(lua_State *L)
+{
+    struct req *r = check_req(L, 1);
+    char name[256];
+    lua_createtable(L, 0, (int)r->nhdrs);
+    for (unsigned i = 0; i < r->nhdrs; i++) {
+        const struct hdr *h = &r->hdrs[i];
+        if (h->vlen == UINT32_MAX || h->nlen >= sizeof name)
+            continue;
+        for (uint32_t k = 0; k < h->nlen; k++)
+            name[k] = (char)tolower((unsigned char)r->head.data[h->name + k]);
+        lua_pushlstring(L, name, h->nlen);
+        lua_pushvalue(L, -1);
+        lua_rawget(L, -3);
+        if (lua_isnil(L, -1)) { /* first: name = value */
+            lua_pop(L, 1);
+            lua_pushlstring(L, r->head.data + h->val, h->vlen);
+        } else {                /* repeated: values joined with ", " */
+            lua_pushliteral(L, ", ");
+            lua_pushlstring(L, r->head.data + h->val, h->vlen);
+            lua_concat(L, 3);
+        }
+        lua_rawset(L, -3);
+    }
+    return 1;
+}
+
+static int l_req_body(lua_State *L)
+{
+    struct req *r = check_req(L, 1);
+    lua_pushlstring(L, r->body.data ? r->body.data : "", r->body.len);
+    return 1;
+}
+
+void lrt_unref(struct worker *w, void *arg, intptr_t ref)
+{
+    luaL_unref(w->L, LUA_REGISTRYINDEX, (int)ref);
+}
+
+/* Queue the string at stack index idx as body bytes. */
+static void queue_body(lua_State *L, struct req *r, int idx)
+{
+    size_t len;
+    const char *p = lua_tolstring(L, idx, &len);
+    if (p == NULL || len == 0)
+        return;
+    if (len <= COPY_MAX) {
+        http_body(r, p, len, NULL, NULL, 0);
+    } else {
+        /* the send reads the Lua string itself: keep it referenced until
+         * the send completes (lrt_unref runs then) */
+        lua_pushvalue(L, idx);
+        int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        http_body(r, p, len, lrt_unref, NULL, ref);
+    }
+}
+
+/* Write the head: status, the handler's headers (table at idx or none),
+ * framing. `body_len` < 0: streamed (chunked unless a Content-Length is
+ * given). Returns 0, or -1 with an error message pushed. */
+static int write_head(lua_State *L, struct req *r, int status, int idx,
+                      int64_t body_len, bool default_ctype)
+{
+    bool has_ctype = false;
+    int64_t user_len = -1;
+    http_head_begin(r, status);
+    if (idx && lua_istable(L, idx)) {
+        lua_pushnil(L);
+        while (lua_next(L, idx)) {
+            size_t nlen, vlen;
+            if (lua_type(L, -2) != LUA_TSTRING) {
+                lua_pop(L, 1);
+                continue;
+            }
+            const char *name = lua_tolstring(L, -2, &nlen);
+            const char *v = lua_tolstring(L, -1, &vlen); /* numbers too */
+            if (v == NULL) {
+                lua_pushfstring(L, "header '%s': string or number expected",
+                                name);
+                return -1;
+            }
+            if (strcasecmp(name, "content-length") == 0) {
+                user_len = strtoll(v, NULL, 10);
+            } else if (strcasecmp(name, "connection") == 0) {
+                if (strncasecmp(v, "close", 5) == 0)
+                    r->keep_alive = false;
+            } else if (strcasecmp(name, "transfer-encoding") == 0) {
+                /* framing is the server's business */
+            } else {
+                if (strcasecmp(name, "content-type") == 0)
+                    has_ctype = true;
+                if (http_head_add(r, name, nlen, v, vlen) < 0) {
+                    lua_pushfstring(L, "invalid header '%s'", name);
+                    return -1;
+                }
+            }
+            lua_pop(L, 1);
+        }
+    }
+    if (default_ctype && !has_ctype)
+        http_head_add(r, "Content-Type", 12, "text/plain", 10);
+    http_head_end(r, body_len >= 0 ? body_len : user_len);
+    return 0;
+}
+
+static int check_status(lua_State *L, int idx)
+{
+    lua_Number n = luaL_checknumber(L, idx);
+    if (n != floor(n) || n < 100 || n > 599)
+        luaL_argerror(L, idx, "status must be an integer from 100 to 599");
+    return (int)n;
+}
+
+static int l_req_start(lua_State *L)
+{
+    struct req *r = check_req(L, 1);
+    int status = lua_isnoneornil(L, 2) ? 200 : check_status(L, 2);
+    if (r->head_sent)
+        return luaL_error(L, "response already started");
+    if (r->c == NULL) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "closed");
+        return 2;
+    }
+    if (!lua_isnoneornil(L, 3))
+        luaL_checktype(L, 3, LUA_TTABLE);
+    if (write_head(L, r, status, lua_istable(L, 3) ? 3 : 0, -1, false) < 0)
+        return lua_error(L);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_req_write(lua_State *L)
+{
+    struct req *r = check_req(L, 1);
+    luaL_checkstring(L, 2);
+    if (r->c == NULL) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "closed");
+        return 2;
+    }
+    if (!r->head_sent && write_head(L, r, 200, 0, -1, false) < 0)
+        return lua_error(L);
+    queue_body(L, r, 2);
+    if (outq_pending(r->c) > OUT_HIGH && cur_worker->cur == r &&
+        L == r->co) {
+        r->wait = RW_DRAIN; /* resumed with true once the queue drains */
+        return lua_yield(L, 0);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* ==== luring.core ==== */
+
+static int l_sleep(lua_State *L)
+{
+    struct worker *w = cur_worker;
+    lua_Number ms = luaL_checknumber(L, 1);
+    if (ms < 0 || ms != ms)
+        return luaL_argerror(L, 1, "milliseconds >= 0 expected");
+    if (w == NULL || w->cur == NULL || w->cur->co != L)
+        return luaL_error(L, "luring.sleep: only inside a request handler "
+                             "(not the main chunk or a coroutine it made)");
+    struct req *r = w->cur;
+    r->ts.tv_sec = (int64_t)(ms / 1000);
+    r->ts.tv_nsec = (long long)((ms - (lua_Number)r->ts.tv_sec * 1000) * 1e6);
+    loop_timeout(w->loop, &r->ts, UD_MAKE(OP_SLEEP, r->gen, r->idx));
+    r->wait = RW_SLEEP;
+    return lua_yield(L, 0);
+}
+
+static int l_now(lua_State *L)
+{
+    if (cur_worker) {
+        lua_pushnumber(L, (lua_Number)loop_now(cur_worker->loop));
+    } else {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        lua_pushnumber(L, (lua_Number)ts.tv_sec * 1e3 +
+                              (lua_Number)ts.tv_nsec / 1e6);
+    }
+    return 1;
+}
+
+static int l_log(lua_State *L)
+{
+    static const char *levels[] = {"err", "warn", "info", "debug", NULL};
+    int lvl = luaL_checkoption(L, 1, NULL, levels);
+    int n = lua_gettop(L);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (int i = 2; i <= n; i++) {
+        lua_getglobal(L, "tostring");
+        lua_pushvalue(L, i);
+        lua_call(L, 1, 1);
+        luaL_addvalue(&b);
+    }
+    luaL_pushresult(&b);
+    log_msg(lvl == 0 ? "error" : levels[lvl], "%s", lua_tostring(L, -1));
+    return 0;
+}
+
+static const luaL_Reg core_funcs[] = {
+    {"sleep", l_sleep},
+    {"now", l_now},
+    {"log", l_log},
+    {NULL, NULL},
+};
+
+static const luaL_Reg req_methods[] = {
+    {"header", l_req_header},
+    {"headers", l_req_headers},
+    {"body", l_req_body},
+    {"start", l_req_start},
+    {"write", l_req_write},
+    {NULL, NULL},
+};
+
+static int luaopen_luring_core(lua_State *L)
+{
+    lua_newtable(L);
+    luaL_register(L, NULL, core_funcs);
+    /* request metatable, kept by luring.core._req_mt (and a registry ref) */
+    lua_newtable(L);
+    lua_newtable(L);
+    luaL_register(L, NULL, req_methods);
+    lua_setfield(L, -2, "__index");
+    lua_setfield(L, -2, "_req_mt");
+    return 1;
+}
+
+/* ==== loading ==== */
+
+static int traceback(lua_State *L)
+{
+    const char *msg = lua_tostring(L, 1);
+    lua_getglobal(L, "debug");
+    lua_getfield(L, -1, "traceback");
+    lua_pushstring(L, msg ? msg : "(error object is not a string)");
+    lua_pushinteger(L, 2);
+    lua_call(L, 2, 1);
+    return 1;
+}
+
+lua_State *lrt_open(const char *script, char *err, size_t errlen)
+{
+    lua_State *L = luaL_newstate();
+    if (L == NULL) {
+        snprintf(err, errlen, "cannot create a Lua state (out of memory)");
+        return NULL;
+    }
+    luaL_openlibs(L);
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "preload");
+    lua_pushcfunction(L, luaopen_luring_core);
+    lua_setfield(L, -2, "luring.core");
+    for (const struct lua_embed *e = lua_embedded; e->name; e++) {
+        char chunk[128];
+        snprintf(chunk, sizeof chunk, "=[luring %s]", e->name);
+        if (luaL_loadbuffer(L, e->src, e->len, chunk) != 0) {
+            snprintf(err, errlen, "embedded module %s: %s", e->name,
+                     lua_tostring(L, -1));
+            lua_close(L);
+            return NULL;
+        }
+        lua_setfield(L, -2, e->name);
+    }
+    lua_pop(L, 2);
+
+    lua_pushcfunction(L, traceback);
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "luring");
+    if (lua_pcall(L, 1, 1, -3) != 0)
+        goto fail;
+    lua_setglobal(L, "luring");
+    if (luaL_loadfile(L, script) != 0 || lua_pcall(L, 0, 0, -2) != 0)
+        goto fail;
+    lua_pop(L, 1);
+    return L;
+
+fail:
+    snprintf(err, errlen, "%s", lua_tostring(L, -1));
+    lua_close(L);
+    return NULL;
+}
+
+static int get_luring_field(lua_State *L, const char *name)
+{
+    lua_getglobal(L, "luring");
+    lua_getfield(L, -1, name);
+    lua_remove(L, -2);
+    return lua_type(L, -1);
+}
+
+int lrt_read_config(lua_State *L, struct config *cfg, char *err,
+                    size_t errlen)
+{
+    static const struct {
+        const char *name;
+        int kind; /* 0 count, 1 seconds -> ms, 2 bytes */
+    } keys[] = {
+        {"workers", 0},         {"max_connections", 0},
+        {"header_timeout", 1},  {"idle_timeout", 1},
+        {"body_timeout", 1},    {"send_timeout", 1},
+        {"max_header_size", 2}, {"max_uri_size", 2},
+        {"max_body_size", 2},
+    };
+    get_luring_field(L, "_config");
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        lua_getfield(L, -1, keys[i].name);
+        if (lua_isnil(L, -1)) {
+            lua_pop(L, 1);
+            continue;
+        }
+        lua_Number v = lua_tonumber(L, -1);
+        lua_pop(L, 1);
+        if (!(v > 0) || v > 1e12) {
+            snprintf(err, errlen, "luring.config: %s must be a positive number",
+                     keys[i].name);
+            lua_pop(L, 1);
+            return -1;
+        }
+        const char *k = keys[i].name;
+        if (!strcmp(k, "workers")) cfg->workers = (unsigned)v;
+        else if (!strcmp(k, "max_connections")) cfg->max_connections = (unsigned)v;
+        else if (!strcmp(k, "header_timeout")) cfg->header_timeout_ms = (int64_t)(v * 1000);
+        else if (!strcmp(k, "idle_timeout")) cfg->idle_timeout_ms = (int64_t)(v * 1000);
+        else if (!strcmp(k, "body_timeout")) cfg->body_timeout_ms = (int64_t)(v * 1000);
+        else if (!strcmp(k, "send_timeout")) cfg->send_timeout_ms = (int64_t)(v * 1000);
+        else if (!strcmp(k, "max_header_size")) cfg->max_header_size = (size_t)v;
+        else if (!strcmp(k, "max_uri_size")) cfg->max_uri_size = (size_t)v;
+        else if (!strcmp(k, "max_body_size")) cfg->max_body_size = (size_t)v;
+    }
+    lua_pop(L, 1);
+    return 0;
+}
+
+int lrt_listeners(lua_State *L, int (*fn)(void *ud, const char *addr, int ref),
+                  void *ud, char *err, size_t errlen)
+{
+    int count = 0;
+    get_luring_field(L, "_apps");
+    int napps = (int)lua_objlen(L, -1);
+    for (int i = 1; i <= napps; i++) {
+        lua_rawgeti(L, -1, i);
+        lua_getfield(L, -1, "listeners");
+        int nl = (int)lua_objlen(L, -1);
+        for (int j = 1; j <= nl; j++) {
+            lua_rawgeti(L, -1, j);
+            const char *addr = lua_tostring(L, -1);
+            lua_pop(L, 1);
+            lua_pushvalue(L, -2); /* the app */
+            int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+            if (fn(ud, addr, ref) < 0) {
+                lua_pop(L, 3);
+                return -1;
+            }
+            count++;
+        }
+        lua_pop(L, 2);
+    }
+    lua_pop(L, 1);
+    if (count == 0) {
+        snprintf(err, errlen, "the script declares no listener: use "
+                              "luring.app():listen(\"127.0.0.1:8080\")");
+        return -1;
+    }
+    return count;
+}
+
+void lrt_bind_worker(struct worker *w)
+{
+    lua_State *L = w->L;
+    cur_worker = w;
+    get_luring_field(L, "_entry");
+    w->entry_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "loaded");
+    lua_getfield(L, -1, "luring.core");
+    lua_getfield(L, -1, "_req_mt");
+    w->req_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pop(L, 3);
+}
+
+/* ==== running handlers ==== */
+
+static void push_req(lua_State *co, struct req *r)
+{
+    lua_createtable(co, 2, 6);
+    lua_pushlightuserdata(co, r);
+    lua_rawseti(co, -2, 1);
+    lua_pushinteger(co, (lua_Integer)r->gen);
+    lua_rawseti(co, -2, 2);
+    lua_pushstring(co, http_method_str((enum http_method)r->method));
+    lua_setfield(co, -2, "method");
+    const char *url = r->head.data;
+    const char *q = memchr(url, '?', r->url_len);
+    size_t plen = q ? (size_t)(q - url) : r->url_len;
+    lua_pushlstring(co, url, plen);
+    lua_setfield(co, -2, "path");
+    if (q) {
+        lua_pushlstring(co, q + 1, r->url_len - plen - 1);
+        lua_setfield(co, -2, "query");
+    }
+    lua_pushstring(co, r->http_minor ? "1.1" : "1.0");
+    lua_setfield(co, -2, "version");
+    lua_rawgeti(co, LUA_REGISTRYINDEX, r->w->req_mt_ref);
+    lua_setmetatable(co, -2);
+}
+
+void lrt_drop_thread(struct req *r)
+{
+    if (r->co_ref != LUA_NOREF)
+        luaL_unref(r->w->L, LUA_REGISTRYINDEX, r->co_ref);
+    r->co = NULL;
+    r->co_ref = LUA_NOREF;
+}
+
+static void respond_500(struct req *r)
+{
+    static const char body[] = "Internal Server Error\n";
+    http_head_begin(r, 500);
+    http_head_add(r, "Content-Type", 12, "text/plain", 10);
+    http_head_end(r, sizeof body - 1);
+    http_body(r, body, sizeof body - 1, NULL, NULL, 0);
+    http_response_done(r);
+}
+
+static void fail(struct req *r, const char *msg)
+{
+    log_err("handler failed: %s", msg);
+    if (r->c == NULL)
+        req_put(r);
+    else if (r->head_sent)
+        http_response_abort(r);
+    else
+        respond_500(r);
+}
+
+/* The handler returned: co holds ok, results... (from luring._entry). */
+static void finish(struct req *r, lua_State *co)
+{
+    if (!lua_toboolean(co, 1)) {
+        fail(r, lua_tostring(co, 2) ? lua_tostring(co, 2) : "(no message)");
+        return;
+    }
+    if (r->c == NULL) {
+        req_put(r);
+        return;
+    }
+    if (r->head_sent) {
+        http_response_done(r);
+        return;
+    }
+    int top = lua_gettop(co);
+    int status = 200, hidx = 0, bidx = 0;
+    bool plain = false;
+    if (top >= 2) {
+        switch (lua_type(co, 2)) {
+        case LUA_TNUMBER: {
+            lua_Number n = lua_tonumber(co, 2);
+            if (n != floor(n) || n < 100 || n > 599) {
+                fail(r, lua_pushfstring(co, "invalid status %s returned",
+                                        lua_tostring(co, 2)));
+                return;
+            }
+            status = (int)n;
+            if (top >= 3 && lua_istable(co, 3))
+                hidx = 3;
+            else if (top >= 3 && !lua_isnil(co, 3)) {
+                fail(r, "headers (2nd return value) must be a table or nil");
+                return;
+            }
+            if (top >= 4 && !lua_isnil(co, 4)) {
+                if (!lua_isstring(co, 4)) {
+                    fail(r, "body (3rd return value) must be a string");
+                    return;
+                }
+                bidx = 4;
+            }
+            break;
+        }
+        case LUA_TSTRING:
+            bidx = 2;
+            plain = true;
+            break;
+        case LUA_TNIL:
+            break;
+        default:
+            fail(r, lua_pushfstring(co, "handler returned a %s; expected "
+                                        "status, headers, body",
+                                    luaL_typename(co, 2)));
+            return;
+        }
+    }
+    size_t blen = 0;
+    if (bidx)
+        lua_tolstring(co, bidx, &blen);
+    if (write_head(co, r, status, hidx, (int64_t)blen, plain) < 0) {
+        /* the head is partly queued: the connection can't be reused */
+        log_err("handler failed: %s", lua_tostring(co, -1));
+        http_response_abort(r);
+        return;
+    }
+    if (bidx)
+        queue_body(co, r, bidx);
+    http_response_done(r);
+}
+
+/* Resume co with nargs values on its stack; handle every outcome. */
+static void run(struct req *r, int nargs)
+{
+    struct worker *w = r->w;
+    lua_State *co = r->co;
+    r->wait = RW_NONE;
+    w->cur = r;
+    int st = lua_resume(co, nargs);
+    w->cur = NULL;
+    if (st == LUA_YIELD) {
+        if (r->wait != RW_NONE)
+            return; /* parked until its completion */
+        lrt_drop_thread(r);
+        r->running = false;
+        fail(r, "handler yielded outside a luring call (coroutine.yield "
+                "across the handler is not allowed)");
+    } else if (st == 0) {
+        r->running = false;
+        finish(r, co);
+        lua_settop(co, 0); /* the thread is reused by the next request */
+    } else {
+        const char *msg = lua_tostring(co, -1);
+        char copy[512];
+        snprintf(copy, sizeof copy, "%s", msg ? msg : "(no message)");
+        lrt_drop_thread(r);
+        r->running = false;
+        fail(r, copy);
+    }
+}
+
+void lrt_start(struct req *r)
+{
+    struct worker *w = r->w;
+    lua_State *L = w->L;
+    if (r->co == NULL) {
+        r->co = lua_newthread(L);
+        r->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    lua_State *co = r->co;
+    lua_rawgeti(co, LUA_REGISTRYINDEX, w->entry_ref);
+    lua_rawgeti(co, LUA_REGISTRYINDEX, w->ls[r->dispatch].dispatch_ref);
+    push_req(co, r);
+    r->running = true;
+    run(r, 2);
+}
+
+void lrt_resume(struct req *r)
+{
+    struct conn *c = r->c;
+    uint32_t cgen = c ? c->gen : 0;
+    int nargs = 0;
+    if (r->wait == RW_DRAIN) {
+        lua_pushboolean(r->co, 1); /* req:write() returns true */
+        nargs = 1;
+    }
+    run(r, nargs);
+    /* the response may be complete now: parse pipelined input */
+    if (c && c->gen == cgen && c->state == CS_READING)
+        http_process(c);
+}

@@ -1,0 +1,204 @@
+/* main.c - `luring [options] script.lua`: checks the script, starts the
+ * workers (one io_uring and one Lua state each) and waits for a signal. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <getopt.h>
+#include <lua.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "server.h"
+
+#define LURING_VERSION "0.1.0"
+
+struct thread {
+    struct worker w;
+    pthread_t tid;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int state; /* 0 starting, 1 running, -1 failed */
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: luring [options] script.lua\n"
+            "  --listen ADDR   override the script's listen address "
+            "(host:port, [v6]:port)\n"
+            "  --workers N     worker threads (default: script, else 1)\n"
+            "  --check         load the script, report errors, exit\n"
+            "  --version       print the version\n"
+            "  --help          this text\n");
+}
+
+static void set_state(struct thread *t, int state)
+{
+    pthread_mutex_lock(&t->mu);
+    t->state = state;
+    pthread_cond_signal(&t->cv);
+    pthread_mutex_unlock(&t->mu);
+}
+
+static void *thread_main(void *arg)
+{
+    struct thread *t = arg;
+    if (worker_run(&t->w) < 0) {
+        set_state(t, -1);
+        return NULL;
+    }
+    if (t->w.id == 0)
+        for (unsigned i = 0; i < t->w.nls; i++)
+            log_info("listening on %s", t->w.ls[i].addr);
+    set_state(t, 1);
+    worker_loop(&t->w);
+    return NULL;
+}
+
+static int count_listener(void *ud, const char *addr, int ref)
+{
+    (void)addr;
+    (void)ref;
+    (*(int *)ud)++;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"listen", required_argument, NULL, 'l'},
+        {"workers", required_argument, NULL, 'w'},
+        {"check", no_argument, NULL, 'c'},
+        {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *listen = NULL;
+    long workers = 0;
+    bool check = false;
+    int ch;
+    while ((ch = getopt_long(argc, argv, "hV", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'l': listen = optarg; break;
+        case 'w':
+            workers = strtol(optarg, NULL, 10);
+            if (workers < 1 || workers > 256) {
+                fprintf(stderr, "luring: --workers takes 1 to 256\n");
+                return 1;
+            }
+            break;
+        case 'c': check = true; break;
+        case 'V': printf("luring %s\n", LURING_VERSION); return 0;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 1;
+        }
+    }
+    if (optind != argc - 1) {
+        usage(stderr);
+        return 1;
+    }
+    const char *script = argv[optind];
+
+    /* Load once here to report script errors and read the configuration
+     * before any thread starts; each worker then loads its own state. */
+    char err[1024];
+    lua_State *L = lrt_open(script, err, sizeof err);
+    if (L == NULL) {
+        fprintf(stderr, "luring: %s\n", err);
+        return 1;
+    }
+    struct config cfg;
+    config_defaults(&cfg);
+    int nls = 0;
+    if (lrt_read_config(L, &cfg, err, sizeof err) < 0 ||
+        lrt_listeners(L, count_listener, &nls, err, sizeof err) < 0) {
+        fprintf(stderr, "luring: %s: %s\n", script, err);
+        lua_close(L);
+        return 1;
+    }
+    lua_close(L);
+    if (listen && nls > 1) {
+        fprintf(stderr, "luring: --listen needs a script with one listener "
+                        "(this one has %d)\n", nls);
+        return 1;
+    }
+    if (check) {
+        printf("luring: %s: ok\n", script);
+        return 0;
+    }
+    if (workers)
+        cfg.workers = (unsigned)workers;
+
+    /* Signals are taken by this thread only (sigwait below). */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    struct thread *th = calloc(cfg.workers, sizeof *th);
+    if (th == NULL) {
+        fprintf(stderr, "luring: out of memory\n");
+        return 1;
+    }
+    int rc = 0;
+    unsigned started = 0;
+    for (unsigned i = 0; i < cfg.workers; i++, started++) {
+        struct thread *t = &th[i];
+        t->w.id = i;
+        t->w.cfg = &cfg;
+        t->w.script = script;
+        t->w.listen_override = listen;
+        t->w.wake_fd = eventfd(0, EFD_CLOEXEC);
+        pthread_mutex_init(&t->mu, NULL);
+        pthread_cond_init(&t->cv, NULL);
+        if (t->w.wake_fd < 0 ||
+            pthread_create(&t->tid, NULL, thread_main, t) != 0) {
+            fprintf(stderr, "luring: cannot start worker: %s\n",
+                    strerror(errno));
+            rc = 1;
+            break;
+        }
+        pthread_mutex_lock(&t->mu);
+        while (t->state == 0)
+            pthread_cond_wait(&t->cv, &t->mu);
+        pthread_mutex_unlock(&t->mu);
+        if (t->state < 0) {
+            fprintf(stderr, "luring: %s\n", t->w.err);
+            rc = 1;
+            started++;
+            break;
+        }
+    }
+
+    while (rc == 0) {
+        int sig;
+        if (sigwait(&set, &sig) != 0)
+            continue;
+        if (sig == SIGHUP) {
+            log_info("SIGHUP: reload is not supported yet; ignored");
+            continue;
+        }
+        log_info("%s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        break;
+    }
+
+    for (unsigned i = 0; i < started; i++) {
+        uint64_t one = 1;
+        if (th[i].state > 0 && write(th[i].w.wake_fd, &one, sizeof one) < 0)
+            log_err("cannot wake worker %u: %s", i, strerror(errno));
+    }
+    for (unsigned i = 0; i < started; i++) {
+        pthread_join(th[i].tid, NULL);
+        worker_cleanup(&th[i].w);
+        close(th[i].w.wake_fd);
+    }
+    free(th);
+    return rc;
+}

@@ -1,0 +1,590 @@
+/* worker.c - a worker thread: its ring, Lua state and listeners; the
+ * completion dispatcher; connection and request slots; timer lists. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <lauxlib.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "server.h"
+
+#define TICK_MS    100
+#define LINGER_MS  2000
+#define KEEP_IN    (16 * 1024)
+
+void config_defaults(struct config *cfg)
+{
+    cfg->workers = 1;
+    cfg->max_connections = 10000;
+    cfg->header_timeout_ms = 10000;
+    cfg->idle_timeout_ms = 60000;
+    cfg->body_timeout_ms = 60000;
+    cfg->send_timeout_ms = 60000;
+    cfg->max_header_size = 8192;
+    cfg->max_uri_size = 4096;
+    cfg->max_body_size = 1 << 20;
+}
+
+/* ==== timers ==== */
+
+static void tl_remove(struct conn *c)
+{
+    struct worker *w = c->w;
+    if (c->tl == TL_NONE)
+        return;
+    if (c->tprev)
+        c->tprev->tnext = c->tnext;
+    else
+        w->tl_head[c->tl] = c->tnext;
+    if (c->tnext)
+        c->tnext->tprev = c->tprev;
+    else
+        w->tl_tail[c->tl] = c->tprev;
+    c->tprev = c->tnext = NULL;
+    c->tl = TL_NONE;
+}
+
+void conn_touch(struct conn *c, enum tlist tl)
+{
+    struct worker *w = c->w;
+    tl_remove(c);
+    if (tl == TL_NONE)
+        return;
+    c->tl = tl;
+    c->deadline = loop_now(w->loop) + w->tl_timeout[tl];
+    c->tprev = w->tl_tail[tl];
+    c->tnext = NULL;
+    if (w->tl_tail[tl])
+        w->tl_tail[tl]->tnext = c;
+    else
+        w->tl_head[tl] = c;
+    w->tl_tail[tl] = c;
+}
+
+static void refresh_date(struct worker *w)
+{
+    time_t now = time(NULL);
+    if (now == w->date_sec)
+        return;
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(w->date, sizeof w->date, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n",
+             &tm);
+    w->date_sec = now;
+}
+
+static void arm_tick(struct worker *w)
+{
+    w->tick_ts.tv_sec = 0;
+    w->tick_ts.tv_nsec = TICK_MS * 1000000LL;
+    loop_timeout(w->loop, &w->tick_ts, UD_MAKE(OP_TICK, 0, 0));
+}
+
+static void on_tick(struct worker *w)
+{
+    int64_t now = loop_now(w->loop);
+    refresh_date(w);
+    for (int tl = TL_HEAD; tl < TL_N; tl++) {
+        struct conn *c;
+        while ((c = w->tl_head[tl]) != NULL && c->deadline <= now) {
+            tl_remove(c);
+            http_on_timeout(c, (enum tlist)tl);
+        }
+    }
+    if (!w->stopping)
+        arm_tick(w);
+}
+
+/* ==== connection slots ==== */
+
+struct conn *worker_conn(struct worker *w, uint32_t idx)
+{
+    return idx < w->nslots ? w->conns[idx] : NULL;
+}
+
+static struct conn *conn_alloc(struct worker *w)
+{
+    struct conn *c = w->free_conns;
+    if (c) {
+        w->free_conns = c->next_free;
+        return c;
+    }
+    if ((w->nslots & (w->nslots - 1)) == 0) { /* grow at powers of two */
+        unsigned cap = w->nslots ? w->nslots * 2 : 64;
+        struct conn **p = realloc(w->conns, cap * sizeof *p);
+        if (p == NULL)
+            return NULL;
+        w->conns = p;
+    }
+    c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return NULL;
+    c->idx = w->nslots;
+    c->w = w;
+    c->fd = -1;
+    w->conns[w->nslots++] = c;
+    return c;
+}
+
+static void arm_recv(struct conn *c)
+{
+    loop_recv_multishot(c->w->loop, c->fd, UD_MAKE(OP_RECV, c->gen, c->idx));
+    c->flags |= CF_RECV_ARMED;
+    c->inflight++;
+}
+
+static void schedule_rearm(struct conn *c)
+{
+    if (c->flags & CF_RECV_REARM)
+        return;
+    c->flags |= CF_RECV_REARM;
+    c->next_rearm = c->w->rearm;
+    c->w->rearm = c;
+}
+
+void conn_mark_dirty(struct conn *c)
+{
+    if (c->flags & CF_DIRTY)
+        return;
+    c->flags |= CF_DIRTY;
+    c->next_dirty = c->w->dirty;
+    c->w->dirty = c;
+}
+
+void conn_pause_recv(struct conn *c)
+{
+    if (c->flags & CF_RECV_PAUSED)
+        return;
+    c->flags |= CF_RECV_PAUSED;
+    if (c->flags & CF_RECV_ARMED)
+        loop_cancel(c->w->loop, UD_MAKE(OP_RECV, c->gen, c->idx),
+                    UD_MAKE(OP_CANCEL, 0, 0));
+}
+
+void conn_resume_recv(struct conn *c)
+{
+    c->flags &= (uint16_t)~CF_RECV_PAUSED;
+    if (!(c->flags & CF_RECV_ARMED))
+        schedule_rearm(c);
+}
+
+static void set_accepting(struct worker *w, bool on);
+
+/* Free the slot once the connection is closed and the kernel holds
+ * nothing of it (no recv or send in flight). */
+static void conn_maybe_free(struct conn *c)
+{
+    struct worker *w = c->w;
+    if (c->state != CS_CLOSED || c->inflight != 0)
+        return;
+    c->state = CS_FREE;
+    loop_close(w->loop, c->fd, UD_MAKE(OP_CLOSE, 0, 0));
+    c->fd = -1;
+    outq_release_all(c);
+    buf_reset(&c->in, KEEP_IN);
+    /* keep list-membership flags: the slot may still be linked on the
+     * dirty/rearm lists, which skip closed or re-used entries safely */
+    c->flags &= CF_DIRTY | CF_RECV_REARM;
+    c->next_free = w->free_conns;
+    w->free_conns = c;
+    w->nconns--;
+    if (w->accept_paused && w->nconns < w->cfg->max_connections)
+        set_accepting(w, true);
+}
+
+void conn_close(struct conn *c)
+{
+    if (c->state >= CS_CLOSED)
+        return;
+    c->state = CS_CLOSED;
+    c->gen = (c->gen + 1) & GEN_MASK;
+    tl_remove(c);
+    struct req *r = c->req;
+    if (r) {
+        c->req = NULL;
+        r->c = NULL;
+        if (!r->running) {
+            req_put(r);
+        } else if (r->wait == RW_SLEEP) {
+            /* the handler is abandoned; the slot is freed when the
+             * cancelled timeout's completion arrives */
+            r->aborted = true;
+            loop_cancel(c->w->loop, UD_MAKE(OP_SLEEP, r->gen, r->idx),
+                        UD_MAKE(OP_CANCEL, 0, 0));
+        } else if (r->wait == RW_DRAIN) {
+            lrt_drop_thread(r);
+            r->running = false;
+            req_put(r);
+        } else {
+            /* closed from inside the running handler: run() finishes it
+             * and sees r->c == NULL */
+        }
+    }
+    /* wakes the multishot recv (ends with 0) and fails pending sends */
+    shutdown(c->fd, SHUT_RDWR);
+    conn_maybe_free(c);
+}
+
+/* ==== request slots ==== */
+
+struct req *req_get(struct worker *w)
+{
+    struct req *r = w->free_reqs;
+    if (r) {
+        w->free_reqs = r->next_free;
+    } else {
+        if ((w->nreqs & (w->nreqs - 1)) == 0) {
+            unsigned cap = w->nreqs ? w->nreqs * 2 : 64;
+            struct req **p = realloc(w->reqs, cap * sizeof *p);
+            if (p == NULL)
+                return NULL;
+            w->reqs = p;
+        }
+        r = calloc(1, sizeof *r);
+        if (r == NULL)
+            return NULL;
+        r->idx = w->nreqs;
+        r->w = w;
+        r->co_ref = LUA_NOREF;
+        w->reqs[w->nreqs++] = r;
+    }
+    r->c = NULL;
+    r->wait = RW_NONE;
+    r->running = r->aborted = false;
+    r->head.len = 0;
+    r->url_len = 0;
+    r->nhdrs = 0;
+    r->last_was_value = false;
+    r->head_bytes = 0;
+    r->body.len = 0;
+    r->content_length = -1;
+    r->keep_alive = false;
+    r->is_head = false;
+    r->status = 0;
+    r->head_sent = r->chunked = false;
+    r->resp_left = 0;
+    return r;
+}
+
+void req_put(struct req *r)
+{
+    struct worker *w = r->w;
+    r->gen = (r->gen + 1) & GEN_MASK;
+    r->c = NULL;
+    r->running = false;
+    buf_reset(&r->head, 16 * 1024);
+    buf_reset(&r->body, 64 * 1024);
+    r->next_free = w->free_reqs;
+    w->free_reqs = r;
+}
+
+/* ==== listeners ==== */
+
+static void set_accepting(struct worker *w, bool on)
+{
+    w->accept_paused = !on;
+    if (on)
+        return; /* before_sleep re-arms */
+    for (unsigned i = 0; i < w->nls; i++)
+        if (w->ls[i].accepting)
+            loop_cancel(w->loop, UD_MAKE(OP_ACCEPT, 0, i),
+                        UD_MAKE(OP_CANCEL, 0, 0));
+}
+
+static int parse_addr(const char *addr, struct sockaddr_storage *ss,
+                      socklen_t *len, char *err, size_t errlen)
+{
+    char host[128];
+    const char *port;
+    if (addr[0] == '[') {
+        const char *end = strchr(addr, ']');
+        if (!end || end[1] != ':' || (size_t)(end - addr) >= sizeof host)
+            goto bad;
+        memcpy(host, addr + 1, (size_t)(end - addr - 1));
+        host[end - addr - 1] = 0;
+        port = end + 2;
+    } else {
+        const char *colon = strrchr(addr, ':');
+        if (!colon || (size_t)(colon - addr) >= sizeof host)
+            goto bad;
+        memcpy(host, addr, (size_t)(colon - addr));
+        host[colon - addr] = 0;
+        port = colon + 1;
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *res;
+    int ret = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
+    if (ret != 0) {
+        snprintf(err, errlen, "listen %s: %s", addr, gai_strerror(ret));
+        return -1;
+    }
+    memcpy(ss, res->ai_addr, res->ai_addrlen);
+    *len = res->ai_addrlen;
+    freeaddrinfo(res);
+    return 0;
+bad:
+    snprintf(err, errlen, "listen %s: expected host:port or [v6]:port", addr);
+    return -1;
+}
+
+static int add_listener(void *ud, const char *addr, int ref)
+{
+    struct worker *w = ud;
+    if (w->listen_override)
+        addr = w->listen_override;
+    struct sockaddr_storage ss;
+    socklen_t len;
+    if (parse_addr(addr, &ss, &len, w->err, sizeof w->err) < 0)
+        return -1;
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+        /* several workers share the port; one worker gets a clear
+         * "address in use" if another server holds it */
+        (w->cfg->workers > 1 &&
+         setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) ||
+        bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, 4096) < 0) {
+        snprintf(w->err, sizeof w->err, "listen %s: %s", addr,
+                 strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    struct listener *ls = realloc(w->ls, (w->nls + 1) * sizeof *ls);
+    if (ls == NULL) {
+        close(fd);
+        snprintf(w->err, sizeof w->err, "out of memory");
+        return -1;
+    }
+    w->ls = ls;
+    struct listener *l = &w->ls[w->nls++];
+    memset(l, 0, sizeof *l);
+    l->fd = fd;
+    l->dispatch_ref = ref;
+    snprintf(l->addr, sizeof l->addr, "%s", addr);
+    return 0;
+}
+
+static void on_accept(struct worker *w, const struct loop_cqe *cq)
+{
+    uint32_t i = UD_IDX(cq->ud);
+    if (i >= w->nls)
+        return;
+    if (!cq->more)
+        w->ls[i].accepting = false; /* before_sleep re-arms */
+    if (cq->res < 0) {
+        if (cq->res != -ECANCELED)
+            log_warn("accept on %s: %s", w->ls[i].addr, strerror(-cq->res));
+        return;
+    }
+    int fd = cq->res;
+    struct conn *c = w->stopping ? NULL : conn_alloc(w);
+    if (c == NULL) {
+        close(fd);
+        return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    c->fd = fd;
+    c->state = CS_READING;
+    c->flags &= CF_DIRTY | CF_RECV_REARM;
+    c->inflight = 0;
+    c->listener = i;
+    c->req = NULL;
+    c->in.len = 0;
+    http_conn_init(c);
+    w->nconns++;
+    arm_recv(c);
+    conn_touch(c, TL_HEAD);
+    if (w->nconns >= w->cfg->max_connections && !w->accept_paused)
+        set_accepting(w, false);
+}
+
+/* ==== completions ==== */
+
+static void on_recv(struct worker *w, const struct loop_cqe *cq)
+{
+    struct conn *c = worker_conn(w, UD_IDX(cq->ud));
+    if (c == NULL)
+        return;
+    if (!cq->more) {
+        c->flags &= (uint16_t)~CF_RECV_ARMED;
+        c->inflight--;
+    }
+    if (UD_GEN(cq->ud) != c->gen || c->state >= CS_CLOSED) {
+        if (cq->has_buf)
+            loop_buf_recycle(w->loop, cq->bid);
+        conn_maybe_free(c);
+        return;
+    }
+    if (cq->res > 0) {
+        if (c->state == CS_LINGER) {
+            /* discard: we only wait for the client's EOF */
+        } else {
+            http_on_data(c, loop_buf(w->loop, cq->bid), (size_t)cq->res);
+        }
+        loop_buf_recycle(w->loop, cq->bid);
+        if (!cq->more && c->state < CS_CLOSED &&
+            !(c->flags & CF_RECV_PAUSED))
+            schedule_rearm(c);
+    } else if (cq->res == 0) {
+        conn_close(c); /* client closed */
+    } else if (cq->res == -ENOBUFS) {
+        /* no provided buffer left this instant: buffers are recycled as
+         * soon as each completion is handled, so re-arm next iteration */
+        schedule_rearm(c);
+    } else if (cq->res == -ECANCELED) {
+        if (!(c->flags & CF_RECV_PAUSED))
+            schedule_rearm(c);
+    } else {
+        conn_close(c);
+    }
+    if (c->state >= CS_CLOSED)
+        conn_maybe_free(c);
+}
+
+static void on_send(struct worker *w, const struct loop_cqe *cq)
+{
+    struct conn *c = worker_conn(w, UD_IDX(cq->ud));
+    if (c == NULL)
+        return;
+    c->inflight--;
+    if (c->state >= CS_CLOSED) {
+        c->flags &= (uint16_t)~CF_SENDING;
+        conn_maybe_free(c);
+        return;
+    }
+    int ret = outq_sent(c, cq->res);
+    if (ret < 0) {
+        conn_close(c); /* EPIPE, ECONNRESET: the client is gone */
+        return;
+    }
+    http_on_sent(c, ret == 0);
+}
+
+static void on_sleep(struct worker *w, const struct loop_cqe *cq)
+{
+    uint32_t idx = UD_IDX(cq->ud);
+    if (idx >= w->nreqs)
+        return;
+    struct req *r = w->reqs[idx];
+    if (r->gen != UD_GEN(cq->ud) || r->wait != RW_SLEEP)
+        return; /* stale */
+    if (r->aborted) {
+        lrt_drop_thread(r); /* suspended mid-handler: never resumed */
+        req_put(r);
+        return;
+    }
+    lrt_resume(r);
+}
+
+static void on_cqe(void *ctx, const struct loop_cqe *cq)
+{
+    struct worker *w = ctx;
+    switch (UD_OP(cq->ud)) {
+    case OP_ACCEPT: on_accept(w, cq); break;
+    case OP_RECV: on_recv(w, cq); break;
+    case OP_SEND: on_send(w, cq); break;
+    case OP_SLEEP: on_sleep(w, cq); break;
+    case OP_TICK: on_tick(w); break;
+    case OP_WAKE: w->stopping = true; loop_stop(w->loop); break;
+    case OP_CLOSE:
+    case OP_CANCEL:
+    default: break;
+    }
+}
+
+/* Before the ring is submitted: hand queued output to the kernel (one
+ * send per connection per iteration), re-arm receives and accepts. */
+static void before_sleep(void *ctx)
+{
+    struct worker *w = ctx;
+    struct conn *c;
+    while ((c = w->rearm) != NULL) {
+        w->rearm = c->next_rearm;
+        c->flags &= (uint16_t)~CF_RECV_REARM;
+        if (c->state < CS_CLOSED &&
+            !(c->flags & (CF_RECV_ARMED | CF_RECV_PAUSED)))
+            arm_recv(c);
+    }
+    while ((c = w->dirty) != NULL) {
+        w->dirty = c->next_dirty;
+        c->flags &= (uint16_t)~CF_DIRTY;
+        if (c->state < CS_CLOSED)
+            outq_flush(c);
+    }
+    if (!w->accept_paused && !w->stopping)
+        for (unsigned i = 0; i < w->nls; i++)
+            if (!w->ls[i].accepting) {
+                loop_accept_multishot(w->loop, w->ls[i].fd,
+                                      UD_MAKE(OP_ACCEPT, 0, i));
+                w->ls[i].accepting = true;
+            }
+}
+
+/* ==== the thread ==== */
+
+int worker_run(struct worker *w)
+{
+    struct loop_config lc = {.entries = 1024, .nbufs = 4096,
+                             .buf_size = 4096};
+    w->loop = loop_new(&lc, w->err, sizeof w->err);
+    if (w->loop == NULL)
+        return -1;
+    w->L = lrt_open(w->script, w->err, sizeof w->err);
+    if (w->L == NULL)
+        return -1;
+    lrt_bind_worker(w);
+    if (lrt_listeners(w->L, add_listener, w, w->err, sizeof w->err) < 0)
+        return -1;
+    w->tl_timeout[TL_HEAD] = w->cfg->header_timeout_ms;
+    w->tl_timeout[TL_IDLE] = w->cfg->idle_timeout_ms;
+    w->tl_timeout[TL_BODY] = w->cfg->body_timeout_ms;
+    w->tl_timeout[TL_SEND] = w->cfg->send_timeout_ms;
+    w->tl_timeout[TL_LINGER] = LINGER_MS;
+    refresh_date(w);
+    arm_tick(w);
+    loop_read(w->loop, w->wake_fd, &w->wake_buf, sizeof w->wake_buf, 0,
+              UD_MAKE(OP_WAKE, 0, 0));
+    return 0;
+}
+
+void worker_loop(struct worker *w)
+{
+    loop_run(w->loop, on_cqe, before_sleep, w);
+}
+
+void worker_cleanup(struct worker *w)
+{
+    for (unsigned i = 0; i < w->nslots; i++) {
+        struct conn *c = w->conns[i];
+        if (c->fd >= 0)
+            close(c->fd);
+        outq_free(c);
+        buf_free(&c->in);
+        free(c);
+    }
+    free(w->conns);
+    for (unsigned i = 0; i < w->nreqs; i++) {
+        buf_free(&w->reqs[i]->head);
+        buf_free(&w->reqs[i]->body);
+        free(w->reqs[i]);
+    }
+    free(w->reqs);
+    for (unsigned i = 0; i < w->nls; i++)
+        close(w->ls[i].fd);
+    free(w->ls);
+    if (w->L)
+        lua_close(w->L);
+    loop_free(w->loop);
+}
