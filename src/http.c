@@ -390,6 +390,12 @@ void http_on_timeout(struct conn *c, enum tlist tl)
 void http_on_sent(struct conn *c, bool all)
 {
     struct req *r = c->req;
+    if (c->state == CS_HANDLING && r && r->obj && !r->collect) {
+        serve_pump(r); /* a cache subscriber that was held back */
+        if (c->state >= CS_CLOSED)
+            return;
+        r = c->req; /* the handler may have finished meanwhile */
+    }
     if (!all) { /* progress: restart the send timeout, wake a writer */
         update_timer(c, true);
         if (c->state == CS_HANDLING && r && r->wait == RW_DRAIN &&

@@ -50,8 +50,9 @@ static int l_req_header(lua_State *L)
     const char *name = luaL_checklstring(L, 2, &nlen);
     const char *v = req_header(r, name, nlen, &vlen);
     if (v == NULL)
-        return 0;
-    lua_pushlstring(L, v, vlen);
+        lua_pushnil(L);
+    else
+        lua_pushlstring(L, v, vlen);
     return 1;
 }
 
@@ -284,6 +285,7 @@ static int luaopen_luring_core(lua_State *L)
     luaL_register(L, NULL, req_methods);
     lua_setfield(L, -2, "__index");
     lua_setfield(L, -2, "_req_mt");
+    lcache_open(L); /* luring.cache{}, luring.origin{} */
     return 1;
 }
 
@@ -426,10 +428,13 @@ int lrt_listeners(lua_State *L, int (*fn)(void *ud, const char *addr, int ref),
     return count;
 }
 
+void lrt_set_worker(struct worker *w) { cur_worker = w; }
+
+struct worker *lrt_worker(void) { return cur_worker; }
+
 void lrt_bind_worker(struct worker *w)
 {
     lua_State *L = w->L;
-    cur_worker = w;
     get_luring_field(L, "_entry");
     w->entry_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_getglobal(L, "package");
@@ -507,7 +512,10 @@ static void finish(struct req *r, lua_State *co)
         return;
     }
     if (r->head_sent) {
-        http_response_done(r);
+        if (r->broken) /* a body that can't be completed: close */
+            http_response_abort(r);
+        else
+            http_response_done(r);
         return;
     }
     int top = lua_gettop(co);
@@ -618,6 +626,15 @@ void lrt_resume(struct req *r)
     int nargs = 0;
     if (r->wait == RW_DRAIN) {
         lua_pushboolean(r->co, 1); /* req:write() returns true */
+        nargs = 1;
+    } else if (r->wait == RW_CACHE && r->collect) {
+        nargs = lcache_push_collected(r->co, r); /* origin:fetch */
+    } else if (r->wait == RW_CACHE && r->broken) {
+        lua_pushnil(r->co);
+        lua_pushliteral(r->co, "truncated");
+        nargs = 2;
+    } else if (r->wait == RW_CACHE) {
+        lua_pushboolean(r->co, 1); /* cache:fetch served the response */
         nargs = 1;
     }
     run(r, nargs);

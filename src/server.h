@@ -42,6 +42,10 @@ enum op {
     OP_TICK,       /* the worker's 100 ms timer */
     OP_SLEEP,      /* idx = request: luring.sleep() */
     OP_WAKE,       /* the worker's stop eventfd */
+    OP_UP_CONNECT, /* idx = upstream connection */
+    OP_UP_SEND,    /* idx = upstream connection */
+    OP_UP_RECV,    /* idx = upstream connection */
+    OP_FILE_READ,  /* idx = upstream slot reading a file */
 };
 
 /* ==== output queue ==== */
@@ -140,7 +144,12 @@ struct hdr {
 };
 
 /* What a request's coroutine is waiting for. */
-enum req_wait { RW_NONE, RW_SLEEP, RW_DRAIN };
+enum req_wait {
+    RW_NONE,
+    RW_SLEEP, /* luring.sleep: OP_SLEEP timeout armed */
+    RW_DRAIN, /* req:write: output queue above the high-water mark */
+    RW_CACHE, /* cache:fetch / origin:fetch: subscribed to an object */
+};
 
 /* A request: parse state, its coroutine, response state. Pooled; the Lua
  * thread is reused while its previous run ended normally. */
@@ -173,7 +182,15 @@ struct req {
     bool head_sent;
     bool chunked;           /* response body uses chunked framing */
     int64_t resp_left;      /* streamed with Content-Length: bytes owed */
+    bool broken;            /* body could not be completed: close */
     unsigned dispatch;      /* listener index: which app handles it */
+    /* cache subscription (serve.c) */
+    struct cache_obj *obj;  /* subscribed object (one ref), or NULL */
+    size_t obj_off;         /* body bytes of obj queued so far */
+    const char *xcache;     /* X-Cache header value, or NULL */
+    bool collect;           /* origin:fetch: wait for the whole object */
+    struct cache_obj *collected; /* origin:fetch result (one ref) */
+    struct req *next_sub;
     struct req *next_free;
 };
 
@@ -217,6 +234,15 @@ struct worker {
     uint64_t wake_buf;
     char date[40];          /* "Date: ...\r\n", refreshed each second */
     int64_t date_sec;
+    /* origins and caches */
+    struct upconn **ups;    /* upstream connections / file reads */
+    unsigned nups;
+    struct upconn *free_ups;
+    struct cache **caches;
+    unsigned ncaches;
+    struct origin **origins;
+    unsigned norigins;
+    struct cache *scratch;  /* uncached objects for origin:fetch */
     /* start-up report */
     char err[256];
     bool stopping;
@@ -283,6 +309,7 @@ int lrt_read_config(lua_State *L, struct config *cfg, char *err, size_t errlen);
 /** Listen addresses: calls fn(addr, app_dispatch_ref) for each. */
 int lrt_listeners(lua_State *L, int (*fn)(void *ud, const char *addr, int ref),
                   void *ud, char *err, size_t errlen);
+void lrt_set_worker(struct worker *w);
 void lrt_bind_worker(struct worker *w);
 /** Run the handler for a parsed request. */
 void lrt_start(struct req *r);
@@ -291,6 +318,21 @@ void lrt_resume(struct req *r);
 /** The coroutine's thread can't be reused (aborted mid-yield). */
 void lrt_drop_thread(struct req *r);
 void lrt_unref(struct worker *w, void *arg, intptr_t ref);
+
+/* ==== serve.c ==== */
+struct cache_obj;
+void serve_subscribe(struct req *r, struct cache_obj *o, const char *xcache);
+void serve_unsubscribe(struct req *r);
+void serve_pump(struct req *r);
+void serve_obj_event(struct cache_obj *o);
+
+/* ==== origin.c / lua_cache.c ==== */
+void origin_on_file_cqe(struct worker *w, const struct loop_cqe *cq);
+void lcache_open(lua_State *L);
+/** Push an ended origin:fetch's results: status, headers, body | nil, err. */
+int lcache_push_collected(lua_State *L, struct req *r);
+void lcache_cleanup(struct worker *w);
+struct worker *lrt_worker(void);
 
 /* ==== log ==== */
 void log_msg(const char *level, const char *fmt, ...)

@@ -13,6 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cache.h"
+#include "origin.h"
 #include "server.h"
 
 #define TICK_MS    100
@@ -91,6 +93,7 @@ static void on_tick(struct worker *w)
 {
     int64_t now = loop_now(w->loop);
     refresh_date(w);
+    origin_tick(w, now);
     for (int tl = TL_HEAD; tl < TL_N; tl++) {
         struct conn *c;
         while ((c = w->tl_head[tl]) != NULL && c->deadline <= now) {
@@ -218,7 +221,14 @@ void conn_close(struct conn *c)
             r->aborted = true;
             loop_cancel(c->w->loop, UD_MAKE(OP_SLEEP, r->gen, r->idx),
                         UD_MAKE(OP_CANCEL, 0, 0));
-        } else if (r->wait == RW_DRAIN) {
+        } else if (r->wait == RW_DRAIN || r->wait == RW_CACHE) {
+            /* no operation of its own in flight: drop it now (a fill it
+             * started goes on for the other subscribers and the cache) */
+            serve_unsubscribe(r);
+            if (r->collected) {
+                cache_obj_unref(r->collected);
+                r->collected = NULL;
+            }
             lrt_drop_thread(r);
             r->running = false;
             req_put(r);
@@ -270,6 +280,13 @@ struct req *req_get(struct worker *w)
     r->status = 0;
     r->head_sent = r->chunked = false;
     r->resp_left = 0;
+    r->broken = false;
+    r->obj = NULL;
+    r->obj_off = 0;
+    r->xcache = NULL;
+    r->collect = false;
+    r->collected = NULL;
+    r->next_sub = NULL;
     return r;
 }
 
@@ -497,6 +514,10 @@ static void on_cqe(void *ctx, const struct loop_cqe *cq)
     case OP_SEND: on_send(w, cq); break;
     case OP_SLEEP: on_sleep(w, cq); break;
     case OP_TICK: on_tick(w); break;
+    case OP_UP_CONNECT:
+    case OP_UP_SEND:
+    case OP_UP_RECV: origin_on_cqe(w, cq); break;
+    case OP_FILE_READ: origin_on_file_cqe(w, cq); break;
     case OP_WAKE: w->stopping = true; loop_stop(w->loop); break;
     case OP_CLOSE:
     case OP_CANCEL:
@@ -541,6 +562,7 @@ int worker_run(struct worker *w)
     w->loop = loop_new(&lc, w->err, sizeof w->err);
     if (w->loop == NULL)
         return -1;
+    lrt_set_worker(w); /* caches and origins the script declares are ours */
     w->L = lrt_open(w->script, w->err, sizeof w->err);
     if (w->L == NULL)
         return -1;
@@ -576,11 +598,18 @@ void worker_cleanup(struct worker *w)
     }
     free(w->conns);
     for (unsigned i = 0; i < w->nreqs; i++) {
+        struct req *r = w->reqs[i];
+        if (r->obj)
+            serve_unsubscribe(r);
+        if (r->collected)
+            cache_obj_unref(r->collected);
         buf_free(&w->reqs[i]->head);
         buf_free(&w->reqs[i]->body);
         free(w->reqs[i]);
     }
     free(w->reqs);
+    origin_cleanup(w);
+    lcache_cleanup(w);
     for (unsigned i = 0; i < w->nls; i++)
         close(w->ls[i].fd);
     free(w->ls);

@@ -1,0 +1,350 @@
+/* cache.c - object store: hash index, LRU, TTL, memory budget, chunked
+ * object bodies with a fill cursor, refcounts (see cache.h). */
+#include "cache.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server.h"
+
+/* ==== hashing ==== */
+
+static uint32_t hash_key(const char *p, size_t n)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)p[i];
+        h *= 16777619u;
+    }
+    return h;
+}
+
+static int rehash(struct cache *c, unsigned n)
+{
+    struct cache_obj **b = calloc(n, sizeof *b);
+    if (b == NULL)
+        return -1;
+    for (unsigned i = 0; i < c->nbuckets; i++) {
+        struct cache_obj *o = c->buckets[i], *next;
+        for (; o; o = next) {
+            next = o->hnext;
+            o->hnext = b[o->hash & (n - 1)];
+            b[o->hash & (n - 1)] = o;
+        }
+    }
+    free(c->buckets);
+    c->buckets = b;
+    c->nbuckets = n;
+    return 0;
+}
+
+struct cache *cache_new(struct worker *w, const char *name, size_t max_bytes,
+                        size_t max_objects, int64_t ttl_ms)
+{
+    struct cache *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return NULL;
+    snprintf(c->name, sizeof c->name, "%s", name);
+    c->max_bytes = max_bytes;
+    c->max_objects = max_objects;
+    c->ttl_ms = ttl_ms;
+    c->w = w;
+    if (rehash(c, 1024) < 0) {
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* ==== LRU ==== */
+
+static void lru_unlink(struct cache *c, struct cache_obj *o)
+{
+    if (o->lprev)
+        o->lprev->lnext = o->lnext;
+    else if (c->lru_head == o)
+        c->lru_head = o->lnext;
+    if (o->lnext)
+        o->lnext->lprev = o->lprev;
+    else if (c->lru_tail == o)
+        c->lru_tail = o->lprev;
+    o->lprev = o->lnext = NULL;
+}
+
+static void lru_push_head(struct cache *c, struct cache_obj *o)
+{
+    o->lprev = NULL;
+    o->lnext = c->lru_head;
+    if (c->lru_head)
+        c->lru_head->lprev = o;
+    c->lru_head = o;
+    if (c->lru_tail == NULL)
+        c->lru_tail = o;
+}
+
+/* ==== objects ==== */
+
+static void obj_free(struct cache_obj *o)
+{
+    struct cache *c = o->cache;
+    c->bytes -= o->mem;
+    for (unsigned i = 0; i < o->nchunks; i++)
+        free(o->chunks[i]);
+    free(o->chunks);
+    buf_free(&o->hdrs);
+    free(o->key);
+    free(o);
+}
+
+void cache_obj_ref(struct cache_obj *o) { o->refs++; }
+
+void cache_obj_unref(struct cache_obj *o)
+{
+    if (--o->refs == 0)
+        obj_free(o);
+}
+
+void cache_obj_release(struct worker *w, void *arg, intptr_t aux)
+{
+    (void)w;
+    (void)aux;
+    cache_obj_unref(arg);
+}
+
+void cache_unindex(struct cache_obj *o)
+{
+    struct cache *c = o->cache;
+    if (!o->indexed)
+        return;
+    struct cache_obj **pp = &c->buckets[o->hash & (c->nbuckets - 1)];
+    while (*pp && *pp != o)
+        pp = &(*pp)->hnext;
+    if (*pp)
+        *pp = o->hnext;
+    o->hnext = NULL;
+    lru_unlink(c, o);
+    o->indexed = false;
+    c->nobj--;
+    cache_obj_unref(o);
+}
+
+struct cache_obj *cache_lookup(struct cache *c, const char *key, size_t klen,
+                               int64_t now)
+{
+    uint32_t h = hash_key(key, klen);
+    struct cache_obj *o = c->buckets[h & (c->nbuckets - 1)];
+    for (; o; o = o->hnext)
+        if (o->hash == h && o->klen == klen && memcmp(o->key, key, klen) == 0)
+            break;
+    if (o == NULL)
+        return NULL;
+    if (o->state == OBJ_COMPLETE && o->expires <= now) {
+        c->st.expired++;
+        cache_unindex(o);
+        return NULL;
+    }
+    lru_unlink(c, o);
+    lru_push_head(c, o);
+    return o;
+}
+
+struct cache_obj *cache_obj_new(struct cache *c, const char *key,
+                                size_t klen)
+{
+    struct cache_obj *o = calloc(1, sizeof *o);
+    if (o == NULL || (o->key = malloc(klen + 1)) == NULL) {
+        free(o);
+        return NULL;
+    }
+    memcpy(o->key, key, klen);
+    o->key[klen] = 0;
+    o->klen = klen;
+    o->hash = hash_key(key, klen);
+    o->cache = c;
+    o->state = OBJ_FILLING;
+    o->total = -1;
+    o->cacheable = true;
+    o->mem = sizeof *o + klen;
+    c->bytes += o->mem;
+    o->refs = 1;
+    return o;
+}
+
+struct cache_obj *cache_insert(struct cache *c, const char *key, size_t klen)
+{
+    struct cache_obj *o = cache_obj_new(c, key, klen);
+    if (o == NULL)
+        return NULL;
+    /* replace an older object under the same key */
+    struct cache_obj *old = c->buckets[o->hash & (c->nbuckets - 1)];
+    for (; old; old = old->hnext)
+        if (old->hash == o->hash && old->klen == klen &&
+            memcmp(old->key, key, klen) == 0) {
+            cache_unindex(old);
+            break;
+        }
+    if (c->nobj >= c->nbuckets && rehash(c, c->nbuckets * 2) < 0) {
+        /* keep the smaller table: chains get longer, nothing breaks */
+    }
+    unsigned b = o->hash & (c->nbuckets - 1);
+    o->hnext = c->buckets[b];
+    c->buckets[b] = o;
+    lru_push_head(c, o);
+    o->indexed = true; /* the index owns the creation ref */
+    c->nobj++;
+    cache_enforce(c);
+    return o;
+}
+
+/* Evict least recently used objects that are not being filled until the
+ * budget holds. Objects still referenced by sends leave the index now and
+ * free their memory when the last send completes. */
+void cache_enforce(struct cache *c)
+{
+    struct cache_obj *o = c->lru_tail;
+    while (o && (c->bytes > c->max_bytes || c->nobj > c->max_objects)) {
+        struct cache_obj *prev = o->lprev;
+        if (o->state != OBJ_FILLING) {
+            c->st.evictions++;
+            cache_unindex(o);
+        }
+        o = prev;
+    }
+}
+
+void cache_free(struct cache *c)
+{
+    if (c == NULL)
+        return;
+    while (c->lru_head)
+        cache_unindex(c->lru_head);
+    free(c->buckets);
+    free(c);
+}
+
+/* ==== filling ==== */
+
+void cache_obj_head(struct cache_obj *o, int status, int64_t total,
+                    int64_t ttl_ms)
+{
+    struct cache *c = o->cache;
+    o->status = status;
+    o->total = total;
+    o->head_ready = true;
+    if (ttl_ms < 0)
+        ttl_ms = c->ttl_ms;
+    o->expires = loop_now(c->w->loop) + ttl_ms;
+    if (status != 200 || ttl_ms == 0 ||
+        (total > 0 && (size_t)total > c->max_bytes)) {
+        o->cacheable = false;
+        c->st.uncacheable++;
+        cache_unindex(o); /* subscribers keep it alive */
+    }
+    serve_obj_event(o);
+}
+
+/* Make sure the chunk under the fill cursor exists; charge the budget. */
+static int ensure_chunk(struct cache_obj *o)
+{
+    struct cache *c = o->cache;
+    if (o->len % CACHE_CHUNK != 0 || o->len / CACHE_CHUNK < o->nchunks)
+        return 0;
+    /* exactly sized when the rest of the body is smaller than a chunk */
+    size_t sz = CACHE_CHUNK;
+    if (o->total >= 0 && (size_t)o->total > o->len &&
+        (size_t)o->total - o->len < sz)
+        sz = (size_t)o->total - o->len;
+    if (o->nchunks == o->chunks_cap) {
+        unsigned cap = o->chunks_cap ? o->chunks_cap * 2 : 4;
+        char **ch = realloc(o->chunks, cap * sizeof *ch);
+        if (ch == NULL)
+            return -1;
+        o->chunks = ch;
+        o->chunks_cap = cap;
+    }
+    char *chunk = malloc(sz);
+    if (chunk == NULL)
+        return -1;
+    o->chunks[o->nchunks++] = chunk;
+    o->mem += sz;
+    c->bytes += sz;
+    if (c->bytes > c->max_bytes) {
+        cache_enforce(c);
+        if (c->bytes > c->max_bytes && o->indexed) {
+            /* nothing left to evict: this one is passed through */
+            o->cacheable = false;
+            c->st.uncacheable++;
+            cache_unindex(o);
+        }
+    }
+    return 0;
+}
+
+/* Room at the fill cursor: bytes writable in the current chunk. */
+static size_t chunk_room(const struct cache_obj *o)
+{
+    size_t room = CACHE_CHUNK - o->len % CACHE_CHUNK;
+    if (o->total >= 0 && (size_t)o->total - o->len < room)
+        room = (size_t)o->total - o->len;
+    return room;
+}
+
+char *cache_obj_reserve(struct cache_obj *o, size_t *n)
+{
+    if ((o->total >= 0 && o->len >= (size_t)o->total) || ensure_chunk(o) < 0)
+        return NULL;
+    *n = chunk_room(o);
+    return o->chunks[o->len / CACHE_CHUNK] + o->len % CACHE_CHUNK;
+}
+
+void cache_obj_commit(struct cache_obj *o, size_t n)
+{
+    o->len += n;
+    serve_obj_event(o);
+}
+
+int cache_obj_data(struct cache_obj *o, const char *p, size_t n)
+{
+    while (n > 0) {
+        size_t room;
+        char *dst = cache_obj_reserve(o, &room);
+        if (dst == NULL)
+            return -1; /* out of memory, or more than Content-Length */
+        size_t k = n < room ? n : room;
+        memcpy(dst, p, k);
+        o->len += k;
+        p += k;
+        n -= k;
+    }
+    serve_obj_event(o);
+    return 0;
+}
+
+void cache_obj_done(struct cache_obj *o, bool ok, int status)
+{
+    struct cache *c = o->cache;
+    if (ok && o->total >= 0 && o->len != (size_t)o->total)
+        ok = false; /* truncated */
+    if (ok) {
+        o->state = OBJ_COMPLETE;
+        o->total = (int64_t)o->len;
+        c->st.fills++;
+    } else {
+        o->state = OBJ_FAILED;
+        if (!o->head_ready)
+            o->status = status;
+        c->st.fill_errors++;
+        cache_unindex(o); /* never served as complete */
+    }
+    serve_obj_event(o);
+}
+
+const char *cache_obj_at(const struct cache_obj *o, size_t off, size_t *n)
+{
+    size_t i = off / CACHE_CHUNK, k = off % CACHE_CHUNK;
+    size_t avail = o->len - off;
+    size_t room = CACHE_CHUNK - k;
+    *n = avail < room ? avail : room;
+    return o->chunks[i] + k;
+}

@@ -1,0 +1,109 @@
+/* cache.h - the object cache owned by the runtime: objects stored as chunks
+ * with a fill cursor, refcounted so memory referenced by a send in flight
+ * is never freed, TTLs, a memory budget that counts objects being filled,
+ * LRU eviction. Subscribers (requests) receive an object's body as it
+ * arrives. */
+#ifndef LURING_CACHE_H
+#define LURING_CACHE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+
+#define CACHE_CHUNK (64 * 1024)
+
+struct req;
+struct worker;
+
+enum obj_state {
+    OBJ_FILLING,  /* fetch in flight: head and/or body still arriving */
+    OBJ_COMPLETE, /* whole body present */
+    OBJ_FAILED,   /* fetch failed or truncated: never served as complete */
+};
+
+struct cache_obj {
+    struct cache *cache;
+    char *key;
+    size_t klen;
+    uint32_t hash;
+    struct cache_obj *hnext;         /* hash chain */
+    struct cache_obj *lprev, *lnext; /* LRU list, most recent first */
+    int refs;            /* index + subscribers + queued send segments */
+    bool indexed;        /* reachable by key (holds one ref) */
+    bool head_ready;
+    bool cacheable;      /* may stay indexed once complete */
+    enum obj_state state;
+    int status;          /* origin status, or 502/504 when failed early */
+    struct buf hdrs;     /* origin header lines to forward, "N: v\r\n"... */
+    int64_t total;       /* Content-Length, or -1 */
+    size_t len;          /* bytes filled (the fill cursor) */
+    char **chunks;
+    unsigned nchunks, chunks_cap;
+    size_t mem;          /* bytes charged to the cache's budget */
+    int64_t expires;     /* monotonic ms */
+    struct req *subs;    /* subscribers, linked by req->next_sub */
+};
+
+struct cache_stats {
+    uint64_t hits, misses, coalesced, fills, fill_errors, evictions,
+        expired, uncacheable;
+};
+
+struct cache {
+    char name[64];
+    size_t max_bytes, max_objects;
+    int64_t ttl_ms;       /* default TTL when the origin gives none */
+    size_t bytes, nobj;   /* charged bytes (all live objects), indexed objects */
+    struct cache_obj **buckets;
+    unsigned nbuckets;
+    struct cache_obj *lru_head, *lru_tail;
+    struct cache_stats st;
+    struct worker *w;
+};
+
+struct cache *cache_new(struct worker *w, const char *name, size_t max_bytes,
+                        size_t max_objects, int64_t ttl_ms);
+void cache_free(struct cache *c);
+
+/** A live (not expired, not failed) object for key, or NULL. A hit moves
+ * the object to the LRU head. */
+struct cache_obj *cache_lookup(struct cache *c, const char *key, size_t klen,
+                               int64_t now);
+/** A new object in the FILLING state, indexed under key (replacing any
+ * older one). refs: 1 for the index. NULL when out of memory. */
+struct cache_obj *cache_insert(struct cache *c, const char *key, size_t klen);
+
+/** A FILLING object that is not indexed (private to its creator), refs 1. */
+struct cache_obj *cache_obj_new(struct cache *c, const char *key, size_t klen);
+void cache_obj_ref(struct cache_obj *o);
+void cache_obj_unref(struct cache_obj *o);
+/** seg_release_pt-compatible unref, for queued send segments. */
+void cache_obj_release(struct worker *w, void *arg, intptr_t aux);
+
+/* Filling, called by origins. Each notifies the subscribers. */
+/** The origin's status and headers are known. `ttl_ms` < 0: use the
+ * cache's default; 0: not cacheable. */
+void cache_obj_head(struct cache_obj *o, int status, int64_t total,
+                    int64_t ttl_ms);
+/** Append body bytes. Returns 0, or -1 when out of memory. */
+int cache_obj_data(struct cache_obj *o, const char *p, size_t n);
+/** Writable space at the fill cursor (*n bytes), for reading straight
+ * into the object; NULL when out of memory or the body is complete. */
+char *cache_obj_reserve(struct cache_obj *o, size_t *n);
+/** n bytes were written at the cursor returned by cache_obj_reserve. */
+void cache_obj_commit(struct cache_obj *o, size_t n);
+/** The fetch ended. ok=false: failed/truncated; `status` (502/504) is what
+ * subscribers still without a head get. */
+void cache_obj_done(struct cache_obj *o, bool ok, int status);
+/** Remove from the index (object lives on while referenced). */
+void cache_unindex(struct cache_obj *o);
+
+/** Pointer to `*n` contiguous bytes at offset off (n ≤ what is filled). */
+const char *cache_obj_at(const struct cache_obj *o, size_t off, size_t *n);
+
+/** Evict until within budget. */
+void cache_enforce(struct cache *c);
+
+#endif

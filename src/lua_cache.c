@@ -1,0 +1,392 @@
+/* lua_cache.c - Lua bindings for caches and origins:
+ *   luring.cache{ name, max_bytes, max_objects, ttl }   -> cache
+ *   luring.origin{ name, url | root, timeouts, keepalive } -> origin
+ *   cache:fetch(req, key, origin [, path])  serve hit / join fill / fill
+ *   origin:fetch(path)                      -> status, headers, body
+ *   cache:stats(), cache:purge(key), origin:stats()
+ * Caches and origins belong to the worker and are found by name, so a
+ * reloaded script binds to the same ones. */
+#include <lauxlib.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cache.h"
+#include "origin.h"
+#include "server.h"
+
+#define CACHE_MT  "luring.cache"
+#define ORIGIN_MT "luring.origin"
+
+static lua_Number opt_num(lua_State *L, int t, const char *k, lua_Number def)
+{
+    lua_getfield(L, t, k);
+    lua_Number v = def;
+    if (!lua_isnil(L, -1)) {
+        if (!lua_isnumber(L, -1) || lua_tonumber(L, -1) <= 0)
+            luaL_error(L, "%s must be a positive number", k);
+        v = lua_tonumber(L, -1);
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+static const char *opt_str(lua_State *L, int t, const char *k)
+{
+    lua_getfield(L, t, k);
+    const char *s = lua_isstring(L, -1) ? lua_tostring(L, -1) : NULL;
+    lua_pop(L, 1);
+    return s; /* kept alive by the table */
+}
+
+/* ==== caches ==== */
+
+static struct cache *check_cache(lua_State *L, int idx)
+{
+    struct cache **pc = luaL_checkudata(L, idx, CACHE_MT);
+    if (*pc == NULL)
+        luaL_error(L, "cache is not available while checking the script");
+    return *pc;
+}
+
+static int l_cache_new(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    const char *name = opt_str(L, 1, "name");
+    if (name == NULL)
+        return luaL_error(L, "luring.cache: name is required");
+    size_t max_bytes = (size_t)opt_num(L, 1, "max_bytes", 64 << 20);
+    size_t max_objects = (size_t)opt_num(L, 1, "max_objects", 1000000);
+    int64_t ttl_ms = (int64_t)(opt_num(L, 1, "ttl", 60) * 1000);
+    struct cache **pc = lua_newuserdata(L, sizeof *pc);
+    *pc = NULL;
+    luaL_getmetatable(L, CACHE_MT);
+    lua_setmetatable(L, -2);
+    struct worker *w = lrt_worker();
+    if (w == NULL)
+        return 1; /* start-up check: nothing to own yet */
+    for (unsigned i = 0; i < w->ncaches; i++)
+        if (strcmp(w->caches[i]->name, name) == 0) { /* bound by name */
+            struct cache *c = w->caches[i];
+            c->max_bytes = max_bytes;
+            c->max_objects = max_objects;
+            c->ttl_ms = ttl_ms;
+            cache_enforce(c);
+            *pc = c;
+            return 1;
+        }
+    struct cache **cs = realloc(w->caches, (w->ncaches + 1) * sizeof *cs);
+    if (cs == NULL)
+        return luaL_error(L, "out of memory");
+    w->caches = cs;
+    struct cache *c = cache_new(w, name, max_bytes, max_objects, ttl_ms);
+    if (c == NULL)
+        return luaL_error(L, "out of memory");
+    w->caches[w->ncaches++] = c;
+    *pc = c;
+    return 1;
+}
+
+static struct req *check_active_req(lua_State *L, int idx)
+{
+    luaL_checktype(L, idx, LUA_TTABLE);
+    lua_rawgeti(L, idx, 1);
+    lua_rawgeti(L, idx, 2);
+    struct req *r = lua_touserdata(L, -2);
+    lua_Integer gen = lua_tointeger(L, -1);
+    lua_pop(L, 2);
+    if (r == NULL || (lua_Integer)r->gen != gen || !r->running)
+        luaL_error(L, "bad argument #%d: an active request expected", idx);
+    struct worker *w = lrt_worker();
+    if (w == NULL || w->cur != r || r->co != L)
+        luaL_error(L, "fetch: only from the request's own handler "
+                      "(not the main chunk or a coroutine it made)");
+    return r;
+}
+
+static struct origin *check_origin(lua_State *L, int idx)
+{
+    struct origin **po = luaL_checkudata(L, idx, ORIGIN_MT);
+    if (*po == NULL)
+        luaL_error(L, "origin is not available while checking the script");
+    return *po;
+}
+
+/* Yield until the subscription ends, unless it already has. */
+static int wait_sub(lua_State *L, struct req *r)
+{
+    if (r->obj) {
+        r->wait = RW_CACHE;
+        return lua_yield(L, 0);
+    }
+    if (r->broken) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "truncated");
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_cache_fetch(lua_State *L)
+{
+    struct cache *c = check_cache(L, 1);
+    struct req *r = check_active_req(L, 2);
+    size_t klen, plen;
+    const char *key = luaL_checklstring(L, 3, &klen);
+    struct origin *o = check_origin(L, 4);
+    const char *path = luaL_optlstring(L, 5, key, &plen);
+    if (r->head_sent)
+        return luaL_error(L, "fetch: the response has already started");
+    if (r->c == NULL) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "closed");
+        return 2;
+    }
+    struct worker *w = c->w;
+    struct cache_obj *obj = cache_lookup(c, key, klen, loop_now(w->loop));
+    if (obj && obj->state == OBJ_FILLING) {
+        c->st.coalesced++;
+        serve_subscribe(r, obj, "COALESCED");
+    } else if (obj) {
+        c->st.hits++;
+        serve_subscribe(r, obj, "HIT");
+    } else {
+        c->st.misses++;
+        obj = cache_insert(c, key, klen);
+        if (obj == NULL)
+            return luaL_error(L, "fetch: out of memory");
+        serve_subscribe(r, obj, "MISS");
+        origin_fetch(w, o, path, plen, obj);
+    }
+    return wait_sub(L, r);
+}
+
+static int l_cache_stats(lua_State *L)
+{
+    struct cache *c = check_cache(L, 1);
+    lua_createtable(L, 0, 12);
+#define F(k, v) (lua_pushnumber(L, (lua_Number)(v)), lua_setfield(L, -2, k))
+    F("hits", c->st.hits);
+    F("misses", c->st.misses);
+    F("coalesced", c->st.coalesced);
+    F("fills", c->st.fills);
+    F("fill_errors", c->st.fill_errors);
+    F("evictions", c->st.evictions);
+    F("expired", c->st.expired);
+    F("uncacheable", c->st.uncacheable);
+    F("bytes", c->bytes);
+    F("objects", c->nobj);
+    F("max_bytes", c->max_bytes);
+    F("max_objects", c->max_objects);
+#undef F
+    lua_pushstring(L, c->name);
+    lua_setfield(L, -2, "name");
+    return 1;
+}
+
+static int l_cache_purge(lua_State *L)
+{
+    struct cache *c = check_cache(L, 1);
+    size_t klen;
+    const char *key = luaL_checklstring(L, 2, &klen);
+    struct cache_obj *o = cache_lookup(c, key, klen, INT64_MIN);
+    if (o)
+        cache_unindex(o);
+    lua_pushboolean(L, o != NULL);
+    return 1;
+}
+
+/* ==== origins ==== */
+
+static int l_origin_new(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    const char *name = opt_str(L, 1, "name");
+    const char *url = opt_str(L, 1, "url");
+    const char *root = opt_str(L, 1, "root");
+    if (name == NULL)
+        return luaL_error(L, "luring.origin: name is required");
+    if ((url == NULL) == (root == NULL))
+        return luaL_error(L, "luring.origin: give url (http://host:port) "
+                             "or root (a directory), not both");
+    struct origin tmp;
+    memset(&tmp, 0, sizeof tmp);
+    snprintf(tmp.name, sizeof tmp.name, "%s", name);
+    char err[256];
+    if (url && origin_init_http(&tmp, url, err, sizeof err) < 0)
+        return luaL_error(L, "luring.origin: %s", err);
+    if (root) {
+        tmp.kind = ORIGIN_FILE;
+        if (strlen(root) >= sizeof tmp.root)
+            return luaL_error(L, "luring.origin: root too long");
+        snprintf(tmp.root, sizeof tmp.root, "%s", root);
+        size_t n = strlen(tmp.root); /* "/srv/" + "/x" -> "/srv/x" */
+        while (n > 1 && tmp.root[n - 1] == '/')
+            tmp.root[--n] = 0;
+    }
+    tmp.connect_timeout_ms = (int64_t)(opt_num(L, 1, "connect_timeout", 5) * 1000);
+    tmp.first_byte_timeout_ms = (int64_t)(opt_num(L, 1, "first_byte_timeout", 30) * 1000);
+    tmp.idle_timeout_ms = (int64_t)(opt_num(L, 1, "idle_timeout", 30) * 1000);
+    tmp.keepalive_ms = (int64_t)(opt_num(L, 1, "keepalive_timeout", 60) * 1000);
+    tmp.keepalive_max = (unsigned)opt_num(L, 1, "keepalive", 32);
+
+    struct origin **po = lua_newuserdata(L, sizeof *po);
+    *po = NULL;
+    luaL_getmetatable(L, ORIGIN_MT);
+    lua_setmetatable(L, -2);
+    struct worker *w = lrt_worker();
+    if (w == NULL)
+        return 1;
+    struct origin *o = NULL;
+    for (unsigned i = 0; i < w->norigins; i++)
+        if (strcmp(w->origins[i]->name, name) == 0)
+            o = w->origins[i]; /* bound by name: the pool survives */
+    if (o == NULL) {
+        struct origin **os = realloc(w->origins, (w->norigins + 1) * sizeof *os);
+        if (os == NULL || (o = calloc(1, sizeof *o)) == NULL)
+            return luaL_error(L, "out of memory");
+        w->origins = os;
+        w->origins[w->norigins++] = o;
+        *o = tmp;
+    } else {
+        struct upconn *idle = o->idle;
+        unsigned nidle = o->nidle;
+        struct origin_stats st = o->st;
+        *o = tmp;
+        o->idle = idle;
+        o->nidle = nidle;
+        o->st = st;
+    }
+    o->w = w;
+    *po = o;
+    return 1;
+}
+
+static int l_origin_fetch(lua_State *L)
+{
+    struct origin *o = check_origin(L, 1);
+    size_t plen;
+    const char *path = luaL_checklstring(L, 2, &plen);
+    struct worker *w = lrt_worker();
+    struct req *r = w ? w->cur : NULL;
+    if (r == NULL || r->co != L)
+        return luaL_error(L, "origin:fetch: only inside a request handler");
+    if (w->scratch == NULL &&
+        (w->scratch = cache_new(w, "(origin:fetch)", SIZE_MAX, SIZE_MAX, 0)) == NULL)
+        return luaL_error(L, "out of memory");
+    struct cache_obj *obj = cache_obj_new(w->scratch, path, plen);
+    if (obj == NULL)
+        return luaL_error(L, "out of memory");
+    obj->cacheable = false;
+    r->collect = true;
+    serve_subscribe(r, obj, NULL);
+    cache_obj_unref(obj); /* the subscription holds it now */
+    origin_fetch(w, o, path, plen, obj);
+    if (r->obj) {
+        r->wait = RW_CACHE;
+        return lua_yield(L, 0);
+    }
+    return lcache_push_collected(L, r);
+}
+
+static int l_origin_stats(lua_State *L)
+{
+    struct origin *o = check_origin(L, 1);
+    lua_createtable(L, 0, 6);
+#define F(k, v) (lua_pushnumber(L, (lua_Number)(v)), lua_setfield(L, -2, k))
+    F("requests", o->st.requests);
+    F("errors", o->st.errors);
+    F("timeouts", o->st.timeouts);
+    F("connects", o->st.connects);
+    F("reused", o->st.reused);
+    F("idle", o->nidle);
+#undef F
+    return 1;
+}
+
+/* After an origin:fetch subscription ended: status, headers, body, or
+ * nil, error. The object was kept by r->collected. */
+int lcache_push_collected(lua_State *L, struct req *r)
+{
+    struct cache_obj *o = r->collected;
+    r->collected = NULL;
+    r->collect = false;
+    if (o == NULL || o->state != OBJ_COMPLETE) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "origin failed (%d)", o ? o->status : 502);
+        if (o)
+            cache_obj_unref(o);
+        return 2;
+    }
+    lua_pushinteger(L, o->status);
+    lua_newtable(L);
+    const char *p = o->hdrs.data, *end = p + o->hdrs.len;
+    while (p && p < end) {
+        const char *colon = memchr(p, ':', (size_t)(end - p));
+        const char *eol = memchr(p, '\r', (size_t)(end - p));
+        if (!colon || !eol || colon > eol)
+            break;
+        luaL_Buffer b;
+        luaL_buffinit(L, &b);
+        for (const char *q = p; q < colon; q++)
+            luaL_addchar(&b, (char)((*q >= 'A' && *q <= 'Z') ? *q + 32 : *q));
+        luaL_pushresult(&b);
+        lua_pushlstring(L, colon + 2, (size_t)(eol - colon - 2));
+        lua_rawset(L, -3);
+        p = eol + 2;
+    }
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (size_t off = 0; off < o->len;) {
+        size_t n;
+        const char *q = cache_obj_at(o, off, &n);
+        luaL_addlstring(&b, q, n);
+        off += n;
+    }
+    luaL_pushresult(&b);
+    cache_obj_unref(o);
+    return 3;
+}
+
+/* ==== registration ==== */
+
+void lcache_open(lua_State *L)
+{
+    static const luaL_Reg cache_m[] = {
+        {"fetch", l_cache_fetch},
+        {"stats", l_cache_stats},
+        {"purge", l_cache_purge},
+        {NULL, NULL},
+    };
+    static const luaL_Reg origin_m[] = {
+        {"fetch", l_origin_fetch},
+        {"stats", l_origin_stats},
+        {NULL, NULL},
+    };
+    luaL_newmetatable(L, CACHE_MT);
+    lua_newtable(L);
+    luaL_register(L, NULL, cache_m);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+    luaL_newmetatable(L, ORIGIN_MT);
+    lua_newtable(L);
+    luaL_register(L, NULL, origin_m);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+    /* luring.core.cache / .origin: the table is on the stack top */
+    lua_pushcfunction(L, l_cache_new);
+    lua_setfield(L, -2, "cache");
+    lua_pushcfunction(L, l_origin_new);
+    lua_setfield(L, -2, "origin");
+}
+
+void lcache_cleanup(struct worker *w)
+{
+    for (unsigned i = 0; i < w->ncaches; i++)
+        cache_free(w->caches[i]);
+    free(w->caches);
+    cache_free(w->scratch);
+    for (unsigned i = 0; i < w->norigins; i++)
+        free(w->origins[i]);
+    free(w->origins);
+}

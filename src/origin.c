@@ -1,0 +1,675 @@
+/* origin.c - HTTP/1.1 upstream client and file origin, both on io_uring
+ * (see origin.h). The fetch is driven by completions, not by a coroutine:
+ * it fills its cache object whether or not the request that started it is
+ * still there. */
+#define _GNU_SOURCE
+#include "origin.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cache.h"
+#include "server.h"
+
+/* ==== slots ==== */
+
+static struct upconn *up_alloc(struct worker *w)
+{
+    struct upconn *u = w->free_ups;
+    if (u) {
+        w->free_ups = u->next;
+    } else {
+        if ((w->nups & (w->nups - 1)) == 0) {
+            unsigned cap = w->nups ? w->nups * 2 : 16;
+            struct upconn **p = realloc(w->ups, cap * sizeof *p);
+            if (p == NULL)
+                return NULL;
+            w->ups = p;
+        }
+        u = calloc(1, sizeof *u);
+        if (u == NULL)
+            return NULL;
+        u->idx = w->nups;
+        w->ups[w->nups++] = u;
+    }
+    u->next = NULL;
+    u->fd = -1;
+    u->inflight = 0;
+    u->recv_armed = u->reused = u->got_bytes = false;
+    u->obj = NULL;
+    u->out.len = 0;
+    u->out_sent = 0;
+    u->file_off = 0;
+    return u;
+}
+
+static void up_maybe_free(struct worker *w, struct upconn *u)
+{
+    if (u->phase != UP_CLOSED || u->inflight)
+        return;
+    if (u->fd >= 0)
+        loop_close(w->loop, u->fd, UD_MAKE(OP_CLOSE, 0, 0));
+    u->fd = -1;
+    u->phase = UP_FREE;
+    buf_reset(&u->out, 4096);
+    buf_reset(&u->hname, 1024);
+    buf_reset(&u->hval, 4096);
+    u->next = w->free_ups;
+    w->free_ups = u;
+}
+
+static void pool_remove(struct origin *o, struct upconn *u)
+{
+    for (struct upconn **pp = &o->idle; *pp; pp = &(*pp)->next)
+        if (*pp == u) {
+            *pp = u->next;
+            u->next = NULL;
+            o->nidle--;
+            return;
+        }
+}
+
+static void up_close(struct worker *w, struct upconn *u)
+{
+    if (u->phase == UP_CLOSED || u->phase == UP_FREE)
+        return;
+    if (u->phase == UP_IDLE)
+        pool_remove(u->o, u);
+    u->phase = UP_CLOSED;
+    u->gen = (u->gen + 1) & GEN_MASK;
+    if (u->fd >= 0 && u->o->kind == ORIGIN_HTTP)
+        shutdown(u->fd, SHUT_RDWR); /* ends the multishot recv */
+    up_maybe_free(w, u);
+}
+
+/* The fetch is over: hand the outcome to the object, drop our ref. */
+static void finish(struct upconn *u, bool ok, int status)
+{
+    struct cache_obj *obj = u->obj;
+    if (obj == NULL)
+        return;
+    u->obj = NULL;
+    if (!ok)
+        u->o->st.errors++;
+    cache_obj_done(obj, ok, status);
+    cache_obj_unref(obj);
+}
+
+/* ==== HTTP: set-up ==== */
+
+int origin_init_http(struct origin *o, const char *url, char *err,
+                     size_t errlen)
+{
+    const char *p = url;
+    if (strncmp(p, "http://", 7) != 0) {
+        snprintf(err, errlen, "origin url %s: only http:// is supported", url);
+        return -1;
+    }
+    p += 7;
+    size_t hl = strcspn(p, "/");
+    if (hl == 0 || hl >= sizeof o->host) {
+        snprintf(err, errlen, "origin url %s: bad host", url);
+        return -1;
+    }
+    memcpy(o->host, p, hl);
+    o->host[hl] = 0;
+    char host[128], port[16] = "80";
+    const char *h = o->host, *colon;
+    if (h[0] == '[') {
+        const char *end = strchr(h, ']');
+        if (!end) {
+            snprintf(err, errlen, "origin url %s: bad IPv6 address", url);
+            return -1;
+        }
+        snprintf(host, sizeof host, "%.*s", (int)(end - h - 1), h + 1);
+        if (end[1] == ':')
+            snprintf(port, sizeof port, "%s", end + 2);
+    } else if ((colon = strrchr(h, ':')) != NULL) {
+        snprintf(host, sizeof host, "%.*s", (int)(colon - h), h);
+        snprintf(port, sizeof port, "%s", colon + 1);
+    } else {
+        snprintf(host, sizeof host, "%s", h);
+    }
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res;
+    int ret = getaddrinfo(host, port, &hints, &res);
+    if (ret != 0) {
+        snprintf(err, errlen, "origin url %s: %s", url, gai_strerror(ret));
+        return -1;
+    }
+    memcpy(&o->addr, res->ai_addr, res->ai_addrlen);
+    o->alen = res->ai_addrlen;
+    freeaddrinfo(res);
+    o->kind = ORIGIN_HTTP;
+    return 0;
+}
+
+/* ==== HTTP: response parsing ==== */
+
+static int64_t parse_http_date(const char *s)
+{
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    if (!strptime(s, "%a, %d %b %Y %H:%M:%S GMT", &tm))
+        return -1;
+    return (int64_t)timegm(&tm);
+}
+
+/* Cache-Control / Expires decide the TTL; hop-by-hop and framing headers
+ * are not forwarded (the server frames each response itself). */
+static void header_done(struct upconn *u)
+{
+    if (u->hname.len == 0)
+        return;
+    const char *n = u->hname.data;
+    size_t nl = u->hname.len;
+    buf_append(&u->hval, "", 1); /* NUL for the parsers below */
+    const char *v = u->hval.data;
+    size_t vl = u->hval.len - 1;
+#define IS(s) (nl == sizeof(s) - 1 && strncasecmp(n, s, nl) == 0)
+    if (IS("cache-control")) {
+        if (strcasestr(v, "no-store") || strcasestr(v, "private") ||
+            strcasestr(v, "no-cache"))
+            u->no_store = true;
+        const char *m = strcasestr(v, "s-maxage=");
+        if (!m)
+            m = strcasestr(v, "max-age=");
+        if (m) {
+            long secs = strtol(strchr(m, '=') + 1, NULL, 10);
+            u->ttl_ms = secs > 0 ? secs * 1000 : 0;
+        }
+    } else if (IS("expires")) {
+        int64_t t = parse_http_date(v);
+        if (u->ttl_ms < 0) { /* max-age wins over Expires */
+            int64_t d = t - (int64_t)time(NULL);
+            u->ttl_ms = t < 0 || d <= 0 ? 0 : d * 1000;
+        }
+    }
+    bool skip = IS("connection") || IS("keep-alive") ||
+                IS("transfer-encoding") || IS("content-length") ||
+                IS("date") || IS("server") || IS("proxy-connection") ||
+                IS("te") || IS("trailer") || IS("upgrade");
+#undef IS
+    if (!skip && u->obj) {
+        struct buf *h = &u->obj->hdrs;
+        buf_append(h, n, nl);
+        buf_append(h, ": ", 2);
+        buf_append(h, v, vl);
+        buf_append(h, "\r\n", 2);
+    }
+    u->hname.len = u->hval.len = 0;
+}
+
+static int up_on_header_field(http_parser *p, const char *at, size_t n)
+{
+    struct upconn *u = p->data;
+    if (u->in_value) {
+        header_done(u);
+        u->in_value = false;
+    }
+    return buf_append(&u->hname, at, n);
+}
+
+static int up_on_header_value(http_parser *p, const char *at, size_t n)
+{
+    struct upconn *u = p->data;
+    u->in_value = true;
+    return buf_append(&u->hval, at, n);
+}
+
+static int up_on_headers_complete(http_parser *p)
+{
+    struct upconn *u = p->data;
+    header_done(u);
+    u->in_value = false;
+    if (p->status_code < 200)
+        return 0; /* 1xx: the real response follows */
+    if (u->obj == NULL)
+        return 0;
+    int64_t total = -1;
+    if (!(p->flags & F_CHUNKED) && p->content_length != ULLONG_MAX)
+        total = (int64_t)p->content_length;
+    if (p->status_code == 204 || p->status_code == 304)
+        total = 0;
+    int64_t ttl = u->no_store ? 0 : u->ttl_ms;
+    cache_obj_head(u->obj, p->status_code, total, ttl);
+    return 0;
+}
+
+static int up_on_body(http_parser *p, const char *at, size_t n)
+{
+    struct upconn *u = p->data;
+    if (u->obj && cache_obj_data(u->obj, at, n) < 0)
+        return -1;
+    return 0;
+}
+
+static int up_on_message_complete(http_parser *p)
+{
+    if (p->status_code < 200)
+        return 0;
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+static const http_parser_settings up_settings = {
+    .on_header_field = up_on_header_field,
+    .on_header_value = up_on_header_value,
+    .on_headers_complete = up_on_headers_complete,
+    .on_body = up_on_body,
+    .on_message_complete = up_on_message_complete,
+};
+
+/* ==== HTTP: the fetch ==== */
+
+static void up_send(struct worker *w, struct upconn *u)
+{
+    loop_send(w->loop, u->fd, u->out.data + u->out_sent,
+              u->out.len - u->out_sent, UD_MAKE(OP_UP_SEND, u->gen, u->idx));
+    u->inflight++;
+}
+
+static void up_start_request(struct worker *w, struct upconn *u)
+{
+    struct origin *o = u->o;
+    http_parser_init(&u->parser, HTTP_RESPONSE);
+    u->parser.data = u;
+    u->hname.len = u->hval.len = 0;
+    u->in_value = false;
+    u->ttl_ms = -1;
+    u->no_store = false;
+    u->got_bytes = false;
+    u->out_sent = 0;
+    u->phase = UP_SEND;
+    u->deadline = loop_now(w->loop) + o->first_byte_timeout_ms;
+    if (!u->recv_armed) {
+        loop_recv_multishot(w->loop, u->fd, UD_MAKE(OP_UP_RECV, u->gen, u->idx));
+        u->recv_armed = true;
+        u->inflight++;
+    }
+    up_send(w, u);
+}
+
+static void up_connect(struct worker *w, struct upconn *u)
+{
+    struct origin *o = u->o;
+    u->fd = socket(o->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (u->fd < 0) {
+        log_err("origin %s: socket: %s", o->name, strerror(errno));
+        u->phase = UP_CLOSED;
+        finish(u, false, 502);
+        up_maybe_free(w, u);
+        return;
+    }
+    u->phase = UP_CONNECT;
+    u->deadline = loop_now(w->loop) + o->connect_timeout_ms;
+    o->st.connects++;
+    loop_connect(w->loop, u->fd, (struct sockaddr *)&o->addr, o->alen,
+                 UD_MAKE(OP_UP_CONNECT, u->gen, u->idx));
+    u->inflight++;
+}
+
+static void file_fetch(struct worker *w, struct origin *o, const char *path,
+                       size_t plen, struct cache_obj *obj);
+
+void origin_fetch(struct worker *w, struct origin *o, const char *path,
+                  size_t plen, struct cache_obj *obj)
+{
+    o->st.requests++;
+    if (o->kind == ORIGIN_FILE) {
+        file_fetch(w, o, path, plen, obj);
+        return;
+    }
+    struct upconn *u = o->idle;
+    if (u) { /* keep-alive pool, most recently used first */
+        o->idle = u->next;
+        o->nidle--;
+        u->next = NULL;
+        u->reused = true;
+        o->st.reused++;
+    } else {
+        u = up_alloc(w);
+        if (u == NULL) {
+            cache_obj_ref(obj);
+            cache_obj_done(obj, false, 502);
+            cache_obj_unref(obj);
+            return;
+        }
+        u->o = o;
+    }
+    cache_obj_ref(obj);
+    u->obj = obj;
+    u->out.len = 0;
+    char line[256];
+    int n = snprintf(line, sizeof line, "GET ");
+    buf_append(&u->out, line, (size_t)n);
+    buf_append(&u->out, path, plen);
+    n = snprintf(line, sizeof line,
+                 " HTTP/1.1\r\nHost: %s\r\nUser-Agent: luring\r\n"
+                 "Accept: */*\r\n\r\n", o->host);
+    buf_append(&u->out, line, (size_t)n);
+    if (u->reused)
+        up_start_request(w, u);
+    else
+        up_connect(w, u);
+}
+
+/* A pooled connection failed before any response byte: the origin may
+ * have closed it while idle. Retry once on a fresh connection. */
+static bool retry_fresh(struct worker *w, struct upconn *u)
+{
+    if (!u->reused || u->got_bytes || u->obj == NULL)
+        return false;
+    struct upconn *n = up_alloc(w);
+    if (n == NULL)
+        return false;
+    n->o = u->o;
+    n->obj = u->obj;
+    u->obj = NULL;
+    buf_append(&n->out, u->out.data, u->out.len);
+    up_close(w, u);
+    up_connect(w, n);
+    return true;
+}
+
+static void up_fail(struct worker *w, struct upconn *u, int status)
+{
+    if (!retry_fresh(w, u)) {
+        finish(u, false, status);
+        up_close(w, u);
+    }
+}
+
+/* The response is complete: keep the connection if it allows. */
+static void up_done(struct worker *w, struct upconn *u)
+{
+    struct origin *o = u->o;
+    bool keep = http_should_keep_alive(&u->parser) &&
+                o->nidle < o->keepalive_max;
+    finish(u, true, 0);
+    if (!keep) {
+        up_close(w, u);
+        return;
+    }
+    u->phase = UP_IDLE;
+    u->reused = false;
+    u->deadline = loop_now(w->loop) + o->keepalive_ms;
+    u->next = o->idle;
+    o->idle = u;
+    o->nidle++;
+}
+
+static void up_data(struct worker *w, struct upconn *u, const char *p,
+                    size_t n)
+{
+    if (u->phase == UP_IDLE) { /* unexpected bytes on an idle connection */
+        up_close(w, u);
+        return;
+    }
+    if (u->obj == NULL)
+        return;
+    u->got_bytes = true;
+    u->phase = UP_READ;
+    u->deadline = loop_now(w->loop) + u->o->idle_timeout_ms;
+    size_t k = http_parser_execute(&u->parser, &up_settings, p, n);
+    enum http_errno e = HTTP_PARSER_ERRNO(&u->parser);
+    if (e == HPE_PAUSED) {
+        http_parser_pause(&u->parser, 0);
+        if (k < n)
+            log_warn("origin %s: %zu unexpected bytes after the response",
+                     u->o->name, n - k);
+        up_done(w, u);
+        if (k < n)
+            up_close(w, u);
+    } else if (e != HPE_OK) {
+        log_warn("origin %s: invalid response: %s", u->o->name,
+                 http_errno_description(e));
+        up_fail(w, u, 502);
+    }
+}
+
+static void up_eof(struct worker *w, struct upconn *u)
+{
+    if (u->obj && u->got_bytes) {
+        /* a close-delimited body ends here; anything else is truncated */
+        http_parser_execute(&u->parser, &up_settings, NULL, 0);
+        if (HTTP_PARSER_ERRNO(&u->parser) == HPE_PAUSED) {
+            finish(u, true, 0);
+            up_close(w, u);
+            return;
+        }
+        log_warn("origin %s: connection closed mid-response (truncated)",
+                 u->o->name);
+    }
+    up_fail(w, u, 502);
+}
+
+void origin_on_cqe(struct worker *w, const struct loop_cqe *cq)
+{
+    uint32_t idx = UD_IDX(cq->ud);
+    if (idx >= w->nups) {
+        if (cq->has_buf)
+            loop_buf_recycle(w->loop, cq->bid);
+        return;
+    }
+    struct upconn *u = w->ups[idx];
+    unsigned op = UD_OP(cq->ud);
+    bool stale = UD_GEN(cq->ud) != u->gen || u->phase == UP_CLOSED;
+    if (op == OP_UP_RECV) {
+        if (!cq->more) {
+            u->recv_armed = false;
+            u->inflight--;
+        }
+        if (stale) {
+            if (cq->has_buf)
+                loop_buf_recycle(w->loop, cq->bid);
+        } else if (cq->res > 0) {
+            up_data(w, u, loop_buf(w->loop, cq->bid), (size_t)cq->res);
+            loop_buf_recycle(w->loop, cq->bid);
+            if (!cq->more && u->phase != UP_CLOSED && u->phase != UP_FREE) {
+                loop_recv_multishot(w->loop, u->fd,
+                                    UD_MAKE(OP_UP_RECV, u->gen, u->idx));
+                u->recv_armed = true;
+                u->inflight++;
+            }
+        } else if (cq->res == 0) {
+            up_eof(w, u);
+        } else if (cq->res == -ENOBUFS) {
+            loop_recv_multishot(w->loop, u->fd,
+                                UD_MAKE(OP_UP_RECV, u->gen, u->idx));
+            u->recv_armed = true;
+            u->inflight++;
+        } else {
+            up_fail(w, u, 502);
+        }
+    } else if (op == OP_UP_CONNECT) {
+        u->inflight--;
+        if (!stale) {
+            if (cq->res < 0) {
+                log_warn("origin %s: connect: %s", u->o->name,
+                         strerror(-cq->res));
+                finish(u, false, cq->res == -ECANCELED ? 504 : 502);
+                up_close(w, u);
+            } else {
+                up_start_request(w, u);
+            }
+        }
+    } else if (op == OP_UP_SEND) {
+        u->inflight--;
+        if (!stale) {
+            if (cq->res <= 0) {
+                up_fail(w, u, 502);
+            } else {
+                u->out_sent += (size_t)cq->res;
+                if (u->out_sent < u->out.len) {
+                    up_send(w, u); /* short send */
+                } else if (u->phase == UP_SEND) {
+                    u->phase = UP_WAIT;
+                }
+            }
+        }
+    }
+    up_maybe_free(w, u);
+}
+
+/* ==== files ==== */
+
+#define FILE_READ_MAX (256 * 1024)
+
+static void file_read_next(struct worker *w, struct upconn *u)
+{
+    size_t room;
+    char *p = cache_obj_reserve(u->obj, &room);
+    if (p == NULL) {
+        finish(u, u->obj->len == (size_t)u->obj->total, 502);
+        up_close(w, u);
+        return;
+    }
+    /* object memory: owned by the kernel until OP_FILE_READ completes; the
+     * fetch holds a ref on the object */
+    loop_read(w->loop, u->fd, p, room, u->file_off,
+              UD_MAKE(OP_FILE_READ, u->gen, u->idx));
+    u->inflight++;
+}
+
+static void file_simple(struct cache_obj *obj, int status)
+{
+    const char *reason = http_reason(status);
+    size_t n = strlen(reason);
+    buf_append(&obj->hdrs, "Content-Type: text/plain\r\n", 26);
+    cache_obj_head(obj, status, (int64_t)n + 1, 0);
+    cache_obj_data(obj, reason, n);
+    cache_obj_data(obj, "\n", 1);
+    cache_obj_done(obj, true, 0);
+}
+
+static void file_fetch(struct worker *w, struct origin *o, const char *path,
+                       size_t plen, struct cache_obj *obj)
+{
+    char full[2048];
+    cache_obj_ref(obj);
+    /* no "..", no NUL: the path stays under root */
+    if (plen == 0 || path[0] != '/' || memchr(path, 0, plen) ||
+        strstr(path, "/../") || (plen >= 3 && !memcmp(path + plen - 3, "/..", 3)) ||
+        (size_t)snprintf(full, sizeof full, "%s%.*s", o->root, (int)plen,
+                         path) >= sizeof full) {
+        file_simple(obj, 400);
+        cache_obj_unref(obj);
+        return;
+    }
+    int fd = open(full, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        int status = fd < 0 && errno == EACCES ? 403 : 404;
+        if (fd >= 0)
+            close(fd);
+        file_simple(obj, status);
+        cache_obj_unref(obj);
+        return;
+    }
+    struct upconn *u = up_alloc(w);
+    if (u == NULL) {
+        close(fd);
+        cache_obj_done(obj, false, 502);
+        cache_obj_unref(obj);
+        return;
+    }
+    u->o = o;
+    u->fd = fd;
+    u->obj = obj;
+    u->phase = UP_READ;
+    u->deadline = INT64_MAX;
+    cache_obj_head(obj, 200, (int64_t)st.st_size, -1);
+    if (st.st_size == 0) {
+        finish(u, true, 0);
+        up_close(w, u);
+        return;
+    }
+    file_read_next(w, u);
+}
+
+void origin_on_file_cqe(struct worker *w, const struct loop_cqe *cq)
+{
+    uint32_t idx = UD_IDX(cq->ud);
+    if (idx >= w->nups)
+        return;
+    struct upconn *u = w->ups[idx];
+    u->inflight--;
+    if (UD_GEN(cq->ud) != u->gen || u->phase == UP_CLOSED) {
+        up_maybe_free(w, u);
+        return;
+    }
+    if (cq->res <= 0) {
+        if (cq->res < 0)
+            log_warn("origin %s: read: %s", u->o->name, strerror(-cq->res));
+        finish(u, false, 502); /* 0: the file shrank: truncated */
+        up_close(w, u);
+        return;
+    }
+    u->file_off += (uint64_t)cq->res;
+    cache_obj_commit(u->obj, (size_t)cq->res);
+    if (u->obj->len == (size_t)u->obj->total) {
+        finish(u, true, 0);
+        up_close(w, u);
+    } else {
+        file_read_next(w, u);
+    }
+}
+
+/* ==== timeouts ==== */
+
+void origin_tick(struct worker *w, int64_t now)
+{
+    for (unsigned i = 0; i < w->nups; i++) {
+        struct upconn *u = w->ups[i];
+        if (u->phase == UP_FREE || u->phase == UP_CLOSED ||
+            u->deadline > now || u->o->kind != ORIGIN_HTTP)
+            continue;
+        switch (u->phase) {
+        case UP_CONNECT:
+        case UP_SEND:
+        case UP_WAIT:
+            log_warn("origin %s: %s timed out", u->o->name,
+                     u->phase == UP_CONNECT ? "connect" : "first byte");
+            u->o->st.timeouts++;
+            finish(u, false, 504);
+            up_close(w, u);
+            break;
+        case UP_READ:
+            log_warn("origin %s: no data for %lld ms (truncated)", u->o->name,
+                     (long long)u->o->idle_timeout_ms);
+            u->o->st.timeouts++;
+            finish(u, false, 504);
+            up_close(w, u);
+            break;
+        case UP_IDLE:
+            up_close(w, u);
+            break;
+        default:
+            break;
+        }
+    }
+}
+
+void origin_cleanup(struct worker *w)
+{
+    for (unsigned i = 0; i < w->nups; i++) {
+        struct upconn *u = w->ups[i];
+        if (u->fd >= 0)
+            close(u->fd);
+        if (u->obj)
+            cache_obj_unref(u->obj);
+        buf_free(&u->out);
+        buf_free(&u->hname);
+        buf_free(&u->hval);
+        free(u);
+    }
+    free(w->ups);
+}

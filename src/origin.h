@@ -1,0 +1,84 @@
+/* origin.h - where cache fills come from: HTTP/1.1 upstreams over io_uring
+ * (connect, keep-alive pool, Content-Length/chunked/close-delimited bodies,
+ * timeouts) and local files read through io_uring. A fetch writes into a
+ * cache object (cache_obj_head/data/done); the object tells subscribers. */
+#ifndef LURING_ORIGIN_H
+#define LURING_ORIGIN_H
+
+#include <http_parser.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "buf.h"
+#include "loop.h"
+
+struct cache_obj;
+struct worker;
+
+enum origin_kind { ORIGIN_HTTP, ORIGIN_FILE };
+
+struct origin_stats {
+    uint64_t requests, errors, timeouts, connects, reused;
+};
+
+struct origin {
+    char name[64];
+    enum origin_kind kind;
+    /* HTTP */
+    struct sockaddr_storage addr;
+    socklen_t alen;
+    char host[128];              /* Host header */
+    int64_t connect_timeout_ms;  /* 504 */
+    int64_t first_byte_timeout_ms; /* 504 */
+    int64_t idle_timeout_ms;     /* between reads: fails the fetch */
+    int64_t keepalive_ms;        /* idle pooled connection lifetime */
+    unsigned keepalive_max;      /* pooled idle connections */
+    struct upconn *idle;         /* the pool, most recently used first */
+    unsigned nidle;
+    /* file */
+    char root[1024];
+    struct origin_stats st;
+    struct worker *w;
+};
+
+enum up_phase { UP_FREE, UP_CONNECT, UP_SEND, UP_WAIT, UP_READ, UP_IDLE,
+                UP_CLOSED };
+
+/* One upstream connection (or one file read). */
+struct upconn {
+    int fd;
+    uint32_t idx, gen;
+    uint16_t inflight;
+    bool recv_armed;
+    bool reused;            /* came from the pool: may retry once */
+    bool got_bytes;         /* response bytes arrived */
+    enum up_phase phase;
+    int64_t deadline;
+    struct origin *o;
+    struct cache_obj *obj;  /* destination of the fetch (one ref) */
+    struct buf out;         /* request bytes */
+    size_t out_sent;
+    http_parser parser;
+    struct buf hname, hval; /* the header being parsed */
+    bool in_value;
+    int64_t ttl_ms;         /* from Cache-Control/Expires; -1 none */
+    bool no_store;
+    uint64_t file_off;      /* file origin: next read offset */
+    struct upconn *next;    /* pool / free list */
+};
+
+/** Parse "http://host:port" (or a path root for files) into o. 0, or -1
+ * with err. */
+int origin_init_http(struct origin *o, const char *url, char *err,
+                     size_t errlen);
+/** Start fetching `path` into obj (takes a ref on obj). */
+void origin_fetch(struct worker *w, struct origin *o, const char *path,
+                  size_t plen, struct cache_obj *obj);
+/** Completion for OP_UP_* ops. */
+void origin_on_cqe(struct worker *w, const struct loop_cqe *cq);
+/** Timeouts (called from the worker's tick). */
+void origin_tick(struct worker *w, int64_t now);
+void origin_cleanup(struct worker *w);
+
+#endif
