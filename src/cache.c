@@ -229,6 +229,7 @@ void cache_obj_head(struct cache_obj *o, int status, int64_t total,
                     int64_t ttl_ms)
 {
     struct cache *c = o->cache;
+    cache_obj_ref(o); /* unindexing below may drop the last other ref */
     o->status = status;
     o->total = total;
     o->head_ready = true;
@@ -242,6 +243,7 @@ void cache_obj_head(struct cache_obj *o, int status, int64_t total,
         cache_unindex(o); /* subscribers keep it alive */
     }
     serve_obj_event(o);
+    cache_obj_unref(o);
 }
 
 /* Make sure the chunk under the fill cursor exists; charge the budget. */
@@ -324,6 +326,7 @@ int cache_obj_data(struct cache_obj *o, const char *p, size_t n)
 void cache_obj_done(struct cache_obj *o, bool ok, int status)
 {
     struct cache *c = o->cache;
+    cache_obj_ref(o);
     if (ok && o->total >= 0 && o->len != (size_t)o->total)
         ok = false; /* truncated */
     if (ok) {
@@ -338,6 +341,7 @@ void cache_obj_done(struct cache_obj *o, bool ok, int status)
         cache_unindex(o); /* never served as complete */
     }
     serve_obj_event(o);
+    cache_obj_unref(o);
 }
 
 const char *cache_obj_at(const struct cache_obj *o, size_t off, size_t *n)
