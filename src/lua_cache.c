@@ -88,14 +88,7 @@ static int l_cache_new(lua_State *L)
 
 static struct req *check_active_req(lua_State *L, int idx)
 {
-    luaL_checktype(L, idx, LUA_TTABLE);
-    lua_rawgeti(L, idx, 1);
-    lua_rawgeti(L, idx, 2);
-    struct req *r = lua_touserdata(L, -2);
-    lua_Integer gen = lua_tointeger(L, -1);
-    lua_pop(L, 2);
-    if (r == NULL || (lua_Integer)r->gen != gen || !r->running)
-        luaL_error(L, "bad argument #%d: an active request expected", idx);
+    struct req *r = lrt_check_req(L, idx);
     struct worker *w = lrt_worker();
     if (w == NULL || w->cur != r || r->co != L)
         luaL_error(L, "fetch: only from the request's own handler "

@@ -28,7 +28,7 @@ static __thread struct worker *cur_worker;
 
 /* Request tables hold [1] = struct req* and [2] = its generation, so a table
  * kept past its request is refused instead of reaching a reused slot. */
-static struct req *check_req(lua_State *L, int idx)
+struct req *lrt_check_req(lua_State *L, int idx)
 {
     luaL_checktype(L, idx, LUA_TTABLE);
     lua_rawgeti(L, idx, 1);
@@ -45,7 +45,7 @@ static struct req *check_req(lua_State *L, int idx)
 
 static int l_req_header(lua_State *L)
 {
-    struct req *r = check_req(L, 1);
+    struct req *r = lrt_check_req(L, 1);
     size_t nlen, vlen;
     const char *name = luaL_checklstring(L, 2, &nlen);
     const char *v = req_header(r, name, nlen, &vlen);
@@ -58,7 +58,7 @@ static int l_req_header(lua_State *L)
 
 static int l_req_headers(lua_State *L)
 {
-    struct req *r = check_req(L, 1);
+    struct req *r = lrt_check_req(L, 1);
     char name[256];
     lua_createtable(L, 0, (int)r->nhdrs);
     for (unsigned i = 0; i < r->nhdrs; i++) {
@@ -85,7 +85,7 @@ static int l_req_headers(lua_State *L)
 
 static int l_req_body(lua_State *L)
 {
-    struct req *r = check_req(L, 1);
+    struct req *r = lrt_check_req(L, 1);
     lua_pushlstring(L, r->body.data ? r->body.data : "", r->body.len);
     return 1;
 }
@@ -171,7 +171,7 @@ static int check_status(lua_State *L, int idx)
 
 static int l_req_start(lua_State *L)
 {
-    struct req *r = check_req(L, 1);
+    struct req *r = lrt_check_req(L, 1);
     int status = lua_isnoneornil(L, 2) ? 200 : check_status(L, 2);
     if (r->head_sent)
         return luaL_error(L, "response already started");
@@ -190,7 +190,7 @@ static int l_req_start(lua_State *L)
 
 static int l_req_write(lua_State *L)
 {
-    struct req *r = check_req(L, 1);
+    struct req *r = lrt_check_req(L, 1);
     luaL_checkstring(L, 2);
     if (r->c == NULL) {
         lua_pushnil(L);

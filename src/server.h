@@ -333,6 +333,8 @@ void lcache_open(lua_State *L);
 int lcache_push_collected(lua_State *L, struct req *r);
 void lcache_cleanup(struct worker *w);
 struct worker *lrt_worker(void);
+/** The request behind the table at idx; raises unless it is active. */
+struct req *lrt_check_req(lua_State *L, int idx);
 
 /* ==== log ==== */
 void log_msg(const char *level, const char *fmt, ...)
