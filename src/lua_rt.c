@@ -90,9 +90,33 @@ static int l_req_body(lua_State *L)
     return 1;
 }
 
+/* ==== script states ==== */
+
+static void lstate_close(struct lstate *ls)
+{
+    lua_close(ls->L);
+    free(ls);
+}
+
+/* One user of ls is done; a retired state closes with its last user. */
+static void lstate_release(struct worker *w, struct lstate *ls)
+{
+    if (--ls->live > 0 || ls == w->lua)
+        return;
+    for (struct lstate **pp = &w->retired; *pp; pp = &(*pp)->next)
+        if (*pp == ls) {
+            *pp = ls->next;
+            lstate_close(ls);
+            log_info("closed a replaced script state (no request left on it)");
+            return;
+        }
+}
+
 void lrt_unref(struct worker *w, void *arg, intptr_t ref)
 {
-    luaL_unref(w->L, LUA_REGISTRYINDEX, (int)ref);
+    struct lstate *ls = arg;
+    luaL_unref(ls->L, LUA_REGISTRYINDEX, (int)ref);
+    lstate_release(w, ls);
 }
 
 /* Queue the string at stack index idx as body bytes. */
@@ -109,7 +133,8 @@ static void queue_body(lua_State *L, struct req *r, int idx)
          * the send completes (lrt_unref runs then) */
         lua_pushvalue(L, idx);
         int ref = luaL_ref(L, LUA_REGISTRYINDEX);
-        http_body(r, p, len, lrt_unref, NULL, ref);
+        r->ls->live++;
+        http_body(r, p, len, lrt_unref, r->ls, ref);
     }
 }
 
@@ -432,17 +457,98 @@ void lrt_set_worker(struct worker *w) { cur_worker = w; }
 
 struct worker *lrt_worker(void) { return cur_worker; }
 
-void lrt_bind_worker(struct worker *w)
+struct lstate *lrt_load(struct worker *w,
+                        int (*fn)(void *ud, const char *addr, int ref),
+                        char *err, size_t errlen)
 {
-    lua_State *L = w->L;
+    struct lstate *ls = calloc(1, sizeof *ls);
+    if (ls == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    cur_worker = w; /* caches and origins the script declares are ours */
+    ls->L = lrt_open(w->script, err, errlen);
+    if (ls->L == NULL) {
+        free(ls);
+        return NULL;
+    }
+    lua_State *L = ls->L;
     get_luring_field(L, "_entry");
-    w->entry_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    ls->entry_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_getglobal(L, "package");
     lua_getfield(L, -1, "loaded");
     lua_getfield(L, -1, "luring.core");
     lua_getfield(L, -1, "_req_mt");
-    w->req_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    ls->req_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_pop(L, 3);
+    w->loading = ls;
+    int n = lrt_listeners(L, fn, w, err, errlen);
+    w->loading = NULL;
+    if (n < 0) {
+        lstate_close(ls);
+        return NULL;
+    }
+    return ls;
+}
+
+/* Reload: the new script must serve the same listeners, in order. */
+static int same_listener(void *ud, const char *addr, int ref)
+{
+    struct worker *w = ud;
+    struct lstate *ls = w->loading;
+    unsigned i = ls->ndispatch;
+    if (i >= w->nls || (!w->listen_override && strcmp(addr, w->ls[i].addr))) {
+        snprintf(w->err, sizeof w->err,
+                 "listener %u (%s) differs from the running script's; "
+                 "restart to change listeners", i + 1, addr);
+        return -1;
+    }
+    ls->dispatch[ls->ndispatch++] = ref;
+    return 0;
+}
+
+int lrt_reload(struct worker *w)
+{
+    char err[1024];
+    w->err[0] = 0;
+    struct lstate *ls = lrt_load(w, same_listener, err, sizeof err);
+    if (ls && ls->ndispatch != w->nls) {
+        snprintf(err, sizeof err, "the script has %u listeners, the running "
+                 "one %u; restart to change listeners", ls->ndispatch, w->nls);
+        lstate_close(ls);
+        ls = NULL;
+    }
+    if (ls == NULL) {
+        log_err("reload of %s failed, still running the previous script: %s",
+                w->script, w->err[0] ? w->err : err);
+        return -1;
+    }
+    struct lstate *old = w->lua;
+    w->lua = ls;
+    old->next = w->retired;
+    w->retired = old;
+    /* pooled (idle) coroutines of the old state are dropped now; running
+     * and parked ones finish there */
+    for (struct req *r = w->free_reqs; r; r = r->next_free)
+        if (r->co && r->ls == old)
+            lrt_drop_thread(r);
+    old->live++;
+    lstate_release(w, old); /* closes it at once if nothing uses it */
+    if (w->id == 0)
+        log_info("reloaded %s", w->script);
+    return 0;
+}
+
+void lrt_close_all(struct worker *w)
+{
+    while (w->retired) {
+        struct lstate *ls = w->retired;
+        w->retired = ls->next;
+        lstate_close(ls);
+    }
+    if (w->lua)
+        lstate_close(w->lua);
+    w->lua = NULL;
 }
 
 /* ==== running handlers ==== */
@@ -467,16 +573,19 @@ static void push_req(lua_State *co, struct req *r)
     }
     lua_pushstring(co, r->http_minor ? "1.1" : "1.0");
     lua_setfield(co, -2, "version");
-    lua_rawgeti(co, LUA_REGISTRYINDEX, r->w->req_mt_ref);
+    lua_rawgeti(co, LUA_REGISTRYINDEX, r->ls->req_mt_ref);
     lua_setmetatable(co, -2);
 }
 
 void lrt_drop_thread(struct req *r)
 {
-    if (r->co_ref != LUA_NOREF)
-        luaL_unref(r->w->L, LUA_REGISTRYINDEX, r->co_ref);
+    if (r->co == NULL)
+        return;
+    luaL_unref(r->ls->L, LUA_REGISTRYINDEX, r->co_ref);
     r->co = NULL;
     r->co_ref = LUA_NOREF;
+    lstate_release(r->w, r->ls);
+    r->ls = NULL;
 }
 
 static void respond_500(struct req *r)
@@ -593,6 +702,8 @@ static void run(struct req *r, int nargs)
         r->running = false;
         finish(r, co);
         lua_settop(co, 0); /* the thread is reused by the next request */
+        if (r->co && r->ls != w->lua)
+            lrt_drop_thread(r); /* ...unless its script was replaced */
     } else {
         const char *msg = lua_tostring(co, -1);
         char copy[512];
@@ -606,14 +717,18 @@ static void run(struct req *r, int nargs)
 void lrt_start(struct req *r)
 {
     struct worker *w = r->w;
-    lua_State *L = w->L;
+    if (r->co && r->ls != w->lua)
+        lrt_drop_thread(r); /* pooled from a script replaced since */
     if (r->co == NULL) {
+        lua_State *L = w->lua->L;
         r->co = lua_newthread(L);
         r->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        r->ls = w->lua;
+        r->ls->live++;
     }
     lua_State *co = r->co;
-    lua_rawgeti(co, LUA_REGISTRYINDEX, w->entry_ref);
-    lua_rawgeti(co, LUA_REGISTRYINDEX, w->ls[r->dispatch].dispatch_ref);
+    lua_rawgeti(co, LUA_REGISTRYINDEX, r->ls->entry_ref);
+    lua_rawgeti(co, LUA_REGISTRYINDEX, r->ls->dispatch[r->dispatch]);
     push_req(co, r);
     r->running = true;
     run(r, 2);

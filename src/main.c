@@ -31,6 +31,7 @@ static void usage(FILE *f)
             "  --listen ADDR   override the script's listen address "
             "(host:port, [v6]:port)\n"
             "  --workers N     worker threads (default: script, else 1)\n"
+            "  --watch         reload the script when its file changes\n"
             "  --check         load the script, report errors, exit\n"
             "  --version       print the version\n"
             "  --help          this text\n");
@@ -73,13 +74,14 @@ int main(int argc, char **argv)
         {"listen", required_argument, NULL, 'l'},
         {"workers", required_argument, NULL, 'w'},
         {"check", no_argument, NULL, 'c'},
+        {"watch", no_argument, NULL, 'W'},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *listen = NULL;
     long workers = 0;
-    bool check = false;
+    bool check = false, watch = false;
     int ch;
     while ((ch = getopt_long(argc, argv, "hV", opts, NULL)) != -1) {
         switch (ch) {
@@ -92,6 +94,7 @@ int main(int argc, char **argv)
             }
             break;
         case 'c': check = true; break;
+        case 'W': watch = true; break;
         case 'V': printf("luring %s\n", LURING_VERSION); return 0;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 1;
@@ -156,6 +159,8 @@ int main(int argc, char **argv)
         t->w.script = script;
         t->w.listen_override = listen;
         t->w.wake_fd = eventfd(0, EFD_CLOEXEC);
+        t->w.watch = watch && i == 0; /* one watcher reloads them all */
+        worker_register(&t->w);
         pthread_mutex_init(&t->mu, NULL);
         pthread_cond_init(&t->cv, NULL);
         if (t->w.wake_fd < 0 ||
@@ -182,18 +187,15 @@ int main(int argc, char **argv)
         if (sigwait(&set, &sig) != 0)
             continue;
         if (sig == SIGHUP) {
-            log_info("SIGHUP: reload is not supported yet; ignored");
+            log_info("SIGHUP: reloading %s", script);
+            worker_signal_all(CTL_RELOAD);
             continue;
         }
         log_info("%s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
         break;
     }
 
-    for (unsigned i = 0; i < started; i++) {
-        uint64_t one = 1;
-        if (th[i].state > 0 && write(th[i].w.wake_fd, &one, sizeof one) < 0)
-            log_err("cannot wake worker %u: %s", i, strerror(errno));
-    }
+    worker_signal_all(CTL_STOP);
     for (unsigned i = 0; i < started; i++) {
         pthread_join(th[i].tid, NULL);
         worker_cleanup(&th[i].w);

@@ -46,7 +46,11 @@ enum op {
     OP_UP_SEND,    /* idx = upstream connection */
     OP_UP_RECV,    /* idx = upstream connection */
     OP_FILE_READ,  /* idx = upstream slot reading a file */
+    OP_INOTIFY,    /* --watch: the script's directory changed */
 };
+
+/* worker->ctl bits, set by another thread before it writes wake_fd */
+enum { CTL_STOP = 1, CTL_RELOAD = 2 };
 
 /* ==== output queue ==== */
 
@@ -158,6 +162,7 @@ struct req {
     struct conn *c;         /* NULL once the client is gone (aborted) */
     struct worker *w;
     /* coroutine */
+    struct lstate *ls;      /* the script state co belongs to */
     lua_State *co;
     int co_ref;             /* registry ref anchoring co (LUA_NOREF: none) */
     enum req_wait wait;
@@ -196,17 +201,39 @@ struct req {
 
 /* ==== the worker ==== */
 
+#define LISTEN_MAX 32
+
 struct listener {
     int fd;
     char addr[64];
-    int dispatch_ref;       /* Lua: the app's dispatch function */
     bool accepting;
+};
+
+/* A loaded script: its Lua state and the references the runtime needs.
+ * A reload makes a new one current; the old one is retired and closed
+ * once nothing uses it (no coroutine, no queued Lua string). */
+struct lstate {
+    lua_State *L;
+    int entry_ref;          /* luring._entry */
+    int req_mt_ref;         /* metatable of request tables */
+    int dispatch[LISTEN_MAX]; /* per listener: the app that serves it */
+    unsigned ndispatch;
+    unsigned live;          /* coroutine threads + referenced strings */
+    struct lstate *next;    /* retired list */
 };
 
 struct worker {
     unsigned id;
     struct loop *loop;
-    lua_State *L;
+    struct lstate *lua;     /* the current script */
+    struct lstate *retired; /* older scripts still finishing requests */
+    struct lstate *loading; /* being loaded (listener callback) */
+    _Atomic unsigned ctl;   /* CTL_* requests from other threads */
+    struct worker *all;     /* every worker (for --watch), nall of them */
+    unsigned nall;
+    bool watch;             /* reload when the script file changes */
+    int inotify_fd;
+    char inotify_buf[4096];
     const struct config *cfg;
     const char *script;
     const char *listen_override;
@@ -225,9 +252,6 @@ struct worker {
     unsigned nreqs;
     struct req *free_reqs;
     struct req *cur;        /* the request whose coroutine is running */
-    /* Lua refs */
-    int entry_ref;          /* luring._entry */
-    int req_mt_ref;         /* metatable of request tables */
     /* timers */
     struct loop_ts tick_ts;
     int wake_fd;
@@ -244,7 +268,7 @@ struct worker {
     unsigned norigins;
     struct cache *scratch;  /* uncached objects for origin:fetch */
     /* start-up report */
-    char err[256];
+    char err[1024];
     bool stopping;
 };
 
@@ -262,6 +286,10 @@ void req_put(struct req *r);
 int worker_run(struct worker *w);
 void worker_loop(struct worker *w);
 void worker_cleanup(struct worker *w);
+/** Make w reachable by worker_signal_all (before its thread starts). */
+void worker_register(struct worker *w);
+/** Ask every worker to stop or reload (any thread). */
+void worker_signal_all(unsigned ctl);
 
 /* ==== outq.c ==== */
 void outq_copy(struct conn *c, const void *p, size_t len);
@@ -310,7 +338,16 @@ int lrt_read_config(lua_State *L, struct config *cfg, char *err, size_t errlen);
 int lrt_listeners(lua_State *L, int (*fn)(void *ud, const char *addr, int ref),
                   void *ud, char *err, size_t errlen);
 void lrt_set_worker(struct worker *w);
-void lrt_bind_worker(struct worker *w);
+/** Load the script into a new state; listeners are reported to
+ * fn(ud, addr, index) in order (see lrt_listeners). NULL and err on
+ * failure. */
+struct lstate *lrt_load(struct worker *w,
+                        int (*fn)(void *ud, const char *addr, int ref),
+                        char *err, size_t errlen);
+/** Reload the script: new requests run on the new state, in-flight ones
+ * finish on the old. On failure the running script stays (logged). */
+int lrt_reload(struct worker *w);
+void lrt_close_all(struct worker *w);
 /** Run the handler for a parsed request. */
 void lrt_start(struct req *r);
 /** Resume a coroutine whose wait is over. */

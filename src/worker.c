@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdatomic.h>
+#include <sys/inotify.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -377,6 +379,11 @@ static int add_listener(void *ud, const char *addr, int ref)
             close(fd);
         return -1;
     }
+    if (w->nls == LISTEN_MAX) {
+        close(fd);
+        snprintf(w->err, sizeof w->err, "more than %d listeners", LISTEN_MAX);
+        return -1;
+    }
     struct listener *ls = realloc(w->ls, (w->nls + 1) * sizeof *ls);
     if (ls == NULL) {
         close(fd);
@@ -387,7 +394,7 @@ static int add_listener(void *ud, const char *addr, int ref)
     struct listener *l = &w->ls[w->nls++];
     memset(l, 0, sizeof *l);
     l->fd = fd;
-    l->dispatch_ref = ref;
+    w->loading->dispatch[w->loading->ndispatch++] = ref;
     snprintf(l->addr, sizeof l->addr, "%s", addr);
     return 0;
 }
@@ -505,6 +512,99 @@ static void on_sleep(struct worker *w, const struct loop_cqe *cq)
     lrt_resume(r);
 }
 
+/* ==== control: stop, reload, --watch ==== */
+
+static struct worker *workers[256];
+static unsigned nworkers;
+
+void worker_register(struct worker *w)
+{
+    if (nworkers < sizeof workers / sizeof workers[0])
+        workers[nworkers++] = w;
+}
+
+void worker_signal_all(unsigned ctl)
+{
+    for (unsigned i = 0; i < nworkers; i++) {
+        uint64_t one = 1;
+        atomic_fetch_or(&workers[i]->ctl, ctl);
+        if (write(workers[i]->wake_fd, &one, sizeof one) < 0)
+            log_err("cannot wake worker %u: %s", i, strerror(errno));
+    }
+}
+
+static void arm_wake(struct worker *w)
+{
+    loop_read(w->loop, w->wake_fd, &w->wake_buf, sizeof w->wake_buf, 0,
+              UD_MAKE(OP_WAKE, 0, 0));
+}
+
+static void on_wake(struct worker *w)
+{
+    unsigned ctl = atomic_exchange(&w->ctl, 0);
+    if (ctl & CTL_STOP) {
+        w->stopping = true;
+        loop_stop(w->loop);
+        return;
+    }
+    arm_wake(w);
+    if (ctl & CTL_RELOAD)
+        lrt_reload(w);
+}
+
+static void arm_inotify(struct worker *w)
+{
+    loop_read(w->loop, w->inotify_fd, w->inotify_buf, sizeof w->inotify_buf,
+              0, UD_MAKE(OP_INOTIFY, 0, 0));
+}
+
+/* The script's directory changed: reload every worker when the event
+ * names the script (editors write in place or rename a new file over). */
+static void on_inotify(struct worker *w, const struct loop_cqe *cq)
+{
+    if (cq->res <= 0) {
+        log_err("--watch: reading inotify: %s", strerror(-cq->res));
+        return;
+    }
+    const char *base = strrchr(w->script, '/');
+    base = base ? base + 1 : w->script;
+    bool hit = false;
+    for (int off = 0; off + (int)sizeof(struct inotify_event) <= cq->res;) {
+        const struct inotify_event *ev =
+            (const struct inotify_event *)(w->inotify_buf + off);
+        if (ev->len && strcmp(ev->name, base) == 0)
+            hit = true;
+        off += (int)sizeof *ev + (int)ev->len;
+    }
+    if (hit) {
+        log_info("--watch: %s changed", w->script);
+        worker_signal_all(CTL_RELOAD);
+    }
+    if (!w->stopping)
+        arm_inotify(w);
+}
+
+static int watch_script(struct worker *w)
+{
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s", w->script);
+    char *slash = strrchr(dir, '/');
+    if (slash == NULL)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == dir)
+        dir[1] = 0;
+    else
+        *slash = 0;
+    w->inotify_fd = inotify_init1(IN_CLOEXEC);
+    if (w->inotify_fd < 0 ||
+        inotify_add_watch(w->inotify_fd, dir, IN_CLOSE_WRITE | IN_MOVED_TO) < 0) {
+        snprintf(w->err, sizeof w->err, "--watch %.900s: %s", dir, strerror(errno));
+        return -1;
+    }
+    arm_inotify(w);
+    return 0;
+}
+
 static void on_cqe(void *ctx, const struct loop_cqe *cq)
 {
     struct worker *w = ctx;
@@ -518,7 +618,8 @@ static void on_cqe(void *ctx, const struct loop_cqe *cq)
     case OP_UP_SEND:
     case OP_UP_RECV: origin_on_cqe(w, cq); break;
     case OP_FILE_READ: origin_on_file_cqe(w, cq); break;
-    case OP_WAKE: w->stopping = true; loop_stop(w->loop); break;
+    case OP_WAKE: on_wake(w); break;
+    case OP_INOTIFY: on_inotify(w, cq); break;
     case OP_CLOSE:
     case OP_CANCEL:
     default: break;
@@ -562,12 +663,16 @@ int worker_run(struct worker *w)
     w->loop = loop_new(&lc, w->err, sizeof w->err);
     if (w->loop == NULL)
         return -1;
-    lrt_set_worker(w); /* caches and origins the script declares are ours */
-    w->L = lrt_open(w->script, w->err, sizeof w->err);
-    if (w->L == NULL)
+    char err[sizeof w->err];
+    err[0] = w->err[0] = 0;
+    w->inotify_fd = -1;
+    w->lua = lrt_load(w, add_listener, err, sizeof err);
+    if (w->lua == NULL) {
+        if (w->err[0] == 0) /* not a listener error: the script's */
+            snprintf(w->err, sizeof w->err, "%s", err);
         return -1;
-    lrt_bind_worker(w);
-    if (lrt_listeners(w->L, add_listener, w, w->err, sizeof w->err) < 0)
+    }
+    if (w->watch && watch_script(w) < 0)
         return -1;
     w->tl_timeout[TL_HEAD] = w->cfg->header_timeout_ms;
     w->tl_timeout[TL_IDLE] = w->cfg->idle_timeout_ms;
@@ -576,8 +681,7 @@ int worker_run(struct worker *w)
     w->tl_timeout[TL_LINGER] = LINGER_MS;
     refresh_date(w);
     arm_tick(w);
-    loop_read(w->loop, w->wake_fd, &w->wake_buf, sizeof w->wake_buf, 0,
-              UD_MAKE(OP_WAKE, 0, 0));
+    arm_wake(w);
     return 0;
 }
 
@@ -613,7 +717,8 @@ void worker_cleanup(struct worker *w)
     for (unsigned i = 0; i < w->nls; i++)
         close(w->ls[i].fd);
     free(w->ls);
-    if (w->L)
-        lua_close(w->L);
+    if (w->inotify_fd >= 0)
+        close(w->inotify_fd);
+    lrt_close_all(w); /* last: queued sends above released Lua strings */
     loop_free(w->loop);
 }
