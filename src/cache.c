@@ -50,6 +50,7 @@ struct cache *cache_new(struct worker *w, const char *name, size_t max_bytes,
     c->max_objects = max_objects;
     c->ttl_ms = ttl_ms;
     c->w = w;
+    c->admit_ref = c->ttl_ref = -2; /* LUA_NOREF */
     if (rehash(c, 1024) < 0) {
         free(c);
         return NULL;
@@ -235,6 +236,8 @@ void cache_obj_head(struct cache_obj *o, int status, int64_t total,
     o->head_ready = true;
     if (ttl_ms < 0)
         ttl_ms = c->ttl_ms;
+    if (c->decide && status == 200 && ttl_ms > 0)
+        ttl_ms = c->decide(c, o, ttl_ms); /* script's admit/ttl hooks */
     o->expires = loop_now(c->w->loop) + ttl_ms;
     if (status != 200 || ttl_ms == 0 ||
         (total > 0 && (size_t)total > c->max_bytes)) {

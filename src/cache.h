@@ -51,8 +51,18 @@ struct cache_stats {
         expired, uncacheable;
 };
 
+struct cache;
+/** Decide an object's fate once its head is known: returns the TTL in ms
+ * (0: do not cache). `ttl_ms` is the TTL from the origin's headers or the
+ * cache default. Set by the Lua binding for admit/ttl hooks. */
+typedef int64_t (*cache_decide_pt)(struct cache *c, struct cache_obj *o,
+                                   int64_t ttl_ms);
+
 struct cache {
     char name[64];
+    cache_decide_pt decide; /* NULL: keep ttl_ms */
+    void *hook_owner;       /* the script state holding the hooks */
+    int admit_ref, ttl_ref; /* Lua registry refs in hook_owner, or -2 */
     size_t max_bytes, max_objects;
     int64_t ttl_ms;       /* default TTL when the origin gives none */
     size_t bytes, nobj;   /* charged bytes (all live objects), indexed objects */

@@ -38,6 +38,100 @@ static const char *opt_str(lua_State *L, int t, const char *k)
     return s; /* kept alive by the table */
 }
 
+/* Push o's forwarded origin headers as a table with lowercased names. */
+static void push_hdrs(lua_State *L, const struct cache_obj *o)
+{
+    lua_newtable(L);
+    const char *p = o->hdrs.data, *end = p + o->hdrs.len;
+    while (p && p < end) {
+        const char *colon = memchr(p, ':', (size_t)(end - p));
+        const char *eol = memchr(p, '\r', (size_t)(end - p));
+        if (!colon || !eol || colon > eol)
+            break;
+        luaL_Buffer b;
+        luaL_buffinit(L, &b);
+        for (const char *q = p; q < colon; q++)
+            luaL_addchar(&b, (char)((*q >= 'A' && *q <= 'Z') ? *q + 32 : *q));
+        luaL_pushresult(&b);
+        lua_pushlstring(L, colon + 2, (size_t)(eol - colon - 2));
+        lua_rawset(L, -3);
+        p = eol + 2;
+    }
+}
+
+/* ==== admission and TTL hooks ==== */
+
+#define HOOKS_KEY "luring.cache_hooks" /* registry: name -> {admit, ttl} */
+
+/* Call hook `name` of the current script (if it has one) as
+ * fn(key, status, headers[, ttl_seconds]); leaves one result, or returns
+ * false (no hook, or it failed: logged). */
+static bool call_hook(lua_State *L, struct cache *c, struct cache_obj *o,
+                      const char *name, int64_t ttl_ms)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, HOOKS_KEY);
+    if (!lua_istable(L, -1))
+        return false;
+    lua_getfield(L, -1, c->name);
+    if (!lua_istable(L, -1))
+        return false;
+    lua_getfield(L, -1, name);
+    if (!lua_isfunction(L, -1))
+        return false;
+    lua_pushlstring(L, o->key, o->klen);
+    lua_pushinteger(L, o->status);
+    push_hdrs(L, o);
+    lua_pushnumber(L, (lua_Number)ttl_ms / 1000);
+    if (lua_pcall(L, 4, 1, 0) != 0) {
+        log_err("cache %s: %s hook failed for %s: %s (using the default)",
+                c->name, name, o->key, lua_tostring(L, -1));
+        return false;
+    }
+    return true;
+}
+
+/* cache_decide_pt: the script's admit(key, status, headers) -> bool and
+ * ttl(key, status, headers, ttl) -> seconds, run on the script that is
+ * current now (so a reload that fails can't change them). */
+static int64_t lua_decide(struct cache *c, struct cache_obj *o, int64_t ttl_ms)
+{
+    struct worker *w = c->w;
+    if (w->lua == NULL)
+        return ttl_ms;
+    lua_State *L = w->lua->L;
+    int top = lua_gettop(L);
+    if (call_hook(L, c, o, "admit", ttl_ms) && !lua_toboolean(L, -1))
+        ttl_ms = 0;
+    lua_settop(L, top);
+    if (ttl_ms > 0 && call_hook(L, c, o, "ttl", ttl_ms)) {
+        lua_Number s = lua_tonumber(L, -1);
+        ttl_ms = s > 0 ? (int64_t)(s * 1000) : 0;
+    }
+    lua_settop(L, top);
+    return ttl_ms;
+}
+
+/* Record luring.cache{}'s admit/ttl functions in this script's registry. */
+static void set_hooks(lua_State *L, const char *name)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, HOOKS_KEY);
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, LUA_REGISTRYINDEX, HOOKS_KEY);
+    }
+    lua_createtable(L, 0, 2);
+    lua_getfield(L, 1, "admit");
+    if (!lua_isnil(L, -1) && !lua_isfunction(L, -1))
+        luaL_error(L, "luring.cache: admit must be a function");
+    lua_setfield(L, -2, "admit");
+    lua_getfield(L, 1, "ttl");
+    lua_setfield(L, -2, "ttl");
+    lua_setfield(L, -2, name);
+    lua_pop(L, 1);
+}
+
 /* ==== caches ==== */
 
 static struct cache *check_cache(lua_State *L, int idx)
@@ -56,7 +150,11 @@ static int l_cache_new(lua_State *L)
         return luaL_error(L, "luring.cache: name is required");
     size_t max_bytes = (size_t)opt_num(L, 1, "max_bytes", 64 << 20);
     size_t max_objects = (size_t)opt_num(L, 1, "max_objects", 1000000);
-    int64_t ttl_ms = (int64_t)(opt_num(L, 1, "ttl", 60) * 1000);
+    lua_getfield(L, 1, "ttl");
+    bool ttl_fn = lua_isfunction(L, -1);
+    lua_pop(L, 1);
+    int64_t ttl_ms = ttl_fn ? 60000 : (int64_t)(opt_num(L, 1, "ttl", 60) * 1000);
+    set_hooks(L, name);
     struct cache **pc = lua_newuserdata(L, sizeof *pc);
     *pc = NULL;
     luaL_getmetatable(L, CACHE_MT);
@@ -82,6 +180,7 @@ static int l_cache_new(lua_State *L)
     if (c == NULL)
         return luaL_error(L, "out of memory");
     w->caches[w->ncaches++] = c;
+    c->decide = lua_decide;
     *pc = c;
     return 1;
 }
@@ -312,22 +411,7 @@ int lcache_push_collected(lua_State *L, struct req *r)
         return 2;
     }
     lua_pushinteger(L, o->status);
-    lua_newtable(L);
-    const char *p = o->hdrs.data, *end = p + o->hdrs.len;
-    while (p && p < end) {
-        const char *colon = memchr(p, ':', (size_t)(end - p));
-        const char *eol = memchr(p, '\r', (size_t)(end - p));
-        if (!colon || !eol || colon > eol)
-            break;
-        luaL_Buffer b;
-        luaL_buffinit(L, &b);
-        for (const char *q = p; q < colon; q++)
-            luaL_addchar(&b, (char)((*q >= 'A' && *q <= 'Z') ? *q + 32 : *q));
-        luaL_pushresult(&b);
-        lua_pushlstring(L, colon + 2, (size_t)(eol - colon - 2));
-        lua_rawset(L, -3);
-        p = eol + 2;
-    }
+    push_hdrs(L, o);
     luaL_Buffer b;
     luaL_buffinit(L, &b);
     for (size_t off = 0; off < o->len;) {
