@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "server.h"
+#include "sim.h"
 
 #define LURING_VERSION "0.1.0"
 
@@ -70,6 +71,8 @@ static int count_listener(void *ud, const char *addr, int ref)
 
 int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "sim") == 0)
+        return sim_main(argc - 1, argv + 1);
     static const struct option opts[] = {
         {"listen", required_argument, NULL, 'l'},
         {"workers", required_argument, NULL, 'w'},
