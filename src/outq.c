@@ -157,6 +157,12 @@ int outq_sent(struct conn *c, int res)
         return 1;
     }
     segq_release(c->w, &o->flight);
+    if (o->q.n) {
+        /* queued while this send was in flight: its flush request was
+         * dropped (one send at a time), so send it now */
+        outq_flush(c);
+        return 1;
+    }
     return 0;
 }
 

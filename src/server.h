@@ -297,8 +297,9 @@ void outq_ref(struct conn *c, const char *p, size_t len, seg_release_pt rel,
               void *arg, intptr_t aux);
 /** Hand queued output to the kernel unless a send is in flight. */
 void outq_flush(struct conn *c);
-/** A send completed with `res` bytes (or -errno). Returns 0 when all
- * in-flight data is sent, 1 when more is being sent, -1 on error. */
+/** A send completed with `res` bytes (or -errno). Returns 0 when
+ * everything queued is sent, 1 when more is being sent (the rest of a
+ * short send, or what was queued meanwhile), -1 on error. */
 int outq_sent(struct conn *c, int res);
 size_t outq_pending(const struct conn *c);
 void outq_release_all(struct conn *c);
