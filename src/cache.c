@@ -40,11 +40,20 @@ static int rehash(struct cache *c, unsigned n)
 }
 
 struct cache *cache_new(struct worker *w, const char *name, size_t max_bytes,
-                        size_t max_objects, int64_t ttl_ms)
+                        size_t max_objects, int64_t ttl_ms, const char *policy,
+                        char *err, size_t errlen)
 {
     struct cache *c = calloc(1, sizeof *c);
-    if (c == NULL)
+    if (c == NULL) {
+        snprintf(err, errlen, "out of memory");
         return NULL;
+    }
+    c->pol = policy_open(policy, max_bytes, err, errlen);
+    if (c->pol == NULL) {
+        free(c);
+        return NULL;
+    }
+    snprintf(c->policy, sizeof c->policy, "%s", policy);
     snprintf(c->name, sizeof c->name, "%s", name);
     c->max_bytes = max_bytes;
     c->max_objects = max_objects;
@@ -52,36 +61,101 @@ struct cache *cache_new(struct worker *w, const char *name, size_t max_bytes,
     c->w = w;
     c->admit_ref = c->ttl_ref = -2; /* LUA_NOREF */
     if (rehash(c, 1024) < 0) {
+        policy_free(c->pol);
         free(c);
+        snprintf(err, errlen, "out of memory");
         return NULL;
     }
     return c;
 }
 
-/* ==== LRU ==== */
-
-static void lru_unlink(struct cache *c, struct cache_obj *o)
+int cache_configure(struct cache *c, size_t max_bytes, size_t max_objects,
+                    int64_t ttl_ms, const char *policy, char *err,
+                    size_t errlen)
 {
-    if (o->lprev)
-        o->lprev->lnext = o->lnext;
-    else if (c->lru_head == o)
-        c->lru_head = o->lnext;
-    if (o->lnext)
-        o->lnext->lprev = o->lprev;
-    else if (c->lru_tail == o)
-        c->lru_tail = o->lprev;
-    o->lprev = o->lnext = NULL;
+    if (strcmp(policy, c->policy) != 0 || max_bytes != c->max_bytes) {
+        /* a new policy instance; complete objects move over */
+        struct policy *np = policy_open(policy, max_bytes, err, errlen);
+        if (np == NULL)
+            return -1;
+        struct policy *old = c->pol;
+        c->pol = np;
+        for (unsigned i = 0; i < c->nbuckets; i++)
+            for (struct cache_obj *o = c->buckets[i]; o; o = o->hnext)
+                if (o->in_policy) {
+                    policy_remove(old, &o->pn);
+                    o->in_policy = false;
+                    policy_miss(np, &o->pn);
+                    if (policy_can_insert(np, o->pn.size) &&
+                        !policy_full(np, o->pn.size) &&
+                        policy_insert(np, &o->pn))
+                        o->in_policy = true;
+                }
+        policy_free(old);
+        snprintf(c->policy, sizeof c->policy, "%s", policy);
+    }
+    c->max_bytes = max_bytes;
+    c->max_objects = max_objects;
+    c->ttl_ms = ttl_ms;
+    /* objects the new policy didn't take are dropped; then the budget */
+    for (unsigned i = 0; i < c->nbuckets; i++) {
+        struct cache_obj *o = c->buckets[i], *next;
+        for (; o; o = next) {
+            next = o->hnext;
+            if (!o->in_policy && o->state == OBJ_COMPLETE)
+                cache_unindex(o);
+        }
+    }
+    cache_enforce(c);
+    return 0;
 }
 
-static void lru_push_head(struct cache *c, struct cache_obj *o)
+/* ==== eviction policy ==== */
+
+static uint64_t hash64(const char *p, size_t n)
 {
-    o->lprev = NULL;
-    o->lnext = c->lru_head;
-    if (c->lru_head)
-        c->lru_head->lprev = o;
-    c->lru_head = o;
-    if (c->lru_tail == NULL)
-        c->lru_tail = o;
+    uint64_t h = 14695981039346656037ull; /* FNV-1a 64 */
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)p[i];
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+#define OBJ_OF(n) ((struct cache_obj *)((char *)(n) - offsetof(struct cache_obj, pn)))
+
+/* Evict one object chosen by the policy. false: nothing left to evict. */
+static bool evict_one(struct cache *c)
+{
+    struct policy_node *n = policy_evict(c->pol);
+    if (n == NULL) {
+        const char *e = policy_error(c->pol);
+        if (e)
+            log_err("cache %s: policy %s: %s", c->name, c->policy, e);
+        return false;
+    }
+    struct cache_obj *o = OBJ_OF(n);
+    o->in_policy = false;
+    c->st.evictions++;
+    cache_unindex(o);
+    return true;
+}
+
+/* A complete, cacheable object joins the policy (evicting to make room),
+ * or leaves the index when the policy won't take it. */
+static void policy_admit(struct cache *c, struct cache_obj *o)
+{
+    o->pn.size = o->mem;
+    if (policy_can_insert(c->pol, o->pn.size)) {
+        while (policy_full(c->pol, o->pn.size) && evict_one(c))
+            ;
+        if (policy_insert(c->pol, &o->pn)) {
+            o->in_policy = true;
+            return;
+        }
+    }
+    c->st.uncacheable++;
+    cache_unindex(o);
 }
 
 /* ==== objects ==== */
@@ -124,7 +198,10 @@ void cache_unindex(struct cache_obj *o)
     if (*pp)
         *pp = o->hnext;
     o->hnext = NULL;
-    lru_unlink(c, o);
+    if (o->in_policy) {
+        policy_remove(c->pol, &o->pn);
+        o->in_policy = false;
+    }
     o->indexed = false;
     c->nobj--;
     cache_obj_unref(o);
@@ -145,8 +222,8 @@ struct cache_obj *cache_lookup(struct cache *c, const char *key, size_t klen,
         cache_unindex(o);
         return NULL;
     }
-    lru_unlink(c, o);
-    lru_push_head(c, o);
+    if (o->in_policy)
+        policy_hit(c->pol, &o->pn);
     return o;
 }
 
@@ -191,36 +268,34 @@ struct cache_obj *cache_insert(struct cache *c, const char *key, size_t klen)
     unsigned b = o->hash & (c->nbuckets - 1);
     o->hnext = c->buckets[b];
     c->buckets[b] = o;
-    lru_push_head(c, o);
+    o->pn.key = hash64(key, klen);
+    policy_miss(c->pol, &o->pn); /* s3fifo: ghost hit decides placement */
     o->indexed = true; /* the index owns the creation ref */
     c->nobj++;
     cache_enforce(c);
     return o;
 }
 
-/* Evict least recently used objects that are not being filled until the
- * budget holds. Objects still referenced by sends leave the index now and
- * free their memory when the last send completes. */
+/* Evict, in the policy's order, until the byte budget and the object
+ * limit hold. Objects being filled are not in the policy: they can't be
+ * evicted, but their bytes count. Objects still referenced by sends leave
+ * the index now and free their memory when the last send completes. */
 void cache_enforce(struct cache *c)
 {
-    struct cache_obj *o = c->lru_tail;
-    while (o && (c->bytes > c->max_bytes || c->nobj > c->max_objects)) {
-        struct cache_obj *prev = o->lprev;
-        if (o->state != OBJ_FILLING) {
-            c->st.evictions++;
-            cache_unindex(o);
-        }
-        o = prev;
-    }
+    while ((c->bytes > c->max_bytes || c->nobj > c->max_objects) &&
+           evict_one(c))
+        ;
 }
 
 void cache_free(struct cache *c)
 {
     if (c == NULL)
         return;
-    while (c->lru_head)
-        cache_unindex(c->lru_head);
+    for (unsigned i = 0; i < c->nbuckets; i++)
+        while (c->buckets[i])
+            cache_unindex(c->buckets[i]);
     free(c->buckets);
+    policy_free(c->pol);
     free(c);
 }
 
@@ -336,6 +411,8 @@ void cache_obj_done(struct cache_obj *o, bool ok, int status)
         o->state = OBJ_COMPLETE;
         o->total = (int64_t)o->len;
         c->st.fills++;
+        if (o->indexed)
+            policy_admit(c, o);
     } else {
         o->state = OBJ_FAILED;
         if (!o->head_ready)

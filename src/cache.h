@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "policy.h"
 
 #define CACHE_CHUNK (64 * 1024)
 
@@ -29,7 +30,8 @@ struct cache_obj {
     size_t klen;
     uint32_t hash;
     struct cache_obj *hnext;         /* hash chain */
-    struct cache_obj *lprev, *lnext; /* LRU list, most recent first */
+    struct policy_node pn; /* eviction policy state (key id, size) */
+    bool in_policy;      /* complete and linked in the cache's policy */
     int refs;            /* index + subscribers + queued send segments */
     bool indexed;        /* reachable by key (holds one ref) */
     bool head_ready;
@@ -68,17 +70,25 @@ struct cache {
     size_t bytes, nobj;   /* charged bytes (all live objects), indexed objects */
     struct cache_obj **buckets;
     unsigned nbuckets;
-    struct cache_obj *lru_head, *lru_tail;
+    struct policy *pol;   /* eviction: capacity max_bytes, unit bytes */
+    char policy[128];     /* its name or Lua file */
     struct cache_stats st;
     struct worker *w;
 };
 
+/** A cache evicting with `policy` (a built-in name or a Lua file, see
+ * policy_open). NULL with err on failure. */
 struct cache *cache_new(struct worker *w, const char *name, size_t max_bytes,
-                        size_t max_objects, int64_t ttl_ms);
+                        size_t max_objects, int64_t ttl_ms, const char *policy,
+                        char *err, size_t errlen);
+/** Change limits and policy (a reloaded script). 0, or -1 with err. */
+int cache_configure(struct cache *c, size_t max_bytes, size_t max_objects,
+                    int64_t ttl_ms, const char *policy, char *err,
+                    size_t errlen);
 void cache_free(struct cache *c);
 
-/** A live (not expired, not failed) object for key, or NULL. A hit moves
- * the object to the LRU head. */
+/** A live (not expired, not failed) object for key, or NULL. A hit on a
+ * complete object is reported to the eviction policy. */
 struct cache_obj *cache_lookup(struct cache *c, const char *key, size_t klen,
                                int64_t now);
 /** A new object in the FILLING state, indexed under key (replacing any

@@ -159,16 +159,24 @@ static int l_cache_new(lua_State *L)
     *pc = NULL;
     luaL_getmetatable(L, CACHE_MT);
     lua_setmetatable(L, -2);
+    const char *policy = opt_str(L, 1, "policy");
+    if (policy == NULL)
+        policy = "lru";
+    char err[512];
     struct worker *w = lrt_worker();
-    if (w == NULL)
-        return 1; /* start-up check: nothing to own yet */
+    if (w == NULL) { /* start-up check: nothing to own, but check policy */
+        struct policy *p = policy_open(policy, max_bytes, err, sizeof err);
+        if (p == NULL)
+            return luaL_error(L, "luring.cache %s: %s", name, err);
+        policy_free(p);
+        return 1;
+    }
     for (unsigned i = 0; i < w->ncaches; i++)
         if (strcmp(w->caches[i]->name, name) == 0) { /* bound by name */
             struct cache *c = w->caches[i];
-            c->max_bytes = max_bytes;
-            c->max_objects = max_objects;
-            c->ttl_ms = ttl_ms;
-            cache_enforce(c);
+            if (cache_configure(c, max_bytes, max_objects, ttl_ms, policy,
+                                err, sizeof err) < 0)
+                return luaL_error(L, "luring.cache %s: %s", name, err);
             *pc = c;
             return 1;
         }
@@ -176,9 +184,10 @@ static int l_cache_new(lua_State *L)
     if (cs == NULL)
         return luaL_error(L, "out of memory");
     w->caches = cs;
-    struct cache *c = cache_new(w, name, max_bytes, max_objects, ttl_ms);
+    struct cache *c = cache_new(w, name, max_bytes, max_objects, ttl_ms,
+                                policy, err, sizeof err);
     if (c == NULL)
-        return luaL_error(L, "out of memory");
+        return luaL_error(L, "luring.cache %s: %s", name, err);
     w->caches[w->ncaches++] = c;
     c->decide = lua_decide;
     *pc = c;
@@ -273,6 +282,8 @@ static int l_cache_stats(lua_State *L)
 #undef F
     lua_pushstring(L, c->name);
     lua_setfield(L, -2, "name");
+    lua_pushstring(L, c->policy);
+    lua_setfield(L, -2, "policy");
     return 1;
 }
 
@@ -363,9 +374,11 @@ static int l_origin_fetch(lua_State *L)
     struct req *r = w ? w->cur : NULL;
     if (r == NULL || r->co != L)
         return luaL_error(L, "origin:fetch: only inside a request handler");
+    char err[256];
     if (w->scratch == NULL &&
-        (w->scratch = cache_new(w, "(origin:fetch)", SIZE_MAX, SIZE_MAX, 0)) == NULL)
-        return luaL_error(L, "out of memory");
+        (w->scratch = cache_new(w, "(origin:fetch)", SIZE_MAX, SIZE_MAX, 0,
+                                "fifo", err, sizeof err)) == NULL)
+        return luaL_error(L, "origin:fetch: %s", err);
     struct cache_obj *obj = cache_obj_new(w->scratch, path, plen);
     if (obj == NULL)
         return luaL_error(L, "out of memory");

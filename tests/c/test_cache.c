@@ -18,6 +18,7 @@ static int failures;
     } while (0)
 
 static struct worker w;
+static char err[256];
 
 static struct cache_obj *fill(struct cache *c, const char *key, size_t size,
                               int64_t ttl_ms)
@@ -44,7 +45,7 @@ static struct cache_obj *fill(struct cache *c, const char *key, size_t size,
 
 static void test_hit_and_content(void)
 {
-    struct cache *c = cache_new(&w, "t", 1 << 30, 1000, 60000);
+    struct cache *c = cache_new(&w, "t", 1 << 30, 1000, 60000, "lru", err, sizeof err);
     int64_t now = loop_now(w.loop);
     CHECK(cache_lookup(c, "a", 1, now) == NULL);
     struct cache_obj *o = fill(c, "a", 200000, -1); /* spans 4 chunks */
@@ -77,7 +78,7 @@ static void test_hit_and_content(void)
 
 static void test_ttl(void)
 {
-    struct cache *c = cache_new(&w, "t", 1 << 30, 1000, 60000);
+    struct cache *c = cache_new(&w, "t", 1 << 30, 1000, 60000, "lru", err, sizeof err);
     int64_t now = loop_now(w.loop);
     fill(c, "k", 10, 1000);
     CHECK(cache_lookup(c, "k", 1, now + 500) != NULL);
@@ -97,7 +98,7 @@ static void test_ttl(void)
 
 static void test_budget_and_lru(void)
 {
-    struct cache *c = cache_new(&w, "t", 350000, 1000, 60000); /* 3 fit */
+    struct cache *c = cache_new(&w, "t", 350000, 1000, 60000, "lru", err, sizeof err); /* 3 fit */
     int64_t now = loop_now(w.loop);
     fill(c, "1", 100000, -1);
     fill(c, "2", 100000, -1);
@@ -112,7 +113,7 @@ static void test_budget_and_lru(void)
     cache_free(c);
 
     /* max_objects */
-    c = cache_new(&w, "t", 1 << 30, 3, 60000);
+    c = cache_new(&w, "t", 1 << 30, 3, 60000, "lru", err, sizeof err);
     for (char k = 'a'; k <= 'e'; k++) {
         char key[2] = {k, 0};
         fill(c, key, 10, -1);
@@ -125,7 +126,7 @@ static void test_budget_and_lru(void)
 
 static void test_refs_and_failure(void)
 {
-    struct cache *c = cache_new(&w, "t", 1 << 30, 1000, 60000);
+    struct cache *c = cache_new(&w, "t", 1 << 30, 1000, 60000, "lru", err, sizeof err);
     int64_t now = loop_now(w.loop);
     struct cache_obj *o = fill(c, "r", 70000, -1);
     cache_obj_ref(o); /* as a queued send would */
@@ -151,7 +152,7 @@ static void test_refs_and_failure(void)
     CHECK(c->st.fill_errors == 1);
     cache_obj_unref(f);
     /* objects being filled are not evicted */
-    struct cache *small = cache_new(&w, "s", 1000, 1000, 60000);
+    struct cache *small = cache_new(&w, "s", 1000, 1000, 60000, "lru", err, sizeof err);
     struct cache_obj *g = cache_insert(small, "g", 1);
     cache_obj_ref(g);               /* the fetch's ref */
     cache_obj_head(g, 200, -1, -1);
@@ -166,9 +167,56 @@ static void test_refs_and_failure(void)
     cache_free(c);
 }
 
+/* The same access pattern under different policies: LRU keeps the
+ * touched object, FIFO doesn't; a Lua policy file behaves as its LRU. */
+static void test_policies(void)
+{
+    char lua_lru[1024];
+    snprintf(lua_lru, sizeof lua_lru, "%s", __FILE__);
+    char *slash = strrchr(lua_lru, '/');
+    snprintf(slash ? slash + 1 : lua_lru, 200, "../../examples/policies/lru.lua");
+    const char *specs[] = {"lru", "fifo", "sieve", "clock", lua_lru};
+    /* survivors of "1" after: 1, 2, touch 1, 3, 4 (room for 3) */
+    const bool keeps1[] = {true, false, true, true, true};
+    for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) {
+        struct cache *c = cache_new(&w, "p", 350000, 1000, 60000, specs[i],
+                                    err, sizeof err);
+        if (c == NULL) {
+            printf("%s: %s\n", specs[i], err);
+            failures++;
+            continue;
+        }
+        int64_t now = loop_now(w.loop);
+        fill(c, "1", 100000, -1);
+        fill(c, "2", 100000, -1);
+        CHECK(cache_lookup(c, "1", 1, now) != NULL);
+        fill(c, "3", 100000, -1);
+        fill(c, "4", 100000, -1);
+        CHECK(c->bytes <= c->max_bytes);
+        bool has1 = cache_lookup(c, "1", 1, now) != NULL;
+        if (has1 != keeps1[i]) {
+            printf("%s: object 1 %s\n", specs[i], has1 ? "kept" : "evicted");
+            failures++;
+        }
+        CHECK(cache_lookup(c, "4", 1, now) != NULL);
+        cache_free(c);
+    }
+    /* s3fifo admits only objects up to its small queue (10 %) */
+    struct cache *s3 = cache_new(&w, "p", 1000000, 1000, 60000, "s3fifo", err,
+                                 sizeof err);
+    int64_t now = loop_now(w.loop);
+    fill(s3, "small", 50000, -1);
+    fill(s3, "large", 200000, -1);
+    CHECK(cache_lookup(s3, "small", 5, now) != NULL);
+    CHECK(cache_lookup(s3, "large", 5, now) == NULL);
+    CHECK(s3->st.uncacheable == 1);
+    cache_free(s3);
+    CHECK(cache_new(&w, "p", 1000, 10, 1000, "nope", err, sizeof err) == NULL);
+    CHECK(strstr(err, "nope") != NULL);
+}
+
 int main(void)
 {
-    char err[256];
     struct loop_config lc = {.entries = 8, .nbufs = 8, .buf_size = 64};
     w.loop = loop_new(&lc, err, sizeof err);
     if (w.loop == NULL) {
@@ -179,6 +227,7 @@ int main(void)
     test_ttl();
     test_budget_and_lru();
     test_refs_and_failure();
+    test_policies();
     loop_free(w.loop);
     printf("%s (%d failures)\n", failures ? "FAIL" : "PASS", failures);
     return failures ? 1 : 0;
