@@ -1,6 +1,7 @@
 /* buf.c - growable byte buffer (see buf.h). */
 #include "buf.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -8,9 +9,11 @@ int buf_reserve(struct buf *b, size_t extra)
 {
     if (b->cap - b->len >= extra)
         return 0;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap - b->len < extra)
-        cap *= 2;
+    if (extra > SIZE_MAX - b->len)
+        return -1; /* len + extra would overflow */
+    size_t need = b->len + extra, cap = b->cap ? b->cap : 256;
+    while (cap < need)
+        cap = cap > SIZE_MAX / 2 ? need : cap * 2;
     char *p = realloc(b->data, cap);
     if (p == NULL)
         return -1;

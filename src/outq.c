@@ -161,7 +161,7 @@ int outq_sent(struct conn *c, int res)
         /* queued while this send was in flight: its flush request was
          * dropped (one send at a time), so send it now */
         outq_flush(c);
-        return 1;
+        return (c->flags & CF_SENDING) ? 1 : 0; /* 0: only empty pieces */
     }
     return 0;
 }
