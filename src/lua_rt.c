@@ -528,12 +528,13 @@ int lrt_reload(struct worker *w)
     old->next = w->retired;
     w->retired = old;
     /* pooled (idle) coroutines of the old state are dropped now; running
-     * and parked ones finish there */
+     * and parked ones finish there. Our own hold keeps `old` open during
+     * the loop; its release closes it if nothing else uses it. */
+    old->live++;
     for (struct req *r = w->free_reqs; r; r = r->next_free)
         if (r->co && r->ls == old)
             lrt_drop_thread(r);
-    old->live++;
-    lstate_release(w, old); /* closes it at once if nothing uses it */
+    lstate_release(w, old);
     if (w->id == 0)
         log_info("reloaded %s", w->script);
     return 0;
