@@ -53,6 +53,19 @@ void buf_reset(struct buf *b, size_t keep)
     }
 }
 
+int ptrs_reserve(void *arrp, unsigned n)
+{
+    if (n & (n - 1))
+        return 0; /* not a power of two: the last growth left room */
+    void **arr;
+    memcpy(&arr, arrp, sizeof arr);
+    void **p = realloc(arr, (n ? (size_t)n * 2 : 16) * sizeof *p);
+    if (p == NULL)
+        return -1;
+    memcpy(arrp, &p, sizeof p);
+    return 0;
+}
+
 void buf_free(struct buf *b)
 {
     free(b->data);

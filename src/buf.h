@@ -20,4 +20,9 @@ void buf_consume(struct buf *b, size_t n);
 void buf_reset(struct buf *b, size_t keep);
 void buf_free(struct buf *b);
 
+/** Make room for entry n of a pointer array (*arrp) that holds n entries
+ * and grows at powers of two. arrp: address of the array pointer (any
+ * `T **`). Returns 0, or -1 when out of memory (array unchanged). */
+int ptrs_reserve(void *arrp, unsigned n);
+
 #endif

@@ -27,13 +27,8 @@ static struct upconn *up_alloc(struct worker *w)
     if (u) {
         w->free_ups = u->next;
     } else {
-        if ((w->nups & (w->nups - 1)) == 0) {
-            unsigned cap = w->nups ? w->nups * 2 : 16;
-            struct upconn **p = realloc(w->ups, cap * sizeof *p);
-            if (p == NULL)
-                return NULL;
-            w->ups = p;
-        }
+        if (ptrs_reserve(&w->ups, w->nups) < 0)
+            return NULL;
         u = calloc(1, sizeof *u);
         if (u == NULL)
             return NULL;

@@ -121,13 +121,8 @@ static struct conn *conn_alloc(struct worker *w)
         w->free_conns = c->next_free;
         return c;
     }
-    if ((w->nslots & (w->nslots - 1)) == 0) { /* grow at powers of two */
-        unsigned cap = w->nslots ? w->nslots * 2 : 64;
-        struct conn **p = realloc(w->conns, cap * sizeof *p);
-        if (p == NULL)
-            return NULL;
-        w->conns = p;
-    }
+    if (ptrs_reserve(&w->conns, w->nslots) < 0)
+        return NULL;
     c = calloc(1, sizeof *c);
     if (c == NULL)
         return NULL;
@@ -252,13 +247,8 @@ struct req *req_get(struct worker *w)
     if (r) {
         w->free_reqs = r->next_free;
     } else {
-        if ((w->nreqs & (w->nreqs - 1)) == 0) {
-            unsigned cap = w->nreqs ? w->nreqs * 2 : 64;
-            struct req **p = realloc(w->reqs, cap * sizeof *p);
-            if (p == NULL)
-                return NULL;
-            w->reqs = p;
-        }
+        if (ptrs_reserve(&w->reqs, w->nreqs) < 0)
+            return NULL;
         r = calloc(1, sizeof *r);
         if (r == NULL)
             return NULL;
