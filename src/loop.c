@@ -105,6 +105,9 @@ struct loop *loop_new(const struct loop_config *cfg, char *err, size_t errlen)
                               cfg->buf_size, (unsigned short)i, l->buf_mask,
                               (int)i);
     io_uring_buf_ring_advance(l->br, (int)cfg->nbufs);
+    /* the ring's own fd, registered: io_uring_enter skips the fd table
+     * lookup on every call (best effort) */
+    io_uring_register_ring_fd(&l->ring);
     loop_update_time(l);
     return l;
 
