@@ -157,6 +157,9 @@ wait "$pid"
 echo "$?" >"$rcf.tmp" && mv "$rcf.tmp" "$rcf"
 ]]
 
+M.RUNNER = RUNNER
+M.self_pid = self_pid
+
 local Server = {}
 Server.__index = Server
 

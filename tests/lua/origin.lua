@@ -31,27 +31,9 @@ M.STOP_TIMEOUT = 3
 local shquote, readfile, writefile = helper.shquote, helper.readfile, helper.writefile
 local now = socket.gettime
 
-local function self_pid()
-  local s = readfile("/proc/self/stat")
-  return s and tonumber(s:match("^(%d+)")) or 0
-end
-
--- Same shape as helper.lua's runner: background process, published pid and
--- exit status, watchdog bound to the owner (busted) process.
-local RUNNER = [[
-pidf=$1; rcf=$2; outf=$3; errf=$4; owner=$5; shift 5
-"$@" </dev/null >"$outf" 2>"$errf" &
-pid=$!
-echo "$pid" >"$pidf.tmp" && mv "$pidf.tmp" "$pidf"
-(
-  while kill -0 "$owner" 2>/dev/null && kill -0 "$pid" 2>/dev/null; do
-    sleep 1
-  done
-  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
-) >/dev/null 2>&1 </dev/null &
-wait "$pid"
-echo "$?" >"$rcf.tmp" && mv "$rcf.tmp" "$rcf"
-]]
+-- helper.lua's runner: background process, published pid and exit
+-- status, watchdog bound to the owner (busted) process.
+local self_pid, RUNNER = helper.self_pid, helper.RUNNER
 
 local CONF = [[
 load_module @ECHO@;
