@@ -648,7 +648,12 @@ static void before_sleep(void *ctx)
 
 int worker_run(struct worker *w)
 {
-    struct loop_config lc = {.entries = 1024, .nbufs = 4096,
+    /* 256 receive buffers (1 MiB): the kernel takes them in FIFO order,
+     * so a larger ring makes every recv land in cache-cold memory (4096
+     * buffers cost about 6 % more CPU per request at one connection than
+     * nginx; 256 are at par). A burst that finds the ring empty gets
+     * -ENOBUFS and is re-armed, losing nothing. */
+    struct loop_config lc = {.entries = 1024, .nbufs = 256,
                              .buf_size = 4096};
     w->loop = loop_new(&lc, w->err, sizeof w->err);
     if (w->loop == NULL)
