@@ -10,12 +10,14 @@
 
 /* ==== hashing ==== */
 
-static uint32_t hash_key(const char *p, size_t n)
+/* One hash per key: it picks the bucket and is the key id the eviction
+ * policy knows the object by (ghost lists). */
+static uint64_t hash_key(const char *p, size_t n)
 {
-    uint32_t h = 2166136261u; /* FNV-1a */
+    uint64_t h = 14695981039346656037ull; /* FNV-1a 64 */
     for (size_t i = 0; i < n; i++) {
         h ^= (unsigned char)p[i];
-        h *= 16777619u;
+        h *= 1099511628211ull;
     }
     return h;
 }
@@ -29,8 +31,8 @@ static int rehash(struct cache *c, unsigned n)
         struct cache_obj *o = c->buckets[i], *next;
         for (; o; o = next) {
             next = o->hnext;
-            o->hnext = b[o->hash & (n - 1)];
-            b[o->hash & (n - 1)] = o;
+            o->hnext = b[o->pn.key & (n - 1)];
+            b[o->pn.key & (n - 1)] = o;
         }
     }
     free(c->buckets);
@@ -112,16 +114,6 @@ int cache_configure(struct cache *c, size_t max_bytes, size_t max_objects,
 
 /* ==== eviction policy ==== */
 
-static uint64_t hash64(const char *p, size_t n)
-{
-    uint64_t h = 14695981039346656037ull; /* FNV-1a 64 */
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)p[i];
-        h *= 1099511628211ull;
-    }
-    return h;
-}
-
 #define OBJ_OF(n) ((struct cache_obj *)((char *)(n) - offsetof(struct cache_obj, pn)))
 
 /* Evict one object chosen by the policy. false: nothing left to evict. */
@@ -192,7 +184,7 @@ void cache_unindex(struct cache_obj *o)
     struct cache *c = o->cache;
     if (!o->indexed)
         return;
-    struct cache_obj **pp = &c->buckets[o->hash & (c->nbuckets - 1)];
+    struct cache_obj **pp = &c->buckets[o->pn.key & (c->nbuckets - 1)];
     while (*pp && *pp != o)
         pp = &(*pp)->hnext;
     if (*pp)
@@ -210,10 +202,10 @@ void cache_unindex(struct cache_obj *o)
 struct cache_obj *cache_lookup(struct cache *c, const char *key, size_t klen,
                                int64_t now)
 {
-    uint32_t h = hash_key(key, klen);
+    uint64_t h = hash_key(key, klen);
     struct cache_obj *o = c->buckets[h & (c->nbuckets - 1)];
     for (; o; o = o->hnext)
-        if (o->hash == h && o->klen == klen && memcmp(o->key, key, klen) == 0)
+        if (o->pn.key == h && o->klen == klen && memcmp(o->key, key, klen) == 0)
             break;
     if (o == NULL)
         return NULL;
@@ -238,7 +230,7 @@ struct cache_obj *cache_obj_new(struct cache *c, const char *key,
     memcpy(o->key, key, klen);
     o->key[klen] = 0;
     o->klen = klen;
-    o->hash = hash_key(key, klen);
+    o->pn.key = hash_key(key, klen);
     o->cache = c;
     o->state = OBJ_FILLING;
     o->total = -1;
@@ -255,9 +247,9 @@ struct cache_obj *cache_insert(struct cache *c, const char *key, size_t klen)
     if (o == NULL)
         return NULL;
     /* replace an older object under the same key */
-    struct cache_obj *old = c->buckets[o->hash & (c->nbuckets - 1)];
+    struct cache_obj *old = c->buckets[o->pn.key & (c->nbuckets - 1)];
     for (; old; old = old->hnext)
-        if (old->hash == o->hash && old->klen == klen &&
+        if (old->pn.key == o->pn.key && old->klen == klen &&
             memcmp(old->key, key, klen) == 0) {
             cache_unindex(old);
             break;
@@ -265,10 +257,9 @@ struct cache_obj *cache_insert(struct cache *c, const char *key, size_t klen)
     if (c->nobj >= c->nbuckets && rehash(c, c->nbuckets * 2) < 0) {
         /* keep the smaller table: chains get longer, nothing breaks */
     }
-    unsigned b = o->hash & (c->nbuckets - 1);
+    unsigned b = (unsigned)(o->pn.key & (c->nbuckets - 1));
     o->hnext = c->buckets[b];
     c->buckets[b] = o;
-    o->pn.key = hash64(key, klen);
     policy_miss(c->pol, &o->pn); /* s3fifo: ghost hit decides placement */
     o->indexed = true; /* the index owns the creation ref */
     c->nobj++;

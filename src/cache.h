@@ -28,8 +28,7 @@ struct cache_obj {
     struct cache *cache;
     char *key;
     size_t klen;
-    uint32_t hash;
-    struct cache_obj *hnext;         /* hash chain */
+    struct cache_obj *hnext;         /* hash chain (bucket: pn.key) */
     struct policy_node pn; /* eviction policy state (key id, size) */
     bool in_policy;      /* complete and linked in the cache's policy */
     int refs;            /* index + subscribers + queued send segments */

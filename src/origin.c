@@ -332,9 +332,7 @@ void origin_fetch(struct worker *w, struct origin *o, const char *path,
     } else {
         u = up_alloc(w);
         if (u == NULL) {
-            cache_obj_ref(obj);
             cache_obj_done(obj, false, 502);
-            cache_obj_unref(obj);
             return;
         }
         u->o = o;
