@@ -1,5 +1,6 @@
-/* cache.c - object store: hash index, LRU, TTL, memory budget, chunked
- * object bodies with a fill cursor, refcounts (see cache.h). */
+/* cache.c - object store: hash index, TTL, memory budget, eviction through
+ * a policy, chunked object bodies with a fill cursor, refcounts (see
+ * cache.h). */
 #include "cache.h"
 
 #include <stdio.h>

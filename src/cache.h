@@ -1,8 +1,8 @@
 /* cache.h - the object cache owned by the runtime: objects stored as chunks
  * with a fill cursor, refcounted so memory referenced by a send in flight
  * is never freed, TTLs, a memory budget that counts objects being filled,
- * LRU eviction. Subscribers (requests) receive an object's body as it
- * arrives. */
+ * eviction by a policy (policy.h). Subscribers (requests) receive an
+ * object's body as it arrives. */
 #ifndef LURING_CACHE_H
 #define LURING_CACHE_H
 
