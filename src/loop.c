@@ -28,13 +28,14 @@ struct loop {
     char *bufs;                    /* nbufs * buf_size bytes */
     unsigned nbufs, buf_size, buf_mask;
     unsigned recycled;             /* buffers added since last advance */
+    bool imm;                      /* immediate sends (IORING_FEAT_CQE_SKIP) */
     bool stop;
     int64_t now_ms;
 };
 
 /* ==== set-up ==== */
 
-static int ring_init(struct loop *l, unsigned entries)
+static int ring_init(struct loop *l, unsigned entries, bool want_imm)
 {
     static const unsigned flag_sets[] = {
         IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
@@ -48,8 +49,10 @@ static int ring_init(struct loop *l, unsigned entries)
         p.flags = flag_sets[i] | IORING_SETUP_CQSIZE;
         p.cq_entries = entries * 8;
         ret = io_uring_queue_init_params(entries, &l->ring, &p);
-        if (ret != -EINVAL)
-            return ret; /* success, or a reason no flag set will fix */
+        if (ret != -EINVAL) { /* success, or a reason no flag set will fix */
+            l->imm = want_imm && (p.features & IORING_FEAT_CQE_SKIP);
+            return ret;
+        }
     }
     return ret;
 }
@@ -61,7 +64,7 @@ struct loop *loop_new(const struct loop_config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    int ret = ring_init(l, cfg->entries);
+    int ret = ring_init(l, cfg->entries, !cfg->no_imm);
     if (ret < 0) {
         if (ret == -ENOSYS || ret == -EPERM)
             snprintf(err, errlen,
@@ -179,6 +182,52 @@ void loop_sendmsg(struct loop *l, int fd, const struct msghdr *msg,
     io_uring_sqe_set_data64(sqe, ud);
 }
 
+/* ==== immediate sends ====
+ * MSG_DONTWAIT makes the kernel try the send once, while it takes the SQE,
+ * and never park it waiting for socket space (REQ_F_NOWAIT); MSG_WAITALL
+ * makes anything short of the whole length a failure; failures always post
+ * a completion, even with IOSQE_CQE_SKIP_SUCCESS. So once the SQ head has
+ * passed the SQE, either its completion is in the CQ or everything went. */
+
+bool loop_has_imm(const struct loop *l) { return l->imm; }
+
+static uint32_t imm_mark(struct loop *l, struct io_uring_sqe *sqe,
+                         uint64_t ud)
+{
+    sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+    io_uring_sqe_set_data64(sqe, ud);
+    return l->ring.sq.sqe_tail - 1; /* this SQE's position */
+}
+
+uint32_t loop_send_imm(struct loop *l, int fd, const void *buf, size_t len,
+                       uint64_t ud)
+{
+    struct io_uring_sqe *sqe = get_sqe(l);
+    io_uring_prep_send(sqe, fd, buf, len,
+                       MSG_NOSIGNAL | MSG_DONTWAIT | MSG_WAITALL);
+    return imm_mark(l, sqe, ud);
+}
+
+uint32_t loop_sendmsg_imm(struct loop *l, int fd, const struct msghdr *msg,
+                          uint64_t ud)
+{
+    struct io_uring_sqe *sqe = get_sqe(l);
+    io_uring_prep_sendmsg(sqe, fd, msg,
+                          MSG_NOSIGNAL | MSG_DONTWAIT | MSG_WAITALL);
+    return imm_mark(l, sqe, ud);
+}
+
+uint32_t loop_sq_taken(const struct loop *l)
+{
+    return io_uring_smp_load_acquire(l->ring.sq.khead);
+}
+
+bool loop_cq_overflow(const struct loop *l)
+{
+    return (IO_URING_READ_ONCE(*l->ring.sq.kflags) & IORING_SQ_CQ_OVERFLOW)
+           != 0;
+}
+
 void loop_read(struct loop *l, int fd, void *buf, size_t len, uint64_t off,
                uint64_t ud)
 {
@@ -259,14 +308,15 @@ void loop_run(struct loop *l, loop_cqe_pt on_cqe, loop_before_pt before,
               void *ctx)
 {
     while (!l->stop) {
-        before(ctx);
+        bool idle = before(ctx);
         publish_recycled(l);
-        /* One io_uring_enter per iteration. Completions already waiting:
-         * submit and collect without sleeping. Nothing to do: submit and
-         * sleep until at least one completion (the seed worklog's lesson:
-         * submit_and_wait only when idle). */
+        /* One io_uring_enter per iteration. Completions already waiting,
+         * or work the caller must do right after this submit (before()
+         * returned false): submit and collect without sleeping. Nothing to
+         * do: submit and sleep until at least one completion (the seed
+         * worklog's lesson: submit_and_wait only when idle). */
         int ret;
-        if (io_uring_cq_ready(&l->ring))
+        if (!idle || l->stop || io_uring_cq_ready(&l->ring))
             ret = io_uring_submit_and_get_events(&l->ring);
         else
             ret = io_uring_submit_and_wait(&l->ring, 1);

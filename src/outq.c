@@ -1,6 +1,17 @@
 /* outq.c - ordered output per connection. At most one send is in flight; it
  * covers everything queued when it started (coalescing pipelined responses
- * into one send). Short sends are resumed from where the kernel stopped. */
+ * into one send). Short sends are resumed from where the kernel stopped.
+ *
+ * The first send of a flight is immediate when the ring can do it
+ * (loop_send_imm): tried once as the kernel takes the SQE, it posts a
+ * completion only if it did not go whole. Such sends wait on the worker's
+ * imm list, in SQ order, until outq_imm_settled() finds the kernel has
+ * taken them; the rest of a short one goes out as an ordinary send, which
+ * waits for socket space. A small response thus costs no completion, and
+ * at one connection the loop sleeps in the same io_uring_enter that
+ * submits it. */
+#include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -90,21 +101,100 @@ static void build_iov(struct outq *o, unsigned *next)
     }
 }
 
-static void send_next(struct conn *c)
+/* ==== immediate sends: the worker's list, in SQ order ==== */
+
+static void imm_link(struct conn *c, uint32_t pos, size_t len)
+{
+    struct worker *w = c->w;
+    c->out.imm_pos = pos;
+    c->out.imm_len = (int)len;
+    c->flags |= CF_SEND_IMM;
+    c->imm_next = NULL;
+    c->imm_prev = w->imm_tail;
+    if (w->imm_tail)
+        w->imm_tail->imm_next = c;
+    else
+        w->imm_head = c;
+    w->imm_tail = c;
+}
+
+static void imm_unlink(struct conn *c)
+{
+    struct worker *w = c->w;
+    if (!(c->flags & CF_SEND_IMM))
+        return;
+    c->flags &= (uint16_t)~CF_SEND_IMM;
+    if (c->imm_prev)
+        c->imm_prev->imm_next = c->imm_next;
+    else
+        w->imm_head = c->imm_next;
+    if (c->imm_next)
+        c->imm_next->imm_prev = c->imm_prev;
+    else
+        w->imm_tail = c->imm_prev;
+    c->imm_prev = c->imm_next = NULL;
+}
+
+bool outq_imm_settled(struct worker *w, struct loop_cqe *cq)
+{
+    struct conn *c = w->imm_head;
+    /* Positions are taken in order: stop at the first one not taken. With
+     * completions in the overflow list, one of them may be this send's
+     * failure: wait until the kernel has flushed them to the CQ. */
+    if (c == NULL || (int32_t)(loop_sq_taken(w->loop) - c->out.imm_pos) <= 0 ||
+        loop_cq_overflow(w->loop))
+        return false;
+    imm_unlink(c);
+    memset(cq, 0, sizeof *cq);
+    cq->ud = UD_MAKE(OP_SEND, c->gen, c->idx);
+    cq->res = c->out.imm_len;
+    return true;
+}
+
+bool outq_imm_busy(const struct worker *w)
+{
+    for (const struct conn *c = w->imm_head; c; c = c->imm_next) {
+        /* settling a keep-alive connection's last response only frees its
+         * buffers and moves it from the send to the idle timer */
+        if (c->state != CS_READING || c->out.q.n || c->in.len ||
+            (c->flags & CF_RECV_PAUSED))
+            return true;
+    }
+    return false;
+}
+
+/* ==== sending ==== */
+
+static void send_next(struct conn *c, bool imm)
 {
     struct outq *o = &c->out;
+    struct loop *l = c->w->loop;
     uint64_t ud = UD_MAKE(OP_SEND, c->gen, c->idx);
     unsigned n = o->iov_n - o->iov_i;
-    /* buffers: owned by the kernel until this OP_SEND completes */
+    size_t len = 0;
+    for (unsigned i = o->iov_i; i < o->iov_n; i++)
+        len += o->iov[i].iov_len;
+    imm = imm && loop_has_imm(l) && len <= INT32_MAX;
+    uint32_t pos = 0;
+    /* buffers: owned by the kernel until this OP_SEND completes (or, for
+     * an immediate send, is settled) */
     if (n == 1) {
-        loop_send(c->w->loop, c->fd, o->iov[o->iov_i].iov_base,
-                  o->iov[o->iov_i].iov_len, ud);
+        void *p = o->iov[o->iov_i].iov_base;
+        if (imm)
+            pos = loop_send_imm(l, c->fd, p, len, ud);
+        else
+            loop_send(l, c->fd, p, len, ud);
     } else {
         memset(&o->msg, 0, sizeof o->msg);
         o->msg.msg_iov = &o->iov[o->iov_i];
         o->msg.msg_iovlen = n;
-        loop_sendmsg(c->w->loop, c->fd, &o->msg, ud);
+        if (imm)
+            pos = loop_sendmsg_imm(l, c->fd, &o->msg, ud);
+        else
+            loop_sendmsg(l, c->fd, &o->msg, ud);
     }
+    if (imm)
+        imm_link(c, pos, len);
     c->flags |= CF_SENDING;
     c->inflight++;
 }
@@ -128,13 +218,25 @@ void outq_flush(struct conn *c)
         o->flight_left = 0;
         return;
     }
-    send_next(c);
+    send_next(c, true);
+}
+
+void outq_send_gone(struct conn *c)
+{
+    imm_unlink(c);
+    c->flags &= (uint16_t)~CF_SENDING;
 }
 
 int outq_sent(struct conn *c, int res)
 {
     struct outq *o = &c->out;
-    c->flags &= ~CF_SENDING;
+    bool imm = (c->flags & CF_SEND_IMM) != 0;
+    imm_unlink(c); /* an immediate send that did not go whole */
+    c->flags &= (uint16_t)~CF_SENDING;
+    if (imm && res == -EAGAIN) { /* the socket was full: nothing went */
+        send_next(c, false);
+        return 1;
+    }
     if (res <= 0)
         return -1;
     size_t left = (size_t)res;
@@ -153,7 +255,7 @@ int outq_sent(struct conn *c, int res)
     if (o->iov_i == o->iov_n && o->seg_next < o->flight.n)
         build_iov(o, &o->seg_next);
     if (o->iov_i < o->iov_n) {
-        send_next(c);
+        send_next(c, false); /* waits for socket space */
         return 1;
     }
     segq_release(c->w, &o->flight);

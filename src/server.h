@@ -85,6 +85,8 @@ struct outq {
     struct msghdr msg;
     size_t flight_left;  /* bytes of `flight` not yet sent */
     size_t queued;       /* bytes in q */
+    uint32_t imm_pos;    /* CF_SEND_IMM: SQ position of the send */
+    int imm_len;         /* CF_SEND_IMM: its length */
 };
 
 /* ==== connections ==== */
@@ -108,6 +110,7 @@ enum {
     CF_IN_HEAD = 1 << 5,     /* bytes of a request head have arrived */
     CF_MSG_DONE = 1 << 6,    /* parser paused at a complete message */
     CF_CLOSE_AFTER = 1 << 7, /* close once the response is sent */
+    CF_SEND_IMM = 1 << 8,    /* the send in flight is immediate (outq.c) */
 };
 
 /* Timer lists: every member of one list has the same timeout, so appending
@@ -137,6 +140,7 @@ struct conn {
     struct conn *next_dirty;  /* flush list (CF_DIRTY) */
     struct conn *next_rearm;  /* rearm list (CF_RECV_REARM) */
     struct conn *next_free;
+    struct conn *imm_prev, *imm_next; /* immediate sends (CF_SEND_IMM) */
 };
 
 /* ==== requests ==== */
@@ -245,6 +249,7 @@ struct worker {
     unsigned nslots, nconns;
     struct conn *free_conns;
     struct conn *dirty, *rearm;
+    struct conn *imm_head, *imm_tail; /* immediate sends, in SQ order */
     struct conn *tl_head[TL_N], *tl_tail[TL_N];
     int64_t tl_timeout[TL_N];
     /* requests */
@@ -301,6 +306,18 @@ void outq_flush(struct conn *c);
  * everything queued is sent, 1 when more is being sent (the rest of a
  * short send, or what was queued meanwhile), -1 on error. */
 int outq_sent(struct conn *c, int res);
+/** The send completion arrived for a closed connection: forget the send
+ * (its buffers are released with outq_release_all). */
+void outq_send_gone(struct conn *c);
+/** Immediate sends (loop_send_imm) post no completion when they went
+ * whole. Once the kernel has taken them (the CQ handled, no overflow),
+ * this pops the oldest such send and fills the completion it would have
+ * posted; feed it to the OP_SEND handler. False when none is settled. */
+bool outq_imm_settled(struct worker *w, struct loop_cqe *cq);
+/** An immediate send still waits to be settled and settling it would
+ * do more than free its buffers (data queued behind it, input waiting,
+ * a handler waiting for the queue to drain, a closing connection). */
+bool outq_imm_busy(const struct worker *w);
 size_t outq_pending(const struct conn *c);
 void outq_release_all(struct conn *c);
 void outq_free(struct conn *c);

@@ -474,7 +474,7 @@ static void on_send(struct worker *w, const struct loop_cqe *cq)
         return;
     c->inflight--;
     if (c->state >= CS_CLOSED) {
-        c->flags &= (uint16_t)~CF_SENDING;
+        outq_send_gone(c);
         conn_maybe_free(c);
         return;
     }
@@ -616,12 +616,17 @@ static void on_cqe(void *ctx, const struct loop_cqe *cq)
     }
 }
 
-/* Before the ring is submitted: hand queued output to the kernel (one
- * send per connection per iteration), re-arm receives and accepts. */
-static void before_sleep(void *ctx)
+/* Before the ring is submitted: settle the immediate sends the kernel has
+ * taken, hand queued output to the kernel (one send per connection per
+ * iteration), re-arm receives and accepts. Returns whether the loop may
+ * sleep (loop_before_pt). */
+static bool before_sleep(void *ctx)
 {
     struct worker *w = ctx;
     struct conn *c;
+    struct loop_cqe sent;
+    while (outq_imm_settled(w, &sent))
+        on_send(w, &sent);
     while ((c = w->rearm) != NULL) {
         w->rearm = c->next_rearm;
         c->flags &= (uint16_t)~CF_RECV_REARM;
@@ -642,6 +647,10 @@ static void before_sleep(void *ctx)
                                       UD_MAKE(OP_ACCEPT, 0, i));
                 w->ls[i].accepting = true;
             }
+    /* Sleeping with immediate sends not yet settled is fine when settling
+     * them only frees buffers: the next completion (at worst the tick)
+     * settles them. Otherwise come straight back after this submit. */
+    return w->imm_head == NULL || (!w->stopping && !outq_imm_busy(w));
 }
 
 /* ==== the thread ==== */

@@ -81,7 +81,11 @@ static bool base_cqe(struct base *b, const struct loop_cqe *c)
     return false;
 }
 
-static void no_before(void *ctx) { (void)ctx; }
+static bool no_before(void *ctx)
+{
+    (void)ctx;
+    return true;
+}
 
 static void make_pair(int sv[2])
 {
@@ -207,7 +211,7 @@ struct ms {
     unsigned data_cqes, no_buf, bad_bid, ended, errors;
 };
 
-static void ms_before(void *ctx)
+static bool ms_before(void *ctx)
 {
     struct ms *m = ctx;
     /* one message per iteration, so receives spread over many iterations
@@ -224,6 +228,7 @@ static void ms_before(void *ctx)
         }
         m->sent++;
     }
+    return true;
 }
 
 static void ms_cqe(void *ctx, const struct loop_cqe *c)
@@ -838,7 +843,7 @@ struct tm_ctx {
     unsigned backwards, iterations;
 };
 
-static void tm_before(void *ctx)
+static bool tm_before(void *ctx)
 {
     struct tm_ctx *t = ctx;
     int64_t now = loop_now(t->b.l);
@@ -846,6 +851,7 @@ static void tm_before(void *ctx)
         t->backwards++;
     t->last = now;
     t->iterations++;
+    return true;
 }
 
 static void tm_cqe(void *ctx, const struct loop_cqe *c)

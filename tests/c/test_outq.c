@@ -86,10 +86,13 @@ struct t {
     size_t sent;             /* sum of OP_SEND results */
     unsigned completions, short_sends, in_flight_batches, errors;
     unsigned max_inflight;
+    unsigned settled;        /* immediate sends that went whole */
+    unsigned imm_eagain;     /* immediate sends that sent nothing */
     int last_ret;
 };
 
 static struct t *cur; /* for the release callback */
+static bool no_imm;   /* run without immediate sends (plain sends only) */
 
 static void on_release(struct worker *w, void *arg, intptr_t aux)
 {
@@ -175,10 +178,17 @@ static void plan_free(struct t *t)
 
 /* ==== the driver (worker.c's before_sleep and on_send) ==== */
 
-static void before(void *ctx)
+static void on_cqe(void *ctx, const struct loop_cqe *cq);
+
+static bool before(void *ctx)
 {
     struct t *t = ctx;
     struct conn *c;
+    struct loop_cqe sent;
+    while (outq_imm_settled(&t->w, &sent)) {
+        t->settled++;
+        on_cqe(t, &sent);
+    }
     while ((c = t->w.dirty) != NULL) {
         t->w.dirty = c->next_dirty;
         c->flags &= (uint16_t)~CF_DIRTY;
@@ -187,6 +197,9 @@ static void before(void *ctx)
     }
     if (t->c.inflight > t->max_inflight)
         t->max_inflight = t->c.inflight;
+    /* the "handler" queues more when a send completes and the test ends
+     * when all is sent: no tick here to settle sends later */
+    return t->w.imm_head == NULL;
 }
 
 static bool all_done(struct t *t)
@@ -214,6 +227,8 @@ static void on_cqe(void *ctx, const struct loop_cqe *cq)
     }
     c->inflight--;
     t->completions++;
+    if (cq->res == -EAGAIN)
+        t->imm_eagain++; /* an immediate send found the socket full */
     if (cq->res > 0)
         t->sent += (size_t)cq->res;
     size_t flight_left = c->out.flight_left;
@@ -234,7 +249,7 @@ static void on_cqe(void *ctx, const struct loop_cqe *cq)
         t->errors++; /* "0 when everything queued is sent" */
     /* more output from the "handler": every few completions, often while
      * the rest of a flight is still being sent */
-    if (t->completions % 3 == 1)
+    if (t->completions % 3 == 1 || ret == 0)
         queue_batch(t);
     if (all_done(t))
         loop_stop(t->w.loop);
@@ -244,7 +259,8 @@ static bool setup(struct t *t, int sv[2], int sndbuf)
 {
     memset(t, 0, sizeof *t);
     cur = t;
-    struct loop_config cfg = {.entries = 64, .nbufs = 4, .buf_size = 256};
+    struct loop_config cfg = {.entries = 64, .nbufs = 4, .buf_size = 256,
+                              .no_imm = no_imm};
     char err[512] = "";
     t->w.loop = loop_new(&cfg, err, sizeof err);
     if (t->w.loop == NULL) {
@@ -280,11 +296,12 @@ static void teardown(struct t *t, int sv[2])
 
 /* Everything queued, in any pattern, arrives in order; each reference is
  * released once, after its bytes were sent. */
-static void ordered_case(unsigned nitems, unsigned nbatches, int guard_sec)
+static void ordered_case(unsigned nitems, unsigned nbatches, int guard_sec,
+                         int sndbuf)
 {
     static struct t t;
     int sv[2];
-    REQUIRE(setup(&t, sv, 4096));
+    REQUIRE(setup(&t, sv, sndbuf));
     plan(&t, nitems, nbatches);
     struct reader r = {.fd = sv[1], .cap = t.stream_len};
     r.got = malloc(r.cap);
@@ -315,8 +332,9 @@ static void ordered_case(unsigned nitems, unsigned nbatches, int guard_sec)
     CHECK(r.len == t.stream_len && memcmp(r.got, t.stream, r.len) == 0);
     CHECK_EQ(outq_pending(&t.c), 0);
     CHECK_EQ(t.max_inflight, 1); /* never two sends at once */
-    CHECK(t.short_sends > 0);    /* the small buffer forced resumes */
-    if (nbatches > 1)
+    if (sndbuf)
+        CHECK(t.short_sends > 0); /* the small buffer forced resumes */
+    if (nbatches > 1 && sndbuf)
         CHECK(t.in_flight_batches > 0);
     unsigned refs = 0, once = 0, early = 0;
     for (unsigned i = 0; i < t.nitems; i++) {
@@ -328,10 +346,20 @@ static void ordered_case(unsigned nitems, unsigned nbatches, int guard_sec)
     }
     CHECK_EQ(once, refs);
     CHECK_EQ(early, 0);
-    printf("   %u items (%u refs), %zu bytes: %u sends (%u short), %u "
+    if (loop_has_imm(t.w.loop)) {
+        /* the first send of each flight is immediate: with room in the
+         * socket it goes whole and is settled without a completion */
+        if (!sndbuf)
+            CHECK(t.settled > 0);
+    } else {
+        CHECK_EQ(t.settled, 0);
+        CHECK_EQ(t.imm_eagain, 0);
+    }
+    printf("   %u items (%u refs), %zu bytes: %u sends (%u short, %u "
+           "settled without a completion, %u found the socket full), %u "
            "batches queued during a send\n",
            t.nitems, refs, t.stream_len, t.completions, t.short_sends,
-           t.in_flight_batches);
+           t.settled, t.imm_eagain, t.in_flight_batches);
 out:
     teardown(&t, sv);
     /* outq_free released nothing a second time */
@@ -344,7 +372,7 @@ out:
 }
 
 /* Everything in one batch: > 64 segments, so several iovec batches. */
-static void test_one_big_flight(void) { ordered_case(300, 1, 20); }
+static void test_one_big_flight(void) { ordered_case(300, 1, 20, 4096); }
 
 /* Many batches, most queued while a send is in flight. Output queued
  * during a flight must go out when that flight ends even if nothing else
@@ -353,7 +381,24 @@ static void test_one_big_flight(void) { ordered_case(300, 1, 20); }
  * it (a regression test: before 33335c3 such output waited for the next
  * write or the send timeout, truncating responses). A stall ends the test
  * at the guard timeout. */
-static void test_order_and_release(void) { ordered_case(400, 60, 5); }
+static void test_order_and_release(void) { ordered_case(400, 60, 5, 4096); }
+
+/* Many flights into a socket with room (the default buffer, a reader that
+ * keeps up): most immediate sends go whole and are settled without a
+ * completion; the bytes still arrive in order and references are released
+ * only after the kernel took them. */
+static void test_settled_sends(void) { ordered_case(400, 200, 5, 0); }
+
+/* The same two with plain sends only (a kernel without
+ * IORING_FEAT_CQE_SKIP). */
+static void test_plain_sends(void)
+{
+    no_imm = true;
+    ordered_case(300, 1, 20, 4096);
+    ordered_case(400, 60, 5, 4096);
+    ordered_case(400, 200, 5, 0);
+    no_imm = false;
+}
 
 /* Only an empty reference queued behind a flight: when the flight ends
  * nothing is left to send, so outq_sent must not claim that more is being
@@ -526,6 +571,8 @@ int main(void)
     TEST(test_send_error);
     TEST(test_one_big_flight);
     TEST(test_order_and_release);
+    TEST(test_settled_sends);
+    TEST(test_plain_sends);
     TEST(test_empty_behind_flight);
     return test_report();
 }
