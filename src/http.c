@@ -447,14 +447,49 @@ const char *req_header(const struct req *r, const char *name, size_t nlen,
 
 /* ==== responses ==== */
 
+/* The head is built in the worker's scratch buffer and queued with one
+ * outq_copy at http_head_end: a head that fails half-way (a bad header
+ * from Lua) is never sent. Out of memory while building: the head is
+ * dropped and the connection closed at http_head_end. */
+
+static void head_put(struct worker *w, const char *p, size_t n)
+{
+    if (!w->rhead_oom && buf_append(&w->rhead, p, n) < 0)
+        w->rhead_oom = true;
+}
+
+/* Decimal digits of v at p (room for 20); returns the count. */
+static size_t put_dec(char *p, uint64_t v)
+{
+    char t[20];
+    size_t n = 0;
+    do {
+        t[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        p[i] = t[n - 1 - i];
+    return n;
+}
+
 void http_head_begin(struct req *r, int status)
 {
-    char line[128];
-    int n = snprintf(line, sizeof line, "HTTP/1.1 %d %s\r\nServer: luring\r\n",
-                     status, http_reason(status));
+    struct worker *w = r->w;
+    const char *reason = http_reason(status);
+    size_t rlen = strlen(reason);
+    char line[64];
+    memcpy(line, "HTTP/1.1 ", 9);
+    line[9] = (char)('0' + status / 100 % 10);
+    line[10] = (char)('0' + status / 10 % 10);
+    line[11] = (char)('0' + status % 10);
+    line[12] = ' ';
     r->status = status;
-    outq_copy(r->c, line, (size_t)n);
-    outq_copy(r->c, r->w->date, strlen(r->w->date));
+    w->rhead.len = 0;
+    w->rhead_oom = false;
+    head_put(w, line, 13);
+    head_put(w, reason, rlen);
+    head_put(w, "\r\nServer: luring\r\n", 18);
+    head_put(w, w->date, w->date_len);
 }
 
 static bool is_token(const char *s, size_t n)
@@ -475,59 +510,97 @@ int http_head_add(struct req *r, const char *name, size_t nlen,
     if (!is_token(name, nlen) || memchr(val, '\r', vlen) ||
         memchr(val, '\n', vlen) || memchr(val, '\0', vlen))
         return -1;
-    struct conn *c = r->c;
-    outq_copy(c, name, nlen);
-    outq_copy(c, ": ", 2);
-    outq_copy(c, val, vlen);
-    outq_copy(c, "\r\n", 2);
+    struct worker *w = r->w;
+    if (w->rhead_oom || buf_reserve(&w->rhead, nlen + vlen + 4) < 0) {
+        w->rhead_oom = true;
+        return 0;
+    }
+    char *p = w->rhead.data + w->rhead.len;
+    memcpy(p, name, nlen);
+    p += nlen;
+    *p++ = ':';
+    *p++ = ' ';
+    memcpy(p, val, vlen);
+    p += vlen;
+    *p++ = '\r';
+    *p++ = '\n';
+    w->rhead.len += nlen + vlen + 4;
     return 0;
 }
 
 void http_head_end(struct req *r, int64_t content_length)
 {
     struct conn *c = r->c;
+    struct worker *w = r->w;
     char line[128];
-    int n = 0;
+    size_t n = 0;
     bool no_body = r->status < 200 || r->status == 204 || r->status == 304;
     r->chunked = false;
     r->resp_left = 0;
+#define PUT(lit) (memcpy(line + n, lit, sizeof lit - 1), n += sizeof lit - 1)
     if (no_body) {
         /* no framing */
     } else if (content_length >= 0) {
-        n = snprintf(line, sizeof line, "Content-Length: %" PRId64 "\r\n",
-                     content_length);
+        PUT("Content-Length: ");
+        n += put_dec(line + n, (uint64_t)content_length);
+        PUT("\r\n");
         r->resp_left = r->is_head ? 0 : content_length;
     } else if (r->http_minor == 0) {
         r->keep_alive = false; /* HTTP/1.0: the body ends at close */
     } else {
-        n = snprintf(line, sizeof line, "Transfer-Encoding: chunked\r\n");
+        PUT("Transfer-Encoding: chunked\r\n");
         r->chunked = !r->is_head;
     }
-    if ((c->flags & CF_CLOSE_AFTER) || c->w->stopping)
+    if ((c->flags & CF_CLOSE_AFTER) || w->stopping)
         r->keep_alive = false;
     if (!r->keep_alive)
-        n += snprintf(line + n, sizeof line - (size_t)n, "Connection: close\r\n");
+        PUT("Connection: close\r\n");
     else if (r->http_minor == 0)
-        n += snprintf(line + n, sizeof line - (size_t)n,
-                      "Connection: keep-alive\r\n");
-    n += snprintf(line + n, sizeof line - (size_t)n, "\r\n");
-    outq_copy(c, line, (size_t)n);
+        PUT("Connection: keep-alive\r\n");
+    PUT("\r\n");
+#undef PUT
+    head_put(w, line, n);
     r->head_sent = true;
+    if (w->rhead_oom) {
+        /* nothing of this response is sent; the connection closes once
+         * the responses before it are out */
+        log_err("out of memory building a response head: closing connection");
+        r->keep_alive = false;
+        r->head_lost = true;
+        r->chunked = false;
+        r->resp_left = 0;
+        return;
+    }
+    outq_copy(c, w->rhead.data, w->rhead.len);
+}
+
+void http_head_raw(struct req *r, const char *p, size_t n)
+{
+    head_put(r->w, p, n);
 }
 
 void http_body(struct req *r, const char *p, size_t len, seg_release_pt rel,
                void *arg, intptr_t aux)
 {
     struct conn *c = r->c;
-    if (len == 0 || r->is_head || r->status == 204 || r->status == 304) {
+    if (len == 0 || r->is_head || r->head_lost || r->status == 204 ||
+        r->status == 304) {
         if (rel)
             rel(r->w, arg, aux);
         return;
     }
     if (r->chunked) {
+        static const char hex[] = "0123456789abcdef";
         char size[24];
-        int n = snprintf(size, sizeof size, "%zx\r\n", len);
-        outq_copy(c, size, (size_t)n);
+        size_t n = sizeof size - 2;
+        size[n] = '\r';
+        size[n + 1] = '\n';
+        size_t v = len;
+        do {
+            size[--n] = hex[v & 15];
+            v >>= 4;
+        } while (v);
+        outq_copy(c, size + n, sizeof size - n);
     } else if (r->resp_left > 0) {
         r->resp_left -= (int64_t)len; /* < 0: more than announced */
     }

@@ -42,7 +42,7 @@ static void send_head(struct req *r, struct cache_obj *o)
 {
     int64_t len = o->state == OBJ_COMPLETE ? (int64_t)o->len : o->total;
     http_head_begin(r, o->status);
-    outq_copy(r->c, o->hdrs.data, o->hdrs.len);
+    http_head_raw(r, o->hdrs.data, o->hdrs.len);
     if (r->xcache)
         http_head_add(r, "X-Cache", 7, r->xcache, strlen(r->xcache));
     http_head_end(r, len);

@@ -185,6 +185,7 @@ struct req {
     uint8_t http_minor;
     bool keep_alive;
     bool is_head;           /* HEAD: no body in the response */
+    bool head_lost;         /* out of memory building the head: no body */
     int64_t content_length; /* -1: none */
     /* response */
     int status;
@@ -262,6 +263,9 @@ struct worker {
     int wake_fd;
     uint64_t wake_buf;
     char date[40];          /* "Date: ...\r\n", refreshed each second */
+    size_t date_len;
+    struct buf rhead;       /* response head being built (http.c) */
+    bool rhead_oom;
     int64_t date_sec;
     /* origins and caches */
     struct upconn **ups;    /* upstream connections / file reads */
@@ -337,6 +341,8 @@ int http_head_add(struct req *r, const char *name, size_t nlen,
                   const char *val, size_t vlen);
 /** content_length < 0: chunked. */
 void http_head_end(struct req *r, int64_t content_length);
+/** Header lines as they are ("Name: value\r\n"...), between begin and end. */
+void http_head_raw(struct req *r, const char *p, size_t n);
 void http_body(struct req *r, const char *p, size_t len, seg_release_pt rel,
                void *arg, intptr_t aux);
 /** Response complete (chunked terminator added when needed). */

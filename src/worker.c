@@ -79,8 +79,8 @@ static void refresh_date(struct worker *w)
         return;
     struct tm tm;
     gmtime_r(&now, &tm);
-    strftime(w->date, sizeof w->date, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n",
-             &tm);
+    w->date_len = strftime(w->date, sizeof w->date,
+                           "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
     w->date_sec = now;
 }
 
@@ -270,7 +270,7 @@ struct req *req_get(struct worker *w)
     r->keep_alive = false;
     r->is_head = false;
     r->status = 0;
-    r->head_sent = r->chunked = false;
+    r->head_sent = r->chunked = r->head_lost = false;
     r->resp_left = 0;
     r->broken = false;
     r->obj = NULL;
@@ -725,4 +725,5 @@ void worker_cleanup(struct worker *w)
         close(w->inotify_fd);
     lrt_close_all(w); /* last: queued sends above released Lua strings */
     loop_free(w->loop);
+    buf_free(&w->rhead);
 }
