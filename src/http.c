@@ -492,14 +492,27 @@ void http_head_begin(struct req *r, int status)
     head_put(w, w->date, w->date_len);
 }
 
+/* RFC 9110 token: ALPHA / DIGIT / "!#$%&'*+-.^_`|~" */
+static bool is_tchar(unsigned char ch)
+{
+    if (((ch | 32) >= 'a' && (ch | 32) <= 'z') || (ch >= '0' && ch <= '9'))
+        return true;
+    switch (ch) {
+    case '!': case '#': case '$': case '%': case '&': case '\'': case '*':
+    case '+': case '-': case '.': case '^': case '_': case '`': case '|':
+    case '~':
+        return true;
+    default:
+        return false;
+    }
+}
+
 static bool is_token(const char *s, size_t n)
 {
-    static const char *sep = "()<>@,;:\\\"/[]?={} \t";
     if (n == 0)
         return false;
     for (size_t i = 0; i < n; i++)
-        if ((unsigned char)s[i] <= 32 || (unsigned char)s[i] >= 127 ||
-            strchr(sep, s[i]))
+        if (!is_tchar((unsigned char)s[i]))
             return false;
     return true;
 }

@@ -162,16 +162,19 @@ static int write_head(lua_State *L, struct req *r, int status, int idx,
                                 name);
                 return -1;
             }
-            if (strcasecmp(name, "content-length") == 0) {
+#define NAME_IS(lit)                                                           \
+    (nlen == sizeof lit - 1 && strcasecmp(name, lit) == 0)
+            if (NAME_IS("content-length")) {
                 user_len = strtoll(v, NULL, 10);
-            } else if (strcasecmp(name, "connection") == 0) {
+            } else if (NAME_IS("connection")) {
                 if (strncasecmp(v, "close", 5) == 0)
                     r->keep_alive = false;
-            } else if (strcasecmp(name, "transfer-encoding") == 0) {
+            } else if (NAME_IS("transfer-encoding")) {
                 /* framing is the server's business */
             } else {
-                if (strcasecmp(name, "content-type") == 0)
+                if (NAME_IS("content-type"))
                     has_ctype = true;
+#undef NAME_IS
                 if (http_head_add(r, name, nlen, v, vlen) < 0) {
                     lua_pushfstring(L, "invalid header '%s'", name);
                     return -1;
@@ -673,9 +676,8 @@ static void finish(struct req *r, lua_State *co)
     if (bidx)
         lua_tolstring(co, bidx, &blen);
     if (write_head(co, r, status, hidx, (int64_t)blen, plain) < 0) {
-        /* the head is partly queued: the connection can't be reused */
-        log_err("handler failed: %s", lua_tostring(co, -1));
-        http_response_abort(r);
+        /* nothing of the head was queued (it is built aside): answer 500 */
+        fail(r, lua_tostring(co, -1));
         return;
     }
     if (bidx)

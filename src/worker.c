@@ -58,6 +58,12 @@ static void tl_remove(struct conn *c)
 void conn_touch(struct conn *c, enum tlist tl)
 {
     struct worker *w = c->w;
+    /* Same list, same deadline: everything behind c in the list has that
+     * deadline too (same millisecond), so the order holds without moving
+     * it (many touches per request, many requests per millisecond). */
+    if (tl != TL_NONE && c->tl == tl &&
+        c->deadline == loop_now(w->loop) + w->tl_timeout[tl])
+        return;
     tl_remove(c);
     if (tl == TL_NONE)
         return;

@@ -27,6 +27,16 @@ local SCRIPT = table.concat({
   'end)',                                                        -- 21
   'app:get("/ok", function(req) return 200, nil, "fine" end)',   -- 22
   'app:get("/bad-return", function(req) return {} end)',         -- 23
+  'app:get("/bad-name", function(req)',                          -- 24
+  '  return 200, { ["X-Ok"] = "1", ["Bad Name\\r\\nX-Injected"] = "1" }, "b"',
+  'end)',
+  'app:get("/bad-value", function(req)',
+  '  return 200, { ["X-Ok"] = "a\\r\\nX-Injected: 1" }, "b"',
+  'end)',
+  'app:get("/bad-start", function(req)',
+  '  req:start(200, { ["X-Ok"] = "a\\nX-Injected: 1" })',
+  '  req:write("never")',
+  'end)',
 }, "\n") .. "\n"
 
 describe("handler errors", function()
@@ -72,6 +82,23 @@ describe("handler errors", function()
     local res = helper.get(srv:port(), "/bad-return")
     assert.are.equal(500, res.status)
     assert.are.equal("fine", helper.get(srv:port(), "/ok").body)
+  end)
+
+  it("a header name or value that would split the head gives 500, nothing of it sent", function()
+    local c = helper.connect(srv:port())
+    for _, path in ipairs({ "/bad-name", "/bad-value", "/bad-start" }) do
+      c:write(helper.request("GET", path))
+      local res = c:response()
+      assert.are.equal(500, res.status, path)
+      assert.is_nil(res.headers["x-injected"], path)
+      assert.is_nil(res.headers["x-ok"], path)
+      assert.truthy(res.body:find("Internal Server Error", 1, true), path)
+    end
+    -- the same keep-alive connection still serves
+    c:write(helper.request("GET", "/ok"))
+    assert.are.equal("fine", c:response().body)
+    c:close()
+    assert.truthy(srv:wait_stderr("invalid header", 2), srv:stderr())
   end)
 
   it("several errors in a row on one keep-alive connection do not wedge it", function()
