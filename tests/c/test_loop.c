@@ -573,6 +573,128 @@ static void test_send_small(void)
     close(sv[0]);
 }
 
+/* ==== immediate sends ==== */
+
+/* Phases, one per loop iteration (before() never lets the loop sleep):
+ *   0  an immediate send of 6 bytes: it goes whole, so no completion; it
+ *      is done once loop_sq_taken() has passed its position
+ *   1  an immediate sendmsg of far more than the socket holds (the peer
+ *      never reads): a completion with the bytes that went (short)
+ *   2  the same again, the socket now full: a completion with -EAGAIN
+ *   3  the peer closed: a completion with -EPIPE */
+struct im {
+    struct base b;
+    int fd, peer;
+    int phase;
+    uint32_t pos;
+    bool waiting;          /* sent in this phase, result not seen yet */
+    int res[4];
+    unsigned cqes[4];
+    struct iovec iov[2];
+    struct msghdr msg;
+    char *big;
+    unsigned errors;
+};
+
+#define IM_BIG (4u << 20)
+
+static bool im_before(void *ctx)
+{
+    struct im *m = ctx;
+    struct loop *l = m->b.l;
+    if (m->waiting) {
+        bool taken = (int32_t)(loop_sq_taken(l) - m->pos) > 0;
+        if (!taken)
+            return false;
+        if (m->phase == 0 && m->cqes[0] == 0)
+            m->res[0] = 6; /* settled: went whole, no completion */
+        m->waiting = false;
+        if (m->phase == 2)
+            close(m->peer);
+        if (++m->phase == 4) {
+            loop_stop(l);
+            return false;
+        }
+    }
+    uint64_t ud = UD_MAKE(T_SEND, 0, m->phase);
+    if (m->phase == 0) {
+        m->pos = loop_send_imm(l, m->fd, "imm-ok", 6, ud);
+    } else {
+        memset(&m->msg, 0, sizeof m->msg);
+        m->iov[0] = (struct iovec){m->big, IM_BIG / 2};
+        m->iov[1] = (struct iovec){m->big + IM_BIG / 2, IM_BIG / 2};
+        m->msg.msg_iov = m->iov;
+        m->msg.msg_iovlen = 2;
+        m->pos = loop_sendmsg_imm(l, m->fd, &m->msg, ud);
+    }
+    m->waiting = true;
+    return false;
+}
+
+static void im_cqe(void *ctx, const struct loop_cqe *c)
+{
+    struct im *m = ctx;
+    if (base_cqe(&m->b, c))
+        return;
+    unsigned ph = UD_IDX(c->ud);
+    if (UD_OP(c->ud) != T_SEND || ph > 3) {
+        m->errors++;
+        return;
+    }
+    m->cqes[ph]++;
+    m->res[ph] = c->res;
+}
+
+static void test_send_imm(void)
+{
+    struct im m = {0};
+    m.b.l = new_loop(8, 4, 64);
+    REQUIRE(m.b.l);
+    if (!loop_has_imm(m.b.l)) {
+        printf("   kernel without IORING_FEAT_CQE_SKIP: nothing to test\n");
+        loop_free(m.b.l);
+        return;
+    }
+    int sv[2];
+    make_pair(sv);
+    int small = 4096;
+    setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+    m.fd = sv[0];
+    m.peer = sv[1];
+    m.big = malloc(IM_BIG);
+    REQUIRE(m.big);
+    memset(m.big, 'x', IM_BIG);
+    arm_guard(&m.b);
+    loop_run(m.b.l, im_cqe, im_before, &m);
+    CHECK(!m.b.guard_fired);
+    CHECK_EQ(m.errors, 0);
+    CHECK_EQ(m.phase, 4);
+    CHECK_EQ(m.cqes[0], 0); /* went whole: no completion */
+    CHECK_EQ(m.res[0], 6);
+    CHECK_EQ(m.cqes[1], 1);
+    CHECK(m.res[1] > 0 && m.res[1] < (int)IM_BIG); /* short, not parked */
+    CHECK_EQ(m.cqes[2], 1);
+    CHECK_EQ(m.res[2], -EAGAIN);
+    CHECK_EQ(m.cqes[3], 1);
+    CHECK(m.res[3] == -EPIPE || m.res[3] == -ECONNRESET);
+    CHECK(!loop_cq_overflow(m.b.l));
+    printf("   whole: no completion; short: %d of %u bytes; full socket: "
+           "%d; closed peer: %d\n",
+           m.res[1], IM_BIG, m.res[2], m.res[3]);
+    free(m.big);
+    loop_free(m.b.l);
+    close(sv[0]);
+
+    /* no_imm: the loop reports no immediate sends */
+    struct loop_config cfg = {.entries = 8, .nbufs = 4, .buf_size = 64,
+                              .no_imm = true};
+    char err[256] = "";
+    struct loop *l = loop_new(&cfg, err, sizeof err);
+    REQUIRE(l);
+    CHECK(!loop_has_imm(l));
+    loop_free(l);
+}
+
 /* A big send to a slow reader: completions may be short; resuming from
  * where each stopped delivers every byte in order. */
 #define BIG (8u << 20)
@@ -1076,6 +1198,7 @@ int main(void)
     TEST(test_sq_full);
     TEST(test_cq_overflow);
     TEST(test_send_small);
+    TEST(test_send_imm);
     TEST(test_send_big);
     TEST(test_cancel_armed_recv);
     TEST(test_cancel_same_batch);
