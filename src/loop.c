@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <signal.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 /* Newer than liburing 2.3's headers; the running kernel (6.x) has them. */
@@ -18,6 +20,12 @@
 #endif
 #ifndef IORING_SETUP_DEFER_TASKRUN
 #define IORING_SETUP_DEFER_TASKRUN (1U << 13)
+#endif
+#ifndef IORING_FEAT_NO_IOWAIT /* Linux 6.15 */
+#define IORING_FEAT_NO_IOWAIT (1U << 17)
+#endif
+#ifndef IORING_ENTER_NO_IOWAIT
+#define IORING_ENTER_NO_IOWAIT (1U << 7)
 #endif
 
 #define BGID 1 /* our one buffer group */
@@ -29,6 +37,8 @@ struct loop {
     unsigned nbufs, buf_size, buf_mask;
     unsigned recycled;             /* buffers added since last advance */
     bool imm;                      /* immediate sends (IORING_FEAT_CQE_SKIP) */
+    bool no_iowait;                /* waits are not iowait (FEAT_NO_IOWAIT) */
+    bool reg_ring;                 /* ring fd registered: enter by index */
     bool stop;
     int64_t now_ms;
 };
@@ -51,6 +61,7 @@ static int ring_init(struct loop *l, unsigned entries, bool want_imm)
         ret = io_uring_queue_init_params(entries, &l->ring, &p);
         if (ret != -EINVAL) { /* success, or a reason no flag set will fix */
             l->imm = want_imm && (p.features & IORING_FEAT_CQE_SKIP);
+            l->no_iowait = (p.features & IORING_FEAT_NO_IOWAIT) != 0;
             return ret;
         }
     }
@@ -110,7 +121,7 @@ struct loop *loop_new(const struct loop_config *cfg, char *err, size_t errlen)
     io_uring_buf_ring_advance(l->br, (int)cfg->nbufs);
     /* the ring's own fd, registered: io_uring_enter skips the fd table
      * lookup on every call (best effort) */
-    io_uring_register_ring_fd(&l->ring);
+    l->reg_ring = io_uring_register_ring_fd(&l->ring) == 1;
     loop_update_time(l);
     return l;
 
@@ -300,6 +311,34 @@ int64_t loop_update_time(struct loop *l)
     return l->now_ms;
 }
 
+/* Submit and sleep until a completion, like io_uring_submit_and_wait(1),
+ * but with IORING_ENTER_NO_IOWAIT: a server waiting for requests is idle,
+ * not waiting for I/O. Without the flag the kernel counts the wait as
+ * iowait whenever a request is armed (always: the multishot accept and
+ * receives), so an idle luring showed its CPU as 100 % iowait. liburing
+ * 2.3 has no call for the flag, hence the raw io_uring_enter. */
+static int submit_and_wait_idle(struct loop *l)
+{
+    if (!l->no_iowait)
+        return io_uring_submit_and_wait(&l->ring, 1);
+    struct io_uring_sq *sq = &l->ring.sq;
+    unsigned tail = sq->sqe_tail;
+    if (sq->sqe_head != tail) { /* publish prepared SQEs (liburing's flush) */
+        sq->sqe_head = tail;
+        io_uring_smp_store_release(sq->ktail, tail);
+    }
+    unsigned submit = tail - IO_URING_READ_ONCE(*sq->khead);
+    unsigned flags = IORING_ENTER_GETEVENTS | IORING_ENTER_NO_IOWAIT;
+    int fd = l->ring.ring_fd;
+    if (l->reg_ring) {
+        flags |= IORING_ENTER_REGISTERED_RING;
+        fd = l->ring.enter_ring_fd;
+    }
+    long ret = syscall(__NR_io_uring_enter, fd, submit, 1, flags, NULL,
+                       (size_t)(_NSIG / 8));
+    return ret < 0 ? -errno : (int)ret;
+}
+
 /* ==== the loop ==== */
 
 void loop_stop(struct loop *l) { l->stop = true; }
@@ -319,7 +358,7 @@ void loop_run(struct loop *l, loop_cqe_pt on_cqe, loop_before_pt before,
         if (!idle || l->stop || io_uring_cq_ready(&l->ring))
             ret = io_uring_submit_and_get_events(&l->ring);
         else
-            ret = io_uring_submit_and_wait(&l->ring, 1);
+            ret = submit_and_wait_idle(l);
         if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY &&
             ret != -ETIME) {
             fprintf(stderr, "luring: [crit] io_uring_enter: %s\n",
