@@ -138,6 +138,13 @@ static void queue_body(lua_State *L, struct req *r, int idx)
     }
 }
 
+/* Header `name` (nlen bytes) is `lit`, ignoring case; the length check
+ * first, so most names cost no strcasecmp. */
+static bool name_is(const char *name, size_t nlen, const char *lit)
+{
+    return nlen == strlen(lit) && strcasecmp(name, lit) == 0;
+}
+
 /* Write the head: status, the handler's headers (table at idx or none),
  * framing. `body_len` < 0: streamed (chunked unless a Content-Length is
  * given). Returns 0, or -1 with an error message pushed. */
@@ -162,19 +169,16 @@ static int write_head(lua_State *L, struct req *r, int status, int idx,
                                 name);
                 return -1;
             }
-#define NAME_IS(lit)                                                           \
-    (nlen == sizeof lit - 1 && strcasecmp(name, lit) == 0)
-            if (NAME_IS("content-length")) {
+            if (name_is(name, nlen, "content-length")) {
                 user_len = strtoll(v, NULL, 10);
-            } else if (NAME_IS("connection")) {
+            } else if (name_is(name, nlen, "connection")) {
                 if (strncasecmp(v, "close", 5) == 0)
                     r->keep_alive = false;
-            } else if (NAME_IS("transfer-encoding")) {
+            } else if (name_is(name, nlen, "transfer-encoding")) {
                 /* framing is the server's business */
             } else {
-                if (NAME_IS("content-type"))
+                if (name_is(name, nlen, "content-type"))
                     has_ctype = true;
-#undef NAME_IS
                 if (http_head_add(r, name, nlen, v, vlen) < 0) {
                     lua_pushfstring(L, "invalid header '%s'", name);
                     return -1;
