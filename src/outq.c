@@ -5,7 +5,7 @@
  * The first send of a flight is immediate when the ring can do it
  * (loop_send_imm): tried once as the kernel takes the SQE, it posts a
  * completion only if it did not go whole. Such sends wait on the worker's
- * imm list, in SQ order, until outq_imm_settled() finds the kernel has
+ * imm list, in SQ order, until outq_imm_settle() finds the kernel has
  * taken them; the rest of a short one goes out as an ordinary send, which
  * waits for socket space. A small response thus costs no completion, and
  * at one connection the loop sleeps in the same io_uring_enter that
@@ -135,20 +135,26 @@ static void imm_unlink(struct conn *c)
     c->imm_prev = c->imm_next = NULL;
 }
 
-bool outq_imm_settled(struct worker *w, struct loop_cqe *cq)
+void outq_imm_settle(struct worker *w, loop_cqe_pt done, void *ctx)
 {
-    struct conn *c = w->imm_head;
-    /* Positions are taken in order: stop at the first one not taken. With
-     * completions in the overflow list, one of them may be this send's
-     * failure: wait until the kernel has flushed them to the CQ. */
-    if (c == NULL || (int32_t)(loop_sq_taken(w->loop) - c->out.imm_pos) <= 0 ||
-        loop_cq_overflow(w->loop))
-        return false;
-    imm_unlink(c);
-    memset(cq, 0, sizeof *cq);
-    cq->ud = UD_MAKE(OP_SEND, c->gen, c->idx);
-    cq->res = c->out.imm_len;
-    return true;
+    /* With completions in the overflow list, one of them may be the
+     * failure of a send below: wait until the kernel has flushed them. */
+    if (w->imm_head == NULL || loop_cq_overflow(w->loop))
+        return;
+    /* The SQ head as this pass begins, the CQ drained: a send taken before
+     * it has its failure (if any) already handled. One taken later (a full
+     * SQ submitted while `done` queues more) may have a failure waiting in
+     * the CQ: it waits for the next pass. Positions are taken in order, so
+     * stop at the first one not taken. */
+    uint32_t taken = loop_sq_taken(w->loop);
+    struct conn *c;
+    while ((c = w->imm_head) != NULL &&
+           (int32_t)(taken - c->out.imm_pos) > 0) {
+        imm_unlink(c);
+        struct loop_cqe cq = {.ud = UD_MAKE(OP_SEND, c->gen, c->idx),
+                              .res = c->out.imm_len};
+        done(ctx, &cq);
+    }
 }
 
 bool outq_imm_busy(const struct worker *w)

@@ -314,10 +314,11 @@ int outq_sent(struct conn *c, int res);
  * (its buffers are released with outq_release_all). */
 void outq_send_gone(struct conn *c);
 /** Immediate sends (loop_send_imm) post no completion when they went
- * whole. Once the kernel has taken them (the CQ handled, no overflow),
- * this pops the oldest such send and fills the completion it would have
- * posted; feed it to the OP_SEND handler. False when none is settled. */
-bool outq_imm_settled(struct worker *w, struct loop_cqe *cq);
+ * whole. Call with every completion in the CQ handled: for each such send
+ * the kernel has taken (and no completion overflow), passes `done` the
+ * completion it would have posted, in SQ order. `done` is the OP_SEND
+ * handler (or the dispatcher) and may queue more sends. */
+void outq_imm_settle(struct worker *w, loop_cqe_pt done, void *ctx);
 /** An immediate send still waits to be settled and settling it would
  * do more than free its buffers (data queued behind it, input waiting,
  * a handler waiting for the queue to drain, a closing connection). */

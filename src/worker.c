@@ -630,9 +630,7 @@ static bool before_sleep(void *ctx)
 {
     struct worker *w = ctx;
     struct conn *c;
-    struct loop_cqe sent;
-    while (outq_imm_settled(w, &sent))
-        on_send(w, &sent);
+    outq_imm_settle(w, on_cqe, w);
     while ((c = w->rearm) != NULL) {
         w->rearm = c->next_rearm;
         c->flags &= (uint16_t)~CF_RECV_REARM;

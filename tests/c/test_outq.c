@@ -180,15 +180,18 @@ static void plan_free(struct t *t)
 
 static void on_cqe(void *ctx, const struct loop_cqe *cq);
 
+static void on_settled(void *ctx, const struct loop_cqe *cq)
+{
+    struct t *t = ctx;
+    t->settled++;
+    on_cqe(t, cq);
+}
+
 static bool before(void *ctx)
 {
     struct t *t = ctx;
     struct conn *c;
-    struct loop_cqe sent;
-    while (outq_imm_settled(&t->w, &sent)) {
-        t->settled++;
-        on_cqe(t, &sent);
-    }
+    outq_imm_settle(&t->w, on_settled, t);
     while ((c = t->w.dirty) != NULL) {
         t->w.dirty = c->next_dirty;
         c->flags &= (uint16_t)~CF_DIRTY;
