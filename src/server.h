@@ -220,7 +220,6 @@ struct listener {
 struct lstate {
     lua_State *L;
     int entry_ref;          /* luring._entry */
-    int req_mt_ref;         /* metatable of request tables */
     int dispatch[LISTEN_MAX]; /* per listener: the app that serves it */
     unsigned ndispatch;
     unsigned live;          /* coroutine threads + referenced strings */

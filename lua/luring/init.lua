@@ -1,7 +1,7 @@
 -- luring: the module scripts see as the global `luring`.
 -- Apps, routes and configuration are declared here in Lua; the C runtime
 -- reads luring._apps and luring._config after the script has run, and runs
--- each request as `luring._entry(app, req)` inside a pooled coroutine.
+-- each request as `luring._entry(app, ...)` inside a pooled coroutine.
 local core = require "luring.core"
 local router = require "luring.router"
 
@@ -98,9 +98,26 @@ function app._dispatch(self, req)
 end
 
 
+local METHODS = core._methods
+local req_mt = core._req_mt
+
+-- The request table: [1] = the C request, [2] = its generation (see
+-- lrt_check_req). One constructor, so LuaJIT copies a template that has
+-- every key in place instead of inserting them one by one.
+local function handle(a, r, gen, m, path, query, minor)
+    local req = setmetatable({
+        r, gen,
+        method = METHODS[m], path = path, query = query,
+        version = minor ~= 0 and "1.1" or "1.0", params = false,
+    }, req_mt)
+    return a:_dispatch(req)
+end
+
+
 -- Runs in the request coroutine: yields inside pass through xpcall (LuaJIT).
-function _M._entry(a, req)
-    return xpcall(a._dispatch, traceback, a, req)
+-- Arguments after the app come from the C side (push_req in lua_rt.c).
+function _M._entry(a, r, gen, m, path, query, minor)
+    return xpcall(handle, traceback, a, r, gen, m, path, query, minor)
 end
 
 
