@@ -87,30 +87,23 @@ end
 
 
 local not_found_headers = { ["Content-Type"] = "text/plain" }
-
-function app._dispatch(self, req)
-    local fn, params = self.router:match(req.method, req.path)
-    if not fn then
-        return 404, not_found_headers, "Not Found\n"
-    end
-    req.params = params
-    return fn(req)
-end
-
-
 local METHODS = core._methods
 local req_mt = core._req_mt
 
--- The request table: [1] = the C request, [2] = its generation (see
--- lrt_check_req). One constructor, so LuaJIT copies a template that has
--- every key in place instead of inserting them one by one.
+-- Route, then build the request table: [1] = the C request, [2] = its
+-- generation (see lrt_check_req). One constructor, so LuaJIT copies a
+-- template that has every key in place instead of inserting them one by one.
 local function handle(a, r, gen, m, path, query, minor)
-    local req = setmetatable({
+    local method = METHODS[m]
+    local fn, params = a.router:match(method, path)
+    if not fn then
+        return 404, not_found_headers, "Not Found\n"
+    end
+    return fn(setmetatable({
         r, gen,
-        method = METHODS[m], path = path, query = query,
-        version = minor ~= 0 and "1.1" or "1.0", params = false,
-    }, req_mt)
-    return a:_dispatch(req)
+        method = method, path = path, query = query,
+        version = minor ~= 0 and "1.1" or "1.0", params = params,
+    }, req_mt))
 end
 
 
