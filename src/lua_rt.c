@@ -311,7 +311,8 @@ static int luaopen_luring_core(lua_State *L)
 {
     lua_newtable(L);
     luaL_register(L, NULL, core_funcs);
-    /* request metatable (luring.core._req_mt, set by luring._entry) */
+    /* request metatable (luring.core._req_mt; init.lua sets it on each
+     * request table) */
     lua_newtable(L);
     lua_newtable(L);
     luaL_register(L, NULL, req_methods);
