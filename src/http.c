@@ -8,6 +8,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 
+#include "fields.h"
 #include "server.h"
 
 #define IN_LIMIT  (64 * 1024)  /* buffered pipelined input before pausing */
@@ -492,35 +493,10 @@ void http_head_begin(struct req *r, int status)
     head_put(w, w->date, w->date_len);
 }
 
-/* RFC 9110 token: ALPHA / DIGIT / "!#$%&'*+-.^_`|~" */
-static bool is_tchar(unsigned char ch)
-{
-    if (((ch | 32) >= 'a' && (ch | 32) <= 'z') || (ch >= '0' && ch <= '9'))
-        return true;
-    switch (ch) {
-    case '!': case '#': case '$': case '%': case '&': case '\'': case '*':
-    case '+': case '-': case '.': case '^': case '_': case '`': case '|':
-    case '~':
-        return true;
-    default:
-        return false;
-    }
-}
-
-static bool is_token(const char *s, size_t n)
-{
-    if (n == 0)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!is_tchar((unsigned char)s[i]))
-            return false;
-    return true;
-}
-
 int http_head_add(struct req *r, const char *name, size_t nlen,
                   const char *val, size_t vlen)
 {
-    if (!is_token(name, nlen) || memchr(val, '\r', vlen) ||
+    if (!field_is_token(name, nlen) || memchr(val, '\r', vlen) ||
         memchr(val, '\n', vlen) || memchr(val, '\0', vlen))
         return -1;
     struct worker *w = r->w;

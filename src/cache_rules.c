@@ -1,0 +1,202 @@
+/* cache_rules.c - Cache-Control, Expires, Set-Cookie and Vary of a response
+ * head, for a shared cache (see cache_rules.h). */
+#define _GNU_SOURCE
+#include "cache_rules.h"
+
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "fields.h"
+
+static bool is_ows(char ch) { return ch == ' ' || ch == '\t'; }
+
+static bool same(const char *p, size_t n, const char *lit)
+{
+    return strlen(lit) == n && strncasecmp(p, lit, n) == 0;
+}
+
+int64_t rules_delta_seconds(const char *p, size_t n)
+{
+    if (n >= 2 && p[0] == '"' && p[n - 1] == '"') {
+        p++;
+        n -= 2;
+    }
+    if (n == 0)
+        return -1;
+    int64_t v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return -1;
+        if (v < DELTA_SECONDS_MAX)
+            v = v * 10 + (p[i] - '0');
+    }
+    return v < DELTA_SECONDS_MAX ? v : DELTA_SECONDS_MAX;
+}
+
+/* An IMF-fixdate (RFC 9110 §5.6.7) as seconds since the epoch, or 0 (a
+ * time in the past) when invalid: RFC 9111 §5.3. */
+static int64_t parse_expires(const char *p, size_t n)
+{
+    char s[64];
+    if (n >= sizeof s)
+        return 0;
+    memcpy(s, p, n);
+    s[n] = 0;
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    const char *end = strptime(s, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    if (end == NULL || *end != 0)
+        return 0;
+    int64_t t = (int64_t)timegm(&tm);
+    return t > 0 ? t : 0;
+}
+
+/* A directive's argument: token or quoted-string; [*v, *v + *vn). Returns
+ * where it ends, or NULL when it is neither (an unclosed quote, no token). */
+static const char *directive_arg(const char *p, const char *end,
+                                 const char **v, size_t *vn)
+{
+    *v = p;
+    if (p < end && *p == '"') {
+        const char *q = p + 1;
+        while (q < end && *q != '"')
+            q += (*q == '\\' && q + 1 < end) ? 2 : 1;
+        if (q >= end)
+            return NULL; /* unclosed */
+        q++; /* the closing quote */
+        *vn = (size_t)(q - p);
+        return q;
+    }
+    while (p < end && field_is_tchar((unsigned char)*p))
+        p++;
+    *vn = (size_t)(p - *v);
+    return *vn ? p : NULL;
+}
+
+static void set_delta(struct resp_rules *rr, int64_t *dst, bool has_arg,
+                      const char *v, size_t vn)
+{
+    if (*dst >= 0)
+        return; /* first occurrence wins (§4.2.1) */
+    int64_t d = has_arg ? rules_delta_seconds(v, vn) : -1;
+    if (d < 0)
+        rr->invalid = true;
+    else
+        *dst = d;
+}
+
+/* One Cache-Control field value: a comma-separated list of directives,
+ * `name` or `name=token` or `name="quoted"` (RFC 9111 §5.2). A value that
+ * does not follow that grammar (junk between directives, an unclosed
+ * quote, a name that is not a token) can't be trusted to say what it
+ * means: the response is then stale (rr->invalid), never shared. */
+static void parse_cache_control(struct resp_rules *rr, const char *p,
+                                const char *end)
+{
+    while (p < end) {
+        while (p < end && (*p == ',' || is_ows(*p)))
+            p++;
+        if (p == end)
+            break;
+        const char *name = p;
+        while (p < end && field_is_tchar((unsigned char)*p))
+            p++;
+        size_t nn = (size_t)(p - name);
+        while (p < end && is_ows(*p))
+            p++;
+        const char *v = NULL;
+        size_t vn = 0;
+        bool has_arg = p < end && *p == '=';
+        if (has_arg) {
+            p++;
+            while (p < end && is_ows(*p))
+                p++;
+            p = directive_arg(p, end, &v, &vn);
+            if (p == NULL) {
+                rr->invalid = true;
+                return;
+            }
+            while (p < end && is_ows(*p))
+                p++;
+        }
+        if (nn == 0 || (p < end && *p != ',')) {
+            rr->invalid = true; /* not a directive list */
+            return;
+        }
+        if (same(name, nn, "no-store"))
+            rr->no_store = true;
+        else if (same(name, nn, "no-cache"))
+            rr->no_cache = true;
+        else if (same(name, nn, "private"))
+            rr->is_private = true;
+        else if (same(name, nn, "public"))
+            rr->is_public = true;
+        else if (same(name, nn, "must-revalidate"))
+            rr->must_revalidate = true;
+        else if (same(name, nn, "max-age"))
+            set_delta(rr, &rr->max_age, has_arg, v, vn);
+        else if (same(name, nn, "s-maxage"))
+            set_delta(rr, &rr->s_maxage, has_arg, v, vn);
+    }
+}
+
+/* Vary: a list of field names, or "*" (RFC 9110 §12.5.5). */
+static bool has_star(const char *p, const char *end)
+{
+    while (p < end) {
+        while (p < end && (*p == ',' || is_ows(*p)))
+            p++;
+        const char *e = p;
+        while (e < end && *e != ',' && !is_ows(*e))
+            e++;
+        if (e - p == 1 && *p == '*')
+            return true;
+        p = e;
+    }
+    return false;
+}
+
+void rules_parse(struct resp_rules *rr, const char *lines, size_t len)
+{
+    memset(rr, 0, sizeof *rr);
+    rr->max_age = rr->s_maxage = rr->expires = -1;
+    const char *p = lines, *end = lines + len;
+    while (p && p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        const char *le = eol ? eol : end;
+        if (le > p && le[-1] == '\r')
+            le--;
+        const char *colon = memchr(p, ':', (size_t)(le - p));
+        if (colon) {
+            const char *v = colon + 1, *ve = le;
+            while (v < ve && is_ows(*v))
+                v++;
+            while (ve > v && is_ows(ve[-1]))
+                ve--;
+            size_t nn = (size_t)(colon - p);
+            if (same(p, nn, "cache-control"))
+                parse_cache_control(rr, v, ve);
+            else if (same(p, nn, "expires") && rr->expires < 0)
+                rr->expires = parse_expires(v, (size_t)(ve - v));
+            else if (same(p, nn, "set-cookie"))
+                rr->set_cookie = true;
+            else if (same(p, nn, "vary") && has_star(v, ve))
+                rr->vary_star = true;
+        }
+        p = eol ? eol + 1 : end;
+    }
+}
+
+int64_t rules_lifetime(const struct resp_rules *rr, int64_t now)
+{
+    if (rr->invalid)
+        return 0;
+    if (rr->s_maxage >= 0)
+        return rr->s_maxage;
+    if (rr->max_age >= 0)
+        return rr->max_age;
+    if (rr->expires >= 0)
+        return rr->expires > now ? rr->expires - now : 0;
+    return -1;
+}
