@@ -6,7 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "cache_rules.h"
 #include "server.h"
 
 /* ==== hashing ==== */
@@ -61,6 +63,7 @@ struct cache *cache_new(struct worker *w, const char *name, size_t max_bytes,
     c->max_bytes = max_bytes;
     c->max_objects = max_objects;
     c->ttl_ms = ttl_ms;
+    c->hfm_ms = 120000;
     c->w = w;
     c->admit_ref = c->ttl_ref = -2; /* LUA_NOREF */
     if (rehash(c, 1024) < 0) {
@@ -200,14 +203,21 @@ void cache_unindex(struct cache_obj *o)
     cache_obj_unref(o);
 }
 
-struct cache_obj *cache_lookup(struct cache *c, const char *key, size_t klen,
-                               int64_t now)
+/* The indexed object under key (hash h), expired or not. */
+static struct cache_obj *find(const struct cache *c, const char *key,
+                              size_t klen, uint64_t h)
 {
-    uint64_t h = hash_key(key, klen);
     struct cache_obj *o = c->buckets[h & (c->nbuckets - 1)];
     for (; o; o = o->hnext)
         if (o->pn.key == h && o->klen == klen && memcmp(o->key, key, klen) == 0)
             break;
+    return o;
+}
+
+struct cache_obj *cache_lookup(struct cache *c, const char *key, size_t klen,
+                               int64_t now)
+{
+    struct cache_obj *o = find(c, key, klen, hash_key(key, klen));
     if (o == NULL)
         return NULL;
     if (o->state == OBJ_COMPLETE && o->expires <= now) {
@@ -242,19 +252,13 @@ struct cache_obj *cache_obj_new(struct cache *c, const char *key,
     return o;
 }
 
-struct cache_obj *cache_insert(struct cache *c, const char *key, size_t klen)
+/* Link o into the index under its key, replacing any older object there.
+ * The index takes a ref. */
+static void index_obj(struct cache *c, struct cache_obj *o)
 {
-    struct cache_obj *o = cache_obj_new(c, key, klen);
-    if (o == NULL)
-        return NULL;
-    /* replace an older object under the same key */
-    struct cache_obj *old = c->buckets[o->pn.key & (c->nbuckets - 1)];
-    for (; old; old = old->hnext)
-        if (old->pn.key == o->pn.key && old->klen == klen &&
-            memcmp(old->key, key, klen) == 0) {
-            cache_unindex(old);
-            break;
-        }
+    struct cache_obj *old = find(c, o->key, o->klen, o->pn.key);
+    if (old)
+        cache_unindex(old);
     if (c->nobj >= c->nbuckets && rehash(c, c->nbuckets * 2) < 0) {
         /* keep the smaller table: chains get longer, nothing breaks */
     }
@@ -262,8 +266,18 @@ struct cache_obj *cache_insert(struct cache *c, const char *key, size_t klen)
     o->hnext = c->buckets[b];
     c->buckets[b] = o;
     policy_miss(c->pol, &o->pn); /* s3fifo: ghost hit decides placement */
-    o->indexed = true; /* the index owns the creation ref */
+    cache_obj_ref(o);
+    o->indexed = true;
     c->nobj++;
+}
+
+struct cache_obj *cache_insert(struct cache *c, const char *key, size_t klen)
+{
+    struct cache_obj *o = cache_obj_new(c, key, klen);
+    if (o == NULL)
+        return NULL;
+    index_obj(c, o);
+    o->refs--; /* the index owns the creation ref */
     cache_enforce(c);
     return o;
 }
@@ -293,25 +307,72 @@ void cache_free(struct cache *c)
 
 /* ==== filling ==== */
 
-void cache_obj_head(struct cache_obj *o, int status, int64_t total,
-                    int64_t ttl_ms)
+/* A response for o's key was not shareable: until hfm_ms from now,
+ * requests for the key fetch on their own instead of waiting for each
+ * other (Varnish's hit-for-miss). The newest response decides: whatever
+ * is under the key goes, except a fill whose head is still unknown (it
+ * will decide for itself). */
+static void set_marker(struct cache *c, struct cache_obj *o)
+{
+    struct cache_obj *cur = find(c, o->key, o->klen, o->pn.key);
+    if (cur && cur != o && cur->state == OBJ_FILLING && !cur->head_ready)
+        return;
+    int64_t until = loop_now(c->w->loop) + c->hfm_ms;
+    if (cur && cur->hfm && c->hfm_ms > 0) {
+        cur->expires = until;
+        return;
+    }
+    if (cur)
+        cache_unindex(cur);
+    if (c->hfm_ms <= 0)
+        return;
+    struct cache_obj *m = cache_obj_new(c, o->key, o->klen);
+    if (m == NULL)
+        return; /* no marker: the next request coalesces again */
+    m->hfm = true;
+    m->head_ready = true;
+    m->state = OBJ_COMPLETE;
+    m->expires = until;
+    index_obj(c, m);
+    cache_obj_unref(m); /* the index holds it */
+    policy_admit(c, m); /* evictable like any object */
+}
+
+void cache_obj_head(struct cache_obj *o, int status, int64_t total)
 {
     struct cache *c = o->cache;
     cache_obj_ref(o); /* unindexing below may drop the last other ref */
     o->status = status;
     o->total = total;
     o->head_ready = true;
-    if (ttl_ms < 0)
-        ttl_ms = c->ttl_ms;
-    if (c->decide && status == 200 && ttl_ms > 0)
-        ttl_ms = c->decide(c, o, ttl_ms); /* script's admit/ttl hooks */
+    struct resp_rules rr;
+    rules_parse(&rr, o->hdrs.data, o->hdrs.len);
+    int64_t life = rules_lifetime(&rr, (int64_t)time(NULL));
+    int64_t ttl_ms = life < 0 ? c->ttl_ms : life * 1000;
+    bool share = status == 200 && ttl_ms > 0 && !rr.no_store &&
+                 !rr.no_cache && !rr.is_private && !rr.vary_star &&
+                 (!o->req_auth || rr.is_public || rr.s_maxage >= 0 ||
+                  rr.must_revalidate);
+    if (share && c->decide)
+        ttl_ms = c->decide(c, o, ttl_ms, rr.set_cookie); /* admit/ttl hooks */
+    else if (rr.set_cookie)
+        ttl_ms = 0; /* no hook to store it explicitly */
+    if (rr.set_cookie && ttl_ms <= 0)
+        share = false;
+    o->shareable = share;
     o->expires = loop_now(c->w->loop) + ttl_ms;
-    if (status != 200 || ttl_ms == 0 ||
-        (total > 0 && (size_t)total > c->max_bytes)) {
+    if (!share || ttl_ms <= 0 || (total > 0 && (size_t)total > c->max_bytes)) {
         o->cacheable = false;
         c->st.uncacheable++;
-        cache_unindex(o); /* subscribers keep it alive */
+        if (!share && (o->indexed || o->index_late))
+            set_marker(c, o);
+        else
+            cache_unindex(o); /* subscribers keep it alive */
+    } else if (o->index_late) {
+        index_obj(c, o); /* a fetch of its own turned out storable */
+        cache_enforce(c);
     }
+    o->index_late = false;
     serve_obj_event(o);
     cache_obj_unref(o);
 }

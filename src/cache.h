@@ -35,6 +35,14 @@ struct cache_obj {
     bool indexed;        /* reachable by key (holds one ref) */
     bool head_ready;
     bool cacheable;      /* may stay indexed once complete */
+    bool shareable;      /* head known and the response may be delivered
+                          * to requests other than the one that caused the
+                          * fill (RFC 9111 §3); false: only its owner gets it */
+    bool hfm;            /* a hit-for-miss marker: no body; requests that
+                          * find it fetch on their own, without waiting */
+    bool index_late;     /* not indexed yet: indexed when its head turns out
+                          * storable, replaced by a marker otherwise */
+    bool req_auth;       /* the request behind the fill had Authorization */
     enum obj_state state;
     int status;          /* origin status, or 502/504 when failed early */
     struct buf hdrs;     /* origin header lines to forward, "N: v\r\n"... */
@@ -50,14 +58,20 @@ struct cache_obj {
 struct cache_stats {
     uint64_t hits, misses, coalesced, fills, fill_errors, evictions,
         expired, uncacheable;
+    uint64_t hit_for_miss; /* requests that found a hit-for-miss marker */
+    uint64_t released;     /* coalesced requests sent to fetch on their own
+                            * because the fill was not shareable */
 };
 
 struct cache;
-/** Decide an object's fate once its head is known: returns the TTL in ms
- * (0: do not cache). `ttl_ms` is the TTL from the origin's headers or the
- * cache default. Set by the Lua binding for admit/ttl hooks. */
+/** Decide the fate of a shareable response once its head is known: returns
+ * the TTL in ms (0: do not store). `ttl_ms` is the freshness lifetime from
+ * the origin's headers or the cache default. `set_cookie`: the response
+ * carries Set-Cookie, and is stored only if the hook says so explicitly
+ * (otherwise return 0: it is then delivered to its own request only). Set
+ * by the Lua binding for admit/ttl hooks. */
 typedef int64_t (*cache_decide_pt)(struct cache *c, struct cache_obj *o,
-                                   int64_t ttl_ms);
+                                   int64_t ttl_ms, bool set_cookie);
 
 struct cache {
     char name[64];
@@ -66,6 +80,7 @@ struct cache {
     int admit_ref, ttl_ref; /* Lua registry refs in hook_owner, or -2 */
     size_t max_bytes, max_objects;
     int64_t ttl_ms;       /* default TTL when the origin gives none */
+    int64_t hfm_ms;       /* hit-for-miss marker lifetime; 0: no markers */
     size_t bytes, nobj;   /* charged bytes (all live objects), indexed objects */
     struct cache_obj **buckets;
     unsigned nbuckets;
@@ -94,7 +109,8 @@ struct cache_obj *cache_lookup(struct cache *c, const char *key, size_t klen,
  * older one). refs: 1 for the index. NULL when out of memory. */
 struct cache_obj *cache_insert(struct cache *c, const char *key, size_t klen);
 
-/** A FILLING object that is not indexed (private to its creator), refs 1. */
+/** A FILLING object that is not indexed (private to its creator), refs 1.
+ * Set index_late to have it indexed when its head is storable. */
 struct cache_obj *cache_obj_new(struct cache *c, const char *key, size_t klen);
 void cache_obj_ref(struct cache_obj *o);
 void cache_obj_unref(struct cache_obj *o);
@@ -102,10 +118,17 @@ void cache_obj_unref(struct cache_obj *o);
 void cache_obj_release(struct worker *w, void *arg, intptr_t aux);
 
 /* Filling, called by origins. Each notifies the subscribers. */
-/** The origin's status and headers are known. `ttl_ms` < 0: use the
- * cache's default; 0: not cacheable. */
-void cache_obj_head(struct cache_obj *o, int status, int64_t total,
-                    int64_t ttl_ms);
+/** The origin's status and header lines (o->hdrs) are known; `total` is
+ * the body length or -1. Decides from the headers (cache_rules.h) whether
+ * the response is shareable: a final 200 that is fresh, without no-store,
+ * no-cache, private or Vary: *, with public, s-maxage or must-revalidate
+ * when the request had Authorization (RFC 9111 §3, §3.5), and without
+ * Set-Cookie unless the decide hook explicitly stores it. A response that
+ * is not shareable goes to the fill's owner only (the other subscribers
+ * are released to fetch on their own) and leaves a hit-for-miss marker
+ * under its key for hfm_ms. A shareable one is stored for its TTL unless
+ * the hooks, the budget or its size say otherwise. */
+void cache_obj_head(struct cache_obj *o, int status, int64_t total);
 /** Append body bytes. Returns 0, or -1 when out of memory. */
 int cache_obj_data(struct cache_obj *o, const char *p, size_t n);
 /** Writable space at the fill cursor (*n bytes), for reading straight

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "cache.h"
+#include "cache_rules.h"
 #include "origin.h"
 #include "server.h"
 
@@ -90,22 +91,40 @@ static bool call_hook(lua_State *L, struct cache *c, struct cache_obj *o,
     return true;
 }
 
-/* cache_decide_pt: the script's admit(key, status, headers) -> bool and
- * ttl(key, status, headers, ttl) -> seconds, run on the script that is
- * current now (so a reload that fails can't change them). */
-static int64_t lua_decide(struct cache *c, struct cache_obj *o, int64_t ttl_ms)
+/* cache_decide_pt: the script's admit(key, status, headers, ttl) -> bool
+ * and ttl(key, status, headers, ttl) -> seconds, run on the script that is
+ * current now (so a reload that fails can't change them). A response with
+ * Set-Cookie is stored only when admit returns the string "set-cookie":
+ * true is not enough, so a hook written for other responses never starts
+ * replaying one client's cookie to every other by accident. */
+static int64_t lua_decide(struct cache *c, struct cache_obj *o, int64_t ttl_ms,
+                          bool set_cookie)
 {
     struct worker *w = c->w;
     if (w->lua == NULL)
-        return ttl_ms;
+        return set_cookie ? 0 : ttl_ms;
     lua_State *L = w->lua->L;
     int top = lua_gettop(L);
-    if (call_hook(L, c, o, "admit", ttl_ms) && !lua_toboolean(L, -1))
-        ttl_ms = 0;
+    if (call_hook(L, c, o, "admit", ttl_ms)) {
+        if (set_cookie) {
+            size_t n;
+            const char *v = lua_type(L, -1) == LUA_TSTRING
+                                ? lua_tolstring(L, -1, &n) : NULL;
+            if (v == NULL || n != 10 || memcmp(v, "set-cookie", 10) != 0)
+                ttl_ms = 0;
+        } else if (!lua_toboolean(L, -1)) {
+            ttl_ms = 0;
+        }
+    } else if (set_cookie) {
+        ttl_ms = 0; /* no admit hook (or it failed): not stored */
+    }
     lua_settop(L, top);
     if (ttl_ms > 0 && call_hook(L, c, o, "ttl", ttl_ms)) {
+        /* seconds; NaN, negative: 0; above 2^31 (math.huge): 2^31 */
         lua_Number s = lua_tonumber(L, -1);
-        ttl_ms = s > 0 ? (int64_t)(s * 1000) : 0;
+        ttl_ms = !(s > 0) ? 0
+                 : s >= (lua_Number)DELTA_SECONDS_MAX ? DELTA_SECONDS_MAX * 1000
+                 : (int64_t)(s * 1000);
     }
     lua_settop(L, top);
     return ttl_ms;
@@ -154,6 +173,16 @@ static int l_cache_new(lua_State *L)
     bool ttl_fn = lua_isfunction(L, -1);
     lua_pop(L, 1);
     int64_t ttl_ms = ttl_fn ? 60000 : (int64_t)(opt_num(L, 1, "ttl", 60) * 1000);
+    lua_getfield(L, 1, "hit_for_miss");
+    lua_Number hfm = 120;
+    if (!lua_isnil(L, -1)) {
+        hfm = lua_tonumber(L, -1);
+        if (!lua_isnumber(L, -1) || !(hfm >= 0 && hfm <= 31536000))
+            return luaL_error(L, "luring.cache: hit_for_miss must be a number "
+                                 "of seconds from 0 to 31536000");
+    }
+    lua_pop(L, 1);
+    int64_t hfm_ms = (int64_t)(hfm * 1000);
     set_hooks(L, name);
     struct cache **pc = lua_newuserdata(L, sizeof *pc);
     *pc = NULL;
@@ -177,6 +206,7 @@ static int l_cache_new(lua_State *L)
             if (cache_configure(c, max_bytes, max_objects, ttl_ms, policy,
                                 err, sizeof err) < 0)
                 return luaL_error(L, "luring.cache %s: %s", name, err);
+            c->hfm_ms = hfm_ms;
             *pc = c;
             return 1;
         }
@@ -190,6 +220,7 @@ static int l_cache_new(lua_State *L)
         return luaL_error(L, "luring.cache %s: %s", name, err);
     w->caches[w->ncaches++] = c;
     c->decide = lua_decide;
+    c->hfm_ms = hfm_ms;
     *pc = c;
     return 1;
 }
@@ -228,6 +259,30 @@ static int wait_sub(lua_State *L, struct req *r)
     return 1;
 }
 
+static bool has_authorization(const struct req *r)
+{
+    size_t n;
+    return req_header(r, "authorization", 13, &n) != NULL;
+}
+
+/* r fetches key from origin o into an object of its own, not indexed until
+ * its head shows it storable (after a hit-for-miss marker, or released from
+ * a fill that was not shareable): nobody waits for it, it waits for nobody. */
+static int fetch_alone(struct req *r, struct cache *c, struct origin *o,
+                       const char *key, size_t klen, const char *path,
+                       size_t plen)
+{
+    struct cache_obj *obj = cache_obj_new(c, key, klen);
+    if (obj == NULL)
+        return -1;
+    obj->index_late = true;
+    obj->req_auth = has_authorization(r);
+    serve_subscribe(r, obj, "MISS", true);
+    cache_obj_unref(obj); /* the subscription holds it */
+    origin_fetch(c->w, o, path, plen, obj);
+    return 0;
+}
+
 static int l_cache_fetch(lua_State *L)
 {
     struct cache *c = check_cache(L, 1);
@@ -245,29 +300,61 @@ static int l_cache_fetch(lua_State *L)
     }
     struct worker *w = c->w;
     struct cache_obj *obj = cache_lookup(c, key, klen, loop_now(w->loop));
-    if (obj && obj->state == OBJ_FILLING) {
+    if (obj && obj->hfm) {
+        c->st.hit_for_miss++;
+        if (fetch_alone(r, c, o, key, klen, path, plen) < 0)
+            return luaL_error(L, "fetch: out of memory");
+    } else if (obj && obj->state == OBJ_FILLING) {
         c->st.coalesced++;
-        serve_subscribe(r, obj, "COALESCED");
+        if (!obj->head_ready) {
+            /* the response may turn out not shareable: keep what it takes
+             * to fetch on our own (lcache_refetch) */
+            r->fetch_kp.len = 0;
+            if (buf_append(&r->fetch_kp, key, klen) < 0 ||
+                buf_append(&r->fetch_kp, path, plen) < 0)
+                return luaL_error(L, "fetch: out of memory");
+            r->fetch_klen = (uint32_t)klen;
+            r->fetch_cache = c;
+            r->fetch_origin = o;
+        }
+        serve_subscribe(r, obj, "COALESCED", false);
     } else if (obj) {
         c->st.hits++;
-        serve_subscribe(r, obj, "HIT");
+        serve_subscribe(r, obj, "HIT", false);
     } else {
         c->st.misses++;
         obj = cache_insert(c, key, klen);
         if (obj == NULL)
             return luaL_error(L, "fetch: out of memory");
-        serve_subscribe(r, obj, "MISS");
+        obj->req_auth = has_authorization(r);
+        serve_subscribe(r, obj, "MISS", true);
         origin_fetch(w, o, path, plen, obj);
     }
     return wait_sub(L, r);
 }
 
+void lcache_refetch(struct req *r)
+{
+    r->released = false;
+    if (r->c == NULL || r->wait != RW_CACHE)
+        return; /* gone meanwhile (conn_close drops parked requests) */
+    const char *kp = r->fetch_kp.data;
+    size_t klen = r->fetch_klen;
+    if (fetch_alone(r, r->fetch_cache, r->fetch_origin, kp, klen, kp + klen,
+                    r->fetch_kp.len - klen) < 0) {
+        serve_error(r, 503);
+        lrt_resume(r);
+    }
+}
+
 static int l_cache_stats(lua_State *L)
 {
     struct cache *c = check_cache(L, 1);
-    lua_createtable(L, 0, 12);
+    lua_createtable(L, 0, 17);
 #define F(k, v) (lua_pushnumber(L, (lua_Number)(v)), lua_setfield(L, -2, k))
     F("hits", c->st.hits);
+    F("hit_for_miss", c->st.hit_for_miss);
+    F("released", c->st.released);
     F("misses", c->st.misses);
     F("coalesced", c->st.coalesced);
     F("fills", c->st.fills);
@@ -279,6 +366,7 @@ static int l_cache_stats(lua_State *L)
     F("objects", c->nobj);
     F("max_bytes", c->max_bytes);
     F("max_objects", c->max_objects);
+    F("hit_for_miss_ttl", (lua_Number)c->hfm_ms / 1000);
 #undef F
     lua_pushstring(L, c->name);
     lua_setfield(L, -2, "name");
@@ -293,9 +381,10 @@ static int l_cache_purge(lua_State *L)
     size_t klen;
     const char *key = luaL_checklstring(L, 2, &klen);
     struct cache_obj *o = cache_lookup(c, key, klen, INT64_MIN);
+    bool stored = o != NULL && !o->hfm;
     if (o)
-        cache_unindex(o);
-    lua_pushboolean(L, o != NULL);
+        cache_unindex(o); /* a hit-for-miss marker goes too */
+    lua_pushboolean(L, stored);
     return 1;
 }
 
@@ -384,7 +473,7 @@ static int l_origin_fetch(lua_State *L)
         return luaL_error(L, "out of memory");
     obj->cacheable = false;
     r->collect = true;
-    serve_subscribe(r, obj, NULL);
+    serve_subscribe(r, obj, NULL, true);
     cache_obj_unref(obj); /* the subscription holds it now */
     origin_fetch(w, o, path, plen, obj);
     if (r->obj) {

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "cache.h"
+#include "fields.h"
 #include "server.h"
 
 /* ==== slots ==== */
@@ -148,45 +149,26 @@ int origin_init_http(struct origin *o, const char *url, char *err,
 
 /* ==== HTTP: response parsing ==== */
 
-static int64_t parse_http_date(const char *s)
+/* The response's header lines go to the object (the store decides from
+ * them whether and how long to keep it, cache_rules.h); hop-by-hop and
+ * framing headers are not forwarded (the server frames each response
+ * itself). Whitespace between a field name and its colon is removed, as a
+ * proxy must (RFC 9112 §5.1): "Set-Cookie :" is still Set-Cookie. A name
+ * that is not a token after that fails the response (-1). */
+static int header_done(struct upconn *u)
 {
-    struct tm tm;
-    memset(&tm, 0, sizeof tm);
-    if (!strptime(s, "%a, %d %b %Y %H:%M:%S GMT", &tm))
-        return -1;
-    return (int64_t)timegm(&tm);
-}
-
-/* Cache-Control / Expires decide the TTL; hop-by-hop and framing headers
- * are not forwarded (the server frames each response itself). */
-static void header_done(struct upconn *u)
-{
-    if (u->hname.len == 0)
-        return;
     const char *n = u->hname.data;
     size_t nl = u->hname.len;
-    buf_append(&u->hval, "", 1); /* NUL for the parsers below */
-    const char *v = u->hval.data;
-    size_t vl = u->hval.len - 1;
-#define IS(s) (nl == sizeof(s) - 1 && strncasecmp(n, s, nl) == 0)
-    if (IS("cache-control")) {
-        if (strcasestr(v, "no-store") || strcasestr(v, "private") ||
-            strcasestr(v, "no-cache"))
-            u->no_store = true;
-        const char *m = strcasestr(v, "s-maxage=");
-        if (!m)
-            m = strcasestr(v, "max-age=");
-        if (m) {
-            long secs = strtol(strchr(m, '=') + 1, NULL, 10);
-            u->ttl_ms = secs > 0 ? secs * 1000 : 0;
-        }
-    } else if (IS("expires")) {
-        int64_t t = parse_http_date(v);
-        if (u->ttl_ms < 0) { /* max-age wins over Expires */
-            int64_t d = t - (int64_t)time(NULL);
-            u->ttl_ms = t < 0 || d <= 0 ? 0 : d * 1000;
-        }
+    while (nl > 0 && (n[nl - 1] == ' ' || n[nl - 1] == '\t'))
+        nl--;
+    if (!field_is_token(n, nl)) {
+        if (u->hname.len > 0 || u->hval.len > 0)
+            log_warn("origin %s: invalid header field name", u->o->name);
+        return u->hname.len > 0 || u->hval.len > 0 ? -1 : 0;
     }
+    const char *v = u->hval.data;
+    size_t vl = u->hval.len;
+#define IS(s) (nl == sizeof(s) - 1 && strncasecmp(n, s, nl) == 0)
     bool skip = IS("connection") || IS("keep-alive") ||
                 IS("transfer-encoding") || IS("content-length") ||
                 IS("date") || IS("server") || IS("proxy-connection") ||
@@ -200,14 +182,16 @@ static void header_done(struct upconn *u)
         buf_append(h, "\r\n", 2);
     }
     u->hname.len = u->hval.len = 0;
+    return 0;
 }
 
 static int up_on_header_field(http_parser *p, const char *at, size_t n)
 {
     struct upconn *u = p->data;
     if (u->in_value) {
-        header_done(u);
         u->in_value = false;
+        if (header_done(u) < 0)
+            return -1;
     }
     return buf_append(&u->hname, at, n);
 }
@@ -222,19 +206,22 @@ static int up_on_header_value(http_parser *p, const char *at, size_t n)
 static int up_on_headers_complete(http_parser *p)
 {
     struct upconn *u = p->data;
-    header_done(u);
     u->in_value = false;
-    if (p->status_code < 200)
-        return 0; /* 1xx: the real response follows */
+    if (header_done(u) < 0)
+        return -1;
     if (u->obj == NULL)
         return 0;
+    if (p->status_code < 200) {
+        /* an interim response: its fields are not the final response's */
+        u->obj->hdrs.len = 0;
+        return 0;
+    }
     int64_t total = -1;
     if (!(p->flags & F_CHUNKED) && p->content_length != ULLONG_MAX)
         total = (int64_t)p->content_length;
     if (p->status_code == 204 || p->status_code == 304)
         total = 0;
-    int64_t ttl = u->no_store ? 0 : u->ttl_ms;
-    cache_obj_head(u->obj, p->status_code, total, ttl);
+    cache_obj_head(u->obj, p->status_code, total);
     return 0;
 }
 
@@ -278,8 +265,6 @@ static void up_start_request(struct worker *w, struct upconn *u)
     u->parser.data = u;
     u->hname.len = u->hval.len = 0;
     u->in_value = false;
-    u->ttl_ms = -1;
-    u->no_store = false;
     u->got_bytes = false;
     u->out_sent = 0;
     u->phase = UP_SEND;
@@ -537,7 +522,7 @@ static void file_simple(struct cache_obj *obj, int status)
     const char *reason = http_reason(status);
     size_t n = strlen(reason);
     buf_append(&obj->hdrs, "Content-Type: text/plain\r\n", 26);
-    cache_obj_head(obj, status, (int64_t)n + 1, 0);
+    cache_obj_head(obj, status, (int64_t)n + 1);
     cache_obj_data(obj, reason, n);
     cache_obj_data(obj, "\n", 1);
     cache_obj_done(obj, true, 0);
@@ -579,7 +564,7 @@ static void file_fetch(struct worker *w, struct origin *o, const char *path,
     u->obj = obj;
     u->phase = UP_READ;
     u->deadline = INT64_MAX;
-    cache_obj_head(obj, 200, (int64_t)st.st_size, -1);
+    cache_obj_head(obj, 200, (int64_t)st.st_size);
     if (st.st_size == 0) {
         finish(u, true, 0);
         up_close(w, u);

@@ -62,8 +62,6 @@ struct upconn {
     http_parser parser;
     struct buf hname, hval; /* the header being parsed */
     bool in_value;
-    int64_t ttl_ms;         /* from Cache-Control/Expires; -1 none */
-    bool no_store;
     uint64_t file_off;      /* file origin: next read offset */
     struct upconn *next;    /* pool / free list */
 };

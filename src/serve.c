@@ -48,7 +48,7 @@ static void send_head(struct req *r, struct cache_obj *o)
     http_head_end(r, len);
 }
 
-static void send_error(struct req *r, int status)
+void serve_error(struct req *r, int status)
 {
     const char *reason = http_reason(status);
     size_t n = strlen(reason);
@@ -70,7 +70,7 @@ void serve_pump(struct req *r)
     if (!r->head_sent) {
         if (!o->head_ready) {
             if (o->state == OBJ_FAILED) {
-                send_error(r, o->status ? o->status : 502);
+                serve_error(r, o->status ? o->status : 502);
                 sub_done(r, true); /* a complete (error) response */
             }
             return;
@@ -91,12 +91,14 @@ void serve_pump(struct req *r)
         sub_done(r, true);
 }
 
-void serve_subscribe(struct req *r, struct cache_obj *o, const char *xcache)
+void serve_subscribe(struct req *r, struct cache_obj *o, const char *xcache,
+                     bool owner)
 {
     cache_obj_ref(o);
     r->obj = o;
     r->obj_off = 0;
     r->xcache = xcache;
+    r->sub_owner = owner;
     r->next_sub = o->subs;
     o->subs = r;
     serve_pump(r);
@@ -108,9 +110,29 @@ void serve_unsubscribe(struct req *r)
         unlink_sub(r);
 }
 
+/* The fill's response may not go to anyone but the request that caused it
+ * (RFC 9111 §3): every other subscriber joined while the head was unknown
+ * and has received nothing yet. Each is released to fetch on its own, once
+ * this completion is handled (worker_defer). */
+static void release_joiners(struct cache_obj *o)
+{
+    struct req *r = o->subs, *next;
+    for (; r; r = next) {
+        next = r->next_sub;
+        if (r->sub_owner)
+            continue;
+        unlink_sub(r);
+        o->cache->st.released++;
+        r->released = true;
+        worker_defer(r);
+    }
+}
+
 void serve_obj_event(struct cache_obj *o)
 {
     cache_obj_ref(o); /* the last subscriber may drop the last ref */
+    if (o->head_ready && !o->shareable)
+        release_joiners(o);
     struct req *r = o->subs, *next;
     for (; r; r = next) {
         next = r->next_sub;

@@ -198,6 +198,16 @@ struct req {
     struct cache_obj *obj;  /* subscribed object (one ref), or NULL */
     size_t obj_off;         /* body bytes of obj queued so far */
     const char *xcache;     /* X-Cache header value, or NULL */
+    bool sub_owner;         /* its fetch made the object: it gets the
+                             * response even when it is not shareable */
+    bool released;          /* a joined fill was not shareable: waits
+                             * (still RW_CACHE) to fetch on its own */
+    struct cache *fetch_cache;   /* a joiner's cache:fetch arguments, */
+    struct origin *fetch_origin; /* kept to fetch on its own if released */
+    struct buf fetch_kp;    /* key then path */
+    uint32_t fetch_klen;
+    bool deferred;          /* on the worker's deferred list */
+    struct req *def_prev, *def_next;
     bool collect;           /* origin:fetch: wait for the whole object */
     struct cache_obj *collected; /* origin:fetch result (one ref) */
     struct req *next_sub;
@@ -257,6 +267,8 @@ struct worker {
     unsigned nreqs;
     struct req *free_reqs;
     struct req *cur;        /* the request whose coroutine is running */
+    struct req *deferred, *deferred_tail; /* to continue after this batch
+                                           * of completions (worker_defer) */
     /* timers */
     struct loop_ts tick_ts;
     int wake_fd;
@@ -289,6 +301,10 @@ void conn_pause_recv(struct conn *c);
 void conn_resume_recv(struct conn *c);
 struct req *req_get(struct worker *w);
 void req_put(struct req *r);
+/** Continue r once the current batch of completions is handled (outside
+ * any origin or store callback): a released cache subscriber fetches on
+ * its own (lcache_refetch). Dropped if r is freed meanwhile. */
+void worker_defer(struct req *r);
 /** Set up ring, Lua state and listeners on the calling thread. 0, or -1
  * with w->err filled. */
 int worker_run(struct worker *w);
@@ -382,7 +398,13 @@ void lrt_unref(struct worker *w, void *arg, intptr_t ref);
 
 /* ==== serve.c ==== */
 struct cache_obj;
-void serve_subscribe(struct req *r, struct cache_obj *o, const char *xcache);
+/** Subscribe r to o's response (HIT, COALESCED or MISS in X-Cache). owner:
+ * r's own fetch fills o, so r gets the response even if it turns out not
+ * shareable; other subscribers are then released (worker_defer). */
+void serve_subscribe(struct req *r, struct cache_obj *o, const char *xcache,
+                     bool owner);
+/** Queue a whole plain-text error response with `status` for r. */
+void serve_error(struct req *r, int status);
 void serve_unsubscribe(struct req *r);
 void serve_pump(struct req *r);
 void serve_obj_event(struct cache_obj *o);
@@ -390,6 +412,9 @@ void serve_obj_event(struct cache_obj *o);
 /* ==== origin.c / lua_cache.c ==== */
 void origin_on_file_cqe(struct worker *w, const struct loop_cqe *cq);
 void lcache_open(lua_State *L);
+/** A released subscriber (r->released) fetches its response on its own,
+ * with the arguments of the cache:fetch it joined with. */
+void lcache_refetch(struct req *r);
 /** Push an ended origin:fetch's results: status, headers, body | nil, err. */
 int lcache_push_collected(lua_State *L, struct req *r);
 void lcache_cleanup(struct worker *w);

@@ -282,22 +282,63 @@ struct req *req_get(struct worker *w)
     r->obj = NULL;
     r->obj_off = 0;
     r->xcache = NULL;
+    r->sub_owner = r->released = false;
     r->collect = false;
     r->collected = NULL;
     r->next_sub = NULL;
     return r;
 }
 
+static void undefer(struct req *r);
+
 void req_put(struct req *r)
 {
     struct worker *w = r->w;
+    undefer(r);
     r->gen = (r->gen + 1) & GEN_MASK;
     r->c = NULL;
     r->running = false;
     buf_reset(&r->head, 16 * 1024);
     buf_reset(&r->body, 64 * 1024);
+    buf_reset(&r->fetch_kp, 4096);
     r->next_free = w->free_reqs;
     w->free_reqs = r;
+}
+
+/* The deferred list is intrusive (no allocation that could fail) and a
+ * request leaves it when it is freed (req_put). */
+static void undefer(struct req *r)
+{
+    struct worker *w = r->w;
+    if (!r->deferred)
+        return;
+    *(r->def_prev ? &r->def_prev->def_next : &w->deferred) = r->def_next;
+    *(r->def_next ? &r->def_next->def_prev : &w->deferred_tail) = r->def_prev;
+    r->def_prev = r->def_next = NULL;
+    r->deferred = false;
+}
+
+void worker_defer(struct req *r)
+{
+    struct worker *w = r->w;
+    if (r->deferred)
+        return;
+    r->deferred = true;
+    r->def_next = NULL;
+    r->def_prev = w->deferred_tail;
+    *(w->deferred_tail ? &w->deferred_tail->def_next : &w->deferred) = r;
+    w->deferred_tail = r;
+}
+
+/* Continue the deferred requests, in order (they may defer more). */
+static void run_deferred(struct worker *w)
+{
+    struct req *r;
+    while ((r = w->deferred) != NULL) {
+        undefer(r);
+        if (r->released)
+            lcache_refetch(r);
+    }
 }
 
 /* ==== listeners ==== */
@@ -631,6 +672,8 @@ static bool before_sleep(void *ctx)
     struct worker *w = ctx;
     struct conn *c;
     outq_imm_settle(w, on_cqe, w);
+    if (w->deferred)
+        run_deferred(w);
     while ((c = w->rearm) != NULL) {
         w->rearm = c->next_rearm;
         c->flags &= (uint16_t)~CF_RECV_REARM;
@@ -717,6 +760,7 @@ void worker_cleanup(struct worker *w)
             cache_obj_unref(r->collected);
         buf_free(&w->reqs[i]->head);
         buf_free(&w->reqs[i]->body);
+        buf_free(&w->reqs[i]->fetch_kp);
         free(w->reqs[i]);
     }
     free(w->reqs);

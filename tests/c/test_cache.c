@@ -8,24 +8,38 @@
 #include "cache.h"
 #include "server.h"
 
-static int failures;
+static int test_failures;
 #define CHECK(cond)                                                            \
     do {                                                                       \
         if (!(cond)) {                                                         \
             printf("%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);    \
-            failures++;                                                        \
+            test_failures++;                                                   \
         }                                                                      \
     } while (0)
 
 static struct worker w;
 static char err[256];
 
+/* The origin's head: status, length and a freshness lifetime as an origin
+ * would give it (Cache-Control: max-age, in whole seconds; ttl_ms < 0: no
+ * Cache-Control, so the cache's default applies). */
+static void head(struct cache_obj *o, int status, int64_t total, int64_t ttl_ms)
+{
+    if (ttl_ms >= 0) {
+        char line[64];
+        int n = snprintf(line, sizeof line, "Cache-Control: max-age=%lld\r\n",
+                         (long long)(ttl_ms / 1000));
+        buf_append(&o->hdrs, line, (size_t)n);
+    }
+    cache_obj_head(o, status, total);
+}
+
 static struct cache_obj *fill(struct cache *c, const char *key, size_t size,
                               int64_t ttl_ms)
 {
     struct cache_obj *o = cache_insert(c, key, strlen(key));
     cache_obj_ref(o); /* the fetch's ref, as an origin holds */
-    cache_obj_head(o, 200, (int64_t)size, ttl_ms);
+    head(o, 200, (int64_t)size, ttl_ms);
     char *data = malloc(size ? size : 1);
     for (size_t i = 0; i < size; i++)
         data[i] = (char)(i * 7 + key[0]);
@@ -71,7 +85,7 @@ static void test_hit_and_content(void)
     CHECK(s->nchunks == 1 && s->mem < 100 + 1024);
     /* more than Content-Length is refused */
     struct cache_obj *x = cache_insert(c, "x", 1); /* indexed: kept */
-    cache_obj_head(x, 200, 10, -1);
+    head(x, 200, 10, -1);
     CHECK(cache_obj_data(x, "0123456789abc", 13) == -1);
     cache_free(c);
 }
@@ -85,14 +99,19 @@ static void test_ttl(void)
     CHECK(cache_lookup(c, "k", 1, now + 1500) == NULL);
     CHECK(c->st.expired == 1);
     CHECK(c->nobj == 0);
-    /* ttl 0 (no-store) and non-200 statuses are never indexed */
-    fill(c, "n", 10, 0);
-    CHECK(cache_lookup(c, "n", 1, now) == NULL);
+    /* max-age=0 and non-200 statuses are never stored: a hit-for-miss
+     * marker takes their place for hfm_ms */
+    struct cache_obj *n = fill(c, "n", 10, 0);
+    struct cache_obj *m = cache_lookup(c, "n", 1, now);
+    CHECK(m != NULL && m != n && m->hfm && m->len == 0);
     struct cache_obj *o = cache_insert(c, "e", 1);
     cache_obj_ref(o);
-    cache_obj_head(o, 404, 0, -1);
-    CHECK(!o->indexed && cache_lookup(c, "e", 1, now) == NULL);
+    head(o, 404, 0, -1);
+    CHECK(!o->indexed && !o->shareable);
+    m = cache_lookup(c, "e", 1, now);
+    CHECK(m != NULL && m->hfm);
     cache_obj_unref(o);
+    CHECK(cache_lookup(c, "e", 1, now + c->hfm_ms + 1) == NULL); /* expired */
     cache_free(c);
 }
 
@@ -143,7 +162,7 @@ static void test_refs_and_failure(void)
     /* a fill that fails is never served as complete */
     struct cache_obj *f = cache_insert(c, "f", 1);
     cache_obj_ref(f);
-    cache_obj_head(f, 200, 1000, -1);
+    head(f, 200, 1000, -1);
     cache_obj_data(f, "abc", 3);
     CHECK(cache_lookup(c, "f", 1, now) == f); /* joinable while filling */
     cache_obj_done(f, true, 0);     /* "ok" but short of Content-Length */
@@ -155,7 +174,7 @@ static void test_refs_and_failure(void)
     struct cache *small = cache_new(&w, "s", 1000, 1000, 60000, "lru", err, sizeof err);
     struct cache_obj *g = cache_insert(small, "g", 1);
     cache_obj_ref(g);               /* the fetch's ref */
-    cache_obj_head(g, 200, -1, -1);
+    head(g, 200, -1, -1);
     CHECK(cache_obj_data(g, "x", 1) == 0);
     CHECK(g->state == OBJ_FILLING);
     CHECK(!g->indexed);             /* over budget: passed through... */
@@ -164,6 +183,145 @@ static void test_refs_and_failure(void)
     cache_obj_unref(g);
     CHECK(small->bytes == 0);
     cache_free(small);
+    cache_free(c);
+}
+
+/* A fill for key whose origin answers `status` with header lines `hdrs`;
+ * auth: the request had Authorization; late: fetched alone (index_late). */
+static struct cache_obj *respond(struct cache *c, const char *key, int status,
+                                 const char *hdrs, bool auth, bool late)
+{
+    struct cache_obj *o;
+    if (late) {
+        o = cache_obj_new(c, key, strlen(key));
+        o->index_late = true;
+    } else {
+        o = cache_insert(c, key, strlen(key));
+        cache_obj_ref(o); /* the fetch's ref */
+    }
+    o->req_auth = auth;
+    buf_append(&o->hdrs, hdrs, strlen(hdrs));
+    head(o, status, 2, -1);
+    return o;
+}
+
+static void finish_fill(struct cache_obj *o)
+{
+    cache_obj_data(o, "ok", 2);
+    cache_obj_done(o, true, 0);
+    cache_obj_unref(o);
+}
+
+static int64_t admit_cookies;
+static int64_t decide_stub(struct cache *c, struct cache_obj *o, int64_t ttl,
+                           bool set_cookie)
+{
+    return set_cookie ? admit_cookies : ttl;
+}
+
+/* RFC 9111 §3: what may be delivered to other requests (shareable) and
+ * stored; hit-for-miss markers for the rest. */
+static void test_shareable(void)
+{
+    struct cache *c = cache_new(&w, "t", 1 << 30, 1000, 60000, "lru", err, sizeof err);
+    int64_t now = loop_now(w.loop);
+    static const struct {
+        int status;
+        const char *hdrs;
+        bool auth, shareable;
+    } cases[] = {
+        {200, "", false, true},
+        {200, "Cache-Control: max-age=60\r\n", false, true},
+        {200, "Cache-Control: private\r\n", false, false},
+        {200, "Cache-Control: PRIVATE, max-age=60\r\n", false, false},
+        {200, "Cache-Control: private=\"Set-Cookie\"\r\n", false, false},
+        {200, "Cache-Control: no-store\r\n", false, false},
+        {200, "Cache-Control: public\r\nCache-Control: no-store\r\n", false, false},
+        {200, "Cache-Control: no-cache\r\n", false, false},
+        {200, "Cache-Control: max-age=0\r\n", false, false},
+        {200, "Cache-Control: max-age=abc\r\n", false, false},
+        {200, "Expires: Thu, 01 Jan 1970 00:00:00 GMT\r\n", false, false},
+        {200, "Expires: 0\r\n", false, false},
+        {200, "Set-Cookie: a=b\r\n", false, false},
+        {200, "set-cookie: a=b\r\nCache-Control: public, max-age=60\r\n", false, false},
+        {200, "Vary: *\r\n", false, false},
+        {200, "Vary: Accept-Encoding, *\r\n", false, false},
+        {200, "Vary: Accept-Encoding\r\n", false, true},
+        {200, "", true, false},
+        {200, "Cache-Control: max-age=60\r\n", true, false},
+        {200, "Cache-Control: public\r\n", true, true},
+        {200, "Cache-Control: s-maxage=60\r\n", true, true},
+        {200, "Cache-Control: must-revalidate, max-age=60\r\n", true, true},
+        {404, "", false, false},
+        {302, "Cache-Control: max-age=60\r\n", false, false},
+        {500, "", false, false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "k%zu", i);
+        struct cache_obj *o = respond(c, key, cases[i].status, cases[i].hdrs,
+                                      cases[i].auth, false);
+        if (o->shareable != cases[i].shareable) {
+            printf("case %zu (%d, %s, auth %d): shareable %d\n", i,
+                   cases[i].status, cases[i].hdrs, cases[i].auth, o->shareable);
+            test_failures++;
+        }
+        finish_fill(o);
+        struct cache_obj *found = cache_lookup(c, key, strlen(key), now);
+        CHECK(found != NULL);
+        if (found)
+            CHECK(found->hfm == !cases[i].shareable);
+    }
+
+    /* a fetch of its own (after a marker) that turns out storable replaces
+     * the marker; one that doesn't keeps it */
+    struct cache_obj *p = respond(c, "m", 200, "Cache-Control: private\r\n", false, false);
+    finish_fill(p);
+    struct cache_obj *m = cache_lookup(c, "m", 1, now);
+    CHECK(m && m->hfm);
+    p = respond(c, "m", 200, "Cache-Control: no-store\r\n", false, true);
+    CHECK(cache_lookup(c, "m", 1, now) == m); /* the same marker, refreshed */
+    finish_fill(p);
+    p = respond(c, "m", 200, "Cache-Control: max-age=60\r\n", false, true);
+    CHECK(p->indexed && cache_lookup(c, "m", 1, now) == p);
+    finish_fill(p);
+    m = cache_lookup(c, "m", 1, now);
+    CHECK(m && !m->hfm && m->state == OBJ_COMPLETE && m->len == 2);
+    /* ...and a newer private response replaces the stored one */
+    p = respond(c, "m", 200, "Cache-Control: private\r\n", false, true);
+    finish_fill(p);
+    m = cache_lookup(c, "m", 1, now);
+    CHECK(m && m->hfm);
+
+    /* a marker never replaces a fill whose head is still unknown */
+    struct cache_obj *f = cache_insert(c, "u", 1);
+    cache_obj_ref(f);
+    p = respond(c, "u", 200, "Cache-Control: private\r\n", false, true);
+    CHECK(cache_lookup(c, "u", 1, now) == f);
+    finish_fill(p);
+    head(f, 200, 2, 60000);
+    finish_fill(f);
+    CHECK(cache_lookup(c, "u", 1, now) == f);
+
+    /* hit_for_miss = 0: no marker, the key is simply not cached */
+    c->hfm_ms = 0;
+    p = respond(c, "z", 200, "Cache-Control: private\r\n", false, false);
+    finish_fill(p);
+    CHECK(cache_lookup(c, "z", 1, now) == NULL);
+    c->hfm_ms = 120000;
+
+    /* Set-Cookie: stored only when the decide hook says so explicitly */
+    c->decide = decide_stub;
+    admit_cookies = 0;
+    p = respond(c, "sc", 200, "Set-Cookie: a=b\r\n", false, false);
+    CHECK(!p->shareable);
+    finish_fill(p);
+    admit_cookies = 30000;
+    p = respond(c, "sc", 200, "Set-Cookie: a=b\r\n", false, true);
+    CHECK(p->shareable && p->indexed);
+    finish_fill(p);
+    m = cache_lookup(c, "sc", 2, now);
+    CHECK(m && !m->hfm && m->expires == now + 30000);
     cache_free(c);
 }
 
@@ -183,7 +341,7 @@ static void test_policies(void)
                                     err, sizeof err);
         if (c == NULL) {
             printf("%s: %s\n", specs[i], err);
-            failures++;
+            test_failures++;
             continue;
         }
         int64_t now = loop_now(w.loop);
@@ -196,7 +354,7 @@ static void test_policies(void)
         bool has1 = cache_lookup(c, "1", 1, now) != NULL;
         if (has1 != keeps1[i]) {
             printf("%s: object 1 %s\n", specs[i], has1 ? "kept" : "evicted");
-            failures++;
+            test_failures++;
         }
         CHECK(cache_lookup(c, "4", 1, now) != NULL);
         cache_free(c);
@@ -227,8 +385,9 @@ int main(void)
     test_ttl();
     test_budget_and_lru();
     test_refs_and_failure();
+    test_shareable();
     test_policies();
     loop_free(w.loop);
-    printf("%s (%d failures)\n", failures ? "FAIL" : "PASS", failures);
-    return failures ? 1 : 0;
+    printf("%s (%d failures)\n", test_failures ? "FAIL" : "PASS", test_failures);
+    return test_failures ? 1 : 0;
 }

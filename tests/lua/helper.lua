@@ -687,6 +687,100 @@ function M.request(method, path, headers, body, version)
   return table.concat(lines, "\r\n") .. "\r\n\r\n" .. (body or "")
 end
 
+-- Complete response in buf? -> res | nil (incomplete) | false, err
+function M.parse_response(buf)
+  local hend = buf:find("\r\n\r\n", 1, true)
+  if not hend then return nil end
+  local head = buf:sub(1, hend - 1)
+  local status = head:match("^HTTP/1%.%d (%d%d%d)")
+  if not status then return false, "bad status line: " .. head:sub(1, 80) end
+  local res = { status = tonumber(status), headers = {}, header_list = {}, raw_head = head }
+  for name, value in head:gmatch("\r\n([^:\r\n]+):[ \t]*([^\r\n]*)") do
+    res.headers[name:lower()] = value
+    res.header_list[#res.header_list + 1] = { name, value }
+  end
+  local rest = buf:sub(hend + 4)
+  local cl = res.headers["content-length"]
+  if cl then
+    cl = tonumber(cl)
+    if #rest < cl then return nil end
+    res.body = rest:sub(1, cl)
+    return res
+  end
+  if (res.headers["transfer-encoding"] or ""):lower():find("chunked", 1, true) then
+    local parts, pos = {}, 1
+    while true do
+      local le = rest:find("\r\n", pos, true)
+      if not le then return nil end
+      local size = tonumber(rest:sub(pos, le - 1):match("^%x+") or "", 16)
+      if not size then return false, "bad chunk size line" end
+      if size == 0 then
+        if #rest < le + 3 then return nil end
+        res.body = table.concat(parts)
+        return res
+      end
+      if #rest < le + 2 + size + 1 then return nil end
+      parts[#parts + 1] = rest:sub(le + 2, le + 1 + size)
+      pos = le + 2 + size + 2
+    end
+  end
+  return false, "response without framing"
+end
+
+-- n connections, all connected first, then one GET each (with `headers`,
+-- see M.request), responses read in parallel (select).  Returns
+-- results[i] = res (with .latency) or { err = ... }.
+function M.burst(port, n, path, timeout, headers)
+  local conns, by_sock, results = {}, {}, {}
+  local ok, err = pcall(function()
+    for i = 1, n do
+      conns[i] = M.connect(port, 5)
+      by_sock[conns[i].sock] = i
+    end
+  end)
+  if not ok then
+    for _, c in pairs(conns) do c:close() end
+    error("connecting " .. n .. " clients: " .. tostring(err), 2)
+  end
+  local req = M.request("GET", path, headers)
+  local t_send, pending = {}, {}
+  for i = 1, n do
+    t_send[i] = now()
+    assert(conns[i]:send(req))
+    pending[i] = true
+  end
+  local left = n
+  local deadline = now() + timeout
+  while left > 0 and now() < deadline do
+    local socks = {}
+    for i in pairs(pending) do socks[#socks + 1] = conns[i].sock end
+    local readable = socket.select(socks, nil, math.min(0.5, deadline - now()))
+    for _, s in ipairs(readable or {}) do
+      local i = by_sock[s]
+      local c = conns[i]
+      local data, rerr, partial = s:receive(65536)
+      local got = data or partial
+      if got and #got > 0 then c.buf = c.buf .. got end
+      local res, perr = M.parse_response(c.buf)
+      if res then
+        res.latency = now() - t_send[i]
+        results[i] = res
+      elseif res == false then
+        results[i] = { err = perr }
+      elseif rerr and rerr ~= "timeout" then
+        results[i] = { err = "closed after " .. #c.buf .. " bytes: " .. rerr }
+      end
+      if results[i] then
+        pending[i] = nil
+        left = left - 1
+      end
+    end
+  end
+  for i in pairs(pending) do results[i] = { err = "timeout after " .. #conns[i].buf .. " bytes" } end
+  for _, c in ipairs(conns) do c:close() end
+  return results
+end
+
 -- Encode a list of strings as a chunked body (with the terminating chunk).
 function M.chunked(parts, trailer)
   local out = {}

@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+"""An origin that answers with exact bytes, for the cache specs.
+
+    raw_origin.py PORT DIR
+
+GET /<name>[?...] answers with the file DIR/<name>.http after DELAY seconds
+(DIR/delay, default 0.3), where {id} is replaced by a number unique to the
+request and {len} by the byte length of the body (what follows the last
+CRLF CRLF). Unknown names get a 404. Each request's path is appended to
+DIR/requests.log. Keep-alive: requests on one connection are answered in
+order until the client closes. Stops by itself after 10 minutes.
+"""
+import itertools
+import os
+import socketserver
+import sys
+import threading
+import time
+
+PORT, DIR = int(sys.argv[1]), sys.argv[2]
+ids = itertools.count(1)
+lock = threading.Lock()
+
+
+def delay():
+    try:
+        with open(os.path.join(DIR, "delay")) as f:
+            return float(f.read())
+    except OSError:
+        return 0.3
+
+
+def response(path):
+    name = path.split("?", 1)[0].lstrip("/")
+    with lock:
+        n = next(ids)
+        with open(os.path.join(DIR, "requests.log"), "a") as log:
+            log.write(path + "\n")
+    try:
+        with open(os.path.join(DIR, os.path.basename(name) + ".http"), "rb") as f:
+            tmpl = f.read()
+    except OSError:
+        return b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
+    raw = tmpl.replace(b"{id}", b"%d" % n)
+    cut = raw.rfind(b"\r\n\r\n") + 4
+    head, body = raw[:cut], raw[cut:]
+    return head.replace(b"{len}", b"%d" % len(body)) + body
+
+
+class Handler(socketserver.BaseRequestHandler):
+    def handle(self):
+        buf = b""
+        while True:
+            while b"\r\n\r\n" not in buf:
+                data = self.request.recv(65536)
+                if not data:
+                    return
+                buf += data
+            head, buf = buf.split(b"\r\n\r\n", 1)
+            path = head.split(b"\r\n", 1)[0].split(b" ")[1].decode("latin-1")
+            time.sleep(delay())
+            self.request.sendall(response(path))
+
+
+class Server(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+if __name__ == "__main__":
+    srv = Server(("127.0.0.1", PORT), Handler)
+    threading.Timer(600, os._exit, args=(0,)).start()
+    srv.serve_forever()
