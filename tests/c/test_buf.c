@@ -4,7 +4,7 @@
 #include <stdint.h>
 #include <sys/wait.h>
 
-#include "buf.h"
+#include "base/buf.h"
 #include "test.h"
 
 #if defined(__SANITIZE_ADDRESS__)

@@ -5,8 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cache.h"
-#include "server.h"
+#include "app/worker.h"
+#include "core/fetch.h"
+#include "store/cache.h"
 
 static int test_failures;
 #define CHECK(cond)                                                            \
@@ -31,7 +32,7 @@ static void head(struct cache_obj *o, int status, int64_t total, int64_t ttl_ms)
                          (long long)(ttl_ms / 1000));
         buf_append(&o->hdrs, line, (size_t)n);
     }
-    cache_obj_head(o, status, total);
+    fetch_head(o, status, total, loop_now(w.loop));
 }
 
 static struct cache_obj *fill(struct cache *c, const char *key, size_t size,
@@ -59,7 +60,7 @@ static struct cache_obj *fill(struct cache *c, const char *key, size_t size,
 
 static void test_hit_and_content(void)
 {
-    struct cache *c = cache_new(&w, "t", 1 << 30, 1000, 60000, "lru", err, sizeof err);
+    struct cache *c = cache_new("t", 1 << 30, 1000, 60000, "lru", err, sizeof err);
     int64_t now = loop_now(w.loop);
     CHECK(cache_lookup(c, "a", 1, now) == NULL);
     struct cache_obj *o = fill(c, "a", 200000, -1); /* spans 4 chunks */
@@ -92,7 +93,7 @@ static void test_hit_and_content(void)
 
 static void test_ttl(void)
 {
-    struct cache *c = cache_new(&w, "t", 1 << 30, 1000, 60000, "lru", err, sizeof err);
+    struct cache *c = cache_new("t", 1 << 30, 1000, 60000, "lru", err, sizeof err);
     int64_t now = loop_now(w.loop);
     fill(c, "k", 10, 1000);
     CHECK(cache_lookup(c, "k", 1, now + 500) != NULL);
@@ -117,7 +118,7 @@ static void test_ttl(void)
 
 static void test_budget_and_lru(void)
 {
-    struct cache *c = cache_new(&w, "t", 350000, 1000, 60000, "lru", err, sizeof err); /* 3 fit */
+    struct cache *c = cache_new("t", 350000, 1000, 60000, "lru", err, sizeof err); /* 3 fit */
     int64_t now = loop_now(w.loop);
     fill(c, "1", 100000, -1);
     fill(c, "2", 100000, -1);
@@ -132,7 +133,7 @@ static void test_budget_and_lru(void)
     cache_free(c);
 
     /* max_objects */
-    c = cache_new(&w, "t", 1 << 30, 3, 60000, "lru", err, sizeof err);
+    c = cache_new("t", 1 << 30, 3, 60000, "lru", err, sizeof err);
     for (char k = 'a'; k <= 'e'; k++) {
         char key[2] = {k, 0};
         fill(c, key, 10, -1);
@@ -145,7 +146,7 @@ static void test_budget_and_lru(void)
 
 static void test_refs_and_failure(void)
 {
-    struct cache *c = cache_new(&w, "t", 1 << 30, 1000, 60000, "lru", err, sizeof err);
+    struct cache *c = cache_new("t", 1 << 30, 1000, 60000, "lru", err, sizeof err);
     int64_t now = loop_now(w.loop);
     struct cache_obj *o = fill(c, "r", 70000, -1);
     cache_obj_ref(o); /* as a queued send would */
@@ -171,7 +172,7 @@ static void test_refs_and_failure(void)
     CHECK(c->st.fill_errors == 1);
     cache_obj_unref(f);
     /* objects being filled are not evicted */
-    struct cache *small = cache_new(&w, "s", 1000, 1000, 60000, "lru", err, sizeof err);
+    struct cache *small = cache_new("s", 1000, 1000, 60000, "lru", err, sizeof err);
     struct cache_obj *g = cache_insert(small, "g", 1);
     cache_obj_ref(g);               /* the fetch's ref */
     head(g, 200, -1, -1);
@@ -223,7 +224,7 @@ static int64_t decide_stub(struct cache *c, struct cache_obj *o, int64_t ttl,
  * stored; hit-for-miss markers for the rest. */
 static void test_shareable(void)
 {
-    struct cache *c = cache_new(&w, "t", 1 << 30, 1000, 60000, "lru", err, sizeof err);
+    struct cache *c = cache_new("t", 1 << 30, 1000, 60000, "lru", err, sizeof err);
     int64_t now = loop_now(w.loop);
     static const struct {
         int status;
@@ -337,7 +338,7 @@ static void test_policies(void)
     /* survivors of "1" after: 1, 2, touch 1, 3, 4 (room for 3) */
     const bool keeps1[] = {true, false, true, true, true};
     for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) {
-        struct cache *c = cache_new(&w, "p", 350000, 1000, 60000, specs[i],
+        struct cache *c = cache_new("p", 350000, 1000, 60000, specs[i],
                                     err, sizeof err);
         if (c == NULL) {
             printf("%s: %s\n", specs[i], err);
@@ -360,7 +361,7 @@ static void test_policies(void)
         cache_free(c);
     }
     /* s3fifo admits only objects up to its small queue (10 %) */
-    struct cache *s3 = cache_new(&w, "p", 1000000, 1000, 60000, "s3fifo", err,
+    struct cache *s3 = cache_new("p", 1000000, 1000, 60000, "s3fifo", err,
                                  sizeof err);
     int64_t now = loop_now(w.loop);
     fill(s3, "small", 50000, -1);
@@ -369,7 +370,7 @@ static void test_policies(void)
     CHECK(cache_lookup(s3, "large", 5, now) == NULL);
     CHECK(s3->st.uncacheable == 1);
     cache_free(s3);
-    CHECK(cache_new(&w, "p", 1000, 10, 1000, "nope", err, sizeof err) == NULL);
+    CHECK(cache_new("p", 1000, 10, 1000, "nope", err, sizeof err) == NULL);
     CHECK(strstr(err, "nope") != NULL);
 }
 

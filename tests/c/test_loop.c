@@ -18,7 +18,7 @@
 #include <sys/uio.h>
 #include <time.h>
 
-#include "loop.h"
+#include "io/loop.h"
 #include "test.h"
 
 #define GUARD_SEC 10

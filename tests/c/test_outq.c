@@ -15,7 +15,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#include "server.h"
+#include "app/worker.h"
+#include "io/outq.h"
 #include "test.h"
 
 #define T_GUARD 200 /* an op number no enum op uses */

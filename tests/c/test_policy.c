@@ -10,8 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "policy.h"
-#include "sim.h"
+#include "store/policy.h"
+#include "app/sim.h"
 
 static int failures;
 #define CHECK(cond)                                                            \

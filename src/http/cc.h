@@ -1,9 +1,9 @@
-/* cache_rules.h - what a response's header fields say about storing it in
+/* cc.h - what a response's header fields say about storing it in
  * a shared cache (RFC 9111): the Cache-Control response directives
  * (§5.2.2), Expires (§5.3), Set-Cookie and Vary: *. Pure functions over the
  * header lines of a response; no I/O, no allocation. */
-#ifndef LURING_CACHE_RULES_H
-#define LURING_CACHE_RULES_H
+#ifndef LURING_CC_H
+#define LURING_CC_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -14,7 +14,7 @@
 #define DELTA_SECONDS_MAX 2147483648LL
 
 /* One response head, as far as caching is concerned. */
-struct resp_rules {
+struct cc_resp {
     bool no_store;        /* §5.2.2.5 */
     bool no_cache;        /* §5.2.2.4, qualified or not */
     bool is_private;      /* §5.2.2.7, qualified or not */
@@ -34,18 +34,18 @@ struct resp_rules {
  * in double quotes (recipients accept the quoted form, §5.2). Values above
  * 2^31, however many digits, are clamped to 2^31. Returns -1 when `p[0..n)`
  * is not delta-seconds. */
-int64_t rules_delta_seconds(const char *p, size_t n);
+int64_t cc_delta_seconds(const char *p, size_t n);
 
 /** Read the header lines of a response, `lines` being "Name: value\r\n"
  * repeated (len bytes; names in any case). Several Cache-Control or Vary
  * lines combine; directive names are case-insensitive; unknown directives
  * are ignored. */
-void rules_parse(struct resp_rules *rr, const char *lines, size_t len);
+void cc_parse(struct cc_resp *rr, const char *lines, size_t len);
 
 /** The freshness lifetime for a shared cache in seconds (RFC 9111 §4.2.1):
  * s-maxage, else max-age, else Expires minus `now` (seconds since the
  * epoch; an Expires in the past gives 0). 0 when the response is invalid
  * (stale); -1 when the response gives none (the cache's default applies). */
-int64_t rules_lifetime(const struct resp_rules *rr, int64_t now);
+int64_t cc_lifetime(const struct cc_resp *rr, int64_t now);
 
 #endif

@@ -1,24 +1,23 @@
-/* serve.c - sending cache objects to requests. A request subscribes to an
+/* deliver.c - sending cache objects to requests. A request subscribes to an
  * object (hit, in-flight fill, or a fill it started) and receives the body
  * from the object's own chunks (no copies) as far as it is filled, never
  * more than OUT_HIGH queued at once: a slow client holds object memory,
  * never a growing buffer of its own. */
+#include <stddef.h>
 #include <string.h>
 
-#include "cache.h"
-#include "server.h"
+#include "core/deliver.h"
+#include "core/req.h"
+#include "http/h1_server.h"
+#include "io/outq.h"
+#include "lua/rt.h"
+#include "store/cache.h"
 
-#define OUT_HIGH (256 * 1024)
 
 static void unlink_sub(struct req *r)
 {
     struct cache_obj *o = r->obj;
-    for (struct req **pp = &o->subs; *pp; pp = &(*pp)->next_sub)
-        if (*pp == r) {
-            *pp = r->next_sub;
-            break;
-        }
-    r->next_sub = NULL;
+    cache_obj_unwatch(o, &r->sub);
     r->obj = NULL;
     cache_obj_unref(o);
 }
@@ -91,6 +90,8 @@ void serve_pump(struct req *r)
         sub_done(r, true);
 }
 
+static void on_obj_change(struct store_waiter *sw);
+
 void serve_subscribe(struct req *r, struct cache_obj *o, const char *xcache,
                      bool owner)
 {
@@ -99,8 +100,8 @@ void serve_subscribe(struct req *r, struct cache_obj *o, const char *xcache,
     r->obj_off = 0;
     r->xcache = xcache;
     r->sub_owner = owner;
-    r->next_sub = o->subs;
-    o->subs = r;
+    r->sub.notify = on_obj_change;
+    cache_obj_watch(o, &r->sub);
     serve_pump(r);
 }
 
@@ -110,38 +111,24 @@ void serve_unsubscribe(struct req *r)
         unlink_sub(r);
 }
 
-/* The fill's response may not go to anyone but the request that caused it
- * (RFC 9111 §3): every other subscriber joined while the head was unknown
- * and has received nothing yet. Each is released to fetch on its own, once
- * this completion is handled (worker_defer). */
-static void release_joiners(struct cache_obj *o)
+/* store_waiter: r's object changed (head, bytes, done, failed). A response
+ * that may not go to anyone but the request that caused the fetch (RFC
+ * 9111 §3) reaches only that one: every other subscriber joined while the
+ * head was unknown and has received nothing yet, and is released to fetch
+ * on its own once this completion is handled (req_defer). */
+static void on_obj_change(struct store_waiter *sw)
 {
-    struct req *r = o->subs, *next;
-    for (; r; r = next) {
-        next = r->next_sub;
-        if (r->sub_owner)
-            continue;
+    struct req *r = (struct req *)((char *)sw - offsetof(struct req, sub));
+    struct cache_obj *o = r->obj;
+    if (o->head_ready && !o->shareable && !r->sub_owner) {
         unlink_sub(r);
         o->cache->st.released++;
         r->released = true;
-        worker_defer(r);
+        req_defer(r);
+    } else if (r->collect) {
+        if (o->state != OBJ_FILLING)
+            sub_done(r, o->state == OBJ_COMPLETE);
+    } else {
+        serve_pump(r);
     }
-}
-
-void serve_obj_event(struct cache_obj *o)
-{
-    cache_obj_ref(o); /* the last subscriber may drop the last ref */
-    if (o->head_ready && !o->shareable)
-        release_joiners(o);
-    struct req *r = o->subs, *next;
-    for (; r; r = next) {
-        next = r->next_sub;
-        if (r->collect) {
-            if (o->state != OBJ_FILLING)
-                sub_done(r, o->state == OBJ_COMPLETE);
-        } else {
-            serve_pump(r);
-        }
-    }
-    cache_obj_unref(o);
 }

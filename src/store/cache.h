@@ -1,8 +1,11 @@
-/* cache.h - the object cache owned by the runtime: objects stored as chunks
- * with a fill cursor, refcounted so memory referenced by a send in flight
- * is never freed, TTLs, a memory budget that counts objects being filled,
- * eviction by a policy (policy.h). Subscribers (requests) receive an
- * object's body as it arrives. */
+/* cache.h - the object store: objects stored as chunks with a fill cursor,
+ * refcounted so memory referenced by a send in flight is never freed, an
+ * index by key, TTLs, hit-for-miss markers, a memory budget that counts
+ * objects being filled, eviction by a policy (policy.h). The store tells
+ * waiters (store_waiter) when an object changes and never delivers
+ * anything itself; it decides nothing about HTTP (the caller says whether
+ * a response is shareable and for how long) and takes `now` as an
+ * argument. */
 #ifndef LURING_CACHE_H
 #define LURING_CACHE_H
 
@@ -10,13 +13,20 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "buf.h"
-#include "policy.h"
+#include "base/buf.h"
+#include "store/policy.h"
 
 #define CACHE_CHUNK (64 * 1024)
 
-struct req;
-struct worker;
+struct worker; /* opaque: only passed through (cache_obj_release) */
+
+/* Someone who wants to know when an object changes (head known, bytes
+ * added, complete, failed): embedded in the watcher, which finds itself
+ * from the pointer. notify may unwatch the waiter it is given. */
+struct store_waiter {
+    struct store_waiter *next;
+    void (*notify)(struct store_waiter *sw);
+};
 
 enum obj_state {
     OBJ_FILLING,  /* fetch in flight: head and/or body still arriving */
@@ -52,7 +62,7 @@ struct cache_obj {
     unsigned nchunks, chunks_cap;
     size_t mem;          /* bytes charged to the cache's budget */
     int64_t expires;     /* monotonic ms */
-    struct req *subs;    /* subscribers, linked by req->next_sub */
+    struct store_waiter *waiters; /* told about every change */
 };
 
 struct cache_stats {
@@ -75,9 +85,8 @@ typedef int64_t (*cache_decide_pt)(struct cache *c, struct cache_obj *o,
 
 struct cache {
     char name[64];
-    cache_decide_pt decide; /* NULL: keep ttl_ms */
-    void *hook_owner;       /* the script state holding the hooks */
-    int admit_ref, ttl_ref; /* Lua registry refs in hook_owner, or -2 */
+    cache_decide_pt decide; /* NULL: keep ttl_ms (called by the fetch) */
+    void *decide_ctx;       /* for decide: the worker whose script it runs */
     size_t max_bytes, max_objects;
     int64_t ttl_ms;       /* default TTL when the origin gives none */
     int64_t hfm_ms;       /* hit-for-miss marker lifetime; 0: no markers */
@@ -87,12 +96,11 @@ struct cache {
     struct policy *pol;   /* eviction: capacity max_bytes, unit bytes */
     char policy[128];     /* its name or Lua file */
     struct cache_stats st;
-    struct worker *w;
 };
 
 /** A cache evicting with `policy` (a built-in name or a Lua file, see
  * policy_open). NULL with err on failure. */
-struct cache *cache_new(struct worker *w, const char *name, size_t max_bytes,
+struct cache *cache_new(const char *name, size_t max_bytes,
                         size_t max_objects, int64_t ttl_ms, const char *policy,
                         char *err, size_t errlen);
 /** Change limits and policy (a reloaded script). 0, or -1 with err. */
@@ -117,18 +125,20 @@ void cache_obj_unref(struct cache_obj *o);
 /** seg_release_pt-compatible unref, for queued send segments. */
 void cache_obj_release(struct worker *w, void *arg, intptr_t aux);
 
-/* Filling, called by origins. Each notifies the subscribers. */
-/** The origin's status and header lines (o->hdrs) are known; `total` is
- * the body length or -1. Decides from the headers (cache_rules.h) whether
- * the response is shareable: a final 200 that is fresh, without no-store,
- * no-cache, private or Vary: *, with public, s-maxage or must-revalidate
- * when the request had Authorization (RFC 9111 §3, §3.5), and without
- * Set-Cookie unless the decide hook explicitly stores it. A response that
- * is not shareable goes to the fill's owner only (the other subscribers
- * are released to fetch on their own) and leaves a hit-for-miss marker
- * under its key for hfm_ms. A shareable one is stored for its TTL unless
- * the hooks, the budget or its size say otherwise. */
-void cache_obj_head(struct cache_obj *o, int status, int64_t total);
+/** Tell sw about every change of o from now on (until unwatched). */
+void cache_obj_watch(struct cache_obj *o, struct store_waiter *sw);
+void cache_obj_unwatch(struct cache_obj *o, struct store_waiter *sw);
+
+/* Filling, called by fetches. Each notifies the waiters. */
+/** The response's status and header lines (o->hdrs) are known; `total` is
+ * the body length or -1. `shareable`: it may go to requests other than the
+ * one that caused the fetch (decided by the caller, core/fetch.c); if not,
+ * waiters see o->shareable false (only the fetch's own may take it) and a
+ * hit-for-miss marker replaces whatever is under its key for hfm_ms. A shareable response is stored for
+ * ttl_ms (> 0) unless the budget or its size say otherwise. `now`:
+ * monotonic ms. */
+void cache_obj_head(struct cache_obj *o, int status, int64_t total,
+                    bool shareable, int64_t ttl_ms, int64_t now);
 /** Append body bytes. Returns 0, or -1 when out of memory. */
 int cache_obj_data(struct cache_obj *o, const char *p, size_t n);
 /** Writable space at the fill cursor (*n bytes), for reading straight

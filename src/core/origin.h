@@ -10,8 +10,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#include "buf.h"
-#include "loop.h"
+#include "base/buf.h"
+#include "io/loop.h"
 
 struct cache_obj;
 struct worker;
@@ -75,6 +75,8 @@ void origin_fetch(struct worker *w, struct origin *o, const char *path,
                   size_t plen, struct cache_obj *obj);
 /** Completion for OP_UP_* ops. */
 void origin_on_cqe(struct worker *w, const struct loop_cqe *cq);
+/** Completion for OP_FILE_READ. */
+void origin_on_file_cqe(struct worker *w, const struct loop_cqe *cq);
 /** Timeouts (called from the worker's tick). */
 void origin_tick(struct worker *w, int64_t now);
 void origin_cleanup(struct worker *w);

@@ -2,7 +2,7 @@
  * kernel has, a provided-buffer ring for multishot receives, SQE acquisition
  * that never fails, and one submit per iteration (wait only when idle). */
 #define _GNU_SOURCE
-#include "loop.h"
+#include "io/loop.h"
 
 #include <errno.h>
 #include <liburing.h>

@@ -1,4 +1,4 @@
-/* lua_rt.c - LuaJIT embedding: loads the script, runs each request's
+/* rt.c - LuaJIT embedding: loads the script, runs each request's
  * handler as a coroutine (pooled threads), and implements the yielding C
  * bindings (luring.sleep, req:write). Bindings are leaves: they return at
  * once or `return lua_yield(L, 0)`; the worker resumes the coroutine when
@@ -14,12 +14,16 @@
 #include <strings.h>
 #include <time.h>
 
-#include "lua_embed.h"
-#include "server.h"
+#include "lua/rt.h"
+#include "app/worker.h"
+#include "base/log.h"
+#include "core/deliver.h"
+#include "core/req.h"
+#include "http/h1_server.h"
+#include "lua/lua_embed.h"
 
 #define COPY_MAX (16 * 1024)   /* smaller bodies are copied, larger ones
                                   referenced (Lua strings don't move) */
-#define OUT_HIGH (256 * 1024)  /* req:write() yields above this */
 
 /* The worker running on this thread (NULL in the start-up check state). */
 static __thread struct worker *cur_worker;
@@ -544,7 +548,7 @@ int lrt_reload(struct worker *w)
      * and parked ones finish there. Our own hold keeps `old` open during
      * the loop; its release closes it if nothing else uses it. */
     old->live++;
-    for (struct req *r = w->free_reqs; r; r = r->next_free)
+    for (struct req *r = w->rp.free; r; r = r->next_free)
         if (r->co && r->ls == old)
             lrt_drop_thread(r);
     lstate_release(w, old);

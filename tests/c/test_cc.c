@@ -1,52 +1,52 @@
-/* test_rules.c - cache_rules.c: Cache-Control response directives (RFC 9111
+/* test_rules.c - cc.c: Cache-Control response directives (RFC 9111
  * §5.2.2), delta-seconds (§1.2.2), Expires (§5.3), the freshness lifetime
  * for a shared cache (§4.2.1), Set-Cookie and Vary: *. */
 #include "test.h"
 
 #include <stdint.h>
 
-#include "cache_rules.h"
+#include "http/cc.h"
 
-static struct resp_rules parse(const char *lines)
+static struct cc_resp parse(const char *lines)
 {
-    struct resp_rules rr;
-    rules_parse(&rr, lines, strlen(lines));
+    struct cc_resp rr;
+    cc_parse(&rr, lines, strlen(lines));
     return rr;
 }
 
 /* §1.2.2: digits only; quoted form accepted (§5.2); overflow -> 2^31 */
 static void test_delta_seconds(void)
 {
-    CHECK_EQ(rules_delta_seconds("0", 1), 0);
-    CHECK_EQ(rules_delta_seconds("600", 3), 600);
-    CHECK_EQ(rules_delta_seconds("\"600\"", 5), 600);
-    CHECK_EQ(rules_delta_seconds("2147483647", 10), 2147483647LL);
-    CHECK_EQ(rules_delta_seconds("2147483648", 10), DELTA_SECONDS_MAX);
-    CHECK_EQ(rules_delta_seconds("9223372036854776", 16), DELTA_SECONDS_MAX);
-    CHECK_EQ(rules_delta_seconds("99999999999999999999999999999999999999", 38),
+    CHECK_EQ(cc_delta_seconds("0", 1), 0);
+    CHECK_EQ(cc_delta_seconds("600", 3), 600);
+    CHECK_EQ(cc_delta_seconds("\"600\"", 5), 600);
+    CHECK_EQ(cc_delta_seconds("2147483647", 10), 2147483647LL);
+    CHECK_EQ(cc_delta_seconds("2147483648", 10), DELTA_SECONDS_MAX);
+    CHECK_EQ(cc_delta_seconds("9223372036854776", 16), DELTA_SECONDS_MAX);
+    CHECK_EQ(cc_delta_seconds("99999999999999999999999999999999999999", 38),
              DELTA_SECONDS_MAX);
-    CHECK_EQ(rules_delta_seconds("", 0), -1);
-    CHECK_EQ(rules_delta_seconds("\"\"", 2), -1);
-    CHECK_EQ(rules_delta_seconds("-1", 2), -1);
-    CHECK_EQ(rules_delta_seconds("+5", 2), -1);
-    CHECK_EQ(rules_delta_seconds("5s", 2), -1);
-    CHECK_EQ(rules_delta_seconds("1.5", 3), -1);
-    CHECK_EQ(rules_delta_seconds("\"5", 2), -1);
+    CHECK_EQ(cc_delta_seconds("", 0), -1);
+    CHECK_EQ(cc_delta_seconds("\"\"", 2), -1);
+    CHECK_EQ(cc_delta_seconds("-1", 2), -1);
+    CHECK_EQ(cc_delta_seconds("+5", 2), -1);
+    CHECK_EQ(cc_delta_seconds("5s", 2), -1);
+    CHECK_EQ(cc_delta_seconds("1.5", 3), -1);
+    CHECK_EQ(cc_delta_seconds("\"5", 2), -1);
 }
 
 static void test_cache_control(void)
 {
-    struct resp_rules rr = parse("Cache-Control: max-age=60\r\n");
+    struct cc_resp rr = parse("Cache-Control: max-age=60\r\n");
     CHECK_EQ(rr.max_age, 60);
     CHECK_EQ(rr.s_maxage, -1);
     CHECK(!rr.no_store && !rr.no_cache && !rr.is_private && !rr.is_public);
-    CHECK_EQ(rules_lifetime(&rr, 0), 60);
+    CHECK_EQ(cc_lifetime(&rr, 0), 60);
 
     /* several lines combine; names case-insensitive; s-maxage wins */
     rr = parse("cache-control: s-maxage=600\r\nCACHE-CONTROL: Max-Age=0\r\n");
     CHECK_EQ(rr.s_maxage, 600);
     CHECK_EQ(rr.max_age, 0);
-    CHECK_EQ(rules_lifetime(&rr, 0), 600);
+    CHECK_EQ(cc_lifetime(&rr, 0), 600);
 
     rr = parse("Cache-Control: public, max-age=\"600\", must-revalidate\r\n");
     CHECK(rr.is_public && rr.must_revalidate);
@@ -68,12 +68,12 @@ static void test_cache_control(void)
     rr = parse("Cache-Control: xprivate, no-storey, max-agex=5\r\n");
     CHECK(!rr.is_private && !rr.no_store);
     CHECK_EQ(rr.max_age, -1);
-    CHECK_EQ(rules_lifetime(&rr, 0), -1);
+    CHECK_EQ(cc_lifetime(&rr, 0), -1);
 
     /* overflow clamps, never wraps (a UBSan abort before) */
     rr = parse("Cache-Control: max-age=9223372036854776\r\n");
     CHECK_EQ(rr.max_age, DELTA_SECONDS_MAX);
-    CHECK_EQ(rules_lifetime(&rr, 0), DELTA_SECONDS_MAX);
+    CHECK_EQ(cc_lifetime(&rr, 0), DELTA_SECONDS_MAX);
 
     /* the first occurrence of a directive wins */
     rr = parse("Cache-Control: max-age=10, max-age=99\r\n");
@@ -109,13 +109,13 @@ static void test_cache_control(void)
         if (!rr.invalid)
             printf("not invalid: %s", invalid[i]);
         CHECK(rr.invalid);
-        CHECK_EQ(rules_lifetime(&rr, 0), 0);
+        CHECK_EQ(cc_lifetime(&rr, 0), 0);
     }
     /* unknown extension directives with token or quoted arguments are fine */
     rr = parse("Cache-Control: max-age=60, stale-while-revalidate=30, "
                "community=\"UCI\", immutable\r\n");
     CHECK(!rr.invalid);
-    CHECK_EQ(rules_lifetime(&rr, 0), 60);
+    CHECK_EQ(cc_lifetime(&rr, 0), 60);
 
     /* lines without CR, a last line without an end, empty values */
     rr = parse("Cache-Control:\nCache-Control: , ,\nCache-Control: private");
@@ -125,29 +125,29 @@ static void test_cache_control(void)
 static void test_expires(void)
 {
     /* 2030-01-01T00:00:00Z = 1893456000 */
-    struct resp_rules rr = parse("Expires: Tue, 01 Jan 2030 00:00:00 GMT\r\n");
+    struct cc_resp rr = parse("Expires: Tue, 01 Jan 2030 00:00:00 GMT\r\n");
     CHECK_EQ(rr.expires, 1893456000LL);
-    CHECK_EQ(rules_lifetime(&rr, 1893456000LL - 90), 90);
-    CHECK_EQ(rules_lifetime(&rr, 1893456000LL + 5), 0);
+    CHECK_EQ(cc_lifetime(&rr, 1893456000LL - 90), 90);
+    CHECK_EQ(cc_lifetime(&rr, 1893456000LL + 5), 0);
     /* max-age wins over Expires (§5.3) */
     rr = parse("Expires: Tue, 01 Jan 2030 00:00:00 GMT\r\nCache-Control: max-age=3\r\n");
-    CHECK_EQ(rules_lifetime(&rr, 0), 3);
+    CHECK_EQ(cc_lifetime(&rr, 0), 3);
     /* invalid dates, "0" in particular, are in the past (§5.3) */
     const char *past[] = {"Expires: 0\r\n", "Expires: tomorrow\r\n",
                           "Expires: Tue, 01 Jan 2030 00:00:00 GMT junk\r\n",
                           "Expires:\r\n"};
     for (size_t i = 0; i < sizeof past / sizeof past[0]; i++) {
         rr = parse(past[i]);
-        CHECK_EQ(rules_lifetime(&rr, 1000), 0);
+        CHECK_EQ(cc_lifetime(&rr, 1000), 0);
     }
     /* nothing about freshness: the cache's default applies */
     rr = parse("Content-Type: text/plain\r\n");
-    CHECK_EQ(rules_lifetime(&rr, 1000), -1);
+    CHECK_EQ(cc_lifetime(&rr, 1000), -1);
 }
 
 static void test_cookie_and_vary(void)
 {
-    struct resp_rules rr = parse("Set-Cookie: sid=1\r\n");
+    struct cc_resp rr = parse("Set-Cookie: sid=1\r\n");
     CHECK(rr.set_cookie);
     rr = parse("set-cookie: sid=1\r\nSET-COOKIE: b=2\r\n");
     CHECK(rr.set_cookie);

@@ -15,7 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "sim.h"
+#include "app/sim.h"
 
 /* One distinct key of the trace: its node lives here for the whole run. */
 struct sim_obj {

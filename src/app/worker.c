@@ -2,7 +2,6 @@
  * completion dispatcher; connection and request slots; timer lists. */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <lauxlib.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -15,9 +14,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cache.h"
-#include "origin.h"
-#include "server.h"
+#include "app/worker.h"
+#include "base/log.h"
+#include "core/deliver.h"
+#include "core/origin.h"
+#include "io/outq.h"
+#include "lua/rt.h"
+#include "store/cache.h"
 
 #define TICK_MS    100
 #define LINGER_MS  2000
@@ -245,102 +248,6 @@ void conn_close(struct conn *c)
     conn_maybe_free(c);
 }
 
-/* ==== request slots ==== */
-
-struct req *req_get(struct worker *w)
-{
-    struct req *r = w->free_reqs;
-    if (r) {
-        w->free_reqs = r->next_free;
-    } else {
-        if (ptrs_reserve(&w->reqs, w->nreqs) < 0)
-            return NULL;
-        r = calloc(1, sizeof *r);
-        if (r == NULL)
-            return NULL;
-        r->idx = w->nreqs;
-        r->w = w;
-        r->co_ref = LUA_NOREF;
-        w->reqs[w->nreqs++] = r;
-    }
-    r->c = NULL;
-    r->wait = RW_NONE;
-    r->running = r->aborted = false;
-    r->head.len = 0;
-    r->url_len = 0;
-    r->nhdrs = 0;
-    r->last_was_value = false;
-    r->head_bytes = 0;
-    r->body.len = 0;
-    r->content_length = -1;
-    r->keep_alive = false;
-    r->is_head = false;
-    r->status = 0;
-    r->head_sent = r->chunked = r->head_lost = false;
-    r->resp_left = 0;
-    r->broken = false;
-    r->obj = NULL;
-    r->obj_off = 0;
-    r->xcache = NULL;
-    r->sub_owner = r->released = false;
-    r->collect = false;
-    r->collected = NULL;
-    r->next_sub = NULL;
-    return r;
-}
-
-static void undefer(struct req *r);
-
-void req_put(struct req *r)
-{
-    struct worker *w = r->w;
-    undefer(r);
-    r->gen = (r->gen + 1) & GEN_MASK;
-    r->c = NULL;
-    r->running = false;
-    buf_reset(&r->head, 16 * 1024);
-    buf_reset(&r->body, 64 * 1024);
-    buf_reset(&r->fetch_kp, 4096);
-    r->next_free = w->free_reqs;
-    w->free_reqs = r;
-}
-
-/* The deferred list is intrusive (no allocation that could fail) and a
- * request leaves it when it is freed (req_put). */
-static void undefer(struct req *r)
-{
-    struct worker *w = r->w;
-    if (!r->deferred)
-        return;
-    *(r->def_prev ? &r->def_prev->def_next : &w->deferred) = r->def_next;
-    *(r->def_next ? &r->def_next->def_prev : &w->deferred_tail) = r->def_prev;
-    r->def_prev = r->def_next = NULL;
-    r->deferred = false;
-}
-
-void worker_defer(struct req *r)
-{
-    struct worker *w = r->w;
-    if (r->deferred)
-        return;
-    r->deferred = true;
-    r->def_next = NULL;
-    r->def_prev = w->deferred_tail;
-    *(w->deferred_tail ? &w->deferred_tail->def_next : &w->deferred) = r;
-    w->deferred_tail = r;
-}
-
-/* Continue the deferred requests, in order (they may defer more). */
-static void run_deferred(struct worker *w)
-{
-    struct req *r;
-    while ((r = w->deferred) != NULL) {
-        undefer(r);
-        if (r->released)
-            lcache_refetch(r);
-    }
-}
-
 /* ==== listeners ==== */
 
 static void set_accepting(struct worker *w, bool on)
@@ -535,11 +442,8 @@ static void on_send(struct worker *w, const struct loop_cqe *cq)
 
 static void on_sleep(struct worker *w, const struct loop_cqe *cq)
 {
-    uint32_t idx = UD_IDX(cq->ud);
-    if (idx >= w->nreqs)
-        return;
-    struct req *r = w->reqs[idx];
-    if (r->gen != UD_GEN(cq->ud) || r->wait != RW_SLEEP)
+    struct req *r = req_at(&w->rp, UD_IDX(cq->ud));
+    if (r == NULL || r->gen != UD_GEN(cq->ud) || r->wait != RW_SLEEP)
         return; /* stale */
     if (r->aborted) {
         lrt_drop_thread(r); /* suspended mid-handler: never resumed */
@@ -672,8 +576,8 @@ static bool before_sleep(void *ctx)
     struct worker *w = ctx;
     struct conn *c;
     outq_imm_settle(w, on_cqe, w);
-    if (w->deferred)
-        run_deferred(w);
+    if (w->rp.deferred)
+        req_run_deferred(&w->rp);
     while ((c = w->rearm) != NULL) {
         w->rearm = c->next_rearm;
         c->flags &= (uint16_t)~CF_RECV_REARM;
@@ -702,8 +606,17 @@ static bool before_sleep(void *ctx)
 
 /* ==== the thread ==== */
 
+/* A deferred request: a released cache subscriber fetches on its own. */
+static void on_deferred(struct req *r)
+{
+    if (r->released)
+        lcache_refetch(r);
+}
+
 int worker_run(struct worker *w)
 {
+    w->rp.w = w;
+    w->rp.on_deferred = on_deferred;
     /* 256 receive buffers (1 MiB): the kernel takes them in FIFO order,
      * so a larger ring makes every recv land in cache-cold memory (4096
      * buffers cost about 6 % more CPU per request at one connection than
@@ -741,6 +654,15 @@ void worker_loop(struct worker *w)
     loop_run(w->loop, on_cqe, before_sleep, w);
 }
 
+/* What a request still holds when the worker ends. */
+static void drop_req(struct req *r)
+{
+    if (r->obj)
+        serve_unsubscribe(r);
+    if (r->collected)
+        cache_obj_unref(r->collected);
+}
+
 void worker_cleanup(struct worker *w)
 {
     for (unsigned i = 0; i < w->nslots; i++) {
@@ -752,18 +674,7 @@ void worker_cleanup(struct worker *w)
         free(c);
     }
     free(w->conns);
-    for (unsigned i = 0; i < w->nreqs; i++) {
-        struct req *r = w->reqs[i];
-        if (r->obj)
-            serve_unsubscribe(r);
-        if (r->collected)
-            cache_obj_unref(r->collected);
-        buf_free(&w->reqs[i]->head);
-        buf_free(&w->reqs[i]->body);
-        buf_free(&w->reqs[i]->fetch_kp);
-        free(w->reqs[i]);
-    }
-    free(w->reqs);
+    req_pool_free(&w->rp, drop_req);
     origin_cleanup(w);
     lcache_cleanup(w);
     for (unsigned i = 0; i < w->nls; i++)

@@ -15,7 +15,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "server.h"
+#include "io/outq.h"
+#include "app/worker.h"
+#include "base/log.h"
+#include "http/h1_server.h"
+#include "io/ops.h"
 
 #define KEEP_BYTES (16 * 1024) /* queue memory kept across requests */
 

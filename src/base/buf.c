@@ -1,5 +1,5 @@
 /* buf.c - growable byte buffer (see buf.h). */
-#include "buf.h"
+#include "base/buf.h"
 
 #include <stdint.h>
 #include <stdlib.h>

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "policy.h"
+#include "store/policy.h"
 
 /* ==== queues ==== */
 

@@ -1,13 +1,13 @@
-/* cache_rules.c - Cache-Control, Expires, Set-Cookie and Vary of a response
- * head, for a shared cache (see cache_rules.h). */
+/* cc.c - Cache-Control, Expires, Set-Cookie and Vary of a response
+ * head, for a shared cache (see cc.h). */
 #define _GNU_SOURCE
-#include "cache_rules.h"
+#include "http/cc.h"
+#include "http/fields.h"
 
 #include <string.h>
 #include <strings.h>
 #include <time.h>
 
-#include "fields.h"
 
 static bool is_ows(char ch) { return ch == ' ' || ch == '\t'; }
 
@@ -16,7 +16,7 @@ static bool same(const char *p, size_t n, const char *lit)
     return strlen(lit) == n && strncasecmp(p, lit, n) == 0;
 }
 
-int64_t rules_delta_seconds(const char *p, size_t n)
+int64_t cc_delta_seconds(const char *p, size_t n)
 {
     if (n >= 2 && p[0] == '"' && p[n - 1] == '"') {
         p++;
@@ -74,12 +74,12 @@ static const char *directive_arg(const char *p, const char *end,
     return *vn ? p : NULL;
 }
 
-static void set_delta(struct resp_rules *rr, int64_t *dst, bool has_arg,
+static void set_delta(struct cc_resp *rr, int64_t *dst, bool has_arg,
                       const char *v, size_t vn)
 {
     if (*dst >= 0)
         return; /* first occurrence wins (§4.2.1) */
-    int64_t d = has_arg ? rules_delta_seconds(v, vn) : -1;
+    int64_t d = has_arg ? cc_delta_seconds(v, vn) : -1;
     if (d < 0)
         rr->invalid = true;
     else
@@ -91,7 +91,7 @@ static void set_delta(struct resp_rules *rr, int64_t *dst, bool has_arg,
  * does not follow that grammar (junk between directives, an unclosed
  * quote, a name that is not a token) can't be trusted to say what it
  * means: the response is then stale (rr->invalid), never shared. */
-static void parse_cache_control(struct resp_rules *rr, const char *p,
+static void parse_cache_control(struct cc_resp *rr, const char *p,
                                 const char *end)
 {
     while (p < end) {
@@ -157,7 +157,7 @@ static bool has_star(const char *p, const char *end)
     return false;
 }
 
-void rules_parse(struct resp_rules *rr, const char *lines, size_t len)
+void cc_parse(struct cc_resp *rr, const char *lines, size_t len)
 {
     memset(rr, 0, sizeof *rr);
     rr->max_age = rr->s_maxage = rr->expires = -1;
@@ -188,7 +188,7 @@ void rules_parse(struct resp_rules *rr, const char *lines, size_t len)
     }
 }
 
-int64_t rules_lifetime(const struct resp_rules *rr, int64_t now)
+int64_t cc_lifetime(const struct cc_resp *rr, int64_t now)
 {
     if (rr->invalid)
         return 0;

@@ -1,5 +1,5 @@
 /* fields.c - field grammar (see fields.h). */
-#include "fields.h"
+#include "http/fields.h"
 
 bool field_is_tchar(unsigned char ch)
 {

@@ -12,8 +12,10 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "server.h"
-#include "sim.h"
+#include "app/worker.h"
+#include "app/sim.h"
+#include "base/log.h"
+#include "lua/rt.h"
 
 #define LURING_VERSION "0.1.0"
 

@@ -3,11 +3,18 @@
  * it fills its cache object whether or not the request that started it is
  * still there. */
 #define _GNU_SOURCE
-#include "origin.h"
+#include "core/origin.h"
+#include "core/fetch.h"
+#include "app/worker.h"
+#include "base/log.h"
+#include "http/fields.h"
+#include "http/h1_server.h"
+#include "store/cache.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,9 +23,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cache.h"
-#include "fields.h"
-#include "server.h"
 
 /* ==== slots ==== */
 
@@ -150,7 +154,7 @@ int origin_init_http(struct origin *o, const char *url, char *err,
 /* ==== HTTP: response parsing ==== */
 
 /* The response's header lines go to the object (the store decides from
- * them whether and how long to keep it, cache_rules.h); hop-by-hop and
+ * them whether and how long to keep it, http/cc.h); hop-by-hop and
  * framing headers are not forwarded (the server frames each response
  * itself). Whitespace between a field name and its colon is removed, as a
  * proxy must (RFC 9112 §5.1): "Set-Cookie :" is still Set-Cookie. A name
@@ -221,7 +225,7 @@ static int up_on_headers_complete(http_parser *p)
         total = (int64_t)p->content_length;
     if (p->status_code == 204 || p->status_code == 304)
         total = 0;
-    cache_obj_head(u->obj, p->status_code, total);
+    fetch_head(u->obj, p->status_code, total, loop_now(u->o->w->loop));
     return 0;
 }
 
@@ -517,12 +521,12 @@ static void file_read_next(struct worker *w, struct upconn *u)
     u->inflight++;
 }
 
-static void file_simple(struct cache_obj *obj, int status)
+static void file_simple(struct cache_obj *obj, int status, int64_t now)
 {
     const char *reason = http_reason(status);
     size_t n = strlen(reason);
     buf_append(&obj->hdrs, "Content-Type: text/plain\r\n", 26);
-    cache_obj_head(obj, status, (int64_t)n + 1);
+    fetch_head(obj, status, (int64_t)n + 1, now);
     cache_obj_data(obj, reason, n);
     cache_obj_data(obj, "\n", 1);
     cache_obj_done(obj, true, 0);
@@ -538,7 +542,7 @@ static void file_fetch(struct worker *w, struct origin *o, const char *path,
         strstr(path, "/../") || (plen >= 3 && !memcmp(path + plen - 3, "/..", 3)) ||
         (size_t)snprintf(full, sizeof full, "%s%.*s", o->root, (int)plen,
                          path) >= sizeof full) {
-        file_simple(obj, 400);
+        file_simple(obj, 400, loop_now(w->loop));
         cache_obj_unref(obj);
         return;
     }
@@ -548,7 +552,7 @@ static void file_fetch(struct worker *w, struct origin *o, const char *path,
         int status = fd < 0 && errno == EACCES ? 403 : 404;
         if (fd >= 0)
             close(fd);
-        file_simple(obj, status);
+        file_simple(obj, status, loop_now(w->loop));
         cache_obj_unref(obj);
         return;
     }
@@ -564,7 +568,7 @@ static void file_fetch(struct worker *w, struct origin *o, const char *path,
     u->obj = obj;
     u->phase = UP_READ;
     u->deadline = INT64_MAX;
-    cache_obj_head(obj, 200, (int64_t)st.st_size);
+    fetch_head(obj, 200, (int64_t)st.st_size, loop_now(w->loop));
     if (st.st_size == 0) {
         finish(u, true, 0);
         up_close(w, u);

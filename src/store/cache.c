@@ -1,15 +1,13 @@
 /* cache.c - object store: hash index, TTL, memory budget, eviction through
  * a policy, chunked object bodies with a fill cursor, refcounts (see
  * cache.h). */
-#include "cache.h"
+#include "store/cache.h"
+#include "base/log.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include "cache_rules.h"
-#include "server.h"
 
 /* ==== hashing ==== */
 
@@ -44,7 +42,7 @@ static int rehash(struct cache *c, unsigned n)
     return 0;
 }
 
-struct cache *cache_new(struct worker *w, const char *name, size_t max_bytes,
+struct cache *cache_new(const char *name, size_t max_bytes,
                         size_t max_objects, int64_t ttl_ms, const char *policy,
                         char *err, size_t errlen)
 {
@@ -64,8 +62,6 @@ struct cache *cache_new(struct worker *w, const char *name, size_t max_bytes,
     c->max_objects = max_objects;
     c->ttl_ms = ttl_ms;
     c->hfm_ms = 120000;
-    c->w = w;
-    c->admit_ref = c->ttl_ref = -2; /* LUA_NOREF */
     if (rehash(c, 1024) < 0) {
         policy_free(c->pol);
         free(c);
@@ -169,6 +165,35 @@ static void obj_free(struct cache_obj *o)
 }
 
 void cache_obj_ref(struct cache_obj *o) { o->refs++; }
+
+void cache_obj_watch(struct cache_obj *o, struct store_waiter *sw)
+{
+    sw->next = o->waiters;
+    o->waiters = sw;
+}
+
+void cache_obj_unwatch(struct cache_obj *o, struct store_waiter *sw)
+{
+    for (struct store_waiter **pp = &o->waiters; *pp; pp = &(*pp)->next)
+        if (*pp == sw) {
+            *pp = sw->next;
+            break;
+        }
+    sw->next = NULL;
+}
+
+/* o changed: tell every waiter (each may unwatch itself, or drop the last
+ * ref but ours). */
+static void notify(struct cache_obj *o)
+{
+    cache_obj_ref(o);
+    struct store_waiter *sw = o->waiters, *next;
+    for (; sw; sw = next) {
+        next = sw->next;
+        sw->notify(sw);
+    }
+    cache_obj_unref(o);
+}
 
 void cache_obj_unref(struct cache_obj *o)
 {
@@ -312,12 +337,12 @@ void cache_free(struct cache *c)
  * other (Varnish's hit-for-miss). The newest response decides: whatever
  * is under the key goes, except a fill whose head is still unknown (it
  * will decide for itself). */
-static void set_marker(struct cache *c, struct cache_obj *o)
+static void set_marker(struct cache *c, struct cache_obj *o, int64_t now)
 {
     struct cache_obj *cur = find(c, o->key, o->klen, o->pn.key);
     if (cur && cur != o && cur->state == OBJ_FILLING && !cur->head_ready)
         return;
-    int64_t until = loop_now(c->w->loop) + c->hfm_ms;
+    int64_t until = now + c->hfm_ms;
     if (cur && cur->hfm && c->hfm_ms > 0) {
         cur->expires = until;
         return;
@@ -338,42 +363,30 @@ static void set_marker(struct cache *c, struct cache_obj *o)
     policy_admit(c, m); /* evictable like any object */
 }
 
-void cache_obj_head(struct cache_obj *o, int status, int64_t total)
+void cache_obj_head(struct cache_obj *o, int status, int64_t total,
+                    bool shareable, int64_t ttl_ms, int64_t now)
 {
     struct cache *c = o->cache;
     cache_obj_ref(o); /* unindexing below may drop the last other ref */
     o->status = status;
     o->total = total;
     o->head_ready = true;
-    struct resp_rules rr;
-    rules_parse(&rr, o->hdrs.data, o->hdrs.len);
-    int64_t life = rules_lifetime(&rr, (int64_t)time(NULL));
-    int64_t ttl_ms = life < 0 ? c->ttl_ms : life * 1000;
-    bool share = status == 200 && ttl_ms > 0 && !rr.no_store &&
-                 !rr.no_cache && !rr.is_private && !rr.vary_star &&
-                 (!o->req_auth || rr.is_public || rr.s_maxage >= 0 ||
-                  rr.must_revalidate);
-    if (share && c->decide)
-        ttl_ms = c->decide(c, o, ttl_ms, rr.set_cookie); /* admit/ttl hooks */
-    else if (rr.set_cookie)
-        ttl_ms = 0; /* no hook to store it explicitly */
-    if (rr.set_cookie && ttl_ms <= 0)
-        share = false;
-    o->shareable = share;
-    o->expires = loop_now(c->w->loop) + ttl_ms;
-    if (!share || ttl_ms <= 0 || (total > 0 && (size_t)total > c->max_bytes)) {
+    o->shareable = shareable;
+    o->expires = now + ttl_ms;
+    if (!shareable || ttl_ms <= 0 ||
+        (total > 0 && (size_t)total > c->max_bytes)) {
         o->cacheable = false;
         c->st.uncacheable++;
-        if (!share && (o->indexed || o->index_late))
-            set_marker(c, o);
+        if (!shareable && (o->indexed || o->index_late))
+            set_marker(c, o, now);
         else
-            cache_unindex(o); /* subscribers keep it alive */
+            cache_unindex(o); /* waiters keep it alive */
     } else if (o->index_late) {
         index_obj(c, o); /* a fetch of its own turned out storable */
         cache_enforce(c);
     }
     o->index_late = false;
-    serve_obj_event(o);
+    notify(o);
     cache_obj_unref(o);
 }
 
@@ -434,7 +447,7 @@ char *cache_obj_reserve(struct cache_obj *o, size_t *n)
 void cache_obj_commit(struct cache_obj *o, size_t n)
 {
     o->len += n;
-    serve_obj_event(o);
+    notify(o);
 }
 
 int cache_obj_data(struct cache_obj *o, const char *p, size_t n)
@@ -450,7 +463,7 @@ int cache_obj_data(struct cache_obj *o, const char *p, size_t n)
         p += k;
         n -= k;
     }
-    serve_obj_event(o);
+    notify(o);
     return 0;
 }
 
@@ -473,7 +486,7 @@ void cache_obj_done(struct cache_obj *o, bool ok, int status)
         c->st.fill_errors++;
         cache_unindex(o); /* never served as complete */
     }
-    serve_obj_event(o);
+    notify(o);
     cache_obj_unref(o);
 }
 

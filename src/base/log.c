@@ -2,7 +2,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 
-#include "server.h"
+#include "base/log.h"
 
 void log_msg(const char *level, const char *fmt, ...)
 {

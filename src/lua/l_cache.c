@@ -1,4 +1,4 @@
-/* lua_cache.c - Lua bindings for caches and origins:
+/* l_cache.c - Lua bindings for caches and origins:
  *   luring.cache{ name, max_bytes, max_objects, ttl }   -> cache
  *   luring.origin{ name, url | root, timeouts, keepalive } -> origin
  *   cache:fetch(req, key, origin [, path])  serve hit / join fill / fill
@@ -10,10 +10,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cache.h"
-#include "cache_rules.h"
-#include "origin.h"
-#include "server.h"
+#include "lua/rt.h"
+#include "app/worker.h"
+#include "base/log.h"
+#include "core/deliver.h"
+#include "core/origin.h"
+#include "core/req.h"
+#include "http/cc.h"
+#include "http/h1_server.h"
+#include "store/cache.h"
 
 #define CACHE_MT  "luring.cache"
 #define ORIGIN_MT "luring.origin"
@@ -100,7 +105,7 @@ static bool call_hook(lua_State *L, struct cache *c, struct cache_obj *o,
 static int64_t lua_decide(struct cache *c, struct cache_obj *o, int64_t ttl_ms,
                           bool set_cookie)
 {
-    struct worker *w = c->w;
+    struct worker *w = c->decide_ctx;
     if (w->lua == NULL)
         return set_cookie ? 0 : ttl_ms;
     lua_State *L = w->lua->L;
@@ -214,12 +219,13 @@ static int l_cache_new(lua_State *L)
     if (cs == NULL)
         return luaL_error(L, "out of memory");
     w->caches = cs;
-    struct cache *c = cache_new(w, name, max_bytes, max_objects, ttl_ms,
+    struct cache *c = cache_new(name, max_bytes, max_objects, ttl_ms,
                                 policy, err, sizeof err);
     if (c == NULL)
         return luaL_error(L, "luring.cache %s: %s", name, err);
     w->caches[w->ncaches++] = c;
     c->decide = lua_decide;
+    c->decide_ctx = w;
     c->hfm_ms = hfm_ms;
     *pc = c;
     return 1;
@@ -279,7 +285,7 @@ static int fetch_alone(struct req *r, struct cache *c, struct origin *o,
     obj->req_auth = has_authorization(r);
     serve_subscribe(r, obj, "MISS", true);
     cache_obj_unref(obj); /* the subscription holds it */
-    origin_fetch(c->w, o, path, plen, obj);
+    origin_fetch(r->w, o, path, plen, obj);
     return 0;
 }
 
@@ -298,7 +304,7 @@ static int l_cache_fetch(lua_State *L)
         lua_pushliteral(L, "closed");
         return 2;
     }
-    struct worker *w = c->w;
+    struct worker *w = r->w;
     struct cache_obj *obj = cache_lookup(c, key, klen, loop_now(w->loop));
     if (obj && obj->hfm) {
         c->st.hit_for_miss++;
@@ -465,7 +471,7 @@ static int l_origin_fetch(lua_State *L)
         return luaL_error(L, "origin:fetch: only inside a request handler");
     char err[256];
     if (w->scratch == NULL &&
-        (w->scratch = cache_new(w, "(origin:fetch)", SIZE_MAX, SIZE_MAX, 0,
+        (w->scratch = cache_new("(origin:fetch)", SIZE_MAX, SIZE_MAX, 0,
                                 "fifo", err, sizeof err)) == NULL)
         return luaL_error(L, "origin:fetch: %s", err);
     struct cache_obj *obj = cache_obj_new(w->scratch, path, plen);

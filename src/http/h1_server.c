@@ -1,19 +1,23 @@
-/* http.c - HTTP/1.1 on http_parser: request parsing with limits, pipelining
+/* h1_server.c - HTTP/1.1 on http_parser: request parsing with limits, pipelining
  * (one request handled at a time, responses in order), keep-alive, error
  * responses, and response framing (Content-Length or chunked). */
 #define _GNU_SOURCE
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
 
-#include "fields.h"
-#include "server.h"
+#include "http/h1_server.h"
+#include "app/worker.h"
+#include "base/log.h"
+#include "core/deliver.h"
+#include "core/req.h"
+#include "http/fields.h"
+#include "lua/rt.h"
 
 #define IN_LIMIT  (64 * 1024)  /* buffered pipelined input before pausing */
-#define OUT_HIGH  (256 * 1024) /* queued output before we stop producing */
-#define OUT_LOW   (64 * 1024)  /* a blocked req:write() resumes below this */
 
 static const http_parser_settings settings;
 
@@ -116,7 +120,7 @@ static void http_error(struct conn *c, int status)
 static int on_message_begin(http_parser *p)
 {
     struct conn *c = p->data;
-    struct req *r = req_get(c->w);
+    struct req *r = req_get(&c->w->rp);
     if (r == NULL)
         return -1;
     r->c = c;

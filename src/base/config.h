@@ -1,0 +1,23 @@
+/* config.h - server settings from luring.config{} (docs/API.md), the same
+ * for every worker. Times in ms, sizes in bytes. */
+#ifndef LURING_CONFIG_H
+#define LURING_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct config {
+    unsigned workers;
+    unsigned max_connections;  /* per worker; accept pauses at the limit */
+    int64_t header_timeout_ms; /* whole request head (408) */
+    int64_t idle_timeout_ms;   /* keep-alive idle */
+    int64_t body_timeout_ms;   /* between body reads (408) */
+    int64_t send_timeout_ms;   /* no send progress: close */
+    size_t max_header_size;    /* request head bytes excluding URI (431) */
+    size_t max_uri_size;       /* (414) */
+    size_t max_body_size;      /* (413) */
+};
+
+void config_defaults(struct config *cfg);
+
+#endif

@@ -1,0 +1,116 @@
+/* req.c - the request pool and the deferred list (see req.h). */
+#include "core/req.h"
+
+#include <stdlib.h>
+
+static struct req_pool *pool_of(struct req *r) { return r->pool; }
+
+struct req *req_get(struct req_pool *p)
+{
+    struct req *r = p->free;
+    if (r) {
+        p->free = r->next_free;
+    } else {
+        if (ptrs_reserve(&p->reqs, p->n) < 0)
+            return NULL;
+        r = calloc(1, sizeof *r);
+        if (r == NULL)
+            return NULL;
+        r->idx = p->n;
+        r->w = p->w;
+        r->pool = p;
+        r->co_ref = REQ_NO_REF;
+        p->reqs[p->n++] = r;
+    }
+    r->c = NULL;
+    r->wait = RW_NONE;
+    r->running = r->aborted = false;
+    r->head.len = 0;
+    r->url_len = 0;
+    r->nhdrs = 0;
+    r->last_was_value = false;
+    r->head_bytes = 0;
+    r->body.len = 0;
+    r->content_length = -1;
+    r->keep_alive = false;
+    r->is_head = false;
+    r->status = 0;
+    r->head_sent = r->chunked = r->head_lost = false;
+    r->resp_left = 0;
+    r->broken = false;
+    r->obj = NULL;
+    r->obj_off = 0;
+    r->xcache = NULL;
+    r->sub_owner = r->released = false;
+    r->collect = false;
+    r->collected = NULL;
+    r->sub.next = NULL;
+    return r;
+}
+
+struct req *req_at(const struct req_pool *p, uint32_t idx)
+{
+    return idx < p->n ? p->reqs[idx] : NULL;
+}
+
+/* The deferred list is intrusive (no allocation that could fail) and a
+ * request leaves it when it is freed (req_put). */
+static void undefer(struct req_pool *p, struct req *r)
+{
+    if (!r->deferred)
+        return;
+    *(r->def_prev ? &r->def_prev->def_next : &p->deferred) = r->def_next;
+    *(r->def_next ? &r->def_next->def_prev : &p->deferred_tail) = r->def_prev;
+    r->def_prev = r->def_next = NULL;
+    r->deferred = false;
+}
+
+void req_put(struct req *r)
+{
+    struct req_pool *p = pool_of(r);
+    undefer(p, r);
+    r->gen = (r->gen + 1) & GEN_MASK;
+    r->c = NULL;
+    r->running = false;
+    buf_reset(&r->head, 16 * 1024);
+    buf_reset(&r->body, 64 * 1024);
+    buf_reset(&r->fetch_kp, 4096);
+    r->next_free = p->free;
+    p->free = r;
+}
+
+void req_defer(struct req *r)
+{
+    struct req_pool *p = pool_of(r);
+    if (r->deferred)
+        return;
+    r->deferred = true;
+    r->def_next = NULL;
+    r->def_prev = p->deferred_tail;
+    *(p->deferred_tail ? &p->deferred_tail->def_next : &p->deferred) = r;
+    p->deferred_tail = r;
+}
+
+void req_run_deferred(struct req_pool *p)
+{
+    struct req *r;
+    while ((r = p->deferred) != NULL) {
+        undefer(p, r);
+        p->on_deferred(r);
+    }
+}
+
+void req_pool_free(struct req_pool *p, void (*each)(struct req *r))
+{
+    for (unsigned i = 0; i < p->n; i++) {
+        struct req *r = p->reqs[i];
+        each(r);
+        buf_free(&r->head);
+        buf_free(&r->body);
+        buf_free(&r->fetch_kp);
+        free(r);
+    }
+    free(p->reqs);
+    p->reqs = NULL;
+    p->n = 0;
+}

@@ -1,0 +1,120 @@
+/* req.h - a request: its parsed head, its coroutine's handle, its
+ * response state and its cache subscription; and the worker's pool of
+ * request slots, with the list of requests to continue after the current
+ * batch of completions. */
+#ifndef LURING_REQ_H
+#define LURING_REQ_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/buf.h"
+#include "io/loop.h"
+#include "store/cache.h"
+
+struct conn;
+struct lstate;
+struct lua_State;
+struct origin;
+struct worker;
+
+#define REQ_MAX_HEADERS 100
+#define REQ_NO_REF (-2) /* co_ref when the request has no thread (LUA_NOREF) */
+
+struct hdr {
+    uint32_t name, nlen, val, vlen; /* offsets into req->head */
+};
+
+/* What a request's coroutine is waiting for. */
+enum req_wait {
+    RW_NONE,
+    RW_SLEEP, /* luring.sleep: OP_SLEEP timeout armed */
+    RW_DRAIN, /* req:write: output queue above the high-water mark */
+    RW_CACHE, /* cache:fetch / origin:fetch: subscribed to an object */
+};
+
+/* A request: parse state, its coroutine, response state. Pooled; the Lua
+ * thread is reused while its previous run ended normally. */
+struct req {
+    uint32_t idx, gen;
+    struct conn *c;         /* NULL once the client is gone (aborted) */
+    struct worker *w;
+    struct req_pool *pool;  /* the pool it came from */
+    /* coroutine */
+    struct lstate *ls;      /* the script state co belongs to */
+    struct lua_State *co;
+    int co_ref;             /* registry ref anchoring co (REQ_NO_REF: none) */
+    enum req_wait wait;
+    struct loop_ts ts;      /* sleep timeout, read by the kernel at submit */
+    bool running;           /* handler started and not finished */
+    bool aborted;           /* client gone; free at the pending op's CQE */
+    /* parsed request */
+    struct buf head;        /* URL, then header names and values */
+    uint32_t url_len;
+    struct hdr hdrs[REQ_MAX_HEADERS];
+    unsigned nhdrs;
+    bool last_was_value;    /* http_parser header callback state */
+    size_t head_bytes;      /* counted against max_header_size */
+    struct buf body;
+    uint8_t method;
+    uint8_t http_minor;
+    bool keep_alive;
+    bool is_head;           /* HEAD: no body in the response */
+    bool head_lost;         /* out of memory building the head: no body */
+    int64_t content_length; /* -1: none */
+    /* response */
+    int status;
+    bool head_sent;
+    bool chunked;           /* response body uses chunked framing */
+    int64_t resp_left;      /* streamed with Content-Length: bytes owed */
+    bool broken;            /* body could not be completed: close */
+    unsigned dispatch;      /* listener index: which app handles it */
+    /* cache subscription (core/deliver.c) */
+    struct cache_obj *obj;  /* subscribed object (one ref), or NULL */
+    size_t obj_off;         /* body bytes of obj queued so far */
+    const char *xcache;     /* X-Cache header value, or NULL */
+    bool sub_owner;         /* its fetch made the object: it gets the
+                             * response even when it is not shareable */
+    bool released;          /* a joined fill was not shareable: waits
+                             * (still RW_CACHE) to fetch on its own */
+    struct cache *fetch_cache;   /* a joiner's cache:fetch arguments, */
+    struct origin *fetch_origin; /* kept to fetch on its own if released */
+    struct buf fetch_kp;    /* key then path */
+    uint32_t fetch_klen;
+    bool deferred;          /* on the pool's deferred list */
+    struct req *def_prev, *def_next;
+    bool collect;           /* origin:fetch: wait for the whole object */
+    struct cache_obj *collected; /* origin:fetch result (one ref) */
+    struct store_waiter sub; /* watching obj (core/deliver.c) */
+    struct req *next_free;
+};
+
+/* A worker's request slots: stable pointers, indexed by req->idx. */
+struct req_pool {
+    struct worker *w;       /* every request's r->w */
+    struct req **reqs;
+    unsigned n;
+    struct req *free;
+    struct req *deferred, *deferred_tail; /* see req_defer */
+    void (*on_deferred)(struct req *r);   /* what a deferred request does */
+};
+
+/** A fresh request from the pool, or NULL when out of memory. */
+struct req *req_get(struct req_pool *p);
+/** Back to the pool: its generation changes (late completions that name
+ * it are dropped) and it leaves the deferred list. */
+void req_put(struct req *r);
+/** The request with slot idx, or NULL. */
+struct req *req_at(const struct req_pool *p, uint32_t idx);
+/** Continue r once the current batch of completions is handled (outside
+ * any origin or store callback): req_run_deferred calls
+ * p->on_deferred(r). Dropped if r is freed meanwhile. */
+void req_defer(struct req *r);
+/** Run the deferred requests, in order (they may defer more). */
+void req_run_deferred(struct req_pool *p);
+/** Free every slot (the worker is ending). `each` is called first for
+ * every slot, to drop what it holds. */
+void req_pool_free(struct req_pool *p, void (*each)(struct req *r));
+
+#endif
