@@ -219,29 +219,7 @@ void conn_close(struct conn *c)
     if (r) {
         c->req = NULL;
         r->c = NULL;
-        if (!r->running) {
-            req_put(r);
-        } else if (r->wait == RW_SLEEP) {
-            /* the handler is abandoned; the slot is freed when the
-             * cancelled timeout's completion arrives */
-            r->aborted = true;
-            loop_cancel(c->w->loop, UD_MAKE(OP_SLEEP, r->gen, r->idx),
-                        UD_MAKE(OP_CANCEL, 0, 0));
-        } else if (r->wait == RW_DRAIN || r->wait == RW_CACHE) {
-            /* no operation of its own in flight: drop it now (a fill it
-             * started goes on for the other subscribers and the cache) */
-            serve_unsubscribe(r);
-            if (r->collected) {
-                cache_obj_unref(r->collected);
-                r->collected = NULL;
-            }
-            lrt_drop_thread(r);
-            r->running = false;
-            req_put(r);
-        } else {
-            /* closed from inside the running handler: run() finishes it
-             * and sees r->c == NULL */
-        }
+        req_abort(r); /* whatever it is parked on is cancelled */
     }
     /* wakes the multishot recv (ends with 0) and fails pending sends */
     shutdown(c->fd, SHUT_RDWR);
@@ -440,19 +418,6 @@ static void on_send(struct worker *w, const struct loop_cqe *cq)
     http_on_sent(c, ret == 0);
 }
 
-static void on_sleep(struct worker *w, const struct loop_cqe *cq)
-{
-    struct req *r = req_at(&w->rp, UD_IDX(cq->ud));
-    if (r == NULL || r->gen != UD_GEN(cq->ud) || r->wait != RW_SLEEP)
-        return; /* stale */
-    if (r->aborted) {
-        lrt_drop_thread(r); /* suspended mid-handler: never resumed */
-        req_put(r);
-        return;
-    }
-    lrt_resume(r);
-}
-
 /* ==== control: stop, reload, --watch ==== */
 
 static struct worker *workers[256];
@@ -553,7 +518,7 @@ static void on_cqe(void *ctx, const struct loop_cqe *cq)
     case OP_ACCEPT: on_accept(w, cq); break;
     case OP_RECV: on_recv(w, cq); break;
     case OP_SEND: on_send(w, cq); break;
-    case OP_SLEEP: on_sleep(w, cq); break;
+    case OP_SLEEP: lrt_sleep_done(w, cq); break;
     case OP_TICK: on_tick(w); break;
     case OP_UP_CONNECT:
     case OP_UP_SEND:
@@ -617,6 +582,7 @@ int worker_run(struct worker *w)
 {
     w->rp.w = w;
     w->rp.on_deferred = on_deferred;
+    w->rp.drop = lrt_drop_thread;
     /* 256 receive buffers (1 MiB): the kernel takes them in FIFO order,
      * so a larger ring makes every recv land in cache-cold memory (4096
      * buffers cost about 6 % more CPU per request at one connection than

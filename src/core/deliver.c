@@ -10,7 +10,6 @@
 #include "core/req.h"
 #include "http/h1_server.h"
 #include "io/outq.h"
-#include "lua/rt.h"
 #include "store/cache.h"
 
 
@@ -32,9 +31,7 @@ static void sub_done(struct req *r, bool ok)
     unlink_sub(r);
     if (!ok)
         r->broken = true;
-    if (r->wait == RW_CACHE)
-        lrt_resume(r);
-    /* else: cache:fetch is still on the stack and returns by itself */
+    req_wake(r); /* unless cache:fetch is still on the stack: it returns */
 }
 
 static void send_head(struct req *r, struct cache_obj *o)

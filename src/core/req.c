@@ -23,7 +23,7 @@ struct req *req_get(struct req_pool *p)
         p->reqs[p->n++] = r;
     }
     r->c = NULL;
-    r->wait = RW_NONE;
+    r->op = NULL;
     r->running = r->aborted = false;
     r->head.len = 0;
     r->url_len = 0;
@@ -97,6 +97,57 @@ void req_run_deferred(struct req_pool *p)
     while ((r = p->deferred) != NULL) {
         undefer(p, r);
         p->on_deferred(r);
+    }
+}
+
+void req_park(struct req *r, const struct req_op *op) { r->op = op; }
+
+bool req_parked(const struct req *r) { return r->op != NULL; }
+
+bool req_parked_on(const struct req *r, const struct req_op *op)
+{
+    return r->op == op;
+}
+
+/* The handler is abandoned: its coroutine dropped, the slot freed. */
+static void drop(struct req *r)
+{
+    r->op = NULL;
+    r->pool->drop(r);
+    r->running = false;
+    req_put(r);
+}
+
+void req_wake(struct req *r)
+{
+    const struct req_op *op = r->op;
+    if (op == NULL)
+        return;
+    if (r->aborted) {
+        drop(r); /* the completion a cancelled operation still owed */
+        return;
+    }
+    r->op = NULL;
+    op->resume(r);
+}
+
+void req_writable(struct req *r)
+{
+    if (r->op && r->op->writable)
+        r->op->writable(r);
+}
+
+void req_abort(struct req *r)
+{
+    if (!r->running) {
+        req_put(r);
+    } else if (r->op == NULL) {
+        /* closed from inside the running handler: it finishes there and
+         * sees r->c == NULL */
+    } else if (r->op->cancel(r)) {
+        drop(r);
+    } else {
+        r->aborted = true; /* freed when the cancelled op completes */
     }
 }
 

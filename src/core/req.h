@@ -17,6 +17,7 @@ struct conn;
 struct lstate;
 struct lua_State;
 struct origin;
+struct req;
 struct worker;
 
 #define REQ_MAX_HEADERS 100
@@ -26,12 +27,23 @@ struct hdr {
     uint32_t name, nlen, val, vlen; /* offsets into req->head */
 };
 
-/* What a request's coroutine is waiting for. */
-enum req_wait {
-    RW_NONE,
-    RW_SLEEP, /* luring.sleep: OP_SLEEP timeout armed */
-    RW_DRAIN, /* req:write: output queue above the high-water mark */
-    RW_CACHE, /* cache:fetch / origin:fetch: subscribed to an object */
+/* The one operation a parked request waits for. Each kind of operation
+ * (a sleep, a drain, a cache subscription...) is one static instance,
+ * defined by the code that starts it; core/req.c calls it and no other
+ * module asks what a request waits for (OpenResty's per-operation resume
+ * handler and cleanup). */
+struct req_op {
+    const char *name;                  /* "sleep", "drain", "cache"...: logs */
+    /** The client is gone while parked: undo the operation (cancel the
+     * timer, drop the subscription). true: nothing refers to r any more,
+     * free it now; false: a completion still will (req_wake frees it). */
+    bool (*cancel)(struct req *r);
+    /** The operation completed: continue the handler (push the results,
+     * resume the coroutine). */
+    void (*resume)(struct req *r);
+    /** Optional: the connection's output queue went down (a send
+     * completed): a producer held back by it may go on. */
+    void (*writable)(struct req *r);
 };
 
 /* A request: parse state, its coroutine, response state. Pooled; the Lua
@@ -45,7 +57,7 @@ struct req {
     struct lstate *ls;      /* the script state co belongs to */
     struct lua_State *co;
     int co_ref;             /* registry ref anchoring co (REQ_NO_REF: none) */
-    enum req_wait wait;
+    const struct req_op *op; /* what it is parked on, or NULL (req.c only) */
     struct loop_ts ts;      /* sleep timeout, read by the kernel at submit */
     bool running;           /* handler started and not finished */
     bool aborted;           /* client gone; free at the pending op's CQE */
@@ -77,7 +89,7 @@ struct req {
     bool sub_owner;         /* its fetch made the object: it gets the
                              * response even when it is not shareable */
     bool released;          /* a joined fill was not shareable: waits
-                             * (still RW_CACHE) to fetch on its own */
+                             * (still parked) to fetch on its own */
     struct cache *fetch_cache;   /* a joiner's cache:fetch arguments, */
     struct origin *fetch_origin; /* kept to fetch on its own if released */
     struct buf fetch_kp;    /* key then path */
@@ -98,6 +110,7 @@ struct req_pool {
     struct req *free;
     struct req *deferred, *deferred_tail; /* see req_defer */
     void (*on_deferred)(struct req *r);   /* what a deferred request does */
+    void (*drop)(struct req *r);  /* the handler layer abandons r's coroutine */
 };
 
 /** A fresh request from the pool, or NULL when out of memory. */
@@ -113,6 +126,24 @@ struct req *req_at(const struct req_pool *p, uint32_t idx);
 void req_defer(struct req *r);
 /** Run the deferred requests, in order (they may defer more). */
 void req_run_deferred(struct req_pool *p);
+
+/* The lifecycle of a running request. Only these change r->op. */
+/** r's handler yields until `op` completes. */
+void req_park(struct req *r, const struct req_op *op);
+/** Is r parked (on any operation)? */
+bool req_parked(const struct req *r);
+/** Is r parked on this very operation (a completion checks it is still
+ * the one r waits for)? */
+bool req_parked_on(const struct req *r, const struct req_op *op);
+/** r's operation completed: continue it (op->resume), or free it if its
+ * client went away meanwhile. */
+void req_wake(struct req *r);
+/** The connection's output queue went down: tell the operation. */
+void req_writable(struct req *r);
+/** The client is gone (r->c already NULL): free r, or cancel what it is
+ * parked on and free it when nothing refers to it any more. A request
+ * whose handler is on the stack is left to finish there. */
+void req_abort(struct req *r);
 /** Free every slot (the worker is ending). `each` is called first for
  * every slot, to drop what it holds. */
 void req_pool_free(struct req_pool *p, void (*each)(struct req *r));

@@ -12,7 +12,6 @@
 #include "http/h1_server.h"
 #include "app/worker.h"
 #include "base/log.h"
-#include "core/deliver.h"
 #include "core/req.h"
 #include "http/fields.h"
 #include "lua/rt.h"
@@ -395,17 +394,18 @@ void http_on_timeout(struct conn *c, enum tlist tl)
 void http_on_sent(struct conn *c, bool all)
 {
     struct req *r = c->req;
-    if (c->state == CS_HANDLING && r && r->obj && !r->collect) {
-        serve_pump(r); /* a cache subscriber that was held back */
+    if (c->state == CS_HANDLING && r) {
+        /* a producer held back by the queue goes on (delivery from a
+         * cache object pumps, a req:write resumes): the handler may finish,
+         * and what it queued is not sent yet */
+        req_writable(r);
         if (c->state >= CS_CLOSED)
             return;
-        r = c->req; /* the handler may have finished meanwhile */
+        if (outq_pending(c) > 0)
+            all = false;
     }
-    if (!all) { /* progress: restart the send timeout, wake a writer */
+    if (!all) { /* progress: restart the send timeout */
         update_timer(c, true);
-        if (c->state == CS_HANDLING && r && r->wait == RW_DRAIN &&
-            outq_pending(c) <= OUT_LOW)
-            lrt_resume(r);
         return;
     }
     switch (c->state) {
@@ -422,8 +422,6 @@ void http_on_sent(struct conn *c, bool all)
         break;
     case CS_HANDLING:
         update_timer(c, true);
-        if (r && r->wait == RW_DRAIN)
-            lrt_resume(r);
         break;
     case CS_READING:
         update_timer(c, false);
@@ -631,7 +629,7 @@ void http_response_done(struct req *r)
         c->state = CS_READING;
     }
     /* Pipelined input left in c->in is parsed by the caller: run_input's
-     * loop when the handler finished at once, lrt_resume otherwise. */
+     * loop when the handler finished at once, lrt_continue otherwise. */
     update_timer(c, true);
 }
 

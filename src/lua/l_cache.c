@@ -249,11 +249,59 @@ static struct origin *check_origin(lua_State *L, int idx)
     return *po;
 }
 
+/* ==== operations a handler parks on (core/req.h) ==== */
+
+/* cache:fetch: subscribed to an object (or released, about to fetch on its
+ * own); resumed with true once the response is queued, nil, "truncated"
+ * when it broke after the head. */
+static bool sub_cancel(struct req *r)
+{
+    serve_unsubscribe(r); /* a fill it started goes on for the others */
+    return true;
+}
+
+static void fetch_resume(struct req *r)
+{
+    if (r->broken) {
+        lua_pushnil(r->co);
+        lua_pushliteral(r->co, "truncated");
+        lrt_continue(r, 2);
+    } else {
+        lua_pushboolean(r->co, 1);
+        lrt_continue(r, 1);
+    }
+}
+
+static const struct req_op op_fetch = {
+    "cache", sub_cancel, fetch_resume, serve_pump,
+};
+
+/* origin:fetch: waits for the whole object, then returns status, headers
+ * and body. */
+static bool collect_cancel(struct req *r)
+{
+    serve_unsubscribe(r);
+    if (r->collected) {
+        cache_obj_unref(r->collected);
+        r->collected = NULL;
+    }
+    return true;
+}
+
+static void collect_resume(struct req *r)
+{
+    lrt_continue(r, lcache_push_collected(r->co, r));
+}
+
+static const struct req_op op_collect = {
+    "origin", collect_cancel, collect_resume, NULL,
+};
+
 /* Yield until the subscription ends, unless it already has. */
 static int wait_sub(lua_State *L, struct req *r)
 {
     if (r->obj) {
-        r->wait = RW_CACHE;
+        req_park(r, &op_fetch);
         return lua_yield(L, 0);
     }
     if (r->broken) {
@@ -342,14 +390,14 @@ static int l_cache_fetch(lua_State *L)
 void lcache_refetch(struct req *r)
 {
     r->released = false;
-    if (r->c == NULL || r->wait != RW_CACHE)
+    if (r->c == NULL || !req_parked_on(r, &op_fetch))
         return; /* gone meanwhile (conn_close drops parked requests) */
     const char *kp = r->fetch_kp.data;
     size_t klen = r->fetch_klen;
     if (fetch_alone(r, r->fetch_cache, r->fetch_origin, kp, klen, kp + klen,
                     r->fetch_kp.len - klen) < 0) {
         serve_error(r, 503);
-        lrt_resume(r);
+        req_wake(r);
     }
 }
 
@@ -483,7 +531,7 @@ static int l_origin_fetch(lua_State *L)
     cache_obj_unref(obj); /* the subscription holds it now */
     origin_fetch(w, o, path, plen, obj);
     if (r->obj) {
-        r->wait = RW_CACHE;
+        req_park(r, &op_collect);
         return lua_yield(L, 0);
     }
     return lcache_push_collected(L, r);

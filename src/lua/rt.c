@@ -20,6 +20,7 @@
 #include "core/deliver.h"
 #include "core/req.h"
 #include "http/h1_server.h"
+#include "io/outq.h"
 #include "lua/lua_embed.h"
 
 #define COPY_MAX (16 * 1024)   /* smaller bodies are copied, larger ones
@@ -224,6 +225,50 @@ static int l_req_start(lua_State *L)
     return 1;
 }
 
+/* ==== operations a handler parks on (core/req.h) ==== */
+
+/* req:write above the queue's high-water mark: resumed with true once
+ * it drains below the low one. */
+static bool drain_cancel(struct req *r) { return true; }
+
+static void drain_resume(struct req *r)
+{
+    lua_pushboolean(r->co, 1); /* req:write() returns true */
+    lrt_continue(r, 1);
+}
+
+static void drain_writable(struct req *r)
+{
+    if (outq_pending(r->c) <= OUT_LOW)
+        req_wake(r);
+}
+
+static const struct req_op op_drain = {
+    "drain", drain_cancel, drain_resume, drain_writable,
+};
+
+/* luring.sleep: an OP_SLEEP timeout in the ring. Cancelled when the
+ * client goes; the slot is freed at the cancelled timeout's completion. */
+static bool sleep_cancel(struct req *r)
+{
+    loop_cancel(r->w->loop, UD_MAKE(OP_SLEEP, r->gen, r->idx),
+                UD_MAKE(OP_CANCEL, 0, 0));
+    return false;
+}
+
+static void sleep_resume(struct req *r) { lrt_continue(r, 0); }
+
+static const struct req_op op_sleep = {
+    "sleep", sleep_cancel, sleep_resume, NULL,
+};
+
+void lrt_sleep_done(struct worker *w, const struct loop_cqe *cq)
+{
+    struct req *r = req_at(&w->rp, UD_IDX(cq->ud));
+    if (r && r->gen == UD_GEN(cq->ud) && req_parked_on(r, &op_sleep))
+        req_wake(r);
+}
+
 static int l_req_write(lua_State *L)
 {
     struct req *r = lrt_check_req(L, 1);
@@ -238,7 +283,7 @@ static int l_req_write(lua_State *L)
     queue_body(L, r, 2);
     if (outq_pending(r->c) > OUT_HIGH && cur_worker->cur == r &&
         L == r->co) {
-        r->wait = RW_DRAIN; /* resumed with true once the queue drains */
+        req_park(r, &op_drain);
         return lua_yield(L, 0);
     }
     lua_pushboolean(L, 1);
@@ -260,7 +305,7 @@ static int l_sleep(lua_State *L)
     r->ts.tv_sec = (int64_t)(ms / 1000);
     r->ts.tv_nsec = (long long)((ms - (lua_Number)r->ts.tv_sec * 1000) * 1e6);
     loop_timeout(w->loop, &r->ts, UD_MAKE(OP_SLEEP, r->gen, r->idx));
-    r->wait = RW_SLEEP;
+    req_park(r, &op_sleep);
     return lua_yield(L, 0);
 }
 
@@ -702,13 +747,12 @@ static void run(struct req *r, int nargs)
 {
     struct worker *w = r->w;
     lua_State *co = r->co;
-    r->wait = RW_NONE;
     w->cur = r;
     int st = lua_resume(co, nargs);
     w->cur = NULL;
     if (st == LUA_YIELD) {
-        if (r->wait != RW_NONE)
-            return; /* parked until its completion */
+        if (req_parked(r))
+            return; /* until its operation completes (req_wake) */
         lrt_drop_thread(r);
         r->running = false;
         fail(r, "handler yielded outside a luring call (coroutine.yield "
@@ -749,24 +793,10 @@ void lrt_start(struct req *r)
     run(r, nargs);
 }
 
-void lrt_resume(struct req *r)
+void lrt_continue(struct req *r, int nargs)
 {
     struct conn *c = r->c;
     uint32_t cgen = c ? c->gen : 0;
-    int nargs = 0;
-    if (r->wait == RW_DRAIN) {
-        lua_pushboolean(r->co, 1); /* req:write() returns true */
-        nargs = 1;
-    } else if (r->wait == RW_CACHE && r->collect) {
-        nargs = lcache_push_collected(r->co, r); /* origin:fetch */
-    } else if (r->wait == RW_CACHE && r->broken) {
-        lua_pushnil(r->co);
-        lua_pushliteral(r->co, "truncated");
-        nargs = 2;
-    } else if (r->wait == RW_CACHE) {
-        lua_pushboolean(r->co, 1); /* cache:fetch served the response */
-        nargs = 1;
-    }
     run(r, nargs);
     /* the response may be complete now: parse pipelined input */
     if (c && c->gen == cgen && c->state == CS_READING)

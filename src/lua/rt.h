@@ -8,6 +8,7 @@
 
 #include "base/config.h"
 
+struct loop_cqe;
 struct lua_State; /* lua.h stays out of the layers that include this */
 struct req;
 struct worker;
@@ -46,8 +47,12 @@ int lrt_reload(struct worker *w);
 void lrt_close_all(struct worker *w);
 /** Run the handler for a parsed request. */
 void lrt_start(struct req *r);
-/** Resume a coroutine whose wait is over. */
-void lrt_resume(struct req *r);
+/** Resume r's coroutine with the nargs results its operation pushed (an
+ * operation's resume, core/req.h), then parse pipelined input if the
+ * response is complete. */
+void lrt_continue(struct req *r, int nargs);
+/** An OP_SLEEP completion: wakes the request still sleeping on it. */
+void lrt_sleep_done(struct worker *w, const struct loop_cqe *cq);
 /** The coroutine's thread can't be reused (aborted mid-yield). */
 void lrt_drop_thread(struct req *r);
 void lrt_unref(struct worker *w, void *arg, intptr_t ref);
