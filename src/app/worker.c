@@ -104,7 +104,7 @@ static void on_tick(struct worker *w)
 {
     int64_t now = loop_now(w->loop);
     refresh_date(w);
-    origin_tick(w, now);
+    origin_tick(&w->up, now);
     for (int tl = TL_HEAD; tl < TL_N; tl++) {
         struct conn *c;
         while ((c = w->tl_head[tl]) != NULL && c->deadline <= now) {
@@ -522,8 +522,8 @@ static void on_cqe(void *ctx, const struct loop_cqe *cq)
     case OP_TICK: on_tick(w); break;
     case OP_UP_CONNECT:
     case OP_UP_SEND:
-    case OP_UP_RECV: origin_on_cqe(w, cq); break;
-    case OP_FILE_READ: origin_on_file_cqe(w, cq); break;
+    case OP_UP_RECV: origin_on_cqe(&w->up, cq); break;
+    case OP_FILE_READ: origin_on_file_cqe(&w->up, cq); break;
     case OP_WAKE: on_wake(w); break;
     case OP_INOTIFY: on_inotify(w, cq); break;
     case OP_CLOSE:
@@ -593,6 +593,7 @@ int worker_run(struct worker *w)
     w->loop = loop_new(&lc, w->err, sizeof w->err);
     if (w->loop == NULL)
         return -1;
+    w->up.loop = w->loop;
     char err[sizeof w->err];
     err[0] = w->err[0] = 0;
     w->inotify_fd = -1;
@@ -641,7 +642,7 @@ void worker_cleanup(struct worker *w)
     }
     free(w->conns);
     req_pool_free(&w->rp, drop_req);
-    origin_cleanup(w);
+    origin_cleanup(&w->up);
     lcache_cleanup(w);
     for (unsigned i = 0; i < w->nls; i++)
         close(w->ls[i].fd);

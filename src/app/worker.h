@@ -9,6 +9,7 @@
 
 #include "base/config.h"
 #include "base/buf.h"
+#include "core/origin.h"
 #include "core/req.h"
 #include "http/h1_server.h"
 #include "io/loop.h"
@@ -16,8 +17,6 @@
 
 struct cache;
 struct lstate;
-struct origin;
-struct upconn;
 
 /* worker->ctl bits, set by another thread before it writes wake_fd */
 enum { CTL_STOP = 1, CTL_RELOAD = 2 };
@@ -67,9 +66,7 @@ struct worker {
     bool rhead_oom;
     int64_t date_sec;
     /* origins and caches */
-    struct upconn **ups;    /* upstream connections / file reads */
-    unsigned nups;
-    struct upconn *free_ups;
+    struct upstreams up;    /* upstream connections / file reads */
     struct cache **caches;
     unsigned ncaches;
     struct origin **origins;

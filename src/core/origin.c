@@ -5,7 +5,7 @@
 #define _GNU_SOURCE
 #include "core/origin.h"
 #include "core/fetch.h"
-#include "app/worker.h"
+#include "io/ops.h"
 #include "base/log.h"
 #include "http/fields.h"
 #include "http/h1_server.h"
@@ -26,19 +26,19 @@
 
 /* ==== slots ==== */
 
-static struct upconn *up_alloc(struct worker *w)
+static struct upconn *up_alloc(struct upstreams *us)
 {
-    struct upconn *u = w->free_ups;
+    struct upconn *u = us->free;
     if (u) {
-        w->free_ups = u->next;
+        us->free = u->next;
     } else {
-        if (ptrs_reserve(&w->ups, w->nups) < 0)
+        if (ptrs_reserve(&us->slots, us->n) < 0)
             return NULL;
         u = calloc(1, sizeof *u);
         if (u == NULL)
             return NULL;
-        u->idx = w->nups;
-        w->ups[w->nups++] = u;
+        u->idx = us->n;
+        us->slots[us->n++] = u;
     }
     u->next = NULL;
     u->fd = -1;
@@ -51,19 +51,19 @@ static struct upconn *up_alloc(struct worker *w)
     return u;
 }
 
-static void up_maybe_free(struct worker *w, struct upconn *u)
+static void up_maybe_free(struct upstreams *us, struct upconn *u)
 {
     if (u->phase != UP_CLOSED || u->inflight)
         return;
     if (u->fd >= 0)
-        loop_close(w->loop, u->fd, UD_MAKE(OP_CLOSE, 0, 0));
+        loop_close(us->loop, u->fd, UD_MAKE(OP_CLOSE, 0, 0));
     u->fd = -1;
     u->phase = UP_FREE;
     buf_reset(&u->out, 4096);
     buf_reset(&u->hname, 1024);
     buf_reset(&u->hval, 4096);
-    u->next = w->free_ups;
-    w->free_ups = u;
+    u->next = us->free;
+    us->free = u;
 }
 
 static void pool_remove(struct origin *o, struct upconn *u)
@@ -77,7 +77,7 @@ static void pool_remove(struct origin *o, struct upconn *u)
         }
 }
 
-static void up_close(struct worker *w, struct upconn *u)
+static void up_close(struct upstreams *us, struct upconn *u)
 {
     if (u->phase == UP_CLOSED || u->phase == UP_FREE)
         return;
@@ -87,7 +87,7 @@ static void up_close(struct worker *w, struct upconn *u)
     u->gen = (u->gen + 1) & GEN_MASK;
     if (u->fd >= 0 && u->o->kind == ORIGIN_HTTP)
         shutdown(u->fd, SHUT_RDWR); /* ends the multishot recv */
-    up_maybe_free(w, u);
+    up_maybe_free(us, u);
 }
 
 /* The fetch is over: hand the outcome to the object, drop our ref. */
@@ -225,7 +225,7 @@ static int up_on_headers_complete(http_parser *p)
         total = (int64_t)p->content_length;
     if (p->status_code == 204 || p->status_code == 304)
         total = 0;
-    fetch_head(u->obj, p->status_code, total, loop_now(u->o->w->loop));
+    fetch_head(u->obj, p->status_code, total, loop_now(u->o->us->loop));
     return 0;
 }
 
@@ -255,14 +255,14 @@ static const http_parser_settings up_settings = {
 
 /* ==== HTTP: the fetch ==== */
 
-static void up_send(struct worker *w, struct upconn *u)
+static void up_send(struct upstreams *us, struct upconn *u)
 {
-    loop_send(w->loop, u->fd, u->out.data + u->out_sent,
+    loop_send(us->loop, u->fd, u->out.data + u->out_sent,
               u->out.len - u->out_sent, UD_MAKE(OP_UP_SEND, u->gen, u->idx));
     u->inflight++;
 }
 
-static void up_start_request(struct worker *w, struct upconn *u)
+static void up_start_request(struct upstreams *us, struct upconn *u)
 {
     struct origin *o = u->o;
     http_parser_init(&u->parser, HTTP_RESPONSE);
@@ -272,16 +272,16 @@ static void up_start_request(struct worker *w, struct upconn *u)
     u->got_bytes = false;
     u->out_sent = 0;
     u->phase = UP_SEND;
-    u->deadline = loop_now(w->loop) + o->first_byte_timeout_ms;
+    u->deadline = loop_now(us->loop) + o->first_byte_timeout_ms;
     if (!u->recv_armed) {
-        loop_recv_multishot(w->loop, u->fd, UD_MAKE(OP_UP_RECV, u->gen, u->idx));
+        loop_recv_multishot(us->loop, u->fd, UD_MAKE(OP_UP_RECV, u->gen, u->idx));
         u->recv_armed = true;
         u->inflight++;
     }
-    up_send(w, u);
+    up_send(us, u);
 }
 
-static void up_connect(struct worker *w, struct upconn *u)
+static void up_connect(struct upstreams *us, struct upconn *u)
 {
     struct origin *o = u->o;
     u->fd = socket(o->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -289,26 +289,27 @@ static void up_connect(struct worker *w, struct upconn *u)
         log_err("origin %s: socket: %s", o->name, strerror(errno));
         u->phase = UP_CLOSED;
         finish(u, false, 502);
-        up_maybe_free(w, u);
+        up_maybe_free(us, u);
         return;
     }
     u->phase = UP_CONNECT;
-    u->deadline = loop_now(w->loop) + o->connect_timeout_ms;
+    u->deadline = loop_now(us->loop) + o->connect_timeout_ms;
     o->st.connects++;
-    loop_connect(w->loop, u->fd, (struct sockaddr *)&o->addr, o->alen,
+    loop_connect(us->loop, u->fd, (struct sockaddr *)&o->addr, o->alen,
                  UD_MAKE(OP_UP_CONNECT, u->gen, u->idx));
     u->inflight++;
 }
 
-static void file_fetch(struct worker *w, struct origin *o, const char *path,
+static void file_fetch(struct upstreams *us, struct origin *o, const char *path,
                        size_t plen, struct cache_obj *obj);
 
-void origin_fetch(struct worker *w, struct origin *o, const char *path,
-                  size_t plen, struct cache_obj *obj)
+void origin_fetch(struct origin *o, const char *path, size_t plen,
+                  struct cache_obj *obj)
 {
+    struct upstreams *us = o->us;
     o->st.requests++;
     if (o->kind == ORIGIN_FILE) {
-        file_fetch(w, o, path, plen, obj);
+        file_fetch(us, o, path, plen, obj);
         return;
     }
     struct upconn *u = o->idle;
@@ -319,7 +320,7 @@ void origin_fetch(struct worker *w, struct origin *o, const char *path,
         u->reused = true;
         o->st.reused++;
     } else {
-        u = up_alloc(w);
+        u = up_alloc(us);
         if (u == NULL) {
             cache_obj_done(obj, false, 502);
             return;
@@ -338,68 +339,68 @@ void origin_fetch(struct worker *w, struct origin *o, const char *path,
                  "Accept: */*\r\n\r\n", o->host);
     buf_append(&u->out, line, (size_t)n);
     if (u->reused)
-        up_start_request(w, u);
+        up_start_request(us, u);
     else
-        up_connect(w, u);
+        up_connect(us, u);
 }
 
 /* A pooled connection failed before any response byte: the origin may
  * have closed it while idle. Retry once on a fresh connection. */
-static bool retry_fresh(struct worker *w, struct upconn *u)
+static bool retry_fresh(struct upstreams *us, struct upconn *u)
 {
     if (!u->reused || u->got_bytes || u->obj == NULL)
         return false;
-    struct upconn *n = up_alloc(w);
+    struct upconn *n = up_alloc(us);
     if (n == NULL)
         return false;
     n->o = u->o;
     n->obj = u->obj;
     u->obj = NULL;
     buf_append(&n->out, u->out.data, u->out.len);
-    up_close(w, u);
-    up_connect(w, n);
+    up_close(us, u);
+    up_connect(us, n);
     return true;
 }
 
-static void up_fail(struct worker *w, struct upconn *u, int status)
+static void up_fail(struct upstreams *us, struct upconn *u, int status)
 {
-    if (!retry_fresh(w, u)) {
+    if (!retry_fresh(us, u)) {
         finish(u, false, status);
-        up_close(w, u);
+        up_close(us, u);
     }
 }
 
 /* The response is complete: keep the connection if it allows. */
-static void up_done(struct worker *w, struct upconn *u)
+static void up_done(struct upstreams *us, struct upconn *u)
 {
     struct origin *o = u->o;
     bool keep = http_should_keep_alive(&u->parser) &&
                 o->nidle < o->keepalive_max;
     finish(u, true, 0);
     if (!keep) {
-        up_close(w, u);
+        up_close(us, u);
         return;
     }
     u->phase = UP_IDLE;
     u->reused = false;
-    u->deadline = loop_now(w->loop) + o->keepalive_ms;
+    u->deadline = loop_now(us->loop) + o->keepalive_ms;
     u->next = o->idle;
     o->idle = u;
     o->nidle++;
 }
 
-static void up_data(struct worker *w, struct upconn *u, const char *p,
+static void up_data(struct upstreams *us, struct upconn *u, const char *p,
                     size_t n)
 {
     if (u->phase == UP_IDLE) { /* unexpected bytes on an idle connection */
-        up_close(w, u);
+        up_close(us, u);
         return;
     }
     if (u->obj == NULL)
         return;
     u->got_bytes = true;
     u->phase = UP_READ;
-    u->deadline = loop_now(w->loop) + u->o->idle_timeout_ms;
+    u->deadline = loop_now(us->loop) + u->o->idle_timeout_ms;
     size_t k = http_parser_execute(&u->parser, &up_settings, p, n);
     enum http_errno e = HTTP_PARSER_ERRNO(&u->parser);
     if (e == HPE_PAUSED) {
@@ -407,41 +408,41 @@ static void up_data(struct worker *w, struct upconn *u, const char *p,
         if (k < n)
             log_warn("origin %s: %zu unexpected bytes after the response",
                      u->o->name, n - k);
-        up_done(w, u);
+        up_done(us, u);
         if (k < n)
-            up_close(w, u);
+            up_close(us, u);
     } else if (e != HPE_OK) {
         log_warn("origin %s: invalid response: %s", u->o->name,
                  http_errno_description(e));
-        up_fail(w, u, 502);
+        up_fail(us, u, 502);
     }
 }
 
-static void up_eof(struct worker *w, struct upconn *u)
+static void up_eof(struct upstreams *us, struct upconn *u)
 {
     if (u->obj && u->got_bytes) {
         /* a close-delimited body ends here; anything else is truncated */
         http_parser_execute(&u->parser, &up_settings, NULL, 0);
         if (HTTP_PARSER_ERRNO(&u->parser) == HPE_PAUSED) {
             finish(u, true, 0);
-            up_close(w, u);
+            up_close(us, u);
             return;
         }
         log_warn("origin %s: connection closed mid-response (truncated)",
                  u->o->name);
     }
-    up_fail(w, u, 502);
+    up_fail(us, u, 502);
 }
 
-void origin_on_cqe(struct worker *w, const struct loop_cqe *cq)
+void origin_on_cqe(struct upstreams *us, const struct loop_cqe *cq)
 {
     uint32_t idx = UD_IDX(cq->ud);
-    if (idx >= w->nups) {
+    if (idx >= us->n) {
         if (cq->has_buf)
-            loop_buf_recycle(w->loop, cq->bid);
+            loop_buf_recycle(us->loop, cq->bid);
         return;
     }
-    struct upconn *u = w->ups[idx];
+    struct upconn *u = us->slots[idx];
     unsigned op = UD_OP(cq->ud);
     bool stale = UD_GEN(cq->ud) != u->gen || u->phase == UP_CLOSED;
     if (op == OP_UP_RECV) {
@@ -451,25 +452,25 @@ void origin_on_cqe(struct worker *w, const struct loop_cqe *cq)
         }
         if (stale) {
             if (cq->has_buf)
-                loop_buf_recycle(w->loop, cq->bid);
+                loop_buf_recycle(us->loop, cq->bid);
         } else if (cq->res > 0) {
-            up_data(w, u, loop_buf(w->loop, cq->bid), (size_t)cq->res);
-            loop_buf_recycle(w->loop, cq->bid);
+            up_data(us, u, loop_buf(us->loop, cq->bid), (size_t)cq->res);
+            loop_buf_recycle(us->loop, cq->bid);
             if (!cq->more && u->phase != UP_CLOSED && u->phase != UP_FREE) {
-                loop_recv_multishot(w->loop, u->fd,
+                loop_recv_multishot(us->loop, u->fd,
                                     UD_MAKE(OP_UP_RECV, u->gen, u->idx));
                 u->recv_armed = true;
                 u->inflight++;
             }
         } else if (cq->res == 0) {
-            up_eof(w, u);
+            up_eof(us, u);
         } else if (cq->res == -ENOBUFS) {
-            loop_recv_multishot(w->loop, u->fd,
+            loop_recv_multishot(us->loop, u->fd,
                                 UD_MAKE(OP_UP_RECV, u->gen, u->idx));
             u->recv_armed = true;
             u->inflight++;
         } else {
-            up_fail(w, u, 502);
+            up_fail(us, u, 502);
         }
     } else if (op == OP_UP_CONNECT) {
         u->inflight--;
@@ -478,45 +479,45 @@ void origin_on_cqe(struct worker *w, const struct loop_cqe *cq)
                 log_warn("origin %s: connect: %s", u->o->name,
                          strerror(-cq->res));
                 finish(u, false, cq->res == -ECANCELED ? 504 : 502);
-                up_close(w, u);
+                up_close(us, u);
             } else {
-                up_start_request(w, u);
+                up_start_request(us, u);
             }
         }
     } else if (op == OP_UP_SEND) {
         u->inflight--;
         if (!stale) {
             if (cq->res <= 0) {
-                up_fail(w, u, 502);
+                up_fail(us, u, 502);
             } else {
                 u->out_sent += (size_t)cq->res;
                 if (u->out_sent < u->out.len) {
-                    up_send(w, u); /* short send */
+                    up_send(us, u); /* short send */
                 } else if (u->phase == UP_SEND) {
                     u->phase = UP_WAIT;
                 }
             }
         }
     }
-    up_maybe_free(w, u);
+    up_maybe_free(us, u);
 }
 
 /* ==== files ==== */
 
 #define FILE_READ_MAX (256 * 1024)
 
-static void file_read_next(struct worker *w, struct upconn *u)
+static void file_read_next(struct upstreams *us, struct upconn *u)
 {
     size_t room;
     char *p = cache_obj_reserve(u->obj, &room);
     if (p == NULL) {
         finish(u, u->obj->len == (size_t)u->obj->total, 502);
-        up_close(w, u);
+        up_close(us, u);
         return;
     }
     /* object memory: owned by the kernel until OP_FILE_READ completes; the
      * fetch holds a ref on the object */
-    loop_read(w->loop, u->fd, p, room, u->file_off,
+    loop_read(us->loop, u->fd, p, room, u->file_off,
               UD_MAKE(OP_FILE_READ, u->gen, u->idx));
     u->inflight++;
 }
@@ -532,7 +533,7 @@ static void file_simple(struct cache_obj *obj, int status, int64_t now)
     cache_obj_done(obj, true, 0);
 }
 
-static void file_fetch(struct worker *w, struct origin *o, const char *path,
+static void file_fetch(struct upstreams *us, struct origin *o, const char *path,
                        size_t plen, struct cache_obj *obj)
 {
     char full[2048];
@@ -542,7 +543,7 @@ static void file_fetch(struct worker *w, struct origin *o, const char *path,
         strstr(path, "/../") || (plen >= 3 && !memcmp(path + plen - 3, "/..", 3)) ||
         (size_t)snprintf(full, sizeof full, "%s%.*s", o->root, (int)plen,
                          path) >= sizeof full) {
-        file_simple(obj, 400, loop_now(w->loop));
+        file_simple(obj, 400, loop_now(us->loop));
         cache_obj_unref(obj);
         return;
     }
@@ -552,11 +553,11 @@ static void file_fetch(struct worker *w, struct origin *o, const char *path,
         int status = fd < 0 && errno == EACCES ? 403 : 404;
         if (fd >= 0)
             close(fd);
-        file_simple(obj, status, loop_now(w->loop));
+        file_simple(obj, status, loop_now(us->loop));
         cache_obj_unref(obj);
         return;
     }
-    struct upconn *u = up_alloc(w);
+    struct upconn *u = up_alloc(us);
     if (u == NULL) {
         close(fd);
         cache_obj_done(obj, false, 502);
@@ -568,49 +569,49 @@ static void file_fetch(struct worker *w, struct origin *o, const char *path,
     u->obj = obj;
     u->phase = UP_READ;
     u->deadline = INT64_MAX;
-    fetch_head(obj, 200, (int64_t)st.st_size, loop_now(w->loop));
+    fetch_head(obj, 200, (int64_t)st.st_size, loop_now(us->loop));
     if (st.st_size == 0) {
         finish(u, true, 0);
-        up_close(w, u);
+        up_close(us, u);
         return;
     }
-    file_read_next(w, u);
+    file_read_next(us, u);
 }
 
-void origin_on_file_cqe(struct worker *w, const struct loop_cqe *cq)
+void origin_on_file_cqe(struct upstreams *us, const struct loop_cqe *cq)
 {
     uint32_t idx = UD_IDX(cq->ud);
-    if (idx >= w->nups)
+    if (idx >= us->n)
         return;
-    struct upconn *u = w->ups[idx];
+    struct upconn *u = us->slots[idx];
     u->inflight--;
     if (UD_GEN(cq->ud) != u->gen || u->phase == UP_CLOSED) {
-        up_maybe_free(w, u);
+        up_maybe_free(us, u);
         return;
     }
     if (cq->res <= 0) {
         if (cq->res < 0)
             log_warn("origin %s: read: %s", u->o->name, strerror(-cq->res));
         finish(u, false, 502); /* 0: the file shrank: truncated */
-        up_close(w, u);
+        up_close(us, u);
         return;
     }
     u->file_off += (uint64_t)cq->res;
     cache_obj_commit(u->obj, (size_t)cq->res);
     if (u->obj->len == (size_t)u->obj->total) {
         finish(u, true, 0);
-        up_close(w, u);
+        up_close(us, u);
     } else {
-        file_read_next(w, u);
+        file_read_next(us, u);
     }
 }
 
 /* ==== timeouts ==== */
 
-void origin_tick(struct worker *w, int64_t now)
+void origin_tick(struct upstreams *us, int64_t now)
 {
-    for (unsigned i = 0; i < w->nups; i++) {
-        struct upconn *u = w->ups[i];
+    for (unsigned i = 0; i < us->n; i++) {
+        struct upconn *u = us->slots[i];
         if (u->phase == UP_FREE || u->phase == UP_CLOSED ||
             u->deadline > now || u->o->kind != ORIGIN_HTTP)
             continue;
@@ -622,17 +623,17 @@ void origin_tick(struct worker *w, int64_t now)
                      u->phase == UP_CONNECT ? "connect" : "first byte");
             u->o->st.timeouts++;
             finish(u, false, 504);
-            up_close(w, u);
+            up_close(us, u);
             break;
         case UP_READ:
             log_warn("origin %s: no data for %lld ms (truncated)", u->o->name,
                      (long long)u->o->idle_timeout_ms);
             u->o->st.timeouts++;
             finish(u, false, 504);
-            up_close(w, u);
+            up_close(us, u);
             break;
         case UP_IDLE:
-            up_close(w, u);
+            up_close(us, u);
             break;
         default:
             break;
@@ -640,10 +641,10 @@ void origin_tick(struct worker *w, int64_t now)
     }
 }
 
-void origin_cleanup(struct worker *w)
+void origin_cleanup(struct upstreams *us)
 {
-    for (unsigned i = 0; i < w->nups; i++) {
-        struct upconn *u = w->ups[i];
+    for (unsigned i = 0; i < us->n; i++) {
+        struct upconn *u = us->slots[i];
         if (u->fd >= 0)
             close(u->fd);
         if (u->obj)
@@ -653,5 +654,5 @@ void origin_cleanup(struct worker *w)
         buf_free(&u->hval);
         free(u);
     }
-    free(w->ups);
+    free(us->slots);
 }

@@ -14,7 +14,16 @@
 #include "io/loop.h"
 
 struct cache_obj;
-struct worker;
+struct upconn;
+
+/* A worker's upstream connections and file reads: slots indexed by
+ * upconn->idx (in user_data), a free list, the ring they use. */
+struct upstreams {
+    struct loop *loop;
+    struct upconn **slots;
+    unsigned n;
+    struct upconn *free;
+};
 
 enum origin_kind { ORIGIN_HTTP, ORIGIN_FILE };
 
@@ -39,7 +48,7 @@ struct origin {
     /* file */
     char root[1024];
     struct origin_stats st;
-    struct worker *w;
+    struct upstreams *us;        /* the worker's upstream slots */
 };
 
 enum up_phase { UP_FREE, UP_CONNECT, UP_SEND, UP_WAIT, UP_READ, UP_IDLE,
@@ -71,14 +80,14 @@ struct upconn {
 int origin_init_http(struct origin *o, const char *url, char *err,
                      size_t errlen);
 /** Start fetching `path` into obj (takes a ref on obj). */
-void origin_fetch(struct worker *w, struct origin *o, const char *path,
-                  size_t plen, struct cache_obj *obj);
+void origin_fetch(struct origin *o, const char *path, size_t plen,
+                  struct cache_obj *obj);
 /** Completion for OP_UP_* ops. */
-void origin_on_cqe(struct worker *w, const struct loop_cqe *cq);
+void origin_on_cqe(struct upstreams *us, const struct loop_cqe *cq);
 /** Completion for OP_FILE_READ. */
-void origin_on_file_cqe(struct worker *w, const struct loop_cqe *cq);
+void origin_on_file_cqe(struct upstreams *us, const struct loop_cqe *cq);
 /** Timeouts (called from the worker's tick). */
-void origin_tick(struct worker *w, int64_t now);
-void origin_cleanup(struct worker *w);
+void origin_tick(struct upstreams *us, int64_t now);
+void origin_cleanup(struct upstreams *us);
 
 #endif

@@ -333,7 +333,7 @@ static int fetch_alone(struct req *r, struct cache *c, struct origin *o,
     obj->req_auth = has_authorization(r);
     serve_subscribe(r, obj, "MISS", true);
     cache_obj_unref(obj); /* the subscription holds it */
-    origin_fetch(r->w, o, path, plen, obj);
+    origin_fetch(o, path, plen, obj);
     return 0;
 }
 
@@ -382,7 +382,7 @@ static int l_cache_fetch(lua_State *L)
             return luaL_error(L, "fetch: out of memory");
         obj->req_auth = has_authorization(r);
         serve_subscribe(r, obj, "MISS", true);
-        origin_fetch(w, o, path, plen, obj);
+        origin_fetch(o, path, plen, obj);
     }
     return wait_sub(L, r);
 }
@@ -503,7 +503,7 @@ static int l_origin_new(lua_State *L)
         o->nidle = nidle;
         o->st = st;
     }
-    o->w = w;
+    o->us = &w->up;
     *po = o;
     return 1;
 }
@@ -529,7 +529,7 @@ static int l_origin_fetch(lua_State *L)
     r->collect = true;
     serve_subscribe(r, obj, NULL, true);
     cache_obj_unref(obj); /* the subscription holds it now */
-    origin_fetch(w, o, path, plen, obj);
+    origin_fetch(o, path, plen, obj);
     if (r->obj) {
         req_park(r, &op_collect);
         return lua_yield(L, 0);
