@@ -63,14 +63,6 @@ static void *thread_main(void *arg)
     return NULL;
 }
 
-static int count_listener(void *ud, const char *addr, int ref)
-{
-    (void)addr;
-    (void)ref;
-    (*(int *)ud)++;
-    return 0;
-}
-
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "sim") == 0)
@@ -123,7 +115,7 @@ int main(int argc, char **argv)
     config_defaults(&cfg);
     int nls = 0;
     if (lrt_read_config(L, &cfg, err, sizeof err) < 0 ||
-        lrt_listeners(L, count_listener, &nls, err, sizeof err) < 0) {
+        (nls = lrt_listeners(L, NULL, NULL, err, sizeof err)) < 0) {
         fprintf(stderr, "luring: %s: %s\n", script, err);
         lua_close(L);
         return 1;

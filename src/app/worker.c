@@ -277,14 +277,16 @@ bad:
     return -1;
 }
 
-static int add_listener(void *ud, const char *addr, int ref)
+static int add_listener(void *ud, unsigned i, const char *addr, char *err,
+                        size_t errlen)
 {
     struct worker *w = ud;
+    (void)i;
     if (w->listen_override)
         addr = w->listen_override;
     struct sockaddr_storage ss;
     socklen_t len;
-    if (parse_addr(addr, &ss, &len, w->err, sizeof w->err) < 0)
+    if (parse_addr(addr, &ss, &len, err, errlen) < 0)
         return -1;
     int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int one = 1;
@@ -295,7 +297,7 @@ static int add_listener(void *ud, const char *addr, int ref)
         (w->cfg->workers > 1 &&
          setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) ||
         bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, 4096) < 0) {
-        snprintf(w->err, sizeof w->err, "listen %s: %s", addr,
+        snprintf(err, errlen, "listen %s: %s", addr,
                  strerror(errno));
         if (fd >= 0)
             close(fd);
@@ -303,21 +305,33 @@ static int add_listener(void *ud, const char *addr, int ref)
     }
     if (w->nls == LISTEN_MAX) {
         close(fd);
-        snprintf(w->err, sizeof w->err, "more than %d listeners", LISTEN_MAX);
+        snprintf(err, errlen, "more than %d listeners", LISTEN_MAX);
         return -1;
     }
     struct listener *ls = realloc(w->ls, (w->nls + 1) * sizeof *ls);
     if (ls == NULL) {
         close(fd);
-        snprintf(w->err, sizeof w->err, "out of memory");
+        snprintf(err, errlen, "out of memory");
         return -1;
     }
     w->ls = ls;
     struct listener *l = &w->ls[w->nls++];
     memset(l, 0, sizeof *l);
     l->fd = fd;
-    w->loading->dispatch[w->loading->ndispatch++] = ref;
     snprintf(l->addr, sizeof l->addr, "%s", addr);
+    return 0;
+}
+
+/* Reload: the new script must serve the same listeners, in order. */
+static int same_listener(void *ud, unsigned i, const char *addr, char *err,
+                         size_t errlen)
+{
+    struct worker *w = ud;
+    if (i >= w->nls || (!w->listen_override && strcmp(addr, w->ls[i].addr))) {
+        snprintf(err, errlen, "listener %u (%s) differs from the running "
+                 "script's; restart to change listeners", i + 1, addr);
+        return -1;
+    }
     return 0;
 }
 
@@ -455,7 +469,7 @@ static void on_wake(struct worker *w)
     }
     arm_wake(w);
     if (ctl & CTL_RELOAD)
-        lrt_reload(w);
+        lrt_reload(&w->lrt, same_listener, w, w->nls);
 }
 
 static void arm_inotify(struct worker *w)
@@ -518,7 +532,7 @@ static void on_cqe(void *ctx, const struct loop_cqe *cq)
     case OP_ACCEPT: on_accept(w, cq); break;
     case OP_RECV: on_recv(w, cq); break;
     case OP_SEND: on_send(w, cq); break;
-    case OP_SLEEP: lrt_sleep_done(w, cq); break;
+    case OP_SLEEP: lrt_sleep_done(&w->lrt, cq); break;
     case OP_TICK: on_tick(w); break;
     case OP_UP_CONNECT:
     case OP_UP_SEND:
@@ -594,15 +608,16 @@ int worker_run(struct worker *w)
     if (w->loop == NULL)
         return -1;
     w->up.loop = w->loop;
-    char err[sizeof w->err];
-    err[0] = w->err[0] = 0;
+    w->err[0] = 0;
     w->inotify_fd = -1;
-    w->lua = lrt_load(w, add_listener, err, sizeof err);
-    if (w->lua == NULL) {
-        if (w->err[0] == 0) /* not a listener error: the script's */
-            snprintf(w->err, sizeof w->err, "%s", err);
+    w->lrt.loop = w->loop;
+    w->lrt.rp = &w->rp;
+    w->lrt.up = &w->up;
+    w->lrt.script = w->script;
+    w->lrt.id = w->id;
+    w->lrt.lua = lrt_load(&w->lrt, add_listener, w, w->err, sizeof w->err);
+    if (w->lrt.lua == NULL)
         return -1;
-    }
     if (w->watch && watch_script(w) < 0)
         return -1;
     w->tl_timeout[TL_HEAD] = w->cfg->header_timeout_ms;
@@ -643,13 +658,13 @@ void worker_cleanup(struct worker *w)
     free(w->conns);
     req_pool_free(&w->rp, drop_req);
     origin_cleanup(&w->up);
-    lcache_cleanup(w);
+    lcache_cleanup(&w->lrt);
     for (unsigned i = 0; i < w->nls; i++)
         close(w->ls[i].fd);
     free(w->ls);
     if (w->inotify_fd >= 0)
         close(w->inotify_fd);
-    lrt_close_all(w); /* last: queued sends above released Lua strings */
+    lrt_close_all(&w->lrt); /* last: queued sends above released Lua strings */
     loop_free(w->loop);
     buf_free(&w->rhead);
 }

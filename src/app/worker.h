@@ -14,9 +14,8 @@
 #include "http/h1_server.h"
 #include "io/loop.h"
 #include "io/ops.h"
+#include "lua/rt.h"
 
-struct cache;
-struct lstate;
 
 /* worker->ctl bits, set by another thread before it writes wake_fd */
 enum { CTL_STOP = 1, CTL_RELOAD = 2 };
@@ -30,9 +29,7 @@ struct listener {
 struct worker {
     unsigned id;
     struct loop *loop;
-    struct lstate *lua;     /* the current script */
-    struct lstate *retired; /* older scripts still finishing requests */
-    struct lstate *loading; /* being loaded (listener callback) */
+    struct lrt lrt;         /* its Lua runtime: scripts, caches, origins */
     _Atomic unsigned ctl;   /* CTL_* requests from other threads */
     struct worker *all;     /* every worker (for --watch), nall of them */
     unsigned nall;
@@ -55,7 +52,6 @@ struct worker {
     int64_t tl_timeout[TL_N];
     /* requests */
     struct req_pool rp;
-    struct req *cur;        /* the request whose coroutine is running */
     /* timers */
     struct loop_ts tick_ts;
     int wake_fd;
@@ -67,11 +63,6 @@ struct worker {
     int64_t date_sec;
     /* origins and caches */
     struct upstreams up;    /* upstream connections / file reads */
-    struct cache **caches;
-    unsigned ncaches;
-    struct origin **origins;
-    unsigned norigins;
-    struct cache *scratch;  /* uncached objects for origin:fetch */
     /* start-up report */
     char err[1024];
     bool stopping;

@@ -11,7 +11,6 @@
 #include <string.h>
 
 #include "lua/rt.h"
-#include "app/worker.h"
 #include "base/log.h"
 #include "core/deliver.h"
 #include "core/origin.h"
@@ -105,7 +104,7 @@ static bool call_hook(lua_State *L, struct cache *c, struct cache_obj *o,
 static int64_t lua_decide(struct cache *c, struct cache_obj *o, int64_t ttl_ms,
                           bool set_cookie)
 {
-    struct worker *w = c->decide_ctx;
+    struct lrt *w = c->decide_ctx;
     if (w->lua == NULL)
         return set_cookie ? 0 : ttl_ms;
     lua_State *L = w->lua->L;
@@ -197,7 +196,7 @@ static int l_cache_new(lua_State *L)
     if (policy == NULL)
         policy = "lru";
     char err[512];
-    struct worker *w = lrt_worker();
+    struct lrt *w = lrt_current();
     if (w == NULL) { /* start-up check: nothing to own, but check policy */
         struct policy *p = policy_open(policy, max_bytes, err, sizeof err);
         if (p == NULL)
@@ -234,7 +233,7 @@ static int l_cache_new(lua_State *L)
 static struct req *check_active_req(lua_State *L, int idx)
 {
     struct req *r = lrt_check_req(L, idx);
-    struct worker *w = lrt_worker();
+    struct lrt *w = lrt_current();
     if (w == NULL || w->cur != r || r->co != L)
         luaL_error(L, "fetch: only from the request's own handler "
                       "(not the main chunk or a coroutine it made)");
@@ -352,7 +351,7 @@ static int l_cache_fetch(lua_State *L)
         lua_pushliteral(L, "closed");
         return 2;
     }
-    struct worker *w = r->w;
+    struct lrt *w = lrt_current();
     struct cache_obj *obj = cache_lookup(c, key, klen, loop_now(w->loop));
     if (obj && obj->hfm) {
         c->st.hit_for_miss++;
@@ -480,7 +479,7 @@ static int l_origin_new(lua_State *L)
     *po = NULL;
     luaL_getmetatable(L, ORIGIN_MT);
     lua_setmetatable(L, -2);
-    struct worker *w = lrt_worker();
+    struct lrt *w = lrt_current();
     if (w == NULL)
         return 1;
     struct origin *o = NULL;
@@ -503,7 +502,7 @@ static int l_origin_new(lua_State *L)
         o->nidle = nidle;
         o->st = st;
     }
-    o->us = &w->up;
+    o->us = w->up;
     *po = o;
     return 1;
 }
@@ -513,7 +512,7 @@ static int l_origin_fetch(lua_State *L)
     struct origin *o = check_origin(L, 1);
     size_t plen;
     const char *path = luaL_checklstring(L, 2, &plen);
-    struct worker *w = lrt_worker();
+    struct lrt *w = lrt_current();
     struct req *r = w ? w->cur : NULL;
     if (r == NULL || r->co != L)
         return luaL_error(L, "origin:fetch: only inside a request handler");
@@ -613,7 +612,7 @@ void lcache_open(lua_State *L)
     lua_setfield(L, -2, "origin");
 }
 
-void lcache_cleanup(struct worker *w)
+void lcache_cleanup(struct lrt *w)
 {
     for (unsigned i = 0; i < w->ncaches; i++)
         cache_free(w->caches[i]);

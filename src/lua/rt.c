@@ -15,11 +15,12 @@
 #include <time.h>
 
 #include "lua/rt.h"
-#include "app/worker.h"
+
 #include "base/log.h"
 #include "core/deliver.h"
 #include "core/req.h"
 #include "http/h1_server.h"
+#include "io/ops.h"
 #include "io/outq.h"
 #include "lua/lua_embed.h"
 
@@ -27,7 +28,7 @@
                                   referenced (Lua strings don't move) */
 
 /* The worker running on this thread (NULL in the start-up check state). */
-static __thread struct worker *cur_worker;
+static __thread struct lrt *cur_rt; /* this thread's runtime */
 
 /* ==== request objects ==== */
 
@@ -104,7 +105,7 @@ static void lstate_close(struct lstate *ls)
 }
 
 /* One user of ls is done; a retired state closes with its last user. */
-static void lstate_release(struct worker *w, struct lstate *ls)
+static void lstate_release(struct lrt *w, struct lstate *ls)
 {
     if (--ls->live > 0 || ls == w->lua)
         return;
@@ -119,9 +120,10 @@ static void lstate_release(struct worker *w, struct lstate *ls)
 
 void lrt_unref(struct worker *w, void *arg, intptr_t ref)
 {
+    (void)w; /* the worker is this thread's: cur_rt */
     struct lstate *ls = arg;
     luaL_unref(ls->L, LUA_REGISTRYINDEX, (int)ref);
-    lstate_release(w, ls);
+    lstate_release(cur_rt, ls);
 }
 
 /* Queue the string at stack index idx as body bytes. */
@@ -251,7 +253,7 @@ static const struct req_op op_drain = {
  * client goes; the slot is freed at the cancelled timeout's completion. */
 static bool sleep_cancel(struct req *r)
 {
-    loop_cancel(r->w->loop, UD_MAKE(OP_SLEEP, r->gen, r->idx),
+    loop_cancel(cur_rt->loop, UD_MAKE(OP_SLEEP, r->gen, r->idx),
                 UD_MAKE(OP_CANCEL, 0, 0));
     return false;
 }
@@ -262,9 +264,9 @@ static const struct req_op op_sleep = {
     "sleep", sleep_cancel, sleep_resume, NULL,
 };
 
-void lrt_sleep_done(struct worker *w, const struct loop_cqe *cq)
+void lrt_sleep_done(struct lrt *rt, const struct loop_cqe *cq)
 {
-    struct req *r = req_at(&w->rp, UD_IDX(cq->ud));
+    struct req *r = req_at(rt->rp, UD_IDX(cq->ud));
     if (r && r->gen == UD_GEN(cq->ud) && req_parked_on(r, &op_sleep))
         req_wake(r);
 }
@@ -281,7 +283,7 @@ static int l_req_write(lua_State *L)
     if (!r->head_sent && write_head(L, r, 200, 0, -1, false) < 0)
         return lua_error(L);
     queue_body(L, r, 2);
-    if (outq_pending(r->c) > OUT_HIGH && cur_worker->cur == r &&
+    if (outq_pending(r->c) > OUT_HIGH && cur_rt->cur == r &&
         L == r->co) {
         req_park(r, &op_drain);
         return lua_yield(L, 0);
@@ -294,7 +296,7 @@ static int l_req_write(lua_State *L)
 
 static int l_sleep(lua_State *L)
 {
-    struct worker *w = cur_worker;
+    struct lrt *w = cur_rt;
     lua_Number ms = luaL_checknumber(L, 1);
     if (ms < 0 || ms != ms)
         return luaL_argerror(L, 1, "milliseconds >= 0 expected");
@@ -311,8 +313,8 @@ static int l_sleep(lua_State *L)
 
 static int l_now(lua_State *L)
 {
-    if (cur_worker) {
-        lua_pushnumber(L, (lua_Number)loop_now(cur_worker->loop));
+    if (cur_rt) {
+        lua_pushnumber(L, (lua_Number)loop_now(cur_rt->loop));
     } else {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -488,9 +490,10 @@ int lrt_read_config(lua_State *L, struct config *cfg, char *err,
     return 0;
 }
 
-int lrt_listeners(lua_State *L, int (*fn)(void *ud, const char *addr, int ref),
-                  void *ud, char *err, size_t errlen)
+int lrt_listeners(lua_State *L, lrt_listener_pt fn, void *ud, char *err,
+                  size_t errlen)
 {
+    struct lstate *ls = cur_rt ? cur_rt->loading : NULL;
     int count = 0;
     get_luring_field(L, "_apps");
     int napps = (int)lua_objlen(L, -1);
@@ -502,11 +505,18 @@ int lrt_listeners(lua_State *L, int (*fn)(void *ud, const char *addr, int ref),
             lua_rawgeti(L, -1, j);
             const char *addr = lua_tostring(L, -1);
             lua_pop(L, 1);
-            lua_pushvalue(L, -2); /* the app */
-            int ref = luaL_ref(L, LUA_REGISTRYINDEX);
-            if (fn(ud, addr, ref) < 0) {
+            if (fn && fn(ud, (unsigned)count, addr, err, errlen) < 0) {
                 lua_pop(L, 3);
                 return -1;
+            }
+            if (ls) { /* the app that serves this listener */
+                if (ls->ndispatch == LISTEN_MAX) {
+                    snprintf(err, errlen, "more than %d listeners", LISTEN_MAX);
+                    lua_pop(L, 3);
+                    return -1;
+                }
+                lua_pushvalue(L, -2); /* the app */
+                ls->dispatch[ls->ndispatch++] = luaL_ref(L, LUA_REGISTRYINDEX);
             }
             count++;
         }
@@ -521,12 +531,11 @@ int lrt_listeners(lua_State *L, int (*fn)(void *ud, const char *addr, int ref),
     return count;
 }
 
-void lrt_set_worker(struct worker *w) { cur_worker = w; }
+void lrt_set_current(struct lrt *rt) { cur_rt = rt; }
 
-struct worker *lrt_worker(void) { return cur_worker; }
+struct lrt *lrt_current(void) { return cur_rt; }
 
-struct lstate *lrt_load(struct worker *w,
-                        int (*fn)(void *ud, const char *addr, int ref),
+struct lstate *lrt_load(struct lrt *w, lrt_listener_pt fn, void *ud,
                         char *err, size_t errlen)
 {
     struct lstate *ls = calloc(1, sizeof *ls);
@@ -534,7 +543,7 @@ struct lstate *lrt_load(struct worker *w,
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    cur_worker = w; /* caches and origins the script declares are ours */
+    cur_rt = w; /* caches and origins the script declares are ours */
     ls->L = lrt_open(w->script, err, errlen);
     if (ls->L == NULL) {
         free(ls);
@@ -544,7 +553,7 @@ struct lstate *lrt_load(struct worker *w,
     get_luring_field(L, "_entry");
     ls->entry_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     w->loading = ls;
-    int n = lrt_listeners(L, fn, w, err, errlen);
+    int n = lrt_listeners(L, fn, ud, err, errlen);
     w->loading = NULL;
     if (n < 0) {
         lstate_close(ls);
@@ -553,36 +562,21 @@ struct lstate *lrt_load(struct worker *w,
     return ls;
 }
 
-/* Reload: the new script must serve the same listeners, in order. */
-static int same_listener(void *ud, const char *addr, int ref)
-{
-    struct worker *w = ud;
-    struct lstate *ls = w->loading;
-    unsigned i = ls->ndispatch;
-    if (i >= w->nls || (!w->listen_override && strcmp(addr, w->ls[i].addr))) {
-        snprintf(w->err, sizeof w->err,
-                 "listener %u (%s) differs from the running script's; "
-                 "restart to change listeners", i + 1, addr);
-        return -1;
-    }
-    ls->dispatch[ls->ndispatch++] = ref;
-    return 0;
-}
-
-int lrt_reload(struct worker *w)
+int lrt_reload(struct lrt *w, lrt_listener_pt fn, void *ud,
+               unsigned nlisteners)
 {
     char err[1024];
-    w->err[0] = 0;
-    struct lstate *ls = lrt_load(w, same_listener, err, sizeof err);
-    if (ls && ls->ndispatch != w->nls) {
+    struct lstate *ls = lrt_load(w, fn, ud, err, sizeof err);
+    if (ls && ls->ndispatch != nlisteners) {
         snprintf(err, sizeof err, "the script has %u listeners, the running "
-                 "one %u; restart to change listeners", ls->ndispatch, w->nls);
+                 "one %u; restart to change listeners", ls->ndispatch,
+                 nlisteners);
         lstate_close(ls);
         ls = NULL;
     }
     if (ls == NULL) {
         log_err("reload of %s failed, still running the previous script: %s",
-                w->script, w->err[0] ? w->err : err);
+                w->script, err);
         return -1;
     }
     struct lstate *old = w->lua;
@@ -593,7 +587,7 @@ int lrt_reload(struct worker *w)
      * and parked ones finish there. Our own hold keeps `old` open during
      * the loop; its release closes it if nothing else uses it. */
     old->live++;
-    for (struct req *r = w->rp.free; r; r = r->next_free)
+    for (struct req *r = w->rp->free; r; r = r->next_free)
         if (r->co && r->ls == old)
             lrt_drop_thread(r);
     lstate_release(w, old);
@@ -602,7 +596,7 @@ int lrt_reload(struct worker *w)
     return 0;
 }
 
-void lrt_close_all(struct worker *w)
+void lrt_close_all(struct lrt *w)
 {
     while (w->retired) {
         struct lstate *ls = w->retired;
@@ -645,7 +639,7 @@ void lrt_drop_thread(struct req *r)
     luaL_unref(r->ls->L, LUA_REGISTRYINDEX, r->co_ref);
     r->co = NULL;
     r->co_ref = LUA_NOREF;
-    lstate_release(r->w, r->ls);
+    lstate_release(cur_rt, r->ls);
     r->ls = NULL;
 }
 
@@ -745,7 +739,7 @@ static void finish(struct req *r, lua_State *co)
 /* Resume co with nargs values on its stack; handle every outcome. */
 static void run(struct req *r, int nargs)
 {
-    struct worker *w = r->w;
+    struct lrt *w = cur_rt;
     lua_State *co = r->co;
     w->cur = r;
     int st = lua_resume(co, nargs);
@@ -775,7 +769,7 @@ static void run(struct req *r, int nargs)
 
 void lrt_start(struct req *r)
 {
-    struct worker *w = r->w;
+    struct lrt *w = cur_rt;
     if (r->co && r->ls != w->lua)
         lrt_drop_thread(r); /* pooled from a script replaced since */
     if (r->co == NULL) {

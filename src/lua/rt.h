@@ -8,9 +8,14 @@
 
 #include "base/config.h"
 
+struct cache;
+struct loop;
 struct loop_cqe;
 struct lua_State; /* lua.h stays out of the layers that include this */
+struct origin;
 struct req;
+struct req_pool;
+struct upstreams;
 struct worker;
 
 #define LISTEN_MAX 32
@@ -27,24 +32,54 @@ struct lstate {
     struct lstate *next;    /* retired list */
 };
 
+/* A worker's Lua runtime: its scripts, the request whose coroutine runs,
+ * and the caches and origins its scripts declared (bound by name, so a
+ * reloaded script finds them again). One per worker thread. */
+struct lrt {
+    /* set by the worker before lrt_load */
+    struct loop *loop;
+    struct req_pool *rp;    /* the requests (a reload drops pooled threads) */
+    struct upstreams *up;   /* where origins declared here connect from */
+    const char *script;
+    unsigned id;            /* worker number; worker 0 logs reloads */
+    /* the runtime's own */
+    struct lstate *lua;     /* the current script */
+    struct lstate *retired; /* older scripts still finishing requests */
+    struct lstate *loading; /* being loaded */
+    struct req *cur;        /* the request whose coroutine is running */
+    struct cache **caches;
+    unsigned ncaches;
+    struct origin **origins;
+    unsigned norigins;
+    struct cache *scratch;  /* uncached objects for origin:fetch */
+};
+
+/* A listener the script declares, the i-th (0-based): accept it, or
+ * return -1 with a sentence in err. */
+typedef int (*lrt_listener_pt)(void *ud, unsigned i, const char *addr,
+                               char *err, size_t errlen);
+
 /** Load the script into a fresh state. NULL and err on failure. */
 struct lua_State *lrt_open(const char *script, char *err, size_t errlen);
 /** Read luring.config{} and the listeners from a loaded state. */
 int lrt_read_config(struct lua_State *L, struct config *cfg, char *err, size_t errlen);
-/** Listen addresses: calls fn(addr, app_dispatch_ref) for each. */
-int lrt_listeners(struct lua_State *L, int (*fn)(void *ud, const char *addr, int ref),
-                  void *ud, char *err, size_t errlen);
-void lrt_set_worker(struct worker *w);
-/** Load the script into a new state; listeners are reported to
- * fn(ud, addr, index) in order (see lrt_listeners). NULL and err on
- * failure. */
-struct lstate *lrt_load(struct worker *w,
-                        int (*fn)(void *ud, const char *addr, int ref),
+/** The script's listen addresses, in order: fn(ud, i, addr, err, errlen)
+ * for each (NULL fn: just count). Returns how many, or -1 with err. */
+int lrt_listeners(struct lua_State *L, lrt_listener_pt fn, void *ud, char *err,
+                  size_t errlen);
+/** Make rt this thread's runtime (what bindings called from Lua use). */
+void lrt_set_current(struct lrt *rt);
+/** Load rt->script into a new state; its listeners go to fn in order.
+ * NULL and err on failure. */
+struct lstate *lrt_load(struct lrt *rt, lrt_listener_pt fn, void *ud,
                         char *err, size_t errlen);
-/** Reload the script: new requests run on the new state, in-flight ones
- * finish on the old. On failure the running script stays (logged). */
-int lrt_reload(struct worker *w);
-void lrt_close_all(struct worker *w);
+/** Reload the script: the new one must declare nlisteners listeners, each
+ * accepted by fn (the same addresses). New requests run on the new state,
+ * in-flight ones finish on the old. On failure the running script stays
+ * (logged); -1. */
+int lrt_reload(struct lrt *rt, lrt_listener_pt fn, void *ud,
+               unsigned nlisteners);
+void lrt_close_all(struct lrt *rt);
 /** Run the handler for a parsed request. */
 void lrt_start(struct req *r);
 /** Resume r's coroutine with the nargs results its operation pushed (an
@@ -52,11 +87,13 @@ void lrt_start(struct req *r);
  * response is complete. */
 void lrt_continue(struct req *r, int nargs);
 /** An OP_SLEEP completion: wakes the request still sleeping on it. */
-void lrt_sleep_done(struct worker *w, const struct loop_cqe *cq);
+void lrt_sleep_done(struct lrt *rt, const struct loop_cqe *cq);
 /** The coroutine's thread can't be reused (aborted mid-yield). */
 void lrt_drop_thread(struct req *r);
+/** seg_release_pt for a queued Lua string (its registry ref). */
 void lrt_unref(struct worker *w, void *arg, intptr_t ref);
-struct worker *lrt_worker(void);
+/** This thread's runtime, or NULL (checking a script at start-up). */
+struct lrt *lrt_current(void);
 /** The request behind the table at idx; raises unless it is active. */
 struct req *lrt_check_req(struct lua_State *L, int idx);
 
@@ -67,6 +104,6 @@ int lcache_push_collected(struct lua_State *L, struct req *r);
 /** A released subscriber (r->released) fetches its response on its own,
  * with the arguments of the cache:fetch it joined with. */
 void lcache_refetch(struct req *r);
-void lcache_cleanup(struct worker *w);
+void lcache_cleanup(struct lrt *rt);
 
 #endif
