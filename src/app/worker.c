@@ -5,6 +5,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,42 +44,28 @@ void config_defaults(struct config *cfg)
 
 static void tl_remove(struct conn *c)
 {
-    struct worker *w = c->w;
-    if (c->tl == TL_NONE)
-        return;
-    if (c->tprev)
-        c->tprev->tnext = c->tnext;
-    else
-        w->tl_head[c->tl] = c->tnext;
-    if (c->tnext)
-        c->tnext->tprev = c->tprev;
-    else
-        w->tl_tail[c->tl] = c->tprev;
-    c->tprev = c->tnext = NULL;
+    timer_disarm(&c->timer);
     c->tl = TL_NONE;
 }
 
 void conn_touch(struct conn *c, enum tlist tl)
 {
     struct worker *w = c->w;
-    /* Same list, same deadline: everything behind c in the list has that
-     * deadline too (same millisecond), so the order holds without moving
-     * it (many touches per request, many requests per millisecond). */
-    if (tl != TL_NONE && c->tl == tl &&
-        c->deadline == loop_now(w->loop) + w->tl_timeout[tl])
-        return;
-    tl_remove(c);
-    if (tl == TL_NONE)
-        return;
     c->tl = tl;
-    c->deadline = loop_now(w->loop) + w->tl_timeout[tl];
-    c->tprev = w->tl_tail[tl];
-    c->tnext = NULL;
-    if (w->tl_tail[tl])
-        w->tl_tail[tl]->tnext = c;
+    if (tl == TL_NONE)
+        timer_disarm(&c->timer);
     else
-        w->tl_head[tl] = c;
-    w->tl_tail[tl] = c;
+        timer_arm(w->tq[tl], &c->timer, loop_now(w->loop));
+}
+
+/* A connection's timeout expired (io/timer.h). */
+static void conn_expired(struct timer_queue *q, struct timer *t)
+{
+    (void)q;
+    struct conn *c = (struct conn *)((char *)t - offsetof(struct conn, timer));
+    enum tlist tl = c->tl;
+    c->tl = TL_NONE;
+    http_on_timeout(c, tl);
 }
 
 static void refresh_date(struct worker *w)
@@ -104,14 +91,7 @@ static void on_tick(struct worker *w)
 {
     int64_t now = loop_now(w->loop);
     refresh_date(w);
-    origin_tick(&w->up, now);
-    for (int tl = TL_HEAD; tl < TL_N; tl++) {
-        struct conn *c;
-        while ((c = w->tl_head[tl]) != NULL && c->deadline <= now) {
-            tl_remove(c);
-            http_on_timeout(c, (enum tlist)tl);
-        }
-    }
+    timers_expire(&w->timers, now);
     if (!w->stopping)
         arm_tick(w);
 }
@@ -594,6 +574,7 @@ static void on_deferred(struct req *r)
 
 int worker_run(struct worker *w)
 {
+    w->inotify_fd = -1;
     w->rp.w = w;
     w->rp.on_deferred = on_deferred;
     w->rp.drop = lrt_drop_thread;
@@ -608,8 +589,21 @@ int worker_run(struct worker *w)
     if (w->loop == NULL)
         return -1;
     w->up.loop = w->loop;
+    w->up.timers = &w->timers;
+    const int64_t timeout[TL_N] = {
+        [TL_HEAD] = w->cfg->header_timeout_ms,
+        [TL_IDLE] = w->cfg->idle_timeout_ms,
+        [TL_BODY] = w->cfg->body_timeout_ms,
+        [TL_SEND] = w->cfg->send_timeout_ms,
+        [TL_LINGER] = LINGER_MS,
+    };
+    for (int tl = TL_HEAD; tl < TL_N; tl++)
+        if ((w->tq[tl] = timers_queue(&w->timers, timeout[tl],
+                                      conn_expired)) == NULL) {
+            snprintf(w->err, sizeof w->err, "out of memory");
+            return -1;
+        }
     w->err[0] = 0;
-    w->inotify_fd = -1;
     w->lrt.loop = w->loop;
     w->lrt.rp = &w->rp;
     w->lrt.up = &w->up;
@@ -620,11 +614,7 @@ int worker_run(struct worker *w)
         return -1;
     if (w->watch && watch_script(w) < 0)
         return -1;
-    w->tl_timeout[TL_HEAD] = w->cfg->header_timeout_ms;
-    w->tl_timeout[TL_IDLE] = w->cfg->idle_timeout_ms;
-    w->tl_timeout[TL_BODY] = w->cfg->body_timeout_ms;
-    w->tl_timeout[TL_SEND] = w->cfg->send_timeout_ms;
-    w->tl_timeout[TL_LINGER] = LINGER_MS;
+
     refresh_date(w);
     arm_tick(w);
     arm_wake(w);
@@ -664,7 +654,8 @@ void worker_cleanup(struct worker *w)
     free(w->ls);
     if (w->inotify_fd >= 0)
         close(w->inotify_fd);
-    lrt_close_all(&w->lrt); /* last: queued sends above released Lua strings */
+    lrt_close_all(&w->lrt);
+    timers_free(&w->timers); /* last: queued sends above released Lua strings */
     loop_free(w->loop);
     buf_free(&w->rhead);
 }

@@ -48,8 +48,8 @@ struct worker {
     struct conn *free_conns;
     struct conn *dirty, *rearm;
     struct conn *imm_head, *imm_tail; /* immediate sends, in SQ order */
-    struct conn *tl_head[TL_N], *tl_tail[TL_N];
-    int64_t tl_timeout[TL_N];
+    struct timers timers;   /* every timeout: connections, origins */
+    struct timer_queue *tq[TL_N]; /* the connections' timeouts */
     /* requests */
     struct req_pool rp;
     /* timers */

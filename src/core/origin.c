@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,10 +78,23 @@ static void pool_remove(struct origin *o, struct upconn *u)
         }
 }
 
+static void up_expired(struct timer_queue *q, struct timer *t);
+
+/* Time u out after timeout_ms (the phase's timeout) from now. */
+static void up_arm(struct upstreams *us, struct upconn *u, int64_t timeout_ms)
+{
+    struct timer_queue *q = timers_queue(us->timers, timeout_ms, up_expired);
+    if (q != NULL)
+        timer_arm(q, &u->timer, loop_now(us->loop));
+    else /* out of memory: the next arm tries again */
+        timer_disarm(&u->timer);
+}
+
 static void up_close(struct upstreams *us, struct upconn *u)
 {
     if (u->phase == UP_CLOSED || u->phase == UP_FREE)
         return;
+    timer_disarm(&u->timer);
     if (u->phase == UP_IDLE)
         pool_remove(u->o, u);
     u->phase = UP_CLOSED;
@@ -272,7 +286,7 @@ static void up_start_request(struct upstreams *us, struct upconn *u)
     u->got_bytes = false;
     u->out_sent = 0;
     u->phase = UP_SEND;
-    u->deadline = loop_now(us->loop) + o->first_byte_timeout_ms;
+    up_arm(us, u, o->first_byte_timeout_ms);
     if (!u->recv_armed) {
         loop_recv_multishot(us->loop, u->fd, UD_MAKE(OP_UP_RECV, u->gen, u->idx));
         u->recv_armed = true;
@@ -293,7 +307,7 @@ static void up_connect(struct upstreams *us, struct upconn *u)
         return;
     }
     u->phase = UP_CONNECT;
-    u->deadline = loop_now(us->loop) + o->connect_timeout_ms;
+    up_arm(us, u, o->connect_timeout_ms);
     o->st.connects++;
     loop_connect(us->loop, u->fd, (struct sockaddr *)&o->addr, o->alen,
                  UD_MAKE(OP_UP_CONNECT, u->gen, u->idx));
@@ -383,7 +397,7 @@ static void up_done(struct upstreams *us, struct upconn *u)
     }
     u->phase = UP_IDLE;
     u->reused = false;
-    u->deadline = loop_now(us->loop) + o->keepalive_ms;
+    up_arm(us, u, o->keepalive_ms);
     u->next = o->idle;
     o->idle = u;
     o->nidle++;
@@ -400,7 +414,7 @@ static void up_data(struct upstreams *us, struct upconn *u, const char *p,
         return;
     u->got_bytes = true;
     u->phase = UP_READ;
-    u->deadline = loop_now(us->loop) + u->o->idle_timeout_ms;
+    up_arm(us, u, u->o->idle_timeout_ms);
     size_t k = http_parser_execute(&u->parser, &up_settings, p, n);
     enum http_errno e = HTTP_PARSER_ERRNO(&u->parser);
     if (e == HPE_PAUSED) {
@@ -568,7 +582,7 @@ static void file_fetch(struct upstreams *us, struct origin *o, const char *path,
     u->fd = fd;
     u->obj = obj;
     u->phase = UP_READ;
-    u->deadline = INT64_MAX;
+    timer_disarm(&u->timer); /* file reads have no timeout */
     fetch_head(obj, 200, (int64_t)st.st_size, loop_now(us->loop));
     if (st.st_size == 0) {
         finish(u, true, 0);
@@ -608,36 +622,34 @@ void origin_on_file_cqe(struct upstreams *us, const struct loop_cqe *cq)
 
 /* ==== timeouts ==== */
 
-void origin_tick(struct upstreams *us, int64_t now)
+/* A phase's timeout expired (io/timer.h). */
+static void up_expired(struct timer_queue *q, struct timer *t)
 {
-    for (unsigned i = 0; i < us->n; i++) {
-        struct upconn *u = us->slots[i];
-        if (u->phase == UP_FREE || u->phase == UP_CLOSED ||
-            u->deadline > now || u->o->kind != ORIGIN_HTTP)
-            continue;
-        switch (u->phase) {
-        case UP_CONNECT:
-        case UP_SEND:
-        case UP_WAIT:
-            log_warn("origin %s: %s timed out", u->o->name,
-                     u->phase == UP_CONNECT ? "connect" : "first byte");
-            u->o->st.timeouts++;
-            finish(u, false, 504);
-            up_close(us, u);
-            break;
-        case UP_READ:
-            log_warn("origin %s: no data for %lld ms (truncated)", u->o->name,
-                     (long long)u->o->idle_timeout_ms);
-            u->o->st.timeouts++;
-            finish(u, false, 504);
-            up_close(us, u);
-            break;
-        case UP_IDLE:
-            up_close(us, u);
-            break;
-        default:
-            break;
-        }
+    (void)q;
+    struct upconn *u = (struct upconn *)((char *)t - offsetof(struct upconn, timer));
+    struct upstreams *us = u->o->us;
+    switch (u->phase) {
+    case UP_CONNECT:
+    case UP_SEND:
+    case UP_WAIT:
+        log_warn("origin %s: %s timed out", u->o->name,
+                 u->phase == UP_CONNECT ? "connect" : "first byte");
+        u->o->st.timeouts++;
+        finish(u, false, 504);
+        up_close(us, u);
+        break;
+    case UP_READ:
+        log_warn("origin %s: no data for %lld ms (truncated)", u->o->name,
+                 (long long)u->o->idle_timeout_ms);
+        u->o->st.timeouts++;
+        finish(u, false, 504);
+        up_close(us, u);
+        break;
+    case UP_IDLE:
+        up_close(us, u);
+        break;
+    default:
+        break;
     }
 }
 

@@ -12,6 +12,7 @@
 
 #include "base/buf.h"
 #include "io/loop.h"
+#include "io/timer.h"
 
 struct cache_obj;
 struct upconn;
@@ -20,6 +21,7 @@ struct upconn;
  * upconn->idx (in user_data), a free list, the ring they use. */
 struct upstreams {
     struct loop *loop;
+    struct timers *timers;  /* the worker's: connect, first byte, idle */
     struct upconn **slots;
     unsigned n;
     struct upconn *free;
@@ -63,7 +65,7 @@ struct upconn {
     bool reused;            /* came from the pool: may retry once */
     bool got_bytes;         /* response bytes arrived */
     enum up_phase phase;
-    int64_t deadline;
+    struct timer timer;     /* the timeout of the current phase */
     struct origin *o;
     struct cache_obj *obj;  /* destination of the fetch (one ref) */
     struct buf out;         /* request bytes */
@@ -86,8 +88,6 @@ void origin_fetch(struct origin *o, const char *path, size_t plen,
 void origin_on_cqe(struct upstreams *us, const struct loop_cqe *cq);
 /** Completion for OP_FILE_READ. */
 void origin_on_file_cqe(struct upstreams *us, const struct loop_cqe *cq);
-/** Timeouts (called from the worker's tick). */
-void origin_tick(struct upstreams *us, int64_t now);
 void origin_cleanup(struct upstreams *us);
 
 #endif

@@ -12,6 +12,7 @@
 
 #include "base/buf.h"
 #include "io/outq.h"
+#include "io/timer.h"
 
 struct req;
 struct worker;
@@ -38,8 +39,8 @@ enum {
     CF_SEND_IMM = 1 << 8,    /* the send in flight is immediate (outq.c) */
 };
 
-/* Timer lists: every member of one list has the same timeout, so appending
- * at the tail keeps each list sorted by deadline. */
+/* Which timeout a connection waits under (io/timer.h queues, one per
+ * configured timeout). */
 enum tlist { TL_NONE, TL_HEAD, TL_IDLE, TL_BODY, TL_SEND, TL_LINGER, TL_N };
 
 struct conn {
@@ -55,10 +56,9 @@ struct conn {
     http_parser parser;
     struct buf in;          /* received, not yet parsed (pipelined input) */
     struct outq out;
-    /* timers */
+    /* timeout */
     enum tlist tl;
-    int64_t deadline;
-    struct conn *tprev, *tnext;
+    struct timer timer;
     /* work lists */
     struct conn *next_dirty;  /* flush list (CF_DIRTY) */
     struct conn *next_rearm;  /* rearm list (CF_RECV_REARM) */
