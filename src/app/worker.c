@@ -115,18 +115,16 @@ static struct conn *conn_alloc(struct worker *w)
     c = calloc(1, sizeof *c);
     if (c == NULL)
         return NULL;
-    c->idx = w->nslots;
+    c->s.idx = w->nslots;
     c->w = w;
-    c->fd = -1;
+    c->s.fd = -1;
     w->conns[w->nslots++] = c;
     return c;
 }
 
 static void arm_recv(struct conn *c)
 {
-    loop_recv_multishot(c->w->loop, c->fd, UD_MAKE(OP_RECV, c->gen, c->idx));
-    c->flags |= CF_RECV_ARMED;
-    c->inflight++;
+    stream_recv(c->w->loop, &c->s, OP_RECV);
 }
 
 static void schedule_rearm(struct conn *c)
@@ -152,15 +150,15 @@ void conn_pause_recv(struct conn *c)
     if (c->flags & CF_RECV_PAUSED)
         return;
     c->flags |= CF_RECV_PAUSED;
-    if (c->flags & CF_RECV_ARMED)
-        loop_cancel(c->w->loop, UD_MAKE(OP_RECV, c->gen, c->idx),
+    if (c->s.recv_armed)
+        loop_cancel(c->w->loop, stream_ud(&c->s, OP_RECV),
                     UD_MAKE(OP_CANCEL, 0, 0));
 }
 
 void conn_resume_recv(struct conn *c)
 {
     c->flags &= (uint16_t)~CF_RECV_PAUSED;
-    if (!(c->flags & CF_RECV_ARMED))
+    if (!c->s.recv_armed)
         schedule_rearm(c);
 }
 
@@ -171,11 +169,10 @@ static void set_accepting(struct worker *w, bool on);
 static void conn_maybe_free(struct conn *c)
 {
     struct worker *w = c->w;
-    if (c->state != CS_CLOSED || c->inflight != 0)
+    if (c->state != CS_CLOSED || !stream_done(&c->s))
         return;
     c->state = CS_FREE;
-    loop_close(w->loop, c->fd, UD_MAKE(OP_CLOSE, 0, 0));
-    c->fd = -1;
+    stream_release(w->loop, &c->s);
     outq_release_all(c);
     buf_reset(&c->in, KEEP_IN);
     /* keep list-membership flags: the slot may still be linked on the
@@ -193,7 +190,7 @@ void conn_close(struct conn *c)
     if (c->state >= CS_CLOSED)
         return;
     c->state = CS_CLOSED;
-    c->gen = (c->gen + 1) & GEN_MASK;
+    stream_close(&c->s, false); /* shut down below, after the request */
     tl_remove(c);
     struct req *r = c->req;
     if (r) {
@@ -202,7 +199,7 @@ void conn_close(struct conn *c)
         req_abort(r); /* whatever it is parked on is cancelled */
     }
     /* wakes the multishot recv (ends with 0) and fails pending sends */
-    shutdown(c->fd, SHUT_RDWR);
+    shutdown(c->s.fd, SHUT_RDWR);
     conn_maybe_free(c);
 }
 
@@ -335,10 +332,9 @@ static void on_accept(struct worker *w, const struct loop_cqe *cq)
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    c->fd = fd;
+    stream_open(&c->s, fd);
     c->state = CS_READING;
     c->flags &= CF_DIRTY | CF_RECV_REARM;
-    c->inflight = 0;
     c->listener = i;
     c->req = NULL;
     c->in.len = 0;
@@ -357,11 +353,7 @@ static void on_recv(struct worker *w, const struct loop_cqe *cq)
     struct conn *c = worker_conn(w, UD_IDX(cq->ud));
     if (c == NULL)
         return;
-    if (!cq->more) {
-        c->flags &= (uint16_t)~CF_RECV_ARMED;
-        c->inflight--;
-    }
-    if (UD_GEN(cq->ud) != c->gen || c->state >= CS_CLOSED) {
+    if (!stream_completed(&c->s, cq, true)) {
         if (cq->has_buf)
             loop_buf_recycle(w->loop, cq->bid);
         conn_maybe_free(c);
@@ -398,8 +390,7 @@ static void on_send(struct worker *w, const struct loop_cqe *cq)
     struct conn *c = worker_conn(w, UD_IDX(cq->ud));
     if (c == NULL)
         return;
-    c->inflight--;
-    if (c->state >= CS_CLOSED) {
+    if (!stream_completed(&c->s, cq, false)) {
         outq_send_gone(c);
         conn_maybe_free(c);
         return;
@@ -540,8 +531,8 @@ static bool before_sleep(void *ctx)
     while ((c = w->rearm) != NULL) {
         w->rearm = c->next_rearm;
         c->flags &= (uint16_t)~CF_RECV_REARM;
-        if (c->state < CS_CLOSED &&
-            !(c->flags & (CF_RECV_ARMED | CF_RECV_PAUSED)))
+        if (c->state < CS_CLOSED && !c->s.recv_armed &&
+            !(c->flags & CF_RECV_PAUSED))
             arm_recv(c);
     }
     while ((c = w->dirty) != NULL) {
@@ -639,8 +630,8 @@ void worker_cleanup(struct worker *w)
 {
     for (unsigned i = 0; i < w->nslots; i++) {
         struct conn *c = w->conns[i];
-        if (c->fd >= 0)
-            close(c->fd);
+        if (c->s.fd >= 0)
+            close(c->s.fd);
         outq_free(c);
         buf_free(&c->in);
         free(c);

@@ -38,13 +38,12 @@ static struct upconn *up_alloc(struct upstreams *us)
         u = calloc(1, sizeof *u);
         if (u == NULL)
             return NULL;
-        u->idx = us->n;
+        u->s.idx = us->n;
         us->slots[us->n++] = u;
     }
     u->next = NULL;
-    u->fd = -1;
-    u->inflight = 0;
-    u->recv_armed = u->reused = u->got_bytes = false;
+    stream_open(&u->s, -1);
+    u->reused = u->got_bytes = false;
     u->obj = NULL;
     u->out.len = 0;
     u->out_sent = 0;
@@ -54,11 +53,9 @@ static struct upconn *up_alloc(struct upstreams *us)
 
 static void up_maybe_free(struct upstreams *us, struct upconn *u)
 {
-    if (u->phase != UP_CLOSED || u->inflight)
+    if (u->phase != UP_CLOSED || !stream_done(&u->s))
         return;
-    if (u->fd >= 0)
-        loop_close(us->loop, u->fd, UD_MAKE(OP_CLOSE, 0, 0));
-    u->fd = -1;
+    stream_release(us->loop, &u->s);
     u->phase = UP_FREE;
     buf_reset(&u->out, 4096);
     buf_reset(&u->hname, 1024);
@@ -98,9 +95,8 @@ static void up_close(struct upstreams *us, struct upconn *u)
     if (u->phase == UP_IDLE)
         pool_remove(u->o, u);
     u->phase = UP_CLOSED;
-    u->gen = (u->gen + 1) & GEN_MASK;
-    if (u->fd >= 0 && u->o->kind == ORIGIN_HTTP)
-        shutdown(u->fd, SHUT_RDWR); /* ends the multishot recv */
+    /* a socket's shutdown ends the multishot recv */
+    stream_close(&u->s, u->o->kind == ORIGIN_HTTP);
     up_maybe_free(us, u);
 }
 
@@ -271,9 +267,9 @@ static const http_parser_settings up_settings = {
 
 static void up_send(struct upstreams *us, struct upconn *u)
 {
-    loop_send(us->loop, u->fd, u->out.data + u->out_sent,
-              u->out.len - u->out_sent, UD_MAKE(OP_UP_SEND, u->gen, u->idx));
-    u->inflight++;
+    loop_send(us->loop, u->s.fd, u->out.data + u->out_sent,
+              u->out.len - u->out_sent, stream_ud(&u->s, OP_UP_SEND));
+    stream_started(&u->s);
 }
 
 static void up_start_request(struct upstreams *us, struct upconn *u)
@@ -287,21 +283,19 @@ static void up_start_request(struct upstreams *us, struct upconn *u)
     u->out_sent = 0;
     u->phase = UP_SEND;
     up_arm(us, u, o->first_byte_timeout_ms);
-    if (!u->recv_armed) {
-        loop_recv_multishot(us->loop, u->fd, UD_MAKE(OP_UP_RECV, u->gen, u->idx));
-        u->recv_armed = true;
-        u->inflight++;
-    }
+    if (!u->s.recv_armed)
+        stream_recv(us->loop, &u->s, OP_UP_RECV);
     up_send(us, u);
 }
 
 static void up_connect(struct upstreams *us, struct upconn *u)
 {
     struct origin *o = u->o;
-    u->fd = socket(o->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (u->fd < 0) {
+    stream_open(&u->s, socket(o->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (u->s.fd < 0) {
         log_err("origin %s: socket: %s", o->name, strerror(errno));
         u->phase = UP_CLOSED;
+        stream_close(&u->s, false);
         finish(u, false, 502);
         up_maybe_free(us, u);
         return;
@@ -309,9 +303,9 @@ static void up_connect(struct upstreams *us, struct upconn *u)
     u->phase = UP_CONNECT;
     up_arm(us, u, o->connect_timeout_ms);
     o->st.connects++;
-    loop_connect(us->loop, u->fd, (struct sockaddr *)&o->addr, o->alen,
-                 UD_MAKE(OP_UP_CONNECT, u->gen, u->idx));
-    u->inflight++;
+    loop_connect(us->loop, u->s.fd, (struct sockaddr *)&o->addr, o->alen,
+                 stream_ud(&u->s, OP_UP_CONNECT));
+    stream_started(&u->s);
 }
 
 static void file_fetch(struct upstreams *us, struct origin *o, const char *path,
@@ -458,36 +452,24 @@ void origin_on_cqe(struct upstreams *us, const struct loop_cqe *cq)
     }
     struct upconn *u = us->slots[idx];
     unsigned op = UD_OP(cq->ud);
-    bool stale = UD_GEN(cq->ud) != u->gen || u->phase == UP_CLOSED;
+    bool stale = !stream_completed(&u->s, cq, op == OP_UP_RECV);
     if (op == OP_UP_RECV) {
-        if (!cq->more) {
-            u->recv_armed = false;
-            u->inflight--;
-        }
         if (stale) {
             if (cq->has_buf)
                 loop_buf_recycle(us->loop, cq->bid);
         } else if (cq->res > 0) {
             up_data(us, u, loop_buf(us->loop, cq->bid), (size_t)cq->res);
             loop_buf_recycle(us->loop, cq->bid);
-            if (!cq->more && u->phase != UP_CLOSED && u->phase != UP_FREE) {
-                loop_recv_multishot(us->loop, u->fd,
-                                    UD_MAKE(OP_UP_RECV, u->gen, u->idx));
-                u->recv_armed = true;
-                u->inflight++;
-            }
+            if (!cq->more && u->phase != UP_CLOSED && u->phase != UP_FREE)
+                stream_recv(us->loop, &u->s, OP_UP_RECV);
         } else if (cq->res == 0) {
             up_eof(us, u);
         } else if (cq->res == -ENOBUFS) {
-            loop_recv_multishot(us->loop, u->fd,
-                                UD_MAKE(OP_UP_RECV, u->gen, u->idx));
-            u->recv_armed = true;
-            u->inflight++;
+            stream_recv(us->loop, &u->s, OP_UP_RECV);
         } else {
             up_fail(us, u, 502);
         }
     } else if (op == OP_UP_CONNECT) {
-        u->inflight--;
         if (!stale) {
             if (cq->res < 0) {
                 log_warn("origin %s: connect: %s", u->o->name,
@@ -499,7 +481,6 @@ void origin_on_cqe(struct upstreams *us, const struct loop_cqe *cq)
             }
         }
     } else if (op == OP_UP_SEND) {
-        u->inflight--;
         if (!stale) {
             if (cq->res <= 0) {
                 up_fail(us, u, 502);
@@ -531,9 +512,9 @@ static void file_read_next(struct upstreams *us, struct upconn *u)
     }
     /* object memory: owned by the kernel until OP_FILE_READ completes; the
      * fetch holds a ref on the object */
-    loop_read(us->loop, u->fd, p, room, u->file_off,
-              UD_MAKE(OP_FILE_READ, u->gen, u->idx));
-    u->inflight++;
+    loop_read(us->loop, u->s.fd, p, room, u->file_off,
+              stream_ud(&u->s, OP_FILE_READ));
+    stream_started(&u->s);
 }
 
 static void file_simple(struct cache_obj *obj, int status, int64_t now)
@@ -579,7 +560,7 @@ static void file_fetch(struct upstreams *us, struct origin *o, const char *path,
         return;
     }
     u->o = o;
-    u->fd = fd;
+    stream_open(&u->s, fd);
     u->obj = obj;
     u->phase = UP_READ;
     timer_disarm(&u->timer); /* file reads have no timeout */
@@ -598,8 +579,7 @@ void origin_on_file_cqe(struct upstreams *us, const struct loop_cqe *cq)
     if (idx >= us->n)
         return;
     struct upconn *u = us->slots[idx];
-    u->inflight--;
-    if (UD_GEN(cq->ud) != u->gen || u->phase == UP_CLOSED) {
+    if (!stream_completed(&u->s, cq, false)) {
         up_maybe_free(us, u);
         return;
     }
@@ -657,8 +637,8 @@ void origin_cleanup(struct upstreams *us)
 {
     for (unsigned i = 0; i < us->n; i++) {
         struct upconn *u = us->slots[i];
-        if (u->fd >= 0)
-            close(u->fd);
+        if (u->s.fd >= 0)
+            close(u->s.fd);
         if (u->obj)
             cache_obj_unref(u->obj);
         buf_free(&u->out);

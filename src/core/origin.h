@@ -12,6 +12,7 @@
 
 #include "base/buf.h"
 #include "io/loop.h"
+#include "io/stream.h"
 #include "io/timer.h"
 
 struct cache_obj;
@@ -58,10 +59,7 @@ enum up_phase { UP_FREE, UP_CONNECT, UP_SEND, UP_WAIT, UP_READ, UP_IDLE,
 
 /* One upstream connection (or one file read). */
 struct upconn {
-    int fd;
-    uint32_t idx, gen;
-    uint16_t inflight;
-    bool recv_armed;
+    struct stream s;        /* fd, slot, generation, ops in flight */
     bool reused;            /* came from the pool: may retry once */
     bool got_bytes;         /* response bytes arrived */
     enum up_phase phase;

@@ -413,7 +413,7 @@ void http_on_sent(struct conn *c, bool all)
         /* Lingering close: shut our side, read until the client closes, so
          * unread input doesn't turn into a reset that destroys the
          * response in flight (nginx's lingering_close). */
-        shutdown(c->fd, SHUT_WR);
+        shutdown(c->s.fd, SHUT_WR);
         c->state = CS_LINGER;
         c->in.len = 0;
         if (c->flags & CF_RECV_PAUSED)

@@ -12,6 +12,7 @@
 
 #include "base/buf.h"
 #include "io/outq.h"
+#include "io/stream.h"
 #include "io/timer.h"
 
 struct req;
@@ -28,7 +29,6 @@ enum conn_state {
 
 /* Connection flags. */
 enum {
-    CF_RECV_ARMED = 1 << 0,  /* a multishot recv is in flight */
     CF_RECV_REARM = 1 << 1,  /* on the rearm list (ENOBUFS / ended) */
     CF_RECV_PAUSED = 1 << 2, /* input buffer full: recv cancelled */
     CF_SENDING = 1 << 3,     /* an OP_SEND is in flight */
@@ -44,11 +44,8 @@ enum {
 enum tlist { TL_NONE, TL_HEAD, TL_IDLE, TL_BODY, TL_SEND, TL_LINGER, TL_N };
 
 struct conn {
-    int fd;
-    uint32_t idx;           /* slot index, in user_data */
-    uint32_t gen;           /* bumped at close: drops stale completions */
+    struct stream s;        /* fd, slot, generation, ops in flight */
     uint16_t flags;
-    uint16_t inflight;      /* ops in flight; slot freed only at 0 */
     enum conn_state state;
     struct worker *w;
     unsigned listener;

@@ -155,7 +155,7 @@ void outq_imm_settle(struct worker *w, loop_cqe_pt done, void *ctx)
     while ((c = w->imm_head) != NULL &&
            (int32_t)(taken - c->out.imm_pos) > 0) {
         imm_unlink(c);
-        struct loop_cqe cq = {.ud = UD_MAKE(OP_SEND, c->gen, c->idx),
+        struct loop_cqe cq = {.ud = stream_ud(&c->s, OP_SEND),
                               .res = c->out.imm_len};
         done(ctx, &cq);
     }
@@ -179,7 +179,7 @@ static void send_next(struct conn *c, bool imm)
 {
     struct outq *o = &c->out;
     struct loop *l = c->w->loop;
-    uint64_t ud = UD_MAKE(OP_SEND, c->gen, c->idx);
+    uint64_t ud = stream_ud(&c->s, OP_SEND);
     unsigned n = o->iov_n - o->iov_i;
     size_t len = 0;
     for (unsigned i = o->iov_i; i < o->iov_n; i++)
@@ -191,22 +191,22 @@ static void send_next(struct conn *c, bool imm)
     if (n == 1) {
         void *p = o->iov[o->iov_i].iov_base;
         if (imm)
-            pos = loop_send_imm(l, c->fd, p, len, ud);
+            pos = loop_send_imm(l, c->s.fd, p, len, ud);
         else
-            loop_send(l, c->fd, p, len, ud);
+            loop_send(l, c->s.fd, p, len, ud);
     } else {
         memset(&o->msg, 0, sizeof o->msg);
         o->msg.msg_iov = &o->iov[o->iov_i];
         o->msg.msg_iovlen = n;
         if (imm)
-            pos = loop_sendmsg_imm(l, c->fd, &o->msg, ud);
+            pos = loop_sendmsg_imm(l, c->s.fd, &o->msg, ud);
         else
-            loop_sendmsg(l, c->fd, &o->msg, ud);
+            loop_sendmsg(l, c->s.fd, &o->msg, ud);
     }
     if (imm)
         imm_link(c, pos, len);
     c->flags |= CF_SENDING;
-    c->inflight++;
+    stream_started(&c->s);
 }
 
 void outq_flush(struct conn *c)

@@ -790,9 +790,9 @@ void lrt_start(struct req *r)
 void lrt_continue(struct req *r, int nargs)
 {
     struct conn *c = r->c;
-    uint32_t cgen = c ? c->gen : 0;
+    uint32_t cgen = c ? c->s.gen : 0;
     run(r, nargs);
     /* the response may be complete now: parse pipelined input */
-    if (c && c->gen == cgen && c->state == CS_READING)
+    if (c && c->s.gen == cgen && c->state == CS_READING)
         http_process(c);
 }

@@ -199,8 +199,8 @@ static bool before(void *ctx)
         if (c->state < CS_CLOSED)
             outq_flush(c);
     }
-    if (t->c.inflight > t->max_inflight)
-        t->max_inflight = t->c.inflight;
+    if (t->c.s.inflight > t->max_inflight)
+        t->max_inflight = t->c.s.inflight;
     /* the "handler" queues more when a send completes and the test ends
      * when all is sent: no tick here to settle sends later */
     return t->w.imm_head == NULL;
@@ -223,13 +223,13 @@ static void on_cqe(void *ctx, const struct loop_cqe *cq)
         }
         return;
     }
-    if (UD_OP(cq->ud) != OP_SEND || UD_IDX(cq->ud) != c->idx ||
-        UD_GEN(cq->ud) != c->gen || c->inflight != 1) {
+    if (UD_OP(cq->ud) != OP_SEND || UD_IDX(cq->ud) != c->s.idx ||
+        UD_GEN(cq->ud) != c->s.gen || c->s.inflight != 1) {
         t->errors++;
         loop_stop(t->w.loop);
         return;
     }
-    c->inflight--;
+    c->s.inflight--;
     t->completions++;
     if (cq->res == -EAGAIN)
         t->imm_eagain++; /* an immediate send found the socket full */
@@ -275,9 +275,9 @@ static bool setup(struct t *t, int sv[2], int sndbuf)
         return false;
     if (sndbuf)
         setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
-    t->c.fd = sv[0];
-    t->c.idx = 5;
-    t->c.gen = 77;
+    t->c.s.fd = sv[0];
+    t->c.s.idx = 5;
+    t->c.s.gen = 77;
     t->c.w = &t->w;
     t->c.state = CS_READING;
     return true;
@@ -473,7 +473,7 @@ static void test_closed(void)
     CHECK_EQ(outq_pending(&t.c), 0);
     outq_flush(&t.c);
     CHECK(!(t.c.flags & CF_SENDING));
-    CHECK_EQ(t.c.inflight, 0);
+    CHECK_EQ(t.c.s.inflight, 0);
     teardown(&t, sv);
     CHECK_EQ(t.items[1].released, 1);
     plan_free(&t);
@@ -510,7 +510,7 @@ static void test_segments(void)
     outq_flush(&t.c);
     CHECK_EQ(t.items[1].released, 1);
     CHECK(!(t.c.flags & CF_SENDING));
-    CHECK_EQ(t.c.inflight, 0);
+    CHECK_EQ(t.c.s.inflight, 0);
     CHECK_EQ(outq_pending(&t.c), 0);
     teardown(&t, sv);
     CHECK_EQ(t.items[0].released, 1);
