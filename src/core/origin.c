@@ -7,7 +7,6 @@
 #include "core/fetch.h"
 #include "io/ops.h"
 #include "base/log.h"
-#include "http/fields.h"
 #include "http/h1_server.h"
 #include "store/cache.h"
 
@@ -58,8 +57,8 @@ static void up_maybe_free(struct upstreams *us, struct upconn *u)
     stream_release(us->loop, &u->s);
     u->phase = UP_FREE;
     buf_reset(&u->out, 4096);
-    buf_reset(&u->hname, 1024);
-    buf_reset(&u->hval, 4096);
+    buf_reset(&u->resp.hname, 1024);
+    buf_reset(&u->resp.hval, 4096);
     u->next = us->free;
     us->free = u;
 }
@@ -161,27 +160,15 @@ int origin_init_http(struct origin *o, const char *url, char *err,
     return 0;
 }
 
-/* ==== HTTP: response parsing ==== */
+/* ==== HTTP: the response, from h1_client ==== */
 
-/* The response's header lines go to the object (the store decides from
- * them whether and how long to keep it, http/cc.h); hop-by-hop and
- * framing headers are not forwarded (the server frames each response
- * itself). Whitespace between a field name and its colon is removed, as a
- * proxy must (RFC 9112 §5.1): "Set-Cookie :" is still Set-Cookie. A name
- * that is not a token after that fails the response (-1). */
-static int header_done(struct upconn *u)
+/* A response field goes to the object (core/fetch.c decides from the
+ * stored lines whether and how long to keep it); hop-by-hop and framing
+ * fields are not forwarded (the server frames each response itself). */
+static int up_field(void *owner, const char *n, size_t nl, const char *v,
+                    size_t vl)
 {
-    const char *n = u->hname.data;
-    size_t nl = u->hname.len;
-    while (nl > 0 && (n[nl - 1] == ' ' || n[nl - 1] == '\t'))
-        nl--;
-    if (!field_is_token(n, nl)) {
-        if (u->hname.len > 0 || u->hval.len > 0)
-            log_warn("origin %s: invalid header field name", u->o->name);
-        return u->hname.len > 0 || u->hval.len > 0 ? -1 : 0;
-    }
-    const char *v = u->hval.data;
-    size_t vl = u->hval.len;
+    struct upconn *u = owner;
 #define IS(s) (nl == sizeof(s) - 1 && strncasecmp(n, s, nl) == 0)
     bool skip = IS("connection") || IS("keep-alive") ||
                 IS("transfer-encoding") || IS("content-length") ||
@@ -195,72 +182,35 @@ static int header_done(struct upconn *u)
         buf_append(h, v, vl);
         buf_append(h, "\r\n", 2);
     }
-    u->hname.len = u->hval.len = 0;
     return 0;
 }
 
-static int up_on_header_field(http_parser *p, const char *at, size_t n)
+/* An interim response: its fields are not the final response's. */
+static void up_interim(void *owner)
 {
-    struct upconn *u = p->data;
-    if (u->in_value) {
-        u->in_value = false;
-        if (header_done(u) < 0)
-            return -1;
-    }
-    return buf_append(&u->hname, at, n);
-}
-
-static int up_on_header_value(http_parser *p, const char *at, size_t n)
-{
-    struct upconn *u = p->data;
-    u->in_value = true;
-    return buf_append(&u->hval, at, n);
-}
-
-static int up_on_headers_complete(http_parser *p)
-{
-    struct upconn *u = p->data;
-    u->in_value = false;
-    if (header_done(u) < 0)
-        return -1;
-    if (u->obj == NULL)
-        return 0;
-    if (p->status_code < 200) {
-        /* an interim response: its fields are not the final response's */
+    struct upconn *u = owner;
+    if (u->obj)
         u->obj->hdrs.len = 0;
-        return 0;
-    }
-    int64_t total = -1;
-    if (!(p->flags & F_CHUNKED) && p->content_length != ULLONG_MAX)
-        total = (int64_t)p->content_length;
-    if (p->status_code == 204 || p->status_code == 304)
-        total = 0;
-    fetch_head(u->obj, p->status_code, total, loop_now(u->o->us->loop));
+}
+
+static int up_head(void *owner, int status, int64_t total)
+{
+    struct upconn *u = owner;
+    if (u->obj)
+        fetch_head(u->obj, status, total, loop_now(u->o->us->loop));
     return 0;
 }
 
-static int up_on_body(http_parser *p, const char *at, size_t n)
+static int up_body(void *owner, const char *p, size_t n)
 {
-    struct upconn *u = p->data;
-    if (u->obj && cache_obj_data(u->obj, at, n) < 0)
+    struct upconn *u = owner;
+    if (u->obj && cache_obj_data(u->obj, p, n) < 0)
         return -1;
     return 0;
 }
 
-static int up_on_message_complete(http_parser *p)
-{
-    if (p->status_code < 200)
-        return 0;
-    http_parser_pause(p, 1);
-    return 0;
-}
-
-static const http_parser_settings up_settings = {
-    .on_header_field = up_on_header_field,
-    .on_header_value = up_on_header_value,
-    .on_headers_complete = up_on_headers_complete,
-    .on_body = up_on_body,
-    .on_message_complete = up_on_message_complete,
+static const struct h1_client_ops up_ops = {
+    up_field, up_interim, up_head, up_body,
 };
 
 /* ==== HTTP: the fetch ==== */
@@ -275,10 +225,7 @@ static void up_send(struct upstreams *us, struct upconn *u)
 static void up_start_request(struct upstreams *us, struct upconn *u)
 {
     struct origin *o = u->o;
-    http_parser_init(&u->parser, HTTP_RESPONSE);
-    u->parser.data = u;
-    u->hname.len = u->hval.len = 0;
-    u->in_value = false;
+    h1_resp_init(&u->resp, &up_ops, u);
     u->got_bytes = false;
     u->out_sent = 0;
     u->phase = UP_SEND;
@@ -382,7 +329,7 @@ static void up_fail(struct upstreams *us, struct upconn *u, int status)
 static void up_done(struct upstreams *us, struct upconn *u)
 {
     struct origin *o = u->o;
-    bool keep = http_should_keep_alive(&u->parser) &&
+    bool keep = h1_resp_keep_alive(&u->resp) &&
                 o->nidle < o->keepalive_max;
     finish(u, true, 0);
     if (!keep) {
@@ -409,19 +356,18 @@ static void up_data(struct upstreams *us, struct upconn *u, const char *p,
     u->got_bytes = true;
     u->phase = UP_READ;
     up_arm(us, u, u->o->idle_timeout_ms);
-    size_t k = http_parser_execute(&u->parser, &up_settings, p, n);
-    enum http_errno e = HTTP_PARSER_ERRNO(&u->parser);
-    if (e == HPE_PAUSED) {
-        http_parser_pause(&u->parser, 0);
+    size_t k;
+    enum h1_res res = h1_resp_feed(&u->resp, p, n, &k);
+    if (res == H1_DONE) {
         if (k < n)
             log_warn("origin %s: %zu unexpected bytes after the response",
                      u->o->name, n - k);
         up_done(us, u);
         if (k < n)
             up_close(us, u);
-    } else if (e != HPE_OK) {
+    } else if (res == H1_ERROR) {
         log_warn("origin %s: invalid response: %s", u->o->name,
-                 http_errno_description(e));
+                 h1_resp_error(&u->resp));
         up_fail(us, u, 502);
     }
 }
@@ -430,8 +376,7 @@ static void up_eof(struct upstreams *us, struct upconn *u)
 {
     if (u->obj && u->got_bytes) {
         /* a close-delimited body ends here; anything else is truncated */
-        http_parser_execute(&u->parser, &up_settings, NULL, 0);
-        if (HTTP_PARSER_ERRNO(&u->parser) == HPE_PAUSED) {
+        if (h1_resp_eof(&u->resp) == H1_DONE) {
             finish(u, true, 0);
             up_close(us, u);
             return;
@@ -642,8 +587,7 @@ void origin_cleanup(struct upstreams *us)
         if (u->obj)
             cache_obj_unref(u->obj);
         buf_free(&u->out);
-        buf_free(&u->hname);
-        buf_free(&u->hval);
+        h1_resp_free(&u->resp);
         free(u);
     }
     free(us->slots);

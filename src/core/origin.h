@@ -5,12 +5,12 @@
 #ifndef LURING_ORIGIN_H
 #define LURING_ORIGIN_H
 
-#include <http_parser.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
 #include "base/buf.h"
+#include "http/h1_client.h"
 #include "io/loop.h"
 #include "io/stream.h"
 #include "io/timer.h"
@@ -68,9 +68,7 @@ struct upconn {
     struct cache_obj *obj;  /* destination of the fetch (one ref) */
     struct buf out;         /* request bytes */
     size_t out_sent;
-    http_parser parser;
-    struct buf hname, hval; /* the header being parsed */
-    bool in_value;
+    struct h1_resp resp;    /* the response being parsed */
     uint64_t file_off;      /* file origin: next read offset */
     struct upconn *next;    /* pool / free list */
 };
