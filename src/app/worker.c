@@ -103,6 +103,11 @@ struct conn *worker_conn(struct worker *w, uint32_t idx)
     return idx < w->nslots ? w->conns[idx] : NULL;
 }
 
+/* A connection's output queue tells it when to flush and when to give up. */
+static void conn_out_dirty(struct outq *o) { conn_mark_dirty(o->owner); }
+static void conn_out_broken(struct outq *o) { conn_close(o->owner); }
+static const struct outq_ops conn_out_ops = {conn_out_dirty, conn_out_broken};
+
 static struct conn *conn_alloc(struct worker *w)
 {
     struct conn *c = w->free_conns;
@@ -118,6 +123,7 @@ static struct conn *conn_alloc(struct worker *w)
     c->s.idx = w->nslots;
     c->w = w;
     c->s.fd = -1;
+    outq_init(&c->out, &c->s, &w->imm, w, &conn_out_ops, c);
     w->conns[w->nslots++] = c;
     return c;
 }
@@ -173,7 +179,7 @@ static void conn_maybe_free(struct conn *c)
         return;
     c->state = CS_FREE;
     stream_release(w->loop, &c->s);
-    outq_release_all(c);
+    outq_release_all(&c->out);
     buf_reset(&c->in, KEEP_IN);
     /* keep list-membership flags: the slot may still be linked on the
      * dirty/rearm lists, which skip closed or re-used entries safely */
@@ -391,11 +397,11 @@ static void on_send(struct worker *w, const struct loop_cqe *cq)
     if (c == NULL)
         return;
     if (!stream_completed(&c->s, cq, false)) {
-        outq_send_gone(c);
+        outq_send_gone(&c->out);
         conn_maybe_free(c);
         return;
     }
-    int ret = outq_sent(c, cq->res);
+    int ret = outq_sent(&c->out, cq->res);
     if (ret < 0) {
         conn_close(c); /* EPIPE, ECONNRESET: the client is gone */
         return;
@@ -517,6 +523,22 @@ static void on_cqe(void *ctx, const struct loop_cqe *cq)
     }
 }
 
+/* An immediate send still waits to be settled and settling it would do
+ * more than free its buffers (data queued behind it, input waiting, a
+ * handler waiting for the queue to drain, a closing connection). */
+static bool imm_busy(const struct worker *w)
+{
+    for (const struct outq *o = w->imm.head; o; o = o->imm_next) {
+        const struct conn *c = o->owner;
+        /* settling a keep-alive connection's last response only frees its
+         * buffers and moves it from the send to the idle timer */
+        if (c->state != CS_READING || o->q.n || c->in.len ||
+            (c->flags & CF_RECV_PAUSED))
+            return true;
+    }
+    return false;
+}
+
 /* Before the ring is submitted: settle the immediate sends the kernel has
  * taken, hand queued output to the kernel (one send per connection per
  * iteration), re-arm receives and accepts. Returns whether the loop may
@@ -525,7 +547,7 @@ static bool before_sleep(void *ctx)
 {
     struct worker *w = ctx;
     struct conn *c;
-    outq_imm_settle(w, on_cqe, w);
+    outq_imm_settle(&w->imm, on_cqe, w);
     if (w->rp.deferred)
         req_run_deferred(&w->rp);
     while ((c = w->rearm) != NULL) {
@@ -539,7 +561,7 @@ static bool before_sleep(void *ctx)
         w->dirty = c->next_dirty;
         c->flags &= (uint16_t)~CF_DIRTY;
         if (c->state < CS_CLOSED)
-            outq_flush(c);
+            outq_flush(&c->out);
     }
     if (!w->accept_paused && !w->stopping)
         for (unsigned i = 0; i < w->nls; i++)
@@ -551,7 +573,7 @@ static bool before_sleep(void *ctx)
     /* Sleeping with immediate sends not yet settled is fine when settling
      * them only frees buffers: the next completion (at worst the tick)
      * settles them. Otherwise come straight back after this submit. */
-    return w->imm_head == NULL || (!w->stopping && !outq_imm_busy(w));
+    return w->imm.head == NULL || (!w->stopping && !imm_busy(w));
 }
 
 /* ==== the thread ==== */
@@ -580,6 +602,7 @@ int worker_run(struct worker *w)
     if (w->loop == NULL)
         return -1;
     w->up.loop = w->loop;
+    w->imm.loop = w->loop;
     w->up.timers = &w->timers;
     const int64_t timeout[TL_N] = {
         [TL_HEAD] = w->cfg->header_timeout_ms,
@@ -632,7 +655,7 @@ void worker_cleanup(struct worker *w)
         struct conn *c = w->conns[i];
         if (c->s.fd >= 0)
             close(c->s.fd);
-        outq_free(c);
+        outq_free(&c->out);
         buf_free(&c->in);
         free(c);
     }

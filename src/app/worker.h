@@ -47,7 +47,7 @@ struct worker {
     unsigned nslots, nconns;
     struct conn *free_conns;
     struct conn *dirty, *rearm;
-    struct conn *imm_head, *imm_tail; /* immediate sends, in SQ order */
+    struct outq_imm imm;    /* immediate sends, in SQ order */
     struct timers timers;   /* every timeout: connections, origins */
     struct timer_queue *tq[TL_N]; /* the connections' timeouts */
     /* requests */

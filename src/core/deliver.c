@@ -73,7 +73,7 @@ void serve_pump(struct req *r)
         }
         send_head(r, o);
     }
-    while (r->obj_off < o->len && outq_pending(c) < OUT_HIGH &&
+    while (r->obj_off < o->len && outq_pending(&c->out) < OUT_HIGH &&
            c->state < CS_CLOSED) {
         size_t n;
         const char *p = cache_obj_at(o, r->obj_off, &n);

@@ -77,12 +77,12 @@ static void update_timer(struct conn *c, bool progress)
             tl = TL_HEAD;
         else if (c->req)
             tl = TL_BODY;
-        else if (outq_pending(c))
+        else if (outq_pending(&c->out))
             tl = TL_SEND;
         else
             tl = TL_IDLE;
         break;
-    case CS_HANDLING: tl = outq_pending(c) ? TL_SEND : TL_NONE; break;
+    case CS_HANDLING: tl = outq_pending(&c->out) ? TL_SEND : TL_NONE; break;
     case CS_DRAINING: tl = TL_SEND; break;
     case CS_LINGER: tl = TL_LINGER; break;
     default: tl = TL_NONE; break;
@@ -108,7 +108,7 @@ static void http_error(struct conn *c, int status)
                      "Content-Type: text/plain\r\nContent-Length: %zu\r\n"
                      "Connection: close\r\n\r\n%s\n",
                      status, reason, c->w->date, strlen(reason) + 1, reason);
-    outq_copy(c, hdr, (size_t)n);
+    outq_copy(&c->out, hdr, (size_t)n);
     c->flags &= (uint16_t)~(CF_IN_HEAD | CF_MSG_DONE);
     c->state = CS_DRAINING;
     update_timer(c, true);
@@ -240,7 +240,7 @@ static int on_headers_complete(http_parser *p)
     if (ex && value_is(ex, vlen, "100-continue") && p->http_minor == 1 &&
         has_body) {
         static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-        outq_copy(c, cont, sizeof cont - 1);
+        outq_copy(&c->out, cont, sizeof cont - 1);
     }
     c->flags &= (uint16_t)~CF_IN_HEAD;
     update_timer(c, true);
@@ -314,7 +314,7 @@ static size_t run_input(struct conn *c, const char *p, size_t len)
 {
     size_t off = 0;
     while (off < len && c->state == CS_READING &&
-           outq_pending(c) < OUT_HIGH) {
+           outq_pending(&c->out) < OUT_HIGH) {
         size_t n = http_parser_execute(&c->parser, &settings, p + off,
                                        len - off);
         enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
@@ -401,7 +401,7 @@ void http_on_sent(struct conn *c, bool all)
         req_writable(r);
         if (c->state >= CS_CLOSED)
             return;
-        if (outq_pending(c) > 0)
+        if (outq_pending(&c->out) > 0)
             all = false;
     }
     if (!all) { /* progress: restart the send timeout */
@@ -562,7 +562,7 @@ void http_head_end(struct req *r, int64_t content_length)
         r->resp_left = 0;
         return;
     }
-    outq_copy(c, w->rhead.data, w->rhead.len);
+    outq_copy(&c->out, w->rhead.data, w->rhead.len);
 }
 
 void http_head_raw(struct req *r, const char *p, size_t n)
@@ -591,16 +591,16 @@ void http_body(struct req *r, const char *p, size_t len, seg_release_pt rel,
             size[--n] = hex[v & 15];
             v >>= 4;
         } while (v);
-        outq_copy(c, size + n, sizeof size - n);
+        outq_copy(&c->out, size + n, sizeof size - n);
     } else if (r->resp_left > 0) {
         r->resp_left -= (int64_t)len; /* < 0: more than announced */
     }
     if (rel)
-        outq_ref(c, p, len, rel, arg, aux);
+        outq_ref(&c->out, p, len, rel, arg, aux);
     else
-        outq_copy(c, p, len);
+        outq_copy(&c->out, p, len);
     if (r->chunked)
-        outq_copy(c, "\r\n", 2);
+        outq_copy(&c->out, "\r\n", 2);
 }
 
 void http_response_done(struct req *r)
@@ -611,7 +611,7 @@ void http_response_done(struct req *r)
         return;
     }
     if (r->chunked)
-        outq_copy(c, "0\r\n\r\n", 5);
+        outq_copy(&c->out, "0\r\n\r\n", 5);
     if (r->resp_left != 0 && !r->is_head) {
         log_warn("response body length differs from its Content-Length: "
                  "closing connection");

@@ -31,12 +31,10 @@ enum conn_state {
 enum {
     CF_RECV_REARM = 1 << 1,  /* on the rearm list (ENOBUFS / ended) */
     CF_RECV_PAUSED = 1 << 2, /* input buffer full: recv cancelled */
-    CF_SENDING = 1 << 3,     /* an OP_SEND is in flight */
     CF_DIRTY = 1 << 4,       /* on the flush list */
     CF_IN_HEAD = 1 << 5,     /* bytes of a request head have arrived */
     CF_MSG_DONE = 1 << 6,    /* parser paused at a complete message */
     CF_CLOSE_AFTER = 1 << 7, /* close once the response is sent */
-    CF_SEND_IMM = 1 << 8,    /* the send in flight is immediate (outq.c) */
 };
 
 /* Which timeout a connection waits under (io/timer.h queues, one per
@@ -60,7 +58,6 @@ struct conn {
     struct conn *next_dirty;  /* flush list (CF_DIRTY) */
     struct conn *next_rearm;  /* rearm list (CF_RECV_REARM) */
     struct conn *next_free;
-    struct conn *imm_prev, *imm_next; /* immediate sends (CF_SEND_IMM) */
 };
 
 void http_conn_init(struct conn *c);

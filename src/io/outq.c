@@ -5,7 +5,7 @@
  * The first send of a flight is immediate when the ring can do it
  * (loop_send_imm): tried once as the kernel takes the SQE, it posts a
  * completion only if it did not go whole. Such sends wait on the worker's
- * imm list, in SQ order, until outq_imm_settle() finds the kernel has
+ * outq_imm list, in SQ order, until outq_imm_settle() finds the kernel has
  * taken them; the rest of a short one goes out as an ordinary send, which
  * waits for socket space. A small response thus costs no completion, and
  * at one connection the loop sleeps in the same io_uring_enter that
@@ -16,9 +16,7 @@
 #include <string.h>
 
 #include "io/outq.h"
-#include "app/worker.h"
 #include "base/log.h"
-#include "http/h1_server.h"
 #include "io/ops.h"
 
 #define KEEP_BYTES (16 * 1024) /* queue memory kept across requests */
@@ -46,48 +44,59 @@ static void segq_release(struct worker *w, struct segq *q)
     buf_reset(&q->bytes, KEEP_BYTES);
 }
 
-void outq_copy(struct conn *c, const void *p, size_t len)
+void outq_init(struct outq *o, struct stream *s, struct outq_imm *imm,
+               struct worker *rel_ctx, const struct outq_ops *ops,
+               void *owner)
 {
-    struct segq *q = &c->out.q;
-    if (len == 0 || c->state >= CS_CLOSED)
+    o->s = s;
+    o->imm = imm;
+    o->rel_ctx = rel_ctx;
+    o->ops = ops;
+    o->owner = owner;
+}
+
+void outq_copy(struct outq *o, const void *p, size_t len)
+{
+    struct segq *q = &o->q;
+    if (len == 0 || o->s->closed)
         return;
     size_t off = q->bytes.len;
     if (buf_append(&q->bytes, p, len) < 0) {
         log_err("out of memory queueing %zu bytes: closing connection", len);
-        conn_close(c);
+        o->ops->broken(o);
         return;
     }
     struct seg *last = q->n ? &q->segs[q->n - 1] : NULL;
     if (last && last->p == NULL && last->off + last->len == off) {
         last->len += len; /* contiguous with the previous copy */
     } else {
-        struct seg s = {.off = off, .len = len};
-        if (segq_push(q, &s) < 0) {
+        struct seg sg = {.off = off, .len = len};
+        if (segq_push(q, &sg) < 0) {
             log_err("out of memory queueing output: closing connection");
-            conn_close(c);
+            o->ops->broken(o);
             return;
         }
     }
-    c->out.queued += len;
-    conn_mark_dirty(c);
+    o->queued += len;
+    o->ops->dirty(o);
 }
 
-void outq_ref(struct conn *c, const char *p, size_t len, seg_release_pt rel,
+void outq_ref(struct outq *o, const char *p, size_t len, seg_release_pt rel,
               void *arg, intptr_t aux)
 {
-    struct seg s = {.p = p, .len = len, .release = rel, .arg = arg,
-                    .aux = aux};
-    if (c->state >= CS_CLOSED || segq_push(&c->out.q, &s) < 0) {
+    struct seg sg = {.p = p, .len = len, .release = rel, .arg = arg,
+                     .aux = aux};
+    if (o->s->closed || segq_push(&o->q, &sg) < 0) {
         if (rel)
-            rel(c->w, arg, aux);
-        if (c->state < CS_CLOSED) {
+            rel(o->rel_ctx, arg, aux);
+        if (!o->s->closed) {
             log_err("out of memory queueing output: closing connection");
-            conn_close(c);
+            o->ops->broken(o);
         }
         return;
     }
-    c->out.queued += len;
-    conn_mark_dirty(c);
+    o->queued += len;
+    o->ops->dirty(o);
 }
 
 /* Fill iov[] from flight segments starting at *next. */
@@ -107,79 +116,65 @@ static void build_iov(struct outq *o, unsigned *next)
 
 /* ==== immediate sends: the worker's list, in SQ order ==== */
 
-static void imm_link(struct conn *c, uint32_t pos, size_t len)
+static void imm_link(struct outq *o, uint32_t pos, size_t len)
 {
-    struct worker *w = c->w;
-    c->out.imm_pos = pos;
-    c->out.imm_len = (int)len;
-    c->flags |= CF_SEND_IMM;
-    c->imm_next = NULL;
-    c->imm_prev = w->imm_tail;
-    if (w->imm_tail)
-        w->imm_tail->imm_next = c;
+    struct outq_imm *l = o->imm;
+    o->imm_pos = pos;
+    o->imm_len = (int)len;
+    o->imm_pending = true;
+    o->imm_next = NULL;
+    o->imm_prev = l->tail;
+    if (l->tail)
+        l->tail->imm_next = o;
     else
-        w->imm_head = c;
-    w->imm_tail = c;
+        l->head = o;
+    l->tail = o;
 }
 
-static void imm_unlink(struct conn *c)
+static void imm_unlink(struct outq *o)
 {
-    struct worker *w = c->w;
-    if (!(c->flags & CF_SEND_IMM))
+    struct outq_imm *l = o->imm;
+    if (!o->imm_pending)
         return;
-    c->flags &= (uint16_t)~CF_SEND_IMM;
-    if (c->imm_prev)
-        c->imm_prev->imm_next = c->imm_next;
+    o->imm_pending = false;
+    if (o->imm_prev)
+        o->imm_prev->imm_next = o->imm_next;
     else
-        w->imm_head = c->imm_next;
-    if (c->imm_next)
-        c->imm_next->imm_prev = c->imm_prev;
+        l->head = o->imm_next;
+    if (o->imm_next)
+        o->imm_next->imm_prev = o->imm_prev;
     else
-        w->imm_tail = c->imm_prev;
-    c->imm_prev = c->imm_next = NULL;
+        l->tail = o->imm_prev;
+    o->imm_prev = o->imm_next = NULL;
 }
 
-void outq_imm_settle(struct worker *w, loop_cqe_pt done, void *ctx)
+void outq_imm_settle(struct outq_imm *l, loop_cqe_pt done, void *ctx)
 {
     /* With completions in the overflow list, one of them may be the
      * failure of a send below: wait until the kernel has flushed them. */
-    if (w->imm_head == NULL || loop_cq_overflow(w->loop))
+    if (l->head == NULL || loop_cq_overflow(l->loop))
         return;
     /* The SQ head as this pass begins, the CQ drained: a send taken before
      * it has its failure (if any) already handled. One taken later (a full
      * SQ submitted while `done` queues more) may have a failure waiting in
      * the CQ: it waits for the next pass. Positions are taken in order, so
      * stop at the first one not taken. */
-    uint32_t taken = loop_sq_taken(w->loop);
-    struct conn *c;
-    while ((c = w->imm_head) != NULL &&
-           (int32_t)(taken - c->out.imm_pos) > 0) {
-        imm_unlink(c);
-        struct loop_cqe cq = {.ud = stream_ud(&c->s, OP_SEND),
-                              .res = c->out.imm_len};
+    uint32_t taken = loop_sq_taken(l->loop);
+    struct outq *o;
+    while ((o = l->head) != NULL && (int32_t)(taken - o->imm_pos) > 0) {
+        imm_unlink(o);
+        struct loop_cqe cq = {.ud = stream_ud(o->s, OP_SEND),
+                              .res = o->imm_len};
         done(ctx, &cq);
     }
 }
 
-bool outq_imm_busy(const struct worker *w)
-{
-    for (const struct conn *c = w->imm_head; c; c = c->imm_next) {
-        /* settling a keep-alive connection's last response only frees its
-         * buffers and moves it from the send to the idle timer */
-        if (c->state != CS_READING || c->out.q.n || c->in.len ||
-            (c->flags & CF_RECV_PAUSED))
-            return true;
-    }
-    return false;
-}
-
 /* ==== sending ==== */
 
-static void send_next(struct conn *c, bool imm)
+static void send_next(struct outq *o, bool imm)
 {
-    struct outq *o = &c->out;
-    struct loop *l = c->w->loop;
-    uint64_t ud = stream_ud(&c->s, OP_SEND);
+    struct loop *l = o->imm->loop;
+    uint64_t ud = stream_ud(o->s, OP_SEND);
     unsigned n = o->iov_n - o->iov_i;
     size_t len = 0;
     for (unsigned i = o->iov_i; i < o->iov_n; i++)
@@ -191,28 +186,27 @@ static void send_next(struct conn *c, bool imm)
     if (n == 1) {
         void *p = o->iov[o->iov_i].iov_base;
         if (imm)
-            pos = loop_send_imm(l, c->s.fd, p, len, ud);
+            pos = loop_send_imm(l, o->s->fd, p, len, ud);
         else
-            loop_send(l, c->s.fd, p, len, ud);
+            loop_send(l, o->s->fd, p, len, ud);
     } else {
         memset(&o->msg, 0, sizeof o->msg);
         o->msg.msg_iov = &o->iov[o->iov_i];
         o->msg.msg_iovlen = n;
         if (imm)
-            pos = loop_sendmsg_imm(l, c->s.fd, &o->msg, ud);
+            pos = loop_sendmsg_imm(l, o->s->fd, &o->msg, ud);
         else
-            loop_sendmsg(l, c->s.fd, &o->msg, ud);
+            loop_sendmsg(l, o->s->fd, &o->msg, ud);
     }
     if (imm)
-        imm_link(c, pos, len);
-    c->flags |= CF_SENDING;
-    stream_started(&c->s);
+        imm_link(o, pos, len);
+    o->sending = true;
+    stream_started(o->s);
 }
 
-void outq_flush(struct conn *c)
+void outq_flush(struct outq *o)
 {
-    struct outq *o = &c->out;
-    if ((c->flags & CF_SENDING) || o->q.n == 0 || c->state >= CS_CLOSED)
+    if (o->sending || o->q.n == 0 || o->s->closed)
         return;
     /* The queue becomes the flight; the (empty) old flight becomes the
      * queue, so its memory is reused. */
@@ -224,27 +218,26 @@ void outq_flush(struct conn *c)
     o->seg_next = 0;
     build_iov(o, &o->seg_next);
     if (o->iov_n == 0) { /* only empty segments */
-        segq_release(c->w, &o->flight);
+        segq_release(o->rel_ctx, &o->flight);
         o->flight_left = 0;
         return;
     }
-    send_next(c, true);
+    send_next(o, true);
 }
 
-void outq_send_gone(struct conn *c)
+void outq_send_gone(struct outq *o)
 {
-    imm_unlink(c);
-    c->flags &= (uint16_t)~CF_SENDING;
+    imm_unlink(o);
+    o->sending = false;
 }
 
-int outq_sent(struct conn *c, int res)
+int outq_sent(struct outq *o, int res)
 {
-    struct outq *o = &c->out;
-    bool imm = (c->flags & CF_SEND_IMM) != 0;
-    imm_unlink(c); /* an immediate send that did not go whole */
-    c->flags &= (uint16_t)~CF_SENDING;
+    bool imm = o->imm_pending;
+    imm_unlink(o); /* an immediate send that did not go whole */
+    o->sending = false;
     if (imm && res == -EAGAIN) { /* the socket was full: nothing went */
-        send_next(c, false);
+        send_next(o, false);
         return 1;
     }
     if (res <= 0)
@@ -265,39 +258,39 @@ int outq_sent(struct conn *c, int res)
     if (o->iov_i == o->iov_n && o->seg_next < o->flight.n)
         build_iov(o, &o->seg_next);
     if (o->iov_i < o->iov_n) {
-        send_next(c, false); /* waits for socket space */
+        send_next(o, false); /* waits for socket space */
         return 1;
     }
-    segq_release(c->w, &o->flight);
+    segq_release(o->rel_ctx, &o->flight);
     if (o->q.n) {
         /* queued while this send was in flight: its flush request was
          * dropped (one send at a time), so send it now */
-        outq_flush(c);
-        return (c->flags & CF_SENDING) ? 1 : 0; /* 0: only empty pieces */
+        outq_flush(o);
+        return o->sending ? 1 : 0; /* 0: only empty pieces */
     }
     return 0;
 }
 
-size_t outq_pending(const struct conn *c)
+size_t outq_pending(const struct outq *o)
 {
-    return c->out.queued + c->out.flight_left;
+    return o->queued + o->flight_left;
 }
 
-void outq_release_all(struct conn *c)
+void outq_release_all(struct outq *o)
 {
     /* only when no send is in flight: the kernel may still read flight */
-    segq_release(c->w, &c->out.flight);
-    segq_release(c->w, &c->out.q);
-    c->out.queued = c->out.flight_left = 0;
-    c->out.iov_n = c->out.iov_i = 0;
+    segq_release(o->rel_ctx, &o->flight);
+    segq_release(o->rel_ctx, &o->q);
+    o->queued = o->flight_left = 0;
+    o->iov_n = o->iov_i = 0;
 }
 
-void outq_free(struct conn *c)
+void outq_free(struct outq *o)
 {
-    outq_release_all(c);
-    free(c->out.q.segs);
-    free(c->out.flight.segs);
-    buf_free(&c->out.q.bytes);
-    buf_free(&c->out.flight.bytes);
-    memset(&c->out, 0, sizeof c->out);
+    outq_release_all(o);
+    free(o->q.segs);
+    free(o->flight.segs);
+    buf_free(&o->q.bytes);
+    buf_free(&o->flight.bytes);
+    memset(o, 0, sizeof *o);
 }

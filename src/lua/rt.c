@@ -241,7 +241,7 @@ static void drain_resume(struct req *r)
 
 static void drain_writable(struct req *r)
 {
-    if (outq_pending(r->c) <= OUT_LOW)
+    if (outq_pending(&r->c->out) <= OUT_LOW)
         req_wake(r);
 }
 
@@ -283,7 +283,7 @@ static int l_req_write(lua_State *L)
     if (!r->head_sent && write_head(L, r, 200, 0, -1, false) < 0)
         return lua_error(L);
     queue_body(L, r, 2);
-    if (outq_pending(r->c) > OUT_HIGH && cur_rt->cur == r &&
+    if (outq_pending(&r->c->out) > OUT_HIGH && cur_rt->cur == r &&
         L == r->co) {
         req_park(r, &op_drain);
         return lua_yield(L, 0);

@@ -114,10 +114,10 @@ static void queue_item(struct t *t, unsigned i)
     struct item *it = &t->items[i];
     const char *src = t->stream + (it->end - it->len);
     if (it->kind == ITEM_COPY) {
-        outq_copy(&t->c, src, it->len);
+        outq_copy(&t->c.out, src, it->len);
     } else {
         memcpy(it->mem, src, it->len);
-        outq_ref(&t->c, it->mem, it->len, on_release, t, (intptr_t)i);
+        outq_ref(&t->c.out, it->mem, it->len, on_release, t, (intptr_t)i);
     }
 }
 
@@ -125,14 +125,14 @@ static void queue_batch(struct t *t)
 {
     if (t->batch == t->nbatches)
         return;
-    size_t before = outq_pending(&t->c), n = 0;
+    size_t before = outq_pending(&t->c.out), n = 0;
     for (; t->next < t->batch_end[t->batch]; t->next++) {
         n += t->items[t->next].len;
         queue_item(t, t->next);
     }
-    if (outq_pending(&t->c) != before + n)
+    if (outq_pending(&t->c.out) != before + n)
         t->errors++;
-    if (t->c.flags & CF_SENDING)
+    if (t->c.out.sending)
         t->in_flight_batches++; /* queued behind a send in flight */
     t->batch++;
 }
@@ -192,24 +192,24 @@ static bool before(void *ctx)
 {
     struct t *t = ctx;
     struct conn *c;
-    outq_imm_settle(&t->w, on_settled, t);
+    outq_imm_settle(&t->w.imm, on_settled, t);
     while ((c = t->w.dirty) != NULL) {
         t->w.dirty = c->next_dirty;
         c->flags &= (uint16_t)~CF_DIRTY;
         if (c->state < CS_CLOSED)
-            outq_flush(c);
+            outq_flush(&c->out);
     }
     if (t->c.s.inflight > t->max_inflight)
         t->max_inflight = t->c.s.inflight;
     /* the "handler" queues more when a send completes and the test ends
      * when all is sent: no tick here to settle sends later */
-    return t->w.imm_head == NULL;
+    return t->w.imm.head == NULL;
 }
 
 static bool all_done(struct t *t)
 {
-    return t->batch == t->nbatches && outq_pending(&t->c) == 0 &&
-           !(t->c.flags & CF_SENDING);
+    return t->batch == t->nbatches && outq_pending(&t->c.out) == 0 &&
+           !t->c.out.sending;
 }
 
 static void on_cqe(void *ctx, const struct loop_cqe *cq)
@@ -236,7 +236,7 @@ static void on_cqe(void *ctx, const struct loop_cqe *cq)
     if (cq->res > 0)
         t->sent += (size_t)cq->res;
     size_t flight_left = c->out.flight_left;
-    int ret = outq_sent(c, cq->res);
+    int ret = outq_sent(&c->out, cq->res);
     t->last_ret = ret;
     if (ret < 0) {
         if (!t->expect_fail)
@@ -247,9 +247,9 @@ static void on_cqe(void *ctx, const struct loop_cqe *cq)
     }
     if (cq->res > 0 && (size_t)cq->res < flight_left)
         t->short_sends++;
-    if (ret == 1 && !(c->flags & CF_SENDING))
+    if (ret == 1 && !c->out.sending)
         t->errors++; /* "more is being sent" */
-    if (ret == 0 && (c->out.q.n || outq_pending(c)))
+    if (ret == 0 && (c->out.q.n || outq_pending(&c->out)))
         t->errors++; /* "0 when everything queued is sent" */
     /* more output from the "handler": every few completions, often while
      * the rest of a flight is still being sent */
@@ -258,6 +258,12 @@ static void on_cqe(void *ctx, const struct loop_cqe *cq)
     if (all_done(t))
         loop_stop(t->w.loop);
 }
+
+/* The queue's owner, as worker.c's connections: queued output goes on the
+ * dirty list (flushed by before()); running out of memory is an error. */
+static void out_dirty(struct outq *o) { conn_mark_dirty(o->owner); }
+static void out_broken(struct outq *o) { (void)o; cur->errors++; }
+static const struct outq_ops test_out_ops = {out_dirty, out_broken};
 
 static bool setup(struct t *t, int sv[2], int sndbuf)
 {
@@ -279,6 +285,8 @@ static bool setup(struct t *t, int sv[2], int sndbuf)
     t->c.s.idx = 5;
     t->c.s.gen = 77;
     t->c.w = &t->w;
+    t->w.imm.loop = t->w.loop;
+    outq_init(&t->c.out, &t->c.s, &t->w.imm, &t->w, &test_out_ops, &t->c);
     t->c.state = CS_READING;
     return true;
 }
@@ -292,7 +300,7 @@ static void run(struct t *t, int guard_sec)
 
 static void teardown(struct t *t, int sv[2])
 {
-    outq_free(&t->c);
+    outq_free(&t->c.out);
     loop_free(t->w.loop);
     close(sv[0]);
     close(sv[1]);
@@ -324,7 +332,7 @@ static void ordered_case(unsigned nitems, unsigned nbatches, int guard_sec,
         printf("   stalled: %zu of %zu bytes sent, %zu queued behind no "
                "send (sending %d, dirty %d), %u/%u batches queued\n",
                t.sent, t.stream_len, t.c.out.queued,
-               (t.c.flags & CF_SENDING) != 0, (t.c.flags & CF_DIRTY) != 0,
+               t.c.out.sending != 0, (t.c.flags & CF_DIRTY) != 0,
                t.batch, t.nbatches);
         goto out;
     }
@@ -334,7 +342,7 @@ static void ordered_case(unsigned nitems, unsigned nbatches, int guard_sec,
     CHECK_EQ(r.len, t.stream_len);
     CHECK(!r.overflow);
     CHECK(r.len == t.stream_len && memcmp(r.got, t.stream, r.len) == 0);
-    CHECK_EQ(outq_pending(&t.c), 0);
+    CHECK_EQ(outq_pending(&t.c.out), 0);
     CHECK_EQ(t.max_inflight, 1); /* never two sends at once */
     if (sndbuf)
         CHECK(t.short_sends > 0); /* the small buffer forced resumes */
@@ -381,7 +389,7 @@ static void test_one_big_flight(void) { ordered_case(300, 1, 20, 4096); }
 /* Many batches, most queued while a send is in flight. Output queued
  * during a flight must go out when that flight ends even if nothing else
  * is queued afterwards: before_sleep clears CF_DIRTY before outq_flush,
- * which does nothing while CF_SENDING is set, so only outq_sent can start
+ * which does nothing while a send is in flight, so only outq_sent can start
  * it (a regression test: before 33335c3 such output waited for the next
  * write or the send timeout, truncating responses). A stall ends the test
  * at the guard timeout. */
@@ -422,15 +430,15 @@ static void test_empty_behind_flight(void)
     big->end = 200000;
     big->mem = malloc(big->len);
     memset(big->mem, 'x', big->len);
-    outq_ref(&t.c, big->mem, big->len, on_release, &t, 1);
+    outq_ref(&t.c.out, big->mem, big->len, on_release, &t, 1);
     t.batch = t.nbatches; /* nothing more from queue_batch */
     before(&t);           /* flush: the flight starts */
-    REQUIRE(t.c.flags & CF_SENDING);
+    REQUIRE(t.c.out.sending);
     /* an empty reference queued behind it */
     struct item *empty = &t.items[0];
     CHECK(empty->kind == ITEM_REF && empty->len == 0);
     empty->end = 200000; /* released only after the flight */
-    outq_ref(&t.c, empty->mem, 0, on_release, &t, 0);
+    outq_ref(&t.c.out, empty->mem, 0, on_release, &t, 0);
     CHECK_EQ(empty->released, 0);
     struct reader r = {.fd = sv[1], .cap = 200000};
     r.got = malloc(r.cap);
@@ -442,7 +450,7 @@ static void test_empty_behind_flight(void)
     CHECK(!t.guard_fired);
     CHECK_EQ(t.errors, 0);
     CHECK_EQ(t.last_ret, 0);
-    CHECK(!(t.c.flags & CF_SENDING));
+    CHECK(!t.c.out.sending);
     CHECK_EQ(r.len, 200000);
     CHECK_EQ(big->released, 1);
     CHECK_EQ(empty->released, 1);
@@ -452,7 +460,7 @@ static void test_empty_behind_flight(void)
     free(r.got);
 }
 
-/* A closed connection takes no output; references are released at once. */
+/* A closed stream takes no output; references are released at once. */
 static void test_closed(void)
 {
     static struct t t;
@@ -460,19 +468,20 @@ static void test_closed(void)
     REQUIRE(setup(&t, sv, 0));
     plan(&t, 2, 1);
     t.c.state = CS_CLOSED;
-    outq_copy(&t.c, "abc", 3);
-    CHECK_EQ(outq_pending(&t.c), 0);
+    stream_close(&t.c.s, false);
+    outq_copy(&t.c.out, "abc", 3);
+    CHECK_EQ(outq_pending(&t.c.out), 0);
     CHECK(!(t.c.flags & CF_DIRTY));
     char *mem = malloc(10);
     t.items[1].kind = ITEM_REF;
     t.items[1].len = 10;
     t.items[1].end = 0;
     t.items[1].mem = mem;
-    outq_ref(&t.c, mem, 10, on_release, &t, 1);
+    outq_ref(&t.c.out, mem, 10, on_release, &t, 1);
     CHECK_EQ(t.items[1].released, 1);
-    CHECK_EQ(outq_pending(&t.c), 0);
-    outq_flush(&t.c);
-    CHECK(!(t.c.flags & CF_SENDING));
+    CHECK_EQ(outq_pending(&t.c.out), 0);
+    outq_flush(&t.c.out);
+    CHECK(!t.c.out.sending);
     CHECK_EQ(t.c.s.inflight, 0);
     teardown(&t, sv);
     CHECK_EQ(t.items[1].released, 1);
@@ -486,32 +495,32 @@ static void test_segments(void)
     int sv[2];
     REQUIRE(setup(&t, sv, 0));
     plan(&t, 3, 1);
-    outq_copy(&t.c, "ab", 2);
-    outq_copy(&t.c, "cd", 2);
-    outq_copy(&t.c, "", 0);
+    outq_copy(&t.c.out, "ab", 2);
+    outq_copy(&t.c.out, "cd", 2);
+    outq_copy(&t.c.out, "", 0);
     CHECK_EQ(t.c.out.q.n, 1); /* contiguous copies: one segment */
-    CHECK_EQ(outq_pending(&t.c), 4);
+    CHECK_EQ(outq_pending(&t.c.out), 4);
     CHECK(t.items[0].kind == ITEM_REF && t.items[0].mem);
-    outq_ref(&t.c, t.items[0].mem, 0, on_release, &t, 0);
-    outq_copy(&t.c, "ef", 2);
+    outq_ref(&t.c.out, t.items[0].mem, 0, on_release, &t, 0);
+    outq_copy(&t.c.out, "ef", 2);
     CHECK_EQ(t.c.out.q.n, 3);
-    CHECK_EQ(outq_pending(&t.c), 6);
+    CHECK_EQ(outq_pending(&t.c.out), 6);
     CHECK_EQ(t.items[0].released, 0);
-    outq_release_all(&t.c); /* e.g. a connection closed before sending */
+    outq_release_all(&t.c.out); /* e.g. a connection closed before sending */
     CHECK_EQ(t.items[0].released, 1);
-    CHECK_EQ(outq_pending(&t.c), 0);
+    CHECK_EQ(outq_pending(&t.c.out), 0);
 
     /* only empty segments: released by the flush, nothing sent */
     t.items[1].kind = ITEM_REF;
     t.items[1].len = 0;
     t.items[1].end = 0;
     t.items[1].mem = malloc(1);
-    outq_ref(&t.c, t.items[1].mem, 0, on_release, &t, 1);
-    outq_flush(&t.c);
+    outq_ref(&t.c.out, t.items[1].mem, 0, on_release, &t, 1);
+    outq_flush(&t.c.out);
     CHECK_EQ(t.items[1].released, 1);
-    CHECK(!(t.c.flags & CF_SENDING));
+    CHECK(!t.c.out.sending);
     CHECK_EQ(t.c.s.inflight, 0);
-    CHECK_EQ(outq_pending(&t.c), 0);
+    CHECK_EQ(outq_pending(&t.c.out), 0);
     teardown(&t, sv);
     CHECK_EQ(t.items[0].released, 1);
     CHECK_EQ(t.items[1].released, 1);
@@ -534,12 +543,12 @@ static void test_send_error(void)
     CHECK(!t.guard_fired);
     CHECK_EQ(t.completions, 1);
     CHECK_EQ(t.last_ret, -1);
-    CHECK(!(t.c.flags & CF_SENDING));
+    CHECK(!t.c.out.sending);
     unsigned released = 0;
     for (unsigned i = 0; i < t.nitems; i++)
         released += t.items[i].released;
     CHECK_EQ(released, 0); /* the kernel was done, but nothing says so */
-    outq_release_all(&t.c);
+    outq_release_all(&t.c.out);
     unsigned refs = 0, once = 0;
     for (unsigned i = 0; i < t.nitems; i++) {
         if (t.items[i].kind != ITEM_REF)
@@ -549,7 +558,7 @@ static void test_send_error(void)
     }
     CHECK(refs > 0);
     CHECK_EQ(once, refs);
-    CHECK_EQ(outq_pending(&t.c), 0);
+    CHECK_EQ(outq_pending(&t.c.out), 0);
     t.errors = 0; /* the failed send was counted as one */
     teardown(&t, sv);
     plan_free(&t);
