@@ -578,6 +578,11 @@ static bool before_sleep(void *ctx)
 
 /* ==== the thread ==== */
 
+/* HTTP hands parsed requests to the Lua runtime. */
+static const struct h1_server_ops h1_ops = {
+    .run = lrt_start,
+};
+
 /* A deferred request: a released cache subscriber fetches on its own. */
 static void on_deferred(struct req *r)
 {
@@ -591,6 +596,7 @@ int worker_run(struct worker *w)
     w->rp.w = w;
     w->rp.on_deferred = on_deferred;
     w->rp.drop = lrt_drop_thread;
+    w->h1 = &h1_ops;
     /* 256 receive buffers (1 MiB): the kernel takes them in FIFO order,
      * so a larger ring makes every recv land in cache-cold memory (4096
      * buffers cost about 6 % more CPU per request at one connection than

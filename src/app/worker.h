@@ -52,6 +52,7 @@ struct worker {
     struct timer_queue *tq[TL_N]; /* the connections' timeouts */
     /* requests */
     struct req_pool rp;
+    const struct h1_server_ops *h1; /* how HTTP hands requests up */
     /* timers */
     struct loop_ts tick_ts;
     int wake_fd;

@@ -14,7 +14,6 @@
 #include "base/log.h"
 #include "core/req.h"
 #include "http/fields.h"
-#include "lua/rt.h"
 
 #define IN_LIMIT  (64 * 1024)  /* buffered pipelined input before pausing */
 
@@ -305,7 +304,7 @@ static void run_request(struct conn *c)
     c->state = CS_HANDLING;
     r->dispatch = c->listener;
     update_timer(c, false);
-    lrt_start(r); /* may finish at once (http_response_done) */
+    c->w->h1->run(r); /* may finish at once (http_response_done) */
 }
 
 /* Parse and run requests from p[0..len) while the connection can take them.
@@ -629,7 +628,7 @@ void http_response_done(struct req *r)
         c->state = CS_READING;
     }
     /* Pipelined input left in c->in is parsed by the caller: run_input's
-     * loop when the handler finished at once, lrt_continue otherwise. */
+     * loop when the handler finished at once, the resumed handler (lrt_continue) otherwise. */
     update_timer(c, true);
 }
 

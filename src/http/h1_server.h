@@ -60,6 +60,14 @@ struct conn {
     struct conn *next_free;
 };
 
+/* What the HTTP layer needs from the layers above it (filled by the worker
+ * at start-up): it never calls the handler layer directly. */
+struct h1_server_ops {
+    /** r's head (and body) is parsed: run its handler. The response may be
+     * complete when it returns (http_response_done) or come later. */
+    void (*run)(struct req *r);
+};
+
 void http_conn_init(struct conn *c);
 /** New bytes for c. `p` is borrowed: anything kept is copied. */
 void http_on_data(struct conn *c, const char *p, size_t len);
