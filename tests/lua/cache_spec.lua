@@ -116,11 +116,7 @@ local function start_pair(opts)
   return ngx, srv
 end
 
-local function teardown()
-  local ok, err = pcall(helper.stop_all)
-  origin.stop_all()
-  assert(ok, err)
-end
+local teardown = origin.teardown
 
 local function get(srv, path, opts)
   local c = helper.connect(srv:port())

@@ -99,11 +99,7 @@ describe("close after the last byte (RFC 9112 §9.6)", function()
     srv = helper.start((SCRIPT:gsub("@ORIGIN@", ngx:url())
                               :gsub("@PAYLOAD@", ("%q"):format(("x"):rep(65536)))))
   end)
-  lazy_teardown(function()
-    local ok, err = pcall(helper.stop_all)
-    origin.stop_all()
-    assert(ok, err)
-  end)
+  lazy_teardown(origin.teardown)
 
   for _, n in ipairs(SIZES) do
     for _, kind in ipairs({ "keep-alive", "close", "1.0" }) do

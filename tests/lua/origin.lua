@@ -247,4 +247,12 @@ function M.stop_all()
   for _, o in ipairs(list) do o:stop() end
 end
 
+-- A spec's teardown: every luring (helper.stop_all, which reports crashes
+-- and sanitizer output), then every origin, whatever the first said.
+function M.teardown()
+  local ok, err = pcall(helper.stop_all)
+  M.stop_all()
+  assert(ok, err)
+end
+
 return M

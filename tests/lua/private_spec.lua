@@ -126,11 +126,7 @@ describe("responses that may not be shared (RFC 9111 §3)", function()
     local src = SCRIPT:gsub("@ORIGIN@", ngx:url())
     srv = helper.start(src)
   end)
-  lazy_teardown(function()
-    local ok, err = pcall(helper.stop_all)
-    origin.stop_all()
-    assert(ok, err)
-  end)
+  lazy_teardown(origin.teardown)
 
   local N = 10
   local kinds = {
