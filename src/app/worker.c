@@ -1,5 +1,5 @@
-/* worker.c - a worker thread: its ring, Lua state and listeners; the
- * completion dispatcher; connection and request slots; timer lists. */
+/* worker.c - a worker thread: its ring, HTTP server, Lua runtime and
+ * listeners; the completion dispatcher; the tick; stop and reload. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <netdb.h>
@@ -24,8 +24,6 @@
 #include "store/cache.h"
 
 #define TICK_MS    100
-#define LINGER_MS  2000
-#define KEEP_IN    (16 * 1024)
 
 void config_defaults(struct config *cfg)
 {
@@ -40,46 +38,6 @@ void config_defaults(struct config *cfg)
     cfg->max_body_size = 1 << 20;
 }
 
-/* ==== timers ==== */
-
-static void tl_remove(struct conn *c)
-{
-    timer_disarm(&c->timer);
-    c->tl = TL_NONE;
-}
-
-void conn_touch(struct conn *c, enum tlist tl)
-{
-    struct worker *w = c->w;
-    c->tl = tl;
-    if (tl == TL_NONE)
-        timer_disarm(&c->timer);
-    else
-        timer_arm(w->tq[tl], &c->timer, loop_now(w->loop));
-}
-
-/* A connection's timeout expired (io/timer.h). */
-static void conn_expired(struct timer_queue *q, struct timer *t)
-{
-    (void)q;
-    struct conn *c = (struct conn *)((char *)t - offsetof(struct conn, timer));
-    enum tlist tl = c->tl;
-    c->tl = TL_NONE;
-    http_on_timeout(c, tl);
-}
-
-static void refresh_date(struct worker *w)
-{
-    time_t now = time(NULL);
-    if (now == w->date_sec)
-        return;
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    w->date_len = strftime(w->date, sizeof w->date,
-                           "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
-    w->date_sec = now;
-}
-
 static void arm_tick(struct worker *w)
 {
     w->tick_ts.tv_sec = 0;
@@ -90,123 +48,10 @@ static void arm_tick(struct worker *w)
 static void on_tick(struct worker *w)
 {
     int64_t now = loop_now(w->loop);
-    refresh_date(w);
+    h1_refresh_date(&w->h1);
     timers_expire(&w->timers, now);
     if (!w->stopping)
         arm_tick(w);
-}
-
-/* ==== connection slots ==== */
-
-struct conn *worker_conn(struct worker *w, uint32_t idx)
-{
-    return idx < w->nslots ? w->conns[idx] : NULL;
-}
-
-/* A connection's output queue tells it when to flush and when to give up. */
-static void conn_out_dirty(struct outq *o) { conn_mark_dirty(o->owner); }
-static void conn_out_broken(struct outq *o) { conn_close(o->owner); }
-static const struct outq_ops conn_out_ops = {conn_out_dirty, conn_out_broken};
-
-static struct conn *conn_alloc(struct worker *w)
-{
-    struct conn *c = w->free_conns;
-    if (c) {
-        w->free_conns = c->next_free;
-        return c;
-    }
-    if (ptrs_reserve(&w->conns, w->nslots) < 0)
-        return NULL;
-    c = calloc(1, sizeof *c);
-    if (c == NULL)
-        return NULL;
-    c->s.idx = w->nslots;
-    c->w = w;
-    c->s.fd = -1;
-    outq_init(&c->out, &c->s, &w->imm, w, &conn_out_ops, c);
-    w->conns[w->nslots++] = c;
-    return c;
-}
-
-static void arm_recv(struct conn *c)
-{
-    stream_recv(c->w->loop, &c->s, OP_RECV);
-}
-
-static void schedule_rearm(struct conn *c)
-{
-    if (c->flags & CF_RECV_REARM)
-        return;
-    c->flags |= CF_RECV_REARM;
-    c->next_rearm = c->w->rearm;
-    c->w->rearm = c;
-}
-
-void conn_mark_dirty(struct conn *c)
-{
-    if (c->flags & CF_DIRTY)
-        return;
-    c->flags |= CF_DIRTY;
-    c->next_dirty = c->w->dirty;
-    c->w->dirty = c;
-}
-
-void conn_pause_recv(struct conn *c)
-{
-    if (c->flags & CF_RECV_PAUSED)
-        return;
-    c->flags |= CF_RECV_PAUSED;
-    if (c->s.recv_armed)
-        loop_cancel(c->w->loop, stream_ud(&c->s, OP_RECV),
-                    UD_MAKE(OP_CANCEL, 0, 0));
-}
-
-void conn_resume_recv(struct conn *c)
-{
-    c->flags &= (uint16_t)~CF_RECV_PAUSED;
-    if (!c->s.recv_armed)
-        schedule_rearm(c);
-}
-
-static void set_accepting(struct worker *w, bool on);
-
-/* Free the slot once the connection is closed and the kernel holds
- * nothing of it (no recv or send in flight). */
-static void conn_maybe_free(struct conn *c)
-{
-    struct worker *w = c->w;
-    if (c->state != CS_CLOSED || !stream_done(&c->s))
-        return;
-    c->state = CS_FREE;
-    stream_release(w->loop, &c->s);
-    outq_release_all(&c->out);
-    buf_reset(&c->in, KEEP_IN);
-    /* keep list-membership flags: the slot may still be linked on the
-     * dirty/rearm lists, which skip closed or re-used entries safely */
-    c->flags &= CF_DIRTY | CF_RECV_REARM;
-    c->next_free = w->free_conns;
-    w->free_conns = c;
-    w->nconns--;
-    if (w->accept_paused && w->nconns < w->cfg->max_connections)
-        set_accepting(w, true);
-}
-
-void conn_close(struct conn *c)
-{
-    if (c->state >= CS_CLOSED)
-        return;
-    c->state = CS_CLOSED;
-    stream_close(&c->s, false); /* shut down below, after the request */
-    tl_remove(c);
-    struct req *r = c->req;
-    if (r) {
-        c->req = NULL;
-        r->c = NULL;
-        req_abort(r); /* whatever it is parked on is cancelled */
-    }
-    /* wakes the multishot recv (ends with 0) and fails pending sends */
-    shutdown(c->s.fd, SHUT_RDWR);
-    conn_maybe_free(c);
 }
 
 /* ==== listeners ==== */
@@ -330,83 +175,10 @@ static void on_accept(struct worker *w, const struct loop_cqe *cq)
             log_warn("accept on %s: %s", w->ls[i].addr, strerror(-cq->res));
         return;
     }
-    int fd = cq->res;
-    struct conn *c = w->stopping ? NULL : conn_alloc(w);
-    if (c == NULL) {
-        close(fd);
+    if (h1_accept(&w->h1, cq->res, i) == NULL)
         return;
-    }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    stream_open(&c->s, fd);
-    c->state = CS_READING;
-    c->flags &= CF_DIRTY | CF_RECV_REARM;
-    c->listener = i;
-    c->req = NULL;
-    c->in.len = 0;
-    http_conn_init(c);
-    w->nconns++;
-    arm_recv(c);
-    conn_touch(c, TL_HEAD);
-    if (w->nconns >= w->cfg->max_connections && !w->accept_paused)
+    if (w->h1.nconns >= w->cfg->max_connections && !w->accept_paused)
         set_accepting(w, false);
-}
-
-/* ==== completions ==== */
-
-static void on_recv(struct worker *w, const struct loop_cqe *cq)
-{
-    struct conn *c = worker_conn(w, UD_IDX(cq->ud));
-    if (c == NULL)
-        return;
-    if (!stream_completed(&c->s, cq, true)) {
-        if (cq->has_buf)
-            loop_buf_recycle(w->loop, cq->bid);
-        conn_maybe_free(c);
-        return;
-    }
-    if (cq->res > 0) {
-        if (c->state == CS_LINGER) {
-            /* discard: we only wait for the client's EOF */
-        } else {
-            http_on_data(c, loop_buf(w->loop, cq->bid), (size_t)cq->res);
-        }
-        loop_buf_recycle(w->loop, cq->bid);
-        if (!cq->more && c->state < CS_CLOSED &&
-            !(c->flags & CF_RECV_PAUSED))
-            schedule_rearm(c);
-    } else if (cq->res == 0) {
-        conn_close(c); /* client closed */
-    } else if (cq->res == -ENOBUFS) {
-        /* no provided buffer left this instant: buffers are recycled as
-         * soon as each completion is handled, so re-arm next iteration */
-        schedule_rearm(c);
-    } else if (cq->res == -ECANCELED) {
-        if (!(c->flags & CF_RECV_PAUSED))
-            schedule_rearm(c);
-    } else {
-        conn_close(c);
-    }
-    if (c->state >= CS_CLOSED)
-        conn_maybe_free(c);
-}
-
-static void on_send(struct worker *w, const struct loop_cqe *cq)
-{
-    struct conn *c = worker_conn(w, UD_IDX(cq->ud));
-    if (c == NULL)
-        return;
-    if (!stream_completed(&c->s, cq, false)) {
-        outq_send_gone(&c->out);
-        conn_maybe_free(c);
-        return;
-    }
-    int ret = outq_sent(&c->out, cq->res);
-    if (ret < 0) {
-        conn_close(c); /* EPIPE, ECONNRESET: the client is gone */
-        return;
-    }
-    http_on_sent(c, ret == 0);
 }
 
 /* ==== control: stop, reload, --watch ==== */
@@ -440,7 +212,7 @@ static void on_wake(struct worker *w)
 {
     unsigned ctl = atomic_exchange(&w->ctl, 0);
     if (ctl & CTL_STOP) {
-        w->stopping = true;
+        w->stopping = w->h1.stopping = true;
         loop_stop(w->loop);
         return;
     }
@@ -507,8 +279,8 @@ static void on_cqe(void *ctx, const struct loop_cqe *cq)
     struct worker *w = ctx;
     switch (UD_OP(cq->ud)) {
     case OP_ACCEPT: on_accept(w, cq); break;
-    case OP_RECV: on_recv(w, cq); break;
-    case OP_SEND: on_send(w, cq); break;
+    case OP_RECV: h1_on_recv(&w->h1, cq); break;
+    case OP_SEND: h1_on_send(&w->h1, cq); break;
     case OP_SLEEP: lrt_sleep_done(&w->lrt, cq); break;
     case OP_TICK: on_tick(w); break;
     case OP_UP_CONNECT:
@@ -523,22 +295,6 @@ static void on_cqe(void *ctx, const struct loop_cqe *cq)
     }
 }
 
-/* An immediate send still waits to be settled and settling it would do
- * more than free its buffers (data queued behind it, input waiting, a
- * handler waiting for the queue to drain, a closing connection). */
-static bool imm_busy(const struct worker *w)
-{
-    for (const struct outq *o = w->imm.head; o; o = o->imm_next) {
-        const struct conn *c = o->owner;
-        /* settling a keep-alive connection's last response only frees its
-         * buffers and moves it from the send to the idle timer */
-        if (c->state != CS_READING || o->q.n || c->in.len ||
-            (c->flags & CF_RECV_PAUSED))
-            return true;
-    }
-    return false;
-}
-
 /* Before the ring is submitted: settle the immediate sends the kernel has
  * taken, hand queued output to the kernel (one send per connection per
  * iteration), re-arm receives and accepts. Returns whether the loop may
@@ -546,23 +302,10 @@ static bool imm_busy(const struct worker *w)
 static bool before_sleep(void *ctx)
 {
     struct worker *w = ctx;
-    struct conn *c;
-    outq_imm_settle(&w->imm, on_cqe, w);
+    outq_imm_settle(&w->h1.imm, on_cqe, w);
     if (w->rp.deferred)
         req_run_deferred(&w->rp);
-    while ((c = w->rearm) != NULL) {
-        w->rearm = c->next_rearm;
-        c->flags &= (uint16_t)~CF_RECV_REARM;
-        if (c->state < CS_CLOSED && !c->s.recv_armed &&
-            !(c->flags & CF_RECV_PAUSED))
-            arm_recv(c);
-    }
-    while ((c = w->dirty) != NULL) {
-        w->dirty = c->next_dirty;
-        c->flags &= (uint16_t)~CF_DIRTY;
-        if (c->state < CS_CLOSED)
-            outq_flush(&c->out);
-    }
+    h1_before_sleep(&w->h1);
     if (!w->accept_paused && !w->stopping)
         for (unsigned i = 0; i < w->nls; i++)
             if (!w->ls[i].accepting) {
@@ -573,14 +316,23 @@ static bool before_sleep(void *ctx)
     /* Sleeping with immediate sends not yet settled is fine when settling
      * them only frees buffers: the next completion (at worst the tick)
      * settles them. Otherwise come straight back after this submit. */
-    return w->imm.head == NULL || (!w->stopping && !imm_busy(w));
+    return w->h1.imm.head == NULL || (!w->stopping && !h1_imm_busy(&w->h1));
 }
 
 /* ==== the thread ==== */
 
+/* Below its connection limit again: accept. */
+static void conn_freed(void *ctx, unsigned nconns)
+{
+    struct worker *w = ctx;
+    if (w->accept_paused && nconns < w->cfg->max_connections)
+        set_accepting(w, true);
+}
+
 /* HTTP hands parsed requests to the Lua runtime. */
 static const struct h1_server_ops h1_ops = {
     .run = lrt_start,
+    .conn_freed = conn_freed,
 };
 
 /* A deferred request: a released cache subscriber fetches on its own. */
@@ -596,7 +348,6 @@ int worker_run(struct worker *w)
     w->rp.w = w;
     w->rp.on_deferred = on_deferred;
     w->rp.drop = lrt_drop_thread;
-    w->h1 = &h1_ops;
     /* 256 receive buffers (1 MiB): the kernel takes them in FIFO order,
      * so a larger ring makes every recv land in cache-cold memory (4096
      * buffers cost about 6 % more CPU per request at one connection than
@@ -608,21 +359,17 @@ int worker_run(struct worker *w)
     if (w->loop == NULL)
         return -1;
     w->up.loop = w->loop;
-    w->imm.loop = w->loop;
     w->up.timers = &w->timers;
-    const int64_t timeout[TL_N] = {
-        [TL_HEAD] = w->cfg->header_timeout_ms,
-        [TL_IDLE] = w->cfg->idle_timeout_ms,
-        [TL_BODY] = w->cfg->body_timeout_ms,
-        [TL_SEND] = w->cfg->send_timeout_ms,
-        [TL_LINGER] = LINGER_MS,
-    };
-    for (int tl = TL_HEAD; tl < TL_N; tl++)
-        if ((w->tq[tl] = timers_queue(&w->timers, timeout[tl],
-                                      conn_expired)) == NULL) {
-            snprintf(w->err, sizeof w->err, "out of memory");
-            return -1;
-        }
+    w->h1.loop = w->loop;
+    w->h1.cfg = w->cfg;
+    w->h1.ops = &h1_ops;
+    w->h1.ctx = w;
+    w->h1.w = w;
+    w->h1.rp = &w->rp;
+    if (h1_server_init(&w->h1, &w->timers) < 0) {
+        snprintf(w->err, sizeof w->err, "out of memory");
+        return -1;
+    }
     w->err[0] = 0;
     w->lrt.loop = w->loop;
     w->lrt.rp = &w->rp;
@@ -635,7 +382,6 @@ int worker_run(struct worker *w)
     if (w->watch && watch_script(w) < 0)
         return -1;
 
-    refresh_date(w);
     arm_tick(w);
     arm_wake(w);
     return 0;
@@ -657,15 +403,7 @@ static void drop_req(struct req *r)
 
 void worker_cleanup(struct worker *w)
 {
-    for (unsigned i = 0; i < w->nslots; i++) {
-        struct conn *c = w->conns[i];
-        if (c->s.fd >= 0)
-            close(c->s.fd);
-        outq_free(&c->out);
-        buf_free(&c->in);
-        free(c);
-    }
-    free(w->conns);
+    h1_server_free(&w->h1);
     req_pool_free(&w->rp, drop_req);
     origin_cleanup(&w->up);
     lcache_cleanup(&w->lrt);
@@ -674,8 +412,7 @@ void worker_cleanup(struct worker *w)
     free(w->ls);
     if (w->inotify_fd >= 0)
         close(w->inotify_fd);
-    lrt_close_all(&w->lrt);
-    timers_free(&w->timers); /* last: queued sends above released Lua strings */
+    lrt_close_all(&w->lrt); /* last: queued sends above released Lua strings */
+    timers_free(&w->timers);
     loop_free(w->loop);
-    buf_free(&w->rhead);
 }

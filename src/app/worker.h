@@ -42,26 +42,14 @@ struct worker {
     struct listener *ls;
     unsigned nls;
     bool accept_paused;
-    /* connections */
-    struct conn **conns;    /* stable pointers, indexed by conn->idx */
-    unsigned nslots, nconns;
-    struct conn *free_conns;
-    struct conn *dirty, *rearm;
-    struct outq_imm imm;    /* immediate sends, in SQ order */
+    struct h1_server h1;    /* client connections */
     struct timers timers;   /* every timeout: connections, origins */
-    struct timer_queue *tq[TL_N]; /* the connections' timeouts */
     /* requests */
     struct req_pool rp;
-    const struct h1_server_ops *h1; /* how HTTP hands requests up */
     /* timers */
     struct loop_ts tick_ts;
     int wake_fd;
     uint64_t wake_buf;
-    char date[40];          /* "Date: ...\r\n", refreshed each second */
-    size_t date_len;
-    struct buf rhead;       /* response head being built (h1_server.c) */
-    bool rhead_oom;
-    int64_t date_sec;
     /* origins and caches */
     struct upstreams up;    /* upstream connections / file reads */
     /* start-up report */
@@ -69,12 +57,6 @@ struct worker {
     bool stopping;
 };
 
-struct conn *worker_conn(struct worker *w, uint32_t idx);
-void conn_touch(struct conn *c, enum tlist tl);
-void conn_mark_dirty(struct conn *c);
-void conn_close(struct conn *c);
-void conn_pause_recv(struct conn *c);
-void conn_resume_recv(struct conn *c);
 /** Set up ring, Lua state and listeners on the calling thread. 0, or -1
  * with w->err filled. */
 int worker_run(struct worker *w);

@@ -14,6 +14,7 @@
 #include "store/cache.h"
 
 struct conn;
+struct h1_server;
 struct lstate;
 struct lua_State;
 struct origin;
@@ -53,6 +54,7 @@ struct req {
     struct conn *c;         /* NULL once the client is gone (aborted) */
     struct worker *w;
     struct req_pool *pool;  /* the pool it came from */
+    struct h1_server *srv;  /* the HTTP server that parsed it */
     /* coroutine */
     struct lstate *ls;      /* the script state co belongs to */
     struct lua_State *co;

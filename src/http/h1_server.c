@@ -2,20 +2,29 @@
  * (one request handled at a time, responses in order), keep-alive, error
  * responses, and response framing (Content-Length or chunked). */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "http/h1_server.h"
-#include "app/worker.h"
 #include "base/log.h"
 #include "core/req.h"
 #include "http/fields.h"
+#include "io/ops.h"
 
 #define IN_LIMIT  (64 * 1024)  /* buffered pipelined input before pausing */
+#define LINGER_MS 2000         /* lingering close: wait this long for EOF */
+#define KEEP_IN   (16 * 1024)  /* input buffer kept across connections */
 
 static const http_parser_settings settings;
 
@@ -106,7 +115,7 @@ static void http_error(struct conn *c, int status)
                      "HTTP/1.1 %d %s\r\nServer: luring\r\n%s"
                      "Content-Type: text/plain\r\nContent-Length: %zu\r\n"
                      "Connection: close\r\n\r\n%s\n",
-                     status, reason, c->w->date, strlen(reason) + 1, reason);
+                     status, reason, c->srv->date, strlen(reason) + 1, reason);
     outq_copy(&c->out, hdr, (size_t)n);
     c->flags &= (uint16_t)~(CF_IN_HEAD | CF_MSG_DONE);
     c->state = CS_DRAINING;
@@ -118,10 +127,11 @@ static void http_error(struct conn *c, int status)
 static int on_message_begin(http_parser *p)
 {
     struct conn *c = p->data;
-    struct req *r = req_get(&c->w->rp);
+    struct req *r = req_get(c->srv->rp);
     if (r == NULL)
         return -1;
     r->c = c;
+    r->srv = c->srv;
     c->req = r;
     c->flags |= CF_IN_HEAD;
     update_timer(c, false);
@@ -132,7 +142,7 @@ static int on_url(http_parser *p, const char *at, size_t n)
 {
     struct conn *c = p->data;
     struct req *r = c->req;
-    if (r->url_len + n > c->w->cfg->max_uri_size) {
+    if (r->url_len + n > c->srv->cfg->max_uri_size) {
         r->status = 414;
         return -1;
     }
@@ -146,7 +156,7 @@ static int count_head(struct conn *c, size_t n)
 {
     struct req *r = c->req;
     r->head_bytes += n;
-    if (r->head_bytes > c->w->cfg->max_header_size) {
+    if (r->head_bytes > c->srv->cfg->max_header_size) {
         r->status = 431;
         return -1;
     }
@@ -209,7 +219,7 @@ static int on_headers_complete(http_parser *p)
 {
     struct conn *c = p->data;
     struct req *r = c->req;
-    const struct config *cfg = c->w->cfg;
+    const struct config *cfg = c->srv->cfg;
 
     if (p->http_major != 1 || p->http_minor > 1) {
         r->status = 505;
@@ -250,7 +260,7 @@ static int on_body(http_parser *p, const char *at, size_t n)
 {
     struct conn *c = p->data;
     struct req *r = c->req;
-    if (r->body.len + n > c->w->cfg->max_body_size) {
+    if (r->body.len + n > c->srv->cfg->max_body_size) {
         r->status = 413;
         return -1;
     }
@@ -304,7 +314,7 @@ static void run_request(struct conn *c)
     c->state = CS_HANDLING;
     r->dispatch = c->listener;
     update_timer(c, false);
-    c->w->h1->run(r); /* may finish at once (http_response_done) */
+    c->srv->ops->run(r); /* may finish at once (http_response_done) */
 }
 
 /* Parse and run requests from p[0..len) while the connection can take them.
@@ -454,10 +464,10 @@ const char *req_header(const struct req *r, const char *name, size_t nlen,
  * from Lua) is never sent. Out of memory while building: the head is
  * dropped and the connection closed at http_head_end. */
 
-static void head_put(struct worker *w, const char *p, size_t n)
+static void head_put(struct h1_server *srv, const char *p, size_t n)
 {
-    if (!w->rhead_oom && buf_append(&w->rhead, p, n) < 0)
-        w->rhead_oom = true;
+    if (!srv->rhead_oom && buf_append(&srv->rhead, p, n) < 0)
+        srv->rhead_oom = true;
 }
 
 /* Decimal digits of v at p (room for 20); returns the count. */
@@ -476,7 +486,7 @@ static size_t put_dec(char *p, uint64_t v)
 
 void http_head_begin(struct req *r, int status)
 {
-    struct worker *w = r->w;
+    struct h1_server *srv = r->srv;
     const char *reason = http_reason(status);
     size_t rlen = strlen(reason);
     char line[64];
@@ -486,12 +496,12 @@ void http_head_begin(struct req *r, int status)
     line[11] = (char)('0' + status % 10);
     line[12] = ' ';
     r->status = status;
-    w->rhead.len = 0;
-    w->rhead_oom = false;
-    head_put(w, line, 13);
-    head_put(w, reason, rlen);
-    head_put(w, "\r\nServer: luring\r\n", 18);
-    head_put(w, w->date, w->date_len);
+    srv->rhead.len = 0;
+    srv->rhead_oom = false;
+    head_put(srv, line, 13);
+    head_put(srv, reason, rlen);
+    head_put(srv, "\r\nServer: luring\r\n", 18);
+    head_put(srv, srv->date, srv->date_len);
 }
 
 int http_head_add(struct req *r, const char *name, size_t nlen,
@@ -500,12 +510,12 @@ int http_head_add(struct req *r, const char *name, size_t nlen,
     if (!field_is_token(name, nlen) || memchr(val, '\r', vlen) ||
         memchr(val, '\n', vlen) || memchr(val, '\0', vlen))
         return -1;
-    struct worker *w = r->w;
-    if (w->rhead_oom || buf_reserve(&w->rhead, nlen + vlen + 4) < 0) {
-        w->rhead_oom = true;
+    struct h1_server *srv = r->srv;
+    if (srv->rhead_oom || buf_reserve(&srv->rhead, nlen + vlen + 4) < 0) {
+        srv->rhead_oom = true;
         return 0;
     }
-    char *p = w->rhead.data + w->rhead.len;
+    char *p = srv->rhead.data + srv->rhead.len;
     memcpy(p, name, nlen);
     p += nlen;
     *p++ = ':';
@@ -514,14 +524,14 @@ int http_head_add(struct req *r, const char *name, size_t nlen,
     p += vlen;
     *p++ = '\r';
     *p++ = '\n';
-    w->rhead.len += nlen + vlen + 4;
+    srv->rhead.len += nlen + vlen + 4;
     return 0;
 }
 
 void http_head_end(struct req *r, int64_t content_length)
 {
     struct conn *c = r->c;
-    struct worker *w = r->w;
+    struct h1_server *srv = r->srv;
     char line[128];
     size_t n = 0;
     bool no_body = r->status < 200 || r->status == 204 || r->status == 304;
@@ -541,7 +551,7 @@ void http_head_end(struct req *r, int64_t content_length)
         PUT("Transfer-Encoding: chunked\r\n");
         r->chunked = !r->is_head;
     }
-    if ((c->flags & CF_CLOSE_AFTER) || w->stopping)
+    if ((c->flags & CF_CLOSE_AFTER) || srv->stopping)
         r->keep_alive = false;
     if (!r->keep_alive)
         PUT("Connection: close\r\n");
@@ -549,9 +559,9 @@ void http_head_end(struct req *r, int64_t content_length)
         PUT("Connection: keep-alive\r\n");
     PUT("\r\n");
 #undef PUT
-    head_put(w, line, n);
+    head_put(srv, line, n);
     r->head_sent = true;
-    if (w->rhead_oom) {
+    if (srv->rhead_oom) {
         /* nothing of this response is sent; the connection closes once
          * the responses before it are out */
         log_err("out of memory building a response head: closing connection");
@@ -561,12 +571,12 @@ void http_head_end(struct req *r, int64_t content_length)
         r->resp_left = 0;
         return;
     }
-    outq_copy(&c->out, w->rhead.data, w->rhead.len);
+    outq_copy(&c->out, srv->rhead.data, srv->rhead.len);
 }
 
 void http_head_raw(struct req *r, const char *p, size_t n)
 {
-    head_put(r->w, p, n);
+    head_put(r->srv, p, n);
 }
 
 void http_body(struct req *r, const char *p, size_t len, seg_release_pt rel,
@@ -576,7 +586,7 @@ void http_body(struct req *r, const char *p, size_t len, seg_release_pt rel,
     if (len == 0 || r->is_head || r->head_lost || r->status == 204 ||
         r->status == 304) {
         if (rel)
-            rel(r->w, arg, aux);
+            rel(r->srv->w, arg, aux);
         return;
     }
     if (r->chunked) {
@@ -638,4 +648,305 @@ void http_response_abort(struct req *r)
     c->req = NULL;
     req_put(r);
     conn_close(c);
+}
+
+/* ==== connections: slots, timeouts, receive, send ==== */
+
+/* ==== timers ==== */
+
+static void tl_remove(struct conn *c)
+{
+    timer_disarm(&c->timer);
+    c->tl = TL_NONE;
+}
+
+void conn_touch(struct conn *c, enum tlist tl)
+{
+    struct h1_server *srv = c->srv;
+    c->tl = tl;
+    if (tl == TL_NONE)
+        timer_disarm(&c->timer);
+    else
+        timer_arm(srv->tq[tl], &c->timer, loop_now(srv->loop));
+}
+
+/* A connection's timeout expired (io/timer.h). */
+static void conn_expired(struct timer_queue *q, struct timer *t)
+{
+    (void)q;
+    struct conn *c = (struct conn *)((char *)t - offsetof(struct conn, timer));
+    enum tlist tl = c->tl;
+    c->tl = TL_NONE;
+    http_on_timeout(c, tl);
+}
+
+void h1_refresh_date(struct h1_server *srv)
+{
+    time_t now = time(NULL);
+    if (now == srv->date_sec)
+        return;
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    srv->date_len = strftime(srv->date, sizeof srv->date,
+                           "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+    srv->date_sec = now;
+}
+
+/* ==== connection slots ==== */
+
+static struct conn *conn_at(struct h1_server *srv, uint32_t idx)
+{
+    return idx < srv->nslots ? srv->conns[idx] : NULL;
+}
+
+/* A connection's output queue tells it when to flush and when to give up. */
+static void conn_out_dirty(struct outq *o) { conn_mark_dirty(o->owner); }
+static void conn_out_broken(struct outq *o) { conn_close(o->owner); }
+static const struct outq_ops conn_out_ops = {conn_out_dirty, conn_out_broken};
+
+static struct conn *conn_alloc(struct h1_server *srv)
+{
+    struct conn *c = srv->free_conns;
+    if (c) {
+        srv->free_conns = c->next_free;
+        return c;
+    }
+    if (ptrs_reserve(&srv->conns, srv->nslots) < 0)
+        return NULL;
+    c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return NULL;
+    c->s.idx = srv->nslots;
+    c->srv = srv;
+    c->s.fd = -1;
+    outq_init(&c->out, &c->s, &srv->imm, srv->w, &conn_out_ops, c);
+    srv->conns[srv->nslots++] = c;
+    return c;
+}
+
+static void arm_recv(struct conn *c)
+{
+    stream_recv(c->srv->loop, &c->s, OP_RECV);
+}
+
+static void schedule_rearm(struct conn *c)
+{
+    if (c->flags & CF_RECV_REARM)
+        return;
+    c->flags |= CF_RECV_REARM;
+    c->next_rearm = c->srv->rearm;
+    c->srv->rearm = c;
+}
+
+void conn_mark_dirty(struct conn *c)
+{
+    if (c->flags & CF_DIRTY)
+        return;
+    c->flags |= CF_DIRTY;
+    c->next_dirty = c->srv->dirty;
+    c->srv->dirty = c;
+}
+
+void conn_pause_recv(struct conn *c)
+{
+    if (c->flags & CF_RECV_PAUSED)
+        return;
+    c->flags |= CF_RECV_PAUSED;
+    if (c->s.recv_armed)
+        loop_cancel(c->srv->loop, stream_ud(&c->s, OP_RECV),
+                    UD_MAKE(OP_CANCEL, 0, 0));
+}
+
+void conn_resume_recv(struct conn *c)
+{
+    c->flags &= (uint16_t)~CF_RECV_PAUSED;
+    if (!c->s.recv_armed)
+        schedule_rearm(c);
+}
+
+/* Free the slot once the connection is closed and the kernel holds
+ * nothing of it (no recv or send in flight). */
+static void conn_maybe_free(struct conn *c)
+{
+    struct h1_server *srv = c->srv;
+    if (c->state != CS_CLOSED || !stream_done(&c->s))
+        return;
+    c->state = CS_FREE;
+    stream_release(srv->loop, &c->s);
+    outq_release_all(&c->out);
+    buf_reset(&c->in, KEEP_IN);
+    /* keep list-membership flags: the slot may still be linked on the
+     * dirty/rearm lists, which skip closed or re-used entries safely */
+    c->flags &= CF_DIRTY | CF_RECV_REARM;
+    c->next_free = srv->free_conns;
+    srv->free_conns = c;
+    srv->nconns--;
+    srv->ops->conn_freed(srv->ctx, srv->nconns);
+}
+
+void conn_close(struct conn *c)
+{
+    if (c->state >= CS_CLOSED)
+        return;
+    c->state = CS_CLOSED;
+    stream_close(&c->s, false); /* shut down below, after the request */
+    tl_remove(c);
+    struct req *r = c->req;
+    if (r) {
+        c->req = NULL;
+        r->c = NULL;
+        req_abort(r); /* whatever it is parked on is cancelled */
+    }
+    /* wakes the multishot recv (ends with 0) and fails pending sends */
+    shutdown(c->s.fd, SHUT_RDWR);
+    conn_maybe_free(c);
+}
+
+/* ==== completions ==== */
+
+void h1_on_recv(struct h1_server *srv, const struct loop_cqe *cq)
+{
+    struct conn *c = conn_at(srv, UD_IDX(cq->ud));
+    if (c == NULL)
+        return;
+    if (!stream_completed(&c->s, cq, true)) {
+        if (cq->has_buf)
+            loop_buf_recycle(srv->loop, cq->bid);
+        conn_maybe_free(c);
+        return;
+    }
+    if (cq->res > 0) {
+        if (c->state == CS_LINGER) {
+            /* discard: we only wait for the client's EOF */
+        } else {
+            http_on_data(c, loop_buf(srv->loop, cq->bid), (size_t)cq->res);
+        }
+        loop_buf_recycle(srv->loop, cq->bid);
+        if (!cq->more && c->state < CS_CLOSED &&
+            !(c->flags & CF_RECV_PAUSED))
+            schedule_rearm(c);
+    } else if (cq->res == 0) {
+        conn_close(c); /* client closed */
+    } else if (cq->res == -ENOBUFS) {
+        /* no provided buffer left this instant: buffers are recycled as
+         * soon as each completion is handled, so re-arm next iteration */
+        schedule_rearm(c);
+    } else if (cq->res == -ECANCELED) {
+        if (!(c->flags & CF_RECV_PAUSED))
+            schedule_rearm(c);
+    } else {
+        conn_close(c);
+    }
+    if (c->state >= CS_CLOSED)
+        conn_maybe_free(c);
+}
+
+void h1_on_send(struct h1_server *srv, const struct loop_cqe *cq)
+{
+    struct conn *c = conn_at(srv, UD_IDX(cq->ud));
+    if (c == NULL)
+        return;
+    if (!stream_completed(&c->s, cq, false)) {
+        outq_send_gone(&c->out);
+        conn_maybe_free(c);
+        return;
+    }
+    int ret = outq_sent(&c->out, cq->res);
+    if (ret < 0) {
+        conn_close(c); /* EPIPE, ECONNRESET: the client is gone */
+        return;
+    }
+    http_on_sent(c, ret == 0);
+}
+
+/* An immediate send still waits to be settled and settling it would do
+ * more than free its buffers (data queued behind it, input waiting, a
+ * handler waiting for the queue to drain, a closing connection). */
+bool h1_imm_busy(const struct h1_server *srv)
+{
+    for (const struct outq *o = srv->imm.head; o; o = o->imm_next) {
+        const struct conn *c = o->owner;
+        /* settling a keep-alive connection's last response only frees its
+         * buffers and moves it from the send to the idle timer */
+        if (c->state != CS_READING || o->q.n || c->in.len ||
+            (c->flags & CF_RECV_PAUSED))
+            return true;
+    }
+    return false;
+}
+
+/* ==== the server: accept, before sleep, set-up ==== */
+
+struct conn *h1_accept(struct h1_server *srv, int fd, unsigned listener)
+{
+    struct conn *c = srv->stopping ? NULL : conn_alloc(srv);
+    if (c == NULL) {
+        close(fd);
+        return NULL;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    stream_open(&c->s, fd);
+    c->state = CS_READING;
+    c->flags &= CF_DIRTY | CF_RECV_REARM;
+    c->listener = listener;
+    c->req = NULL;
+    c->in.len = 0;
+    http_conn_init(c);
+    srv->nconns++;
+    arm_recv(c);
+    conn_touch(c, TL_HEAD);
+    return c;
+}
+
+void h1_before_sleep(struct h1_server *srv)
+{
+    struct conn *c;
+    while ((c = srv->rearm) != NULL) {
+        srv->rearm = c->next_rearm;
+        c->flags &= (uint16_t)~CF_RECV_REARM;
+        if (c->state < CS_CLOSED && !c->s.recv_armed &&
+            !(c->flags & CF_RECV_PAUSED))
+            arm_recv(c);
+    }
+    while ((c = srv->dirty) != NULL) {
+        srv->dirty = c->next_dirty;
+        c->flags &= (uint16_t)~CF_DIRTY;
+        if (c->state < CS_CLOSED)
+            outq_flush(&c->out);
+    }
+}
+
+int h1_server_init(struct h1_server *srv, struct timers *timers)
+{
+    const int64_t timeout[TL_N] = {
+        [TL_HEAD] = srv->cfg->header_timeout_ms,
+        [TL_IDLE] = srv->cfg->idle_timeout_ms,
+        [TL_BODY] = srv->cfg->body_timeout_ms,
+        [TL_SEND] = srv->cfg->send_timeout_ms,
+        [TL_LINGER] = LINGER_MS,
+    };
+    srv->imm.loop = srv->loop;
+    for (int tl = TL_HEAD; tl < TL_N; tl++)
+        if ((srv->tq[tl] = timers_queue(timers, timeout[tl],
+                                        conn_expired)) == NULL)
+            return -1;
+    h1_refresh_date(srv);
+    return 0;
+}
+
+void h1_server_free(struct h1_server *srv)
+{
+    for (unsigned i = 0; i < srv->nslots; i++) {
+        struct conn *c = srv->conns[i];
+        if (c->s.fd >= 0)
+            close(c->s.fd);
+        outq_free(&c->out);
+        buf_free(&c->in);
+        free(c);
+    }
+    free(srv->conns);
+    srv->conns = NULL;
+    srv->nslots = 0;
+    buf_free(&srv->rhead);
 }

@@ -11,11 +11,14 @@
 #include <stdint.h>
 
 #include "base/buf.h"
+#include "base/config.h"
 #include "io/outq.h"
 #include "io/stream.h"
 #include "io/timer.h"
 
+struct h1_server;
 struct req;
+struct req_pool;
 struct worker;
 
 enum conn_state {
@@ -45,7 +48,7 @@ struct conn {
     struct stream s;        /* fd, slot, generation, ops in flight */
     uint16_t flags;
     enum conn_state state;
-    struct worker *w;
+    struct h1_server *srv;
     unsigned listener;
     struct req *req;        /* request being parsed or handled */
     http_parser parser;
@@ -61,12 +64,69 @@ struct conn {
 };
 
 /* What the HTTP layer needs from the layers above it (filled by the worker
- * at start-up): it never calls the handler layer directly. */
+ * at start-up): it never calls them directly. */
 struct h1_server_ops {
     /** r's head (and body) is parsed: run its handler. The response may be
      * complete when it returns (http_response_done) or come later. */
     void (*run)(struct req *r);
+    /** A connection slot came free; nconns are left open (the worker
+     * accepts again below its limit). */
+    void (*conn_freed)(void *ctx, unsigned nconns);
 };
+
+/* A worker's HTTP/1.1 server: its client connections (slots, the lists of
+ * those to flush and to re-arm, their timeouts), the Date header and the
+ * buffer response heads are built in. Only h1_server.c changes a
+ * connection's state. */
+struct h1_server {
+    /* set by the worker before h1_server_init */
+    struct loop *loop;
+    const struct config *cfg;
+    const struct h1_server_ops *ops;
+    void *ctx;              /* for ops */
+    struct worker *w;       /* opaque: what release callbacks get */
+    struct req_pool *rp;    /* where requests come from */
+    bool stopping;          /* the worker is ending: no keep-alive, no accept */
+    /* its own */
+    struct outq_imm imm;    /* immediate sends, in SQ order */
+    struct timer_queue *tq[TL_N]; /* the connections' timeouts */
+    struct conn **conns;    /* stable pointers, indexed by conn->s.idx */
+    unsigned nslots, nconns;
+    struct conn *free_conns;
+    struct conn *dirty, *rearm;
+    char date[40];          /* "Date: ...\r\n", refreshed each second */
+    size_t date_len;
+    int64_t date_sec;
+    struct buf rhead;       /* the response head being built */
+    bool rhead_oom;
+};
+
+/** Timer queues for the connections' timeouts in `timers`; the Date
+ * header. 0, or -1 when out of memory. */
+int h1_server_init(struct h1_server *srv, struct timers *timers);
+/** Close every connection's fd and free the slots (the worker ends). */
+void h1_server_free(struct h1_server *srv);
+/** A new client connection on fd (from listener `listener`); NULL when
+ * out of memory or stopping (fd closed). */
+struct conn *h1_accept(struct h1_server *srv, int fd, unsigned listener);
+/** Completions of OP_RECV and OP_SEND. */
+void h1_on_recv(struct h1_server *srv, const struct loop_cqe *cq);
+void h1_on_send(struct h1_server *srv, const struct loop_cqe *cq);
+/** Before the ring is submitted: re-arm receives, hand queued output to
+ * the kernel (one send per connection per iteration). */
+void h1_before_sleep(struct h1_server *srv);
+/** An immediate send waits to be settled and settling it would do more
+ * than free its buffers: the loop must not sleep. */
+bool h1_imm_busy(const struct h1_server *srv);
+/** Refresh the Date header (once a second is enough). */
+void h1_refresh_date(struct h1_server *srv);
+
+/* Connection state, changed only here. */
+void conn_touch(struct conn *c, enum tlist tl);
+void conn_mark_dirty(struct conn *c);
+void conn_close(struct conn *c);
+void conn_pause_recv(struct conn *c);
+void conn_resume_recv(struct conn *c);
 
 void http_conn_init(struct conn *c);
 /** New bytes for c. `p` is borrowed: anything kept is copied. */

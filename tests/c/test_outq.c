@@ -192,9 +192,9 @@ static bool before(void *ctx)
 {
     struct t *t = ctx;
     struct conn *c;
-    outq_imm_settle(&t->w.imm, on_settled, t);
-    while ((c = t->w.dirty) != NULL) {
-        t->w.dirty = c->next_dirty;
+    outq_imm_settle(&t->w.h1.imm, on_settled, t);
+    while ((c = t->w.h1.dirty) != NULL) {
+        t->w.h1.dirty = c->next_dirty;
         c->flags &= (uint16_t)~CF_DIRTY;
         if (c->state < CS_CLOSED)
             outq_flush(&c->out);
@@ -203,7 +203,7 @@ static bool before(void *ctx)
         t->max_inflight = t->c.s.inflight;
     /* the "handler" queues more when a send completes and the test ends
      * when all is sent: no tick here to settle sends later */
-    return t->w.imm.head == NULL;
+    return t->w.h1.imm.head == NULL;
 }
 
 static bool all_done(struct t *t)
@@ -284,9 +284,9 @@ static bool setup(struct t *t, int sv[2], int sndbuf)
     t->c.s.fd = sv[0];
     t->c.s.idx = 5;
     t->c.s.gen = 77;
-    t->c.w = &t->w;
-    t->w.imm.loop = t->w.loop;
-    outq_init(&t->c.out, &t->c.s, &t->w.imm, &t->w, &test_out_ops, &t->c);
+    t->c.srv = &t->w.h1;
+    t->w.h1.imm.loop = t->w.loop;
+    outq_init(&t->c.out, &t->c.s, &t->w.h1.imm, &t->w, &test_out_ops, &t->c);
     t->c.state = CS_READING;
     return true;
 }
@@ -322,7 +322,7 @@ static void ordered_case(unsigned nitems, unsigned nbatches, int guard_sec,
 
     queue_batch(&t); /* the first batch before the loop runs */
     CHECK(t.c.flags & CF_DIRTY);
-    CHECK(t.w.dirty == &t.c);
+    CHECK(t.w.h1.dirty == &t.c);
     run(&t, guard_sec);
     shutdown(sv[0], SHUT_WR);
     pthread_join(th, NULL);
