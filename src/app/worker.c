@@ -329,9 +329,31 @@ static void conn_freed(void *ctx, unsigned nconns)
         set_accepting(w, true);
 }
 
-/* HTTP hands parsed requests to the Lua runtime. */
+/* HTTP's exchanges are the h1_msg inside requests from the pool; parsed
+ * ones run on the Lua runtime. */
+static struct req *req_of(struct h1_msg *m)
+{
+    return (struct req *)((char *)m - offsetof(struct req, m));
+}
+
+static struct h1_msg *h1_request(void *ctx)
+{
+    struct worker *w = ctx;
+    struct req *r = req_get(&w->rp);
+    return r ? &r->m : NULL;
+}
+
+static void h1_run(struct h1_msg *m) { lrt_start(req_of(m)); }
+static void h1_release(struct h1_msg *m) { req_put(req_of(m)); }
+static void h1_writable(struct h1_msg *m) { req_writable(req_of(m)); }
+static void h1_abort(struct h1_msg *m) { req_abort(req_of(m)); }
+
 static const struct h1_server_ops h1_ops = {
-    .run = lrt_start,
+    .request = h1_request,
+    .run = h1_run,
+    .release = h1_release,
+    .writable = h1_writable,
+    .abort = h1_abort,
     .conn_freed = conn_freed,
 };
 
@@ -365,7 +387,6 @@ int worker_run(struct worker *w)
     w->h1.ops = &h1_ops;
     w->h1.ctx = w;
     w->h1.w = w;
-    w->h1.rp = &w->rp;
     if (h1_server_init(&w->h1, &w->timers) < 0) {
         snprintf(w->err, sizeof w->err, "out of memory");
         return -1;

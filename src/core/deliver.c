@@ -37,22 +37,22 @@ static void sub_done(struct req *r, bool ok)
 static void send_head(struct req *r, struct cache_obj *o)
 {
     int64_t len = o->state == OBJ_COMPLETE ? (int64_t)o->len : o->total;
-    http_head_begin(r, o->status);
-    http_head_raw(r, o->hdrs.data, o->hdrs.len);
+    http_head_begin(&r->m, o->status);
+    http_head_raw(&r->m, o->hdrs.data, o->hdrs.len);
     if (r->xcache)
-        http_head_add(r, "X-Cache", 7, r->xcache, strlen(r->xcache));
-    http_head_end(r, len);
+        http_head_add(&r->m, "X-Cache", 7, r->xcache, strlen(r->xcache));
+    http_head_end(&r->m, len);
 }
 
 void serve_error(struct req *r, int status)
 {
     const char *reason = http_reason(status);
     size_t n = strlen(reason);
-    http_head_begin(r, status);
-    http_head_add(r, "Content-Type", 12, "text/plain", 10);
-    http_head_end(r, (int64_t)n + 1);
-    http_body(r, reason, n, NULL, NULL, 0);
-    http_body(r, "\n", 1, NULL, NULL, 0);
+    http_head_begin(&r->m, status);
+    http_head_add(&r->m, "Content-Type", 12, "text/plain", 10);
+    http_head_end(&r->m, (int64_t)n + 1);
+    http_body(&r->m, reason, n, NULL, NULL, 0);
+    http_body(&r->m, "\n", 1, NULL, NULL, 0);
 }
 
 /* Queue what the request can take now; finish the subscription when the
@@ -60,10 +60,10 @@ void serve_error(struct req *r, int status)
 void serve_pump(struct req *r)
 {
     struct cache_obj *o = r->obj;
-    struct conn *c = r->c;
+    struct conn *c = r->m.c;
     if (o == NULL || c == NULL)
         return;
-    if (!r->head_sent) {
+    if (!r->m.head_sent) {
         if (!o->head_ready) {
             if (o->state == OBJ_FAILED) {
                 serve_error(r, o->status ? o->status : 502);
@@ -78,7 +78,7 @@ void serve_pump(struct req *r)
         size_t n;
         const char *p = cache_obj_at(o, r->obj_off, &n);
         cache_obj_ref(o); /* released when the send covering it completes */
-        http_body(r, p, n, cache_obj_release, o, 0);
+        http_body(&r->m, p, n, cache_obj_release, o, 0);
         r->obj_off += n;
     }
     if (o->state == OBJ_FAILED)

@@ -22,21 +22,9 @@ struct req *req_get(struct req_pool *p)
         r->co_ref = REQ_NO_REF;
         p->reqs[p->n++] = r;
     }
-    r->c = NULL;
+    h1_msg_reset(&r->m);
     r->op = NULL;
     r->running = r->aborted = false;
-    r->head.len = 0;
-    r->url_len = 0;
-    r->nhdrs = 0;
-    r->last_was_value = false;
-    r->head_bytes = 0;
-    r->body.len = 0;
-    r->content_length = -1;
-    r->keep_alive = false;
-    r->is_head = false;
-    r->status = 0;
-    r->head_sent = r->chunked = r->head_lost = false;
-    r->resp_left = 0;
     r->broken = false;
     r->obj = NULL;
     r->obj_off = 0;
@@ -70,10 +58,9 @@ void req_put(struct req *r)
     struct req_pool *p = pool_of(r);
     undefer(p, r);
     r->gen = (r->gen + 1) & GEN_MASK;
-    r->c = NULL;
+    r->m.c = NULL;
     r->running = false;
-    buf_reset(&r->head, 16 * 1024);
-    buf_reset(&r->body, 64 * 1024);
+    h1_msg_trim(&r->m);
     buf_reset(&r->fetch_kp, 4096);
     r->next_free = p->free;
     p->free = r;
@@ -143,7 +130,7 @@ void req_abort(struct req *r)
         req_put(r);
     } else if (r->op == NULL) {
         /* closed from inside the running handler: it finishes there and
-         * sees r->c == NULL */
+         * sees r->m.c == NULL */
     } else if (r->op->cancel(r)) {
         drop(r);
     } else {
@@ -156,8 +143,7 @@ void req_pool_free(struct req_pool *p, void (*each)(struct req *r))
     for (unsigned i = 0; i < p->n; i++) {
         struct req *r = p->reqs[i];
         each(r);
-        buf_free(&r->head);
-        buf_free(&r->body);
+        h1_msg_free(&r->m);
         buf_free(&r->fetch_kp);
         free(r);
     }

@@ -11,6 +11,7 @@
 
 #include "base/buf.h"
 #include "io/loop.h"
+#include "http/h1_server.h"
 #include "store/cache.h"
 
 struct conn;
@@ -21,12 +22,7 @@ struct origin;
 struct req;
 struct worker;
 
-#define REQ_MAX_HEADERS 100
 #define REQ_NO_REF (-2) /* co_ref when the request has no thread (LUA_NOREF) */
-
-struct hdr {
-    uint32_t name, nlen, val, vlen; /* offsets into req->head */
-};
 
 /* The one operation a parked request waits for. Each kind of operation
  * (a sleep, a drain, a cache subscription...) is one static instance,
@@ -51,10 +47,10 @@ struct req_op {
  * thread is reused while its previous run ended normally. */
 struct req {
     uint32_t idx, gen;
-    struct conn *c;         /* NULL once the client is gone (aborted) */
+    struct h1_msg m;        /* the HTTP exchange: m.c is NULL once the
+                             * client is gone (aborted) */
     struct worker *w;
     struct req_pool *pool;  /* the pool it came from */
-    struct h1_server *srv;  /* the HTTP server that parsed it */
     /* coroutine */
     struct lstate *ls;      /* the script state co belongs to */
     struct lua_State *co;
@@ -63,27 +59,8 @@ struct req {
     struct loop_ts ts;      /* sleep timeout, read by the kernel at submit */
     bool running;           /* handler started and not finished */
     bool aborted;           /* client gone; free at the pending op's CQE */
-    /* parsed request */
-    struct buf head;        /* URL, then header names and values */
-    uint32_t url_len;
-    struct hdr hdrs[REQ_MAX_HEADERS];
-    unsigned nhdrs;
-    bool last_was_value;    /* http_parser header callback state */
-    size_t head_bytes;      /* counted against max_header_size */
-    struct buf body;
-    uint8_t method;
-    uint8_t http_minor;
-    bool keep_alive;
-    bool is_head;           /* HEAD: no body in the response */
-    bool head_lost;         /* out of memory building the head: no body */
-    int64_t content_length; /* -1: none */
     /* response */
-    int status;
-    bool head_sent;
-    bool chunked;           /* response body uses chunked framing */
-    int64_t resp_left;      /* streamed with Content-Length: bytes owed */
     bool broken;            /* body could not be completed: close */
-    unsigned dispatch;      /* listener index: which app handles it */
     /* cache subscription (core/deliver.c) */
     struct cache_obj *obj;  /* subscribed object (one ref), or NULL */
     size_t obj_off;         /* body bytes of obj queued so far */

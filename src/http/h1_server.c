@@ -18,7 +18,6 @@
 
 #include "http/h1_server.h"
 #include "base/log.h"
-#include "core/req.h"
 #include "http/fields.h"
 #include "io/ops.h"
 
@@ -83,7 +82,7 @@ static void update_timer(struct conn *c, bool progress)
     case CS_READING:
         if (c->flags & CF_IN_HEAD)
             tl = TL_HEAD;
-        else if (c->req)
+        else if (c->msg)
             tl = TL_BODY;
         else if (outq_pending(&c->out))
             tl = TL_SEND;
@@ -105,9 +104,9 @@ static void update_timer(struct conn *c, bool progress)
 /* Answer with `status` and close once it is sent. */
 static void http_error(struct conn *c, int status)
 {
-    if (c->req) {
-        req_put(c->req);
-        c->req = NULL;
+    if (c->msg) {
+        c->srv->ops->release(c->msg);
+        c->msg = NULL;
     }
     const char *reason = http_reason(status);
     char hdr[512];
@@ -127,12 +126,13 @@ static void http_error(struct conn *c, int status)
 static int on_message_begin(http_parser *p)
 {
     struct conn *c = p->data;
-    struct req *r = req_get(c->srv->rp);
-    if (r == NULL)
+    struct h1_msg *m = c->srv->ops->request(c->srv->ctx);
+    if (m == NULL)
         return -1;
-    r->c = c;
-    r->srv = c->srv;
-    c->req = r;
+    m->c = c;
+    m->srv = c->srv;
+    m->listener = c->listener;
+    c->msg = m;
     c->flags |= CF_IN_HEAD;
     update_timer(c, false);
     return 0;
@@ -141,23 +141,23 @@ static int on_message_begin(http_parser *p)
 static int on_url(http_parser *p, const char *at, size_t n)
 {
     struct conn *c = p->data;
-    struct req *r = c->req;
-    if (r->url_len + n > c->srv->cfg->max_uri_size) {
-        r->status = 414;
+    struct h1_msg *m = c->msg;
+    if (m->url_len + n > c->srv->cfg->max_uri_size) {
+        m->status = 414;
         return -1;
     }
-    if (buf_append(&r->head, at, n) < 0)
+    if (buf_append(&m->head, at, n) < 0)
         return -1;
-    r->url_len += (uint32_t)n;
+    m->url_len += (uint32_t)n;
     return 0;
 }
 
 static int count_head(struct conn *c, size_t n)
 {
-    struct req *r = c->req;
-    r->head_bytes += n;
-    if (r->head_bytes > c->srv->cfg->max_header_size) {
-        r->status = 431;
+    struct h1_msg *m = c->msg;
+    m->head_bytes += n;
+    if (m->head_bytes > c->srv->cfg->max_header_size) {
+        m->status = 431;
         return -1;
     }
     return 0;
@@ -166,41 +166,41 @@ static int count_head(struct conn *c, size_t n)
 static int on_header_field(http_parser *p, const char *at, size_t n)
 {
     struct conn *c = p->data;
-    struct req *r = c->req;
+    struct h1_msg *m = c->msg;
     if (count_head(c, n) < 0)
         return -1;
-    if (r->last_was_value || r->nhdrs == 0) { /* a new header starts */
-        if (r->nhdrs == REQ_MAX_HEADERS) {
-            r->status = 431;
+    if (m->last_was_value || m->nhdrs == 0) { /* a new header starts */
+        if (m->nhdrs == H1_MAX_HEADERS) {
+            m->status = 431;
             return -1;
         }
-        struct hdr *h = &r->hdrs[r->nhdrs++];
-        h->name = (uint32_t)r->head.len;
+        struct hdr *h = &m->hdrs[m->nhdrs++];
+        h->name = (uint32_t)m->head.len;
         h->nlen = 0;
         h->val = 0;
         h->vlen = UINT32_MAX; /* no value yet */
-        r->head_bytes += 4;   /* ": " and CRLF */
-        r->last_was_value = false;
+        m->head_bytes += 4;   /* ": " and CRLF */
+        m->last_was_value = false;
     }
-    if (buf_append(&r->head, at, n) < 0)
+    if (buf_append(&m->head, at, n) < 0)
         return -1;
-    r->hdrs[r->nhdrs - 1].nlen += (uint32_t)n;
+    m->hdrs[m->nhdrs - 1].nlen += (uint32_t)n;
     return 0;
 }
 
 static int on_header_value(http_parser *p, const char *at, size_t n)
 {
     struct conn *c = p->data;
-    struct req *r = c->req;
-    if (r->nhdrs == 0 || count_head(c, n) < 0)
+    struct h1_msg *m = c->msg;
+    if (m->nhdrs == 0 || count_head(c, n) < 0)
         return -1;
-    struct hdr *h = &r->hdrs[r->nhdrs - 1];
-    if (!r->last_was_value) {
-        h->val = (uint32_t)r->head.len;
+    struct hdr *h = &m->hdrs[m->nhdrs - 1];
+    if (!m->last_was_value) {
+        h->val = (uint32_t)m->head.len;
         h->vlen = 0;
-        r->last_was_value = true;
+        m->last_was_value = true;
     }
-    if (buf_append(&r->head, at, n) < 0)
+    if (buf_append(&m->head, at, n) < 0)
         return -1;
     h->vlen += (uint32_t)n;
     return 0;
@@ -218,34 +218,34 @@ static bool value_is(const char *v, size_t vlen, const char *want)
 static int on_headers_complete(http_parser *p)
 {
     struct conn *c = p->data;
-    struct req *r = c->req;
+    struct h1_msg *m = c->msg;
     const struct config *cfg = c->srv->cfg;
 
     if (p->http_major != 1 || p->http_minor > 1) {
-        r->status = 505;
+        m->status = 505;
         return -1;
     }
     size_t vlen;
-    const char *te = req_header(r, "transfer-encoding", 17, &vlen);
+    const char *te = h1_header(m, "transfer-encoding", 17, &vlen);
     if (te && !value_is(te, vlen, "chunked")) {
-        r->status = 501;
+        m->status = 501;
         return -1;
     }
-    r->content_length = -1;
+    m->content_length = -1;
     if (!(p->flags & F_CHUNKED) && p->content_length != ULLONG_MAX) {
         if (p->content_length > cfg->max_body_size) {
-            r->status = 413;
+            m->status = 413;
             return -1;
         }
-        r->content_length = (int64_t)p->content_length;
+        m->content_length = (int64_t)p->content_length;
     }
-    r->method = (uint8_t)p->method;
-    r->http_minor = (uint8_t)p->http_minor;
-    r->is_head = p->method == HTTP_HEAD;
-    r->keep_alive = http_should_keep_alive(p) && !p->upgrade;
+    m->method = (uint8_t)p->method;
+    m->http_minor = (uint8_t)p->http_minor;
+    m->is_head = p->method == HTTP_HEAD;
+    m->keep_alive = http_should_keep_alive(p) && !p->upgrade;
 
-    const char *ex = req_header(r, "expect", 6, &vlen);
-    bool has_body = (p->flags & F_CHUNKED) || r->content_length > 0;
+    const char *ex = h1_header(m, "expect", 6, &vlen);
+    bool has_body = (p->flags & F_CHUNKED) || m->content_length > 0;
     if (ex && value_is(ex, vlen, "100-continue") && p->http_minor == 1 &&
         has_body) {
         static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -259,12 +259,12 @@ static int on_headers_complete(http_parser *p)
 static int on_body(http_parser *p, const char *at, size_t n)
 {
     struct conn *c = p->data;
-    struct req *r = c->req;
-    if (r->body.len + n > c->srv->cfg->max_body_size) {
-        r->status = 413;
+    struct h1_msg *m = c->msg;
+    if (m->body.len + n > c->srv->cfg->max_body_size) {
+        m->status = 413;
         return -1;
     }
-    if (buf_append(&r->body, at, n) < 0)
+    if (buf_append(&m->body, at, n) < 0)
         return -1;
     update_timer(c, true);
     return 0;
@@ -298,8 +298,8 @@ void http_conn_init(struct conn *c)
 
 static int parse_error_status(struct conn *c, enum http_errno e)
 {
-    if (c->req && c->req->status)
-        return c->req->status; /* set by a callback: 413, 414, 431, ... */
+    if (c->msg && c->msg->status)
+        return c->msg->status; /* set by a callback: 413, 414, 431, ... */
     switch (e) {
     case HPE_HEADER_OVERFLOW: return 431;
     case HPE_INVALID_TRANSFER_ENCODING: return 501;
@@ -310,11 +310,10 @@ static int parse_error_status(struct conn *c, enum http_errno e)
 
 static void run_request(struct conn *c)
 {
-    struct req *r = c->req;
+    struct h1_msg *m = c->msg;
     c->state = CS_HANDLING;
-    r->dispatch = c->listener;
     update_timer(c, false);
-    c->srv->ops->run(r); /* may finish at once (http_response_done) */
+    c->srv->ops->run(m); /* may finish at once (http_response_done) */
 }
 
 /* Parse and run requests from p[0..len) while the connection can take them.
@@ -402,12 +401,12 @@ void http_on_timeout(struct conn *c, enum tlist tl)
 
 void http_on_sent(struct conn *c, bool all)
 {
-    struct req *r = c->req;
-    if (c->state == CS_HANDLING && r) {
+    struct h1_msg *m = c->msg;
+    if (c->state == CS_HANDLING && m) {
         /* a producer held back by the queue goes on (delivery from a
          * cache object pumps, a req:write resumes): the handler may finish,
          * and what it queued is not sent yet */
-        req_writable(r);
+        c->srv->ops->writable(m);
         if (c->state >= CS_CLOSED)
             return;
         if (outq_pending(&c->out) > 0)
@@ -443,15 +442,15 @@ void http_on_sent(struct conn *c, bool all)
 
 /* ==== requests ==== */
 
-const char *req_header(const struct req *r, const char *name, size_t nlen,
+const char *h1_header(const struct h1_msg *m, const char *name, size_t nlen,
                        size_t *vlen)
 {
-    for (unsigned i = 0; i < r->nhdrs; i++) {
-        const struct hdr *h = &r->hdrs[i];
+    for (unsigned i = 0; i < m->nhdrs; i++) {
+        const struct hdr *h = &m->hdrs[i];
         if (h->nlen == nlen && h->vlen != UINT32_MAX &&
-            strncasecmp(r->head.data + h->name, name, nlen) == 0) {
+            strncasecmp(m->head.data + h->name, name, nlen) == 0) {
             *vlen = h->vlen;
-            return r->head.data + h->val;
+            return m->head.data + h->val;
         }
     }
     return NULL;
@@ -484,9 +483,9 @@ static size_t put_dec(char *p, uint64_t v)
     return n;
 }
 
-void http_head_begin(struct req *r, int status)
+void http_head_begin(struct h1_msg *m, int status)
 {
-    struct h1_server *srv = r->srv;
+    struct h1_server *srv = m->srv;
     const char *reason = http_reason(status);
     size_t rlen = strlen(reason);
     char line[64];
@@ -495,7 +494,7 @@ void http_head_begin(struct req *r, int status)
     line[10] = (char)('0' + status / 10 % 10);
     line[11] = (char)('0' + status % 10);
     line[12] = ' ';
-    r->status = status;
+    m->status = status;
     srv->rhead.len = 0;
     srv->rhead_oom = false;
     head_put(srv, line, 13);
@@ -504,13 +503,13 @@ void http_head_begin(struct req *r, int status)
     head_put(srv, srv->date, srv->date_len);
 }
 
-int http_head_add(struct req *r, const char *name, size_t nlen,
+int http_head_add(struct h1_msg *m, const char *name, size_t nlen,
                   const char *val, size_t vlen)
 {
     if (!field_is_token(name, nlen) || memchr(val, '\r', vlen) ||
         memchr(val, '\n', vlen) || memchr(val, '\0', vlen))
         return -1;
-    struct h1_server *srv = r->srv;
+    struct h1_server *srv = m->srv;
     if (srv->rhead_oom || buf_reserve(&srv->rhead, nlen + vlen + 4) < 0) {
         srv->rhead_oom = true;
         return 0;
@@ -528,15 +527,15 @@ int http_head_add(struct req *r, const char *name, size_t nlen,
     return 0;
 }
 
-void http_head_end(struct req *r, int64_t content_length)
+void http_head_end(struct h1_msg *m, int64_t content_length)
 {
-    struct conn *c = r->c;
-    struct h1_server *srv = r->srv;
+    struct conn *c = m->c;
+    struct h1_server *srv = m->srv;
     char line[128];
     size_t n = 0;
-    bool no_body = r->status < 200 || r->status == 204 || r->status == 304;
-    r->chunked = false;
-    r->resp_left = 0;
+    bool no_body = m->status < 200 || m->status == 204 || m->status == 304;
+    m->chunked = false;
+    m->resp_left = 0;
 #define PUT(lit) (memcpy(line + n, lit, sizeof lit - 1), n += sizeof lit - 1)
     if (no_body) {
         /* no framing */
@@ -544,52 +543,52 @@ void http_head_end(struct req *r, int64_t content_length)
         PUT("Content-Length: ");
         n += put_dec(line + n, (uint64_t)content_length);
         PUT("\r\n");
-        r->resp_left = r->is_head ? 0 : content_length;
-    } else if (r->http_minor == 0) {
-        r->keep_alive = false; /* HTTP/1.0: the body ends at close */
+        m->resp_left = m->is_head ? 0 : content_length;
+    } else if (m->http_minor == 0) {
+        m->keep_alive = false; /* HTTP/1.0: the body ends at close */
     } else {
         PUT("Transfer-Encoding: chunked\r\n");
-        r->chunked = !r->is_head;
+        m->chunked = !m->is_head;
     }
     if ((c->flags & CF_CLOSE_AFTER) || srv->stopping)
-        r->keep_alive = false;
-    if (!r->keep_alive)
+        m->keep_alive = false;
+    if (!m->keep_alive)
         PUT("Connection: close\r\n");
-    else if (r->http_minor == 0)
+    else if (m->http_minor == 0)
         PUT("Connection: keep-alive\r\n");
     PUT("\r\n");
 #undef PUT
     head_put(srv, line, n);
-    r->head_sent = true;
+    m->head_sent = true;
     if (srv->rhead_oom) {
         /* nothing of this response is sent; the connection closes once
          * the responses before it are out */
         log_err("out of memory building a response head: closing connection");
-        r->keep_alive = false;
-        r->head_lost = true;
-        r->chunked = false;
-        r->resp_left = 0;
+        m->keep_alive = false;
+        m->head_lost = true;
+        m->chunked = false;
+        m->resp_left = 0;
         return;
     }
     outq_copy(&c->out, srv->rhead.data, srv->rhead.len);
 }
 
-void http_head_raw(struct req *r, const char *p, size_t n)
+void http_head_raw(struct h1_msg *m, const char *p, size_t n)
 {
-    head_put(r->srv, p, n);
+    head_put(m->srv, p, n);
 }
 
-void http_body(struct req *r, const char *p, size_t len, seg_release_pt rel,
+void http_body(struct h1_msg *m, const char *p, size_t len, seg_release_pt rel,
                void *arg, intptr_t aux)
 {
-    struct conn *c = r->c;
-    if (len == 0 || r->is_head || r->head_lost || r->status == 204 ||
-        r->status == 304) {
+    struct conn *c = m->c;
+    if (len == 0 || m->is_head || m->head_lost || m->status == 204 ||
+        m->status == 304) {
         if (rel)
-            rel(r->srv->w, arg, aux);
+            rel(m->srv->w, arg, aux);
         return;
     }
-    if (r->chunked) {
+    if (m->chunked) {
         static const char hex[] = "0123456789abcdef";
         char size[24];
         size_t n = sizeof size - 2;
@@ -601,34 +600,34 @@ void http_body(struct req *r, const char *p, size_t len, seg_release_pt rel,
             v >>= 4;
         } while (v);
         outq_copy(&c->out, size + n, sizeof size - n);
-    } else if (r->resp_left > 0) {
-        r->resp_left -= (int64_t)len; /* < 0: more than announced */
+    } else if (m->resp_left > 0) {
+        m->resp_left -= (int64_t)len; /* < 0: more than announced */
     }
     if (rel)
         outq_ref(&c->out, p, len, rel, arg, aux);
     else
         outq_copy(&c->out, p, len);
-    if (r->chunked)
+    if (m->chunked)
         outq_copy(&c->out, "\r\n", 2);
 }
 
-void http_response_done(struct req *r)
+void http_response_done(struct h1_msg *m)
 {
-    struct conn *c = r->c;
+    struct conn *c = m->c;
     if (c == NULL) { /* client went away meanwhile */
-        req_put(r);
+        m->srv->ops->release(m);
         return;
     }
-    if (r->chunked)
+    if (m->chunked)
         outq_copy(&c->out, "0\r\n\r\n", 5);
-    if (r->resp_left != 0 && !r->is_head) {
+    if (m->resp_left != 0 && !m->is_head) {
         log_warn("response body length differs from its Content-Length: "
                  "closing connection");
-        r->keep_alive = false;
+        m->keep_alive = false;
     }
-    bool keep = r->keep_alive;
-    c->req = NULL;
-    req_put(r);
+    bool keep = m->keep_alive;
+    c->msg = NULL;
+    m->srv->ops->release(m);
     if (c->state >= CS_CLOSED)
         return;
     if (!keep) {
@@ -638,16 +637,48 @@ void http_response_done(struct req *r)
         c->state = CS_READING;
     }
     /* Pipelined input left in c->in is parsed by the caller: run_input's
-     * loop when the handler finished at once, the resumed handler (lrt_continue) otherwise. */
+     * loop when the handler finished at once, the resumed handler
+     * otherwise. */
     update_timer(c, true);
 }
 
-void http_response_abort(struct req *r)
+void http_response_abort(struct h1_msg *m)
 {
-    struct conn *c = r->c;
-    c->req = NULL;
-    req_put(r);
+    struct conn *c = m->c;
+    c->msg = NULL;
+    m->srv->ops->release(m);
     conn_close(c);
+}
+
+/* ==== exchanges ==== */
+
+void h1_msg_reset(struct h1_msg *m)
+{
+    m->c = NULL;
+    m->head.len = 0;
+    m->url_len = 0;
+    m->nhdrs = 0;
+    m->last_was_value = false;
+    m->head_bytes = 0;
+    m->body.len = 0;
+    m->content_length = -1;
+    m->keep_alive = false;
+    m->is_head = false;
+    m->status = 0;
+    m->head_sent = m->chunked = m->head_lost = false;
+    m->resp_left = 0;
+}
+
+void h1_msg_trim(struct h1_msg *m)
+{
+    buf_reset(&m->head, 16 * 1024);
+    buf_reset(&m->body, 64 * 1024);
+}
+
+void h1_msg_free(struct h1_msg *m)
+{
+    buf_free(&m->head);
+    buf_free(&m->body);
 }
 
 /* ==== connections: slots, timeouts, receive, send ==== */
@@ -791,11 +822,11 @@ void conn_close(struct conn *c)
     c->state = CS_CLOSED;
     stream_close(&c->s, false); /* shut down below, after the request */
     tl_remove(c);
-    struct req *r = c->req;
-    if (r) {
-        c->req = NULL;
-        r->c = NULL;
-        req_abort(r); /* whatever it is parked on is cancelled */
+    struct h1_msg *m = c->msg;
+    if (m) {
+        c->msg = NULL;
+        m->c = NULL;
+        c->srv->ops->abort(m); /* whatever it is parked on is cancelled */
     }
     /* wakes the multishot recv (ends with 0) and fails pending sends */
     shutdown(c->s.fd, SHUT_RDWR);
@@ -890,7 +921,7 @@ struct conn *h1_accept(struct h1_server *srv, int fd, unsigned listener)
     c->state = CS_READING;
     c->flags &= CF_DIRTY | CF_RECV_REARM;
     c->listener = listener;
-    c->req = NULL;
+    c->msg = NULL;
     c->in.len = 0;
     http_conn_init(c);
     srv->nconns++;

@@ -16,10 +16,15 @@
 #include "io/stream.h"
 #include "io/timer.h"
 
+struct h1_msg;
 struct h1_server;
-struct req;
-struct req_pool;
 struct worker;
+
+#define H1_MAX_HEADERS 100
+
+struct hdr {
+    uint32_t name, nlen, val, vlen; /* offsets into h1_msg.head */
+};
 
 enum conn_state {
     CS_READING,   /* parsing a request (head or body) */
@@ -50,7 +55,7 @@ struct conn {
     enum conn_state state;
     struct h1_server *srv;
     unsigned listener;
-    struct req *req;        /* request being parsed or handled */
+    struct h1_msg *msg;     /* the exchange being parsed or handled */
     http_parser parser;
     struct buf in;          /* received, not yet parsed (pipelined input) */
     struct outq out;
@@ -65,10 +70,54 @@ struct conn {
 
 /* What the HTTP layer needs from the layers above it (filled by the worker
  * at start-up): it never calls them directly. */
+/* One request and its response on a connection, as HTTP sees them: the
+ * parsed request head and body, and the response's framing. The layer
+ * above embeds it in its own request (core/req.h) and makes it through
+ * h1_server_ops.request. */
+struct h1_msg {
+    struct conn *c;         /* NULL once the client is gone */
+    struct h1_server *srv;  /* the server that parsed it */
+    unsigned listener;      /* which listener it came in on */
+    /* the request */
+    struct buf head;        /* URL, then header names and values */
+    uint32_t url_len;
+    struct hdr hdrs[H1_MAX_HEADERS];
+    unsigned nhdrs;
+    bool last_was_value;    /* parser callback state */
+    size_t head_bytes;      /* counted against max_header_size */
+    struct buf body;
+    uint8_t method;
+    uint8_t http_minor;
+    bool keep_alive;
+    bool is_head;           /* HEAD: no body in the response */
+    int64_t content_length; /* -1: none */
+    /* the response */
+    int status;             /* also a parse error's (413, 414, 431...) */
+    bool head_sent;
+    bool head_lost;         /* out of memory building the head: no body */
+    bool chunked;           /* the body uses chunked framing */
+    int64_t resp_left;      /* streamed with Content-Length: bytes owed */
+};
+
+/** Ready for a new request (its buffers are kept). */
+void h1_msg_reset(struct h1_msg *m);
+/** Give back memory above what a typical request needs. */
+void h1_msg_trim(struct h1_msg *m);
+void h1_msg_free(struct h1_msg *m);
+
 struct h1_server_ops {
-    /** r's head (and body) is parsed: run its handler. The response may be
+    /** A request begins on a connection: a fresh exchange (reset), or NULL
+     * when out of memory (the connection gets a 503... or closes). */
+    struct h1_msg *(*request)(void *ctx);
+    /** m's head (and body) is parsed: run its handler. The response may be
      * complete when it returns (http_response_done) or come later. */
-    void (*run)(struct req *r);
+    void (*run)(struct h1_msg *m);
+    /** m is over (its response is done, or it never got to run). */
+    void (*release)(struct h1_msg *m);
+    /** m's connection queue went down (a send completed). */
+    void (*writable)(struct h1_msg *m);
+    /** m's client is gone while it runs (m->c is NULL already). */
+    void (*abort)(struct h1_msg *m);
     /** A connection slot came free; nconns are left open (the worker
      * accepts again below its limit). */
     void (*conn_freed)(void *ctx, unsigned nconns);
@@ -85,7 +134,6 @@ struct h1_server {
     const struct h1_server_ops *ops;
     void *ctx;              /* for ops */
     struct worker *w;       /* opaque: what release callbacks get */
-    struct req_pool *rp;    /* where requests come from */
     bool stopping;          /* the worker is ending: no keep-alive, no accept */
     /* its own */
     struct outq_imm imm;    /* immediate sends, in SQ order */
@@ -137,24 +185,24 @@ void http_process(struct conn *c);
 void http_on_timeout(struct conn *c, enum tlist tl);
 /** A send completed; `all`: the out queue is now empty. */
 void http_on_sent(struct conn *c, bool all);
-void http_head_begin(struct req *r, int status);
+void http_head_begin(struct h1_msg *m, int status);
 /** Add a header line; -1 (nothing added) when the name is not a token or
  * the value holds CR, LF or NUL. */
-int http_head_add(struct req *r, const char *name, size_t nlen,
+int http_head_add(struct h1_msg *m, const char *name, size_t nlen,
                   const char *val, size_t vlen);
 /** content_length < 0: chunked. */
-void http_head_end(struct req *r, int64_t content_length);
+void http_head_end(struct h1_msg *m, int64_t content_length);
 /** Header lines as they are ("Name: value\r\n"...), between begin and end. */
-void http_head_raw(struct req *r, const char *p, size_t n);
-void http_body(struct req *r, const char *p, size_t len, seg_release_pt rel,
+void http_head_raw(struct h1_msg *m, const char *p, size_t n);
+void http_body(struct h1_msg *m, const char *p, size_t len, seg_release_pt rel,
                void *arg, intptr_t aux);
 /** Response complete (chunked terminator added when needed). */
-void http_response_done(struct req *r);
+void http_response_done(struct h1_msg *m);
 /** Handler failed after the head was sent: close the connection. */
-void http_response_abort(struct req *r);
+void http_response_abort(struct h1_msg *m);
 const char *http_reason(int status);
 /** A request header's value (name case-insensitive), or NULL. */
-const char *req_header(const struct req *r, const char *name, size_t nlen,
+const char *h1_header(const struct h1_msg *m, const char *name, size_t nlen,
                        size_t *vlen);
 
 #endif

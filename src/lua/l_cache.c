@@ -315,7 +315,7 @@ static int wait_sub(lua_State *L, struct req *r)
 static bool has_authorization(const struct req *r)
 {
     size_t n;
-    return req_header(r, "authorization", 13, &n) != NULL;
+    return h1_header(&r->m, "authorization", 13, &n) != NULL;
 }
 
 /* r fetches key from origin o into an object of its own, not indexed until
@@ -344,9 +344,9 @@ static int l_cache_fetch(lua_State *L)
     const char *key = luaL_checklstring(L, 3, &klen);
     struct origin *o = check_origin(L, 4);
     const char *path = luaL_optlstring(L, 5, key, &plen);
-    if (r->head_sent)
+    if (r->m.head_sent)
         return luaL_error(L, "fetch: the response has already started");
-    if (r->c == NULL) {
+    if (r->m.c == NULL) {
         lua_pushnil(L);
         lua_pushliteral(L, "closed");
         return 2;
@@ -389,7 +389,7 @@ static int l_cache_fetch(lua_State *L)
 void lcache_refetch(struct req *r)
 {
     r->released = false;
-    if (r->c == NULL || !req_parked_on(r, &op_fetch))
+    if (r->m.c == NULL || !req_parked_on(r, &op_fetch))
         return; /* gone meanwhile (conn_close drops parked requests) */
     const char *kp = r->fetch_kp.data;
     size_t klen = r->fetch_klen;

@@ -54,7 +54,7 @@ static int l_req_header(lua_State *L)
     struct req *r = lrt_check_req(L, 1);
     size_t nlen, vlen;
     const char *name = luaL_checklstring(L, 2, &nlen);
-    const char *v = req_header(r, name, nlen, &vlen);
+    const char *v = h1_header(&r->m, name, nlen, &vlen);
     if (v == NULL)
         lua_pushnil(L);
     else
@@ -66,22 +66,22 @@ static int l_req_headers(lua_State *L)
 {
     struct req *r = lrt_check_req(L, 1);
     char name[256];
-    lua_createtable(L, 0, (int)r->nhdrs);
-    for (unsigned i = 0; i < r->nhdrs; i++) {
-        const struct hdr *h = &r->hdrs[i];
+    lua_createtable(L, 0, (int)r->m.nhdrs);
+    for (unsigned i = 0; i < r->m.nhdrs; i++) {
+        const struct hdr *h = &r->m.hdrs[i];
         if (h->vlen == UINT32_MAX || h->nlen >= sizeof name)
             continue;
         for (uint32_t k = 0; k < h->nlen; k++)
-            name[k] = (char)tolower((unsigned char)r->head.data[h->name + k]);
+            name[k] = (char)tolower((unsigned char)r->m.head.data[h->name + k]);
         lua_pushlstring(L, name, h->nlen);
         lua_pushvalue(L, -1);
         lua_rawget(L, -3);
         if (lua_isnil(L, -1)) { /* first: name = value */
             lua_pop(L, 1);
-            lua_pushlstring(L, r->head.data + h->val, h->vlen);
+            lua_pushlstring(L, r->m.head.data + h->val, h->vlen);
         } else {                /* repeated: values joined with ", " */
             lua_pushliteral(L, ", ");
-            lua_pushlstring(L, r->head.data + h->val, h->vlen);
+            lua_pushlstring(L, r->m.head.data + h->val, h->vlen);
             lua_concat(L, 3);
         }
         lua_rawset(L, -3);
@@ -92,7 +92,7 @@ static int l_req_headers(lua_State *L)
 static int l_req_body(lua_State *L)
 {
     struct req *r = lrt_check_req(L, 1);
-    lua_pushlstring(L, r->body.data ? r->body.data : "", r->body.len);
+    lua_pushlstring(L, r->m.body.data ? r->m.body.data : "", r->m.body.len);
     return 1;
 }
 
@@ -134,14 +134,14 @@ static void queue_body(lua_State *L, struct req *r, int idx)
     if (p == NULL || len == 0)
         return;
     if (len <= COPY_MAX) {
-        http_body(r, p, len, NULL, NULL, 0);
+        http_body(&r->m, p, len, NULL, NULL, 0);
     } else {
         /* the send reads the Lua string itself: keep it referenced until
          * the send completes (lrt_unref runs then) */
         lua_pushvalue(L, idx);
         int ref = luaL_ref(L, LUA_REGISTRYINDEX);
         r->ls->live++;
-        http_body(r, p, len, lrt_unref, r->ls, ref);
+        http_body(&r->m, p, len, lrt_unref, r->ls, ref);
     }
 }
 
@@ -160,7 +160,7 @@ static int write_head(lua_State *L, struct req *r, int status, int idx,
 {
     bool has_ctype = false;
     int64_t user_len = -1;
-    http_head_begin(r, status);
+    http_head_begin(&r->m, status);
     if (idx && lua_istable(L, idx)) {
         lua_pushnil(L);
         while (lua_next(L, idx)) {
@@ -180,13 +180,13 @@ static int write_head(lua_State *L, struct req *r, int status, int idx,
                 user_len = strtoll(v, NULL, 10);
             } else if (name_is(name, nlen, "connection")) {
                 if (strncasecmp(v, "close", 5) == 0)
-                    r->keep_alive = false;
+                    r->m.keep_alive = false;
             } else if (name_is(name, nlen, "transfer-encoding")) {
                 /* framing is the server's business */
             } else {
                 if (name_is(name, nlen, "content-type"))
                     has_ctype = true;
-                if (http_head_add(r, name, nlen, v, vlen) < 0) {
+                if (http_head_add(&r->m, name, nlen, v, vlen) < 0) {
                     lua_pushfstring(L, "invalid header '%s'", name);
                     return -1;
                 }
@@ -195,8 +195,8 @@ static int write_head(lua_State *L, struct req *r, int status, int idx,
         }
     }
     if (default_ctype && !has_ctype)
-        http_head_add(r, "Content-Type", 12, "text/plain", 10);
-    http_head_end(r, body_len >= 0 ? body_len : user_len);
+        http_head_add(&r->m, "Content-Type", 12, "text/plain", 10);
+    http_head_end(&r->m, body_len >= 0 ? body_len : user_len);
     return 0;
 }
 
@@ -212,9 +212,9 @@ static int l_req_start(lua_State *L)
 {
     struct req *r = lrt_check_req(L, 1);
     int status = lua_isnoneornil(L, 2) ? 200 : check_status(L, 2);
-    if (r->head_sent)
+    if (r->m.head_sent)
         return luaL_error(L, "response already started");
-    if (r->c == NULL) {
+    if (r->m.c == NULL) {
         lua_pushnil(L);
         lua_pushliteral(L, "closed");
         return 2;
@@ -241,7 +241,7 @@ static void drain_resume(struct req *r)
 
 static void drain_writable(struct req *r)
 {
-    if (outq_pending(&r->c->out) <= OUT_LOW)
+    if (outq_pending(&r->m.c->out) <= OUT_LOW)
         req_wake(r);
 }
 
@@ -275,15 +275,15 @@ static int l_req_write(lua_State *L)
 {
     struct req *r = lrt_check_req(L, 1);
     luaL_checkstring(L, 2);
-    if (r->c == NULL) {
+    if (r->m.c == NULL) {
         lua_pushnil(L);
         lua_pushliteral(L, "closed");
         return 2;
     }
-    if (!r->head_sent && write_head(L, r, 200, 0, -1, false) < 0)
+    if (!r->m.head_sent && write_head(L, r, 200, 0, -1, false) < 0)
         return lua_error(L);
     queue_body(L, r, 2);
-    if (outq_pending(&r->c->out) > OUT_HIGH && cur_rt->cur == r &&
+    if (outq_pending(&r->m.c->out) > OUT_HIGH && cur_rt->cur == r &&
         L == r->co) {
         req_park(r, &op_drain);
         return lua_yield(L, 0);
@@ -619,16 +619,16 @@ static int push_req(lua_State *co, struct req *r)
 {
     lua_pushlightuserdata(co, r);
     lua_pushinteger(co, (lua_Integer)r->gen);
-    lua_pushinteger(co, r->method);
-    const char *url = r->head.data;
-    const char *q = memchr(url, '?', r->url_len);
-    size_t plen = q ? (size_t)(q - url) : r->url_len;
+    lua_pushinteger(co, r->m.method);
+    const char *url = r->m.head.data;
+    const char *q = memchr(url, '?', r->m.url_len);
+    size_t plen = q ? (size_t)(q - url) : r->m.url_len;
     lua_pushlstring(co, url, plen);
     if (q)
-        lua_pushlstring(co, q + 1, r->url_len - plen - 1);
+        lua_pushlstring(co, q + 1, r->m.url_len - plen - 1);
     else
         lua_pushnil(co);
-    lua_pushinteger(co, r->http_minor);
+    lua_pushinteger(co, r->m.http_minor);
     return 6;
 }
 
@@ -646,20 +646,20 @@ void lrt_drop_thread(struct req *r)
 static void respond_500(struct req *r)
 {
     static const char body[] = "Internal Server Error\n";
-    http_head_begin(r, 500);
-    http_head_add(r, "Content-Type", 12, "text/plain", 10);
-    http_head_end(r, sizeof body - 1);
-    http_body(r, body, sizeof body - 1, NULL, NULL, 0);
-    http_response_done(r);
+    http_head_begin(&r->m, 500);
+    http_head_add(&r->m, "Content-Type", 12, "text/plain", 10);
+    http_head_end(&r->m, sizeof body - 1);
+    http_body(&r->m, body, sizeof body - 1, NULL, NULL, 0);
+    http_response_done(&r->m);
 }
 
 static void fail(struct req *r, const char *msg)
 {
     log_err("handler failed: %s", msg);
-    if (r->c == NULL)
+    if (r->m.c == NULL)
         req_put(r);
-    else if (r->head_sent)
-        http_response_abort(r);
+    else if (r->m.head_sent)
+        http_response_abort(&r->m);
     else
         respond_500(r);
 }
@@ -671,15 +671,15 @@ static void finish(struct req *r, lua_State *co)
         fail(r, lua_tostring(co, 2) ? lua_tostring(co, 2) : "(no message)");
         return;
     }
-    if (r->c == NULL) {
+    if (r->m.c == NULL) {
         req_put(r);
         return;
     }
-    if (r->head_sent) {
+    if (r->m.head_sent) {
         if (r->broken) /* a body that can't be completed: close */
-            http_response_abort(r);
+            http_response_abort(&r->m);
         else
-            http_response_done(r);
+            http_response_done(&r->m);
         return;
     }
     int top = lua_gettop(co);
@@ -733,7 +733,7 @@ static void finish(struct req *r, lua_State *co)
     }
     if (bidx)
         queue_body(co, r, bidx);
-    http_response_done(r);
+    http_response_done(&r->m);
 }
 
 /* Resume co with nargs values on its stack; handle every outcome. */
@@ -781,7 +781,7 @@ void lrt_start(struct req *r)
     }
     lua_State *co = r->co;
     lua_rawgeti(co, LUA_REGISTRYINDEX, r->ls->entry_ref);
-    lua_rawgeti(co, LUA_REGISTRYINDEX, r->ls->dispatch[r->dispatch]);
+    lua_rawgeti(co, LUA_REGISTRYINDEX, r->ls->dispatch[r->m.listener]);
     int nargs = 1 + push_req(co, r);
     r->running = true;
     run(r, nargs);
@@ -789,7 +789,7 @@ void lrt_start(struct req *r)
 
 void lrt_continue(struct req *r, int nargs)
 {
-    struct conn *c = r->c;
+    struct conn *c = r->m.c;
     uint32_t cgen = c ? c->s.gen : 0;
     run(r, nargs);
     /* the response may be complete now: parse pipelined input */
