@@ -535,6 +535,7 @@ void http_head_end(struct h1_msg *m, int64_t content_length)
     size_t n = 0;
     bool no_body = m->status < 200 || m->status == 204 || m->status == 304;
     m->chunked = false;
+    m->fixed_len = false;
     m->resp_left = 0;
 #define PUT(lit) (memcpy(line + n, lit, sizeof lit - 1), n += sizeof lit - 1)
     if (no_body) {
@@ -544,6 +545,7 @@ void http_head_end(struct h1_msg *m, int64_t content_length)
         n += put_dec(line + n, (uint64_t)content_length);
         PUT("\r\n");
         m->resp_left = m->is_head ? 0 : content_length;
+        m->fixed_len = true;
     } else if (m->http_minor == 0) {
         m->keep_alive = false; /* HTTP/1.0: the body ends at close */
     } else {
@@ -600,8 +602,20 @@ void http_body(struct h1_msg *m, const char *p, size_t len, seg_release_pt rel,
             v >>= 4;
         } while (v);
         outq_copy(&c->out, size + n, sizeof size - n);
-    } else if (m->resp_left > 0) {
-        m->resp_left -= (int64_t)len; /* < 0: more than announced */
+    } else if (m->fixed_len) {
+        if ((int64_t)len > m->resp_left) {
+            log_warn("response body longer than its Content-Length "
+                     "(%zu bytes dropped): closing connection",
+                     len - (size_t)m->resp_left);
+            len = (size_t)m->resp_left;
+            m->keep_alive = false;
+            if (len == 0) {
+                if (rel)
+                    rel(m->srv->w, arg, aux);
+                return;
+            }
+        }
+        m->resp_left -= (int64_t)len;
     }
     if (rel)
         outq_ref(&c->out, p, len, rel, arg, aux);
@@ -665,7 +679,7 @@ void h1_msg_reset(struct h1_msg *m)
     m->keep_alive = false;
     m->is_head = false;
     m->status = 0;
-    m->head_sent = m->chunked = m->head_lost = false;
+    m->head_sent = m->chunked = m->head_lost = m->fixed_len = false;
     m->resp_left = 0;
 }
 

@@ -96,7 +96,8 @@ struct h1_msg {
     bool head_sent;
     bool head_lost;         /* out of memory building the head: no body */
     bool chunked;           /* the body uses chunked framing */
-    int64_t resp_left;      /* streamed with Content-Length: bytes owed */
+    bool fixed_len;         /* the head announced a Content-Length */
+    int64_t resp_left;      /* fixed_len: body bytes still owed */
 };
 
 /** Ready for a new request (its buffers are kept). */
@@ -194,6 +195,10 @@ int http_head_add(struct h1_msg *m, const char *name, size_t nlen,
 void http_head_end(struct h1_msg *m, int64_t content_length);
 /** Header lines as they are ("Name: value\r\n"...), between begin and end. */
 void http_head_raw(struct h1_msg *m, const char *p, size_t n);
+/** Queue body bytes. With a Content-Length, nothing beyond it is ever
+ * sent (a handler can't append a forged response for the next request):
+ * the excess is dropped, logged, and the connection closes after this
+ * response. rel(arg, aux), when given, once the kernel is done with p. */
 void http_body(struct h1_msg *m, const char *p, size_t len, seg_release_pt rel,
                void *arg, intptr_t aux);
 /** Response complete (chunked terminator added when needed). */

@@ -177,7 +177,19 @@ static int write_head(lua_State *L, struct req *r, int status, int idx,
                 return -1;
             }
             if (name_is(name, nlen, "content-length")) {
-                user_len = strtoll(v, NULL, 10);
+                /* 1*DIGIT (RFC 9110 §8.6), at most 18 of them */
+                user_len = 0;
+                for (size_t i = 0; i < vlen; i++)
+                    if (v[i] < '0' || v[i] > '9' || i == 18) {
+                        user_len = -1;
+                        break;
+                    } else {
+                        user_len = user_len * 10 + (v[i] - '0');
+                    }
+                if (vlen == 0 || user_len < 0) {
+                    lua_pushfstring(L, "invalid Content-Length '%s'", v);
+                    return -1;
+                }
             } else if (name_is(name, nlen, "connection")) {
                 if (strncasecmp(v, "close", 5) == 0)
                     r->m.keep_alive = false;
