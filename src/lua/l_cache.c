@@ -22,14 +22,24 @@
 #define CACHE_MT  "luring.cache"
 #define ORIGIN_MT "luring.origin"
 
-static lua_Number opt_num(lua_State *L, int t, const char *k, lua_Number def)
+/* Limits of what a script may configure: every number from Lua is
+ * checked against them before it becomes an integer (a float out of an
+ * integer's range is undefined behaviour in C). */
+#define MAX_SECONDS 31536000.0     /* a year */
+#define MAX_BYTES   1125899906842624.0 /* 2^50 */
+#define MAX_COUNT   1000000000.0
+
+/* t[k], a positive number no larger than max, or def when absent. */
+static lua_Number opt_num(lua_State *L, int t, const char *k, lua_Number def,
+                          lua_Number max)
 {
     lua_getfield(L, t, k);
     lua_Number v = def;
     if (!lua_isnil(L, -1)) {
-        if (!lua_isnumber(L, -1) || lua_tonumber(L, -1) <= 0)
-            luaL_error(L, "%s must be a positive number", k);
         v = lua_tonumber(L, -1);
+        if (!lua_isnumber(L, -1) || !(v > 0) || v > max)
+            luaL_error(L, "%s must be a positive number (at most %.0f)", k,
+                       max);
     }
     lua_pop(L, 1);
     return v;
@@ -171,12 +181,12 @@ static int l_cache_new(lua_State *L)
     const char *name = opt_str(L, 1, "name");
     if (name == NULL)
         return luaL_error(L, "luring.cache: name is required");
-    size_t max_bytes = (size_t)opt_num(L, 1, "max_bytes", 64 << 20);
-    size_t max_objects = (size_t)opt_num(L, 1, "max_objects", 1000000);
+    size_t max_bytes = (size_t)opt_num(L, 1, "max_bytes", 64 << 20, MAX_BYTES);
+    size_t max_objects = (size_t)opt_num(L, 1, "max_objects", 1000000, MAX_COUNT);
     lua_getfield(L, 1, "ttl");
     bool ttl_fn = lua_isfunction(L, -1);
     lua_pop(L, 1);
-    int64_t ttl_ms = ttl_fn ? 60000 : (int64_t)(opt_num(L, 1, "ttl", 60) * 1000);
+    int64_t ttl_ms = ttl_fn ? 60000 : (int64_t)(opt_num(L, 1, "ttl", 60, MAX_SECONDS) * 1000);
     lua_getfield(L, 1, "hit_for_miss");
     lua_Number hfm = 120;
     if (!lua_isnil(L, -1)) {
@@ -469,11 +479,11 @@ static int l_origin_new(lua_State *L)
         while (n > 1 && tmp.root[n - 1] == '/')
             tmp.root[--n] = 0;
     }
-    tmp.connect_timeout_ms = (int64_t)(opt_num(L, 1, "connect_timeout", 5) * 1000);
-    tmp.first_byte_timeout_ms = (int64_t)(opt_num(L, 1, "first_byte_timeout", 30) * 1000);
-    tmp.idle_timeout_ms = (int64_t)(opt_num(L, 1, "idle_timeout", 30) * 1000);
-    tmp.keepalive_ms = (int64_t)(opt_num(L, 1, "keepalive_timeout", 60) * 1000);
-    tmp.keepalive_max = (unsigned)opt_num(L, 1, "keepalive", 32);
+    tmp.connect_timeout_ms = (int64_t)(opt_num(L, 1, "connect_timeout", 5, MAX_SECONDS) * 1000);
+    tmp.first_byte_timeout_ms = (int64_t)(opt_num(L, 1, "first_byte_timeout", 30, MAX_SECONDS) * 1000);
+    tmp.idle_timeout_ms = (int64_t)(opt_num(L, 1, "idle_timeout", 30, MAX_SECONDS) * 1000);
+    tmp.keepalive_ms = (int64_t)(opt_num(L, 1, "keepalive_timeout", 60, MAX_SECONDS) * 1000);
+    tmp.keepalive_max = (unsigned)opt_num(L, 1, "keepalive", 32, 65535);
 
     struct origin **po = lua_newuserdata(L, sizeof *po);
     *po = NULL;

@@ -310,8 +310,8 @@ static int l_sleep(lua_State *L)
 {
     struct lrt *w = cur_rt;
     lua_Number ms = luaL_checknumber(L, 1);
-    if (ms < 0 || ms != ms)
-        return luaL_argerror(L, 1, "milliseconds >= 0 expected");
+    if (!(ms >= 0 && ms <= 31536000000.0)) /* NaN, negative, over a year */
+        return luaL_argerror(L, 1, "milliseconds from 0 to 31536000000 expected");
     if (w == NULL || w->cur == NULL || w->cur->co != L)
         return luaL_error(L, "luring.sleep: only inside a request handler "
                              "(not the main chunk or a coroutine it made)");
@@ -481,9 +481,14 @@ int lrt_read_config(lua_State *L, struct config *cfg, char *err,
         }
         lua_Number v = lua_tonumber(L, -1);
         lua_pop(L, 1);
-        if (!(v > 0) || v > 1e12) {
-            snprintf(err, errlen, "luring.config: %s must be a positive number",
-                     keys[i].name);
+        /* checked before any conversion: a float out of an integer's
+         * range is undefined behaviour */
+        static const lua_Number max[] = {1e9, 31536000, 1099511627776.0};
+        lua_Number hi = !strcmp(keys[i].name, "workers") ? 256 : max[keys[i].kind];
+        lua_Number lo = keys[i].kind == 1 ? 0.001 : 1;
+        if (!(v >= lo && v <= hi)) {
+            snprintf(err, errlen, "luring.config: %s must be a number from "
+                     "%g to %.0f", keys[i].name, lo, hi);
             lua_pop(L, 1);
             return -1;
         }
