@@ -358,13 +358,18 @@ static void up_data(struct upstreams *us, struct upconn *u, const char *p,
     up_arm(us, u, u->o->idle_timeout_ms);
     size_t k;
     enum h1_res res = h1_resp_feed(&u->resp, p, n, &k);
-    if (res == H1_DONE) {
-        if (k < n)
-            log_warn("origin %s: %zu unexpected bytes after the response",
-                     u->o->name, n - k);
+    if (res == H1_DONE && k < n) {
+        /* more than the framing announced: the response itself is whole
+         * (its clients get it), but an origin that says one length and
+         * sends another is not trusted with the cache or the connection */
+        log_warn("origin %s: %zu bytes beyond the response's framing: "
+                 "not cached, connection closed", u->o->name, n - k);
+        u->obj->cacheable = false;
+        cache_unindex(u->obj);
+        finish(u, true, 0);
+        up_close(us, u);
+    } else if (res == H1_DONE) {
         up_done(us, u);
-        if (k < n)
-            up_close(us, u);
     } else if (res == H1_ERROR) {
         log_warn("origin %s: invalid response: %s", u->o->name,
                  h1_resp_error(&u->resp));
