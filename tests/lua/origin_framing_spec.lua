@@ -32,11 +32,7 @@ describe("origin responses longer than their framing", function()
     } }
     srv = helper.start((SCRIPT:gsub("@ORIGIN@", rawo:url())))
   end)
-  lazy_teardown(function()
-    local ok, err = pcall(helper.stop_all)
-    raw.stop_all()
-    assert(ok, err)
-  end)
+  lazy_teardown(raw.teardown)
 
   it("the response goes out whole, is not cached, and the extra bytes are never a response", function()
     for i = 1, 3 do

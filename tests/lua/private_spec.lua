@@ -308,11 +308,7 @@ describe("responses that may not be shared, in odd framings", function()
     } }
     srv = helper.start((SCRIPT:gsub("@ORIGIN@", rawo:url())))
   end)
-  lazy_teardown(function()
-    local ok, err = pcall(helper.stop_all)
-    raw.stop_all()
-    assert(ok, err)
-  end)
+  lazy_teardown(raw.teardown)
 
   local N = 8
   for _, k in ipairs({

@@ -78,4 +78,12 @@ function M.stop_all()
   live = {}
 end
 
+-- A spec's teardown: every luring (helper.stop_all reports crashes and
+-- sanitizer output), then every origin started here.
+function M.teardown()
+  local ok, err = pcall(helper.stop_all)
+  M.stop_all()
+  assert(ok, err)
+end
+
 return M
