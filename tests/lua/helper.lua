@@ -157,8 +157,6 @@ wait "$pid"
 echo "$?" >"$rcf.tmp" && mv "$rcf.tmp" "$rcf"
 ]]
 
-M.RUNNER = RUNNER
-M.self_pid = self_pid
 
 local Server = {}
 Server.__index = Server
@@ -167,21 +165,36 @@ local live_servers = {}
 
 -- Start `luring` in the background.  argv: list of arguments after the binary.
 -- Does not wait for readiness.
-local function spawn(argv, dir)
+-- Start argv (program first) under RUNNER in dir: its output goes to
+-- dir/stdout and dir/stderr, its pid to dir/pid and its exit status to
+-- dir/rc (stale ones from an earlier run are removed first).  Returns the
+-- pid; raises if it did not start within 5 s.
+function M.spawn(dir, argv)
   local runner = dir .. "/runner.sh"
   writefile(runner, RUNNER)
-  local bin = abs_path(M.BIN)
+  os.remove(dir .. "/pid")
+  os.remove(dir .. "/rc")
   local cmd = { "sh", shquote(runner), shquote(dir .. "/pid"), shquote(dir .. "/rc"),
-                shquote(dir .. "/stdout"), shquote(dir .. "/stderr"), tostring(self_pid()),
-                shquote(bin) }
+                shquote(dir .. "/stdout"), shquote(dir .. "/stderr"), tostring(self_pid()) }
   for _, a in ipairs(argv) do cmd[#cmd + 1] = shquote(a) end
   os.execute(table.concat(cmd, " ") .. " >/dev/null 2>&1 </dev/null &")
   local pid = M.wait_until(function()
     local s = readfile(dir .. "/pid")
     return s and tonumber(s:match("%d+"))
   end, 5)
-  assert(pid, "could not spawn " .. bin)
+  assert(pid, "could not spawn " .. tostring(argv[1]))
   return pid
+end
+
+-- A spec's teardown that also stops other processes: every luring first
+-- (M.stop_all reports crashes and sanitizer output), then stop(), whatever
+-- the first said.
+function M.teardown_with(stop)
+  return function()
+    local ok, err = pcall(M.stop_all)
+    stop()
+    assert(ok, err)
+  end
 end
 
 -- helper.start(script_source, opts) -> server
@@ -216,7 +229,7 @@ function M.start(source, opts)
     argv[#argv + 1] = addr
   end
   argv[#argv + 1] = script
-  local pid = spawn(argv, dir)
+  local pid = M.spawn(dir, { abs_path(M.BIN), unpack(argv) })
   local self = setmetatable({ _dir = dir, _port = port, _pid = pid, _script = script,
                               _argv = argv }, Server)
   live_servers[self] = true

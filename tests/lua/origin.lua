@@ -31,10 +31,6 @@ M.STOP_TIMEOUT = 3
 local shquote, readfile, writefile = helper.shquote, helper.readfile, helper.writefile
 local now = socket.gettime
 
--- helper.lua's runner: background process, published pid and exit
--- status, watchdog bound to the owner (busted) process.
-local self_pid, RUNNER = helper.self_pid, helper.RUNNER
-
 local CONF = [[
 load_module @ECHO@;
 daemon off;
@@ -94,19 +90,9 @@ end
 
 function Nginx:_spawn()
   local d = self._dir
-  os.remove(d .. "/pid")
-  os.remove(d .. "/rc")
   self._rc = nil
-  local cmd = { "sh", shquote(d .. "/runner.sh"), shquote(d .. "/pid"), shquote(d .. "/rc"),
-                shquote(d .. "/stdout"), shquote(d .. "/stderr"), tostring(self_pid()),
-                shquote(M.NGINX), "-p", shquote(d), "-e", shquote(d .. "/error.log"),
-                "-c", shquote(d .. "/nginx.conf") }
-  os.execute(table.concat(cmd, " ") .. " >/dev/null 2>&1 </dev/null &")
-  self._pid = helper.wait_until(function()
-    local s = readfile(d .. "/pid")
-    return s and tonumber(s:match("%d+"))
-  end, 5)
-  assert(self._pid, "could not spawn " .. M.NGINX)
+  self._pid = helper.spawn(d, { M.NGINX, "-p", d, "-e", d .. "/error.log",
+                                "-c", d .. "/nginx.conf" })
   local deadline = now() + M.START_TIMEOUT
   while now() < deadline do
     if not self:alive() then break end
@@ -133,7 +119,6 @@ function M.start(opts)
   for _, sub in ipairs({ "www", "tmp", "logs" }) do mkdir_p(dir .. "/" .. sub) end
   local self = setmetatable({ _dir = dir, _port = opts.port or helper.free_port(),
                               _locations = opts.locations }, Nginx)
-  writefile(dir .. "/runner.sh", RUNNER)
   writefile(dir .. "/access.log", "")
   self:add_files(opts.files)
   self:_write_conf()
@@ -247,12 +232,7 @@ function M.stop_all()
   for _, o in ipairs(list) do o:stop() end
 end
 
--- A spec's teardown: every luring (helper.stop_all, which reports crashes
--- and sanitizer output), then every origin, whatever the first said.
-function M.teardown()
-  local ok, err = pcall(helper.stop_all)
-  M.stop_all()
-  assert(ok, err)
-end
+-- A spec's teardown: every luring, then every nginx.
+M.teardown = helper.teardown_with(M.stop_all)
 
 return M

@@ -31,16 +31,7 @@ function M.start(opts)
   end
   writefile(self._dir .. "/delay", tostring(opts.delay or 0.3))
   local d = self._dir
-  writefile(d .. "/runner.sh", helper.RUNNER)
-  local cmd = { "sh", shquote(d .. "/runner.sh"), shquote(d .. "/pid"), shquote(d .. "/rc"),
-                shquote(d .. "/stdout"), shquote(d .. "/stderr"), tostring(helper.self_pid()),
-                "python3", shquote(script_path()), tostring(self._port), shquote(d) }
-  os.execute(table.concat(cmd, " ") .. " >/dev/null 2>&1 </dev/null &")
-  self._pid = helper.wait_until(function()
-    local s = readfile(d .. "/pid")
-    return s and tonumber(s:match("%d+"))
-  end, 5)
-  assert(self._pid, "could not start raw_origin.py")
+  self._pid = helper.spawn(d, { "python3", script_path(), tostring(self._port), d })
   live[#live + 1] = self
   local ok = helper.wait_until(function()
     local c = socket.tcp()
@@ -78,12 +69,7 @@ function M.stop_all()
   live = {}
 end
 
--- A spec's teardown: every luring (helper.stop_all reports crashes and
--- sanitizer output), then every origin started here.
-function M.teardown()
-  local ok, err = pcall(helper.stop_all)
-  M.stop_all()
-  assert(ok, err)
-end
+-- A spec's teardown: every luring, then every origin started here.
+M.teardown = helper.teardown_with(M.stop_all)
 
 return M
