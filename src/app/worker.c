@@ -322,9 +322,8 @@ static bool before_sleep(void *ctx)
 /* ==== the thread ==== */
 
 /* Below its connection limit again: accept. */
-static void conn_freed(void *ctx, unsigned nconns)
+static void conn_freed(struct worker *w, unsigned nconns)
 {
-    struct worker *w = ctx;
     if (w->accept_paused && nconns < w->cfg->max_connections)
         set_accepting(w, true);
 }
@@ -336,9 +335,8 @@ static struct req *req_of(struct h1_msg *m)
     return (struct req *)((char *)m - offsetof(struct req, m));
 }
 
-static struct h1_msg *h1_request(void *ctx)
+static struct h1_msg *h1_request(struct worker *w)
 {
-    struct worker *w = ctx;
     struct req *r = req_get(&w->rp);
     return r ? &r->m : NULL;
 }
@@ -385,7 +383,6 @@ int worker_run(struct worker *w)
     w->h1.loop = w->loop;
     w->h1.cfg = w->cfg;
     w->h1.ops = &h1_ops;
-    w->h1.ctx = w;
     w->h1.w = w;
     if (h1_server_init(&w->h1, &w->timers) < 0) {
         snprintf(w->err, sizeof w->err, "out of memory");

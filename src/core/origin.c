@@ -57,8 +57,7 @@ static void up_maybe_free(struct upstreams *us, struct upconn *u)
     stream_release(us->loop, &u->s);
     u->phase = UP_FREE;
     buf_reset(&u->out, 4096);
-    buf_reset(&u->resp.hname, 1024);
-    buf_reset(&u->resp.hval, 4096);
+    h1_resp_trim(&u->resp);
     u->next = us->free;
     us->free = u;
 }

@@ -125,6 +125,12 @@ const char *h1_resp_error(const struct h1_resp *r)
     return http_errno_description(HTTP_PARSER_ERRNO(&r->p));
 }
 
+void h1_resp_trim(struct h1_resp *r)
+{
+    buf_reset(&r->hname, 1024);
+    buf_reset(&r->hval, 4096);
+}
+
 void h1_resp_free(struct h1_resp *r)
 {
     buf_free(&r->hname);

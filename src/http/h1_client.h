@@ -58,6 +58,8 @@ enum h1_res h1_resp_eof(struct h1_resp *r);
 bool h1_resp_keep_alive(const struct h1_resp *r);
 /** After H1_ERROR: a sentence. */
 const char *h1_resp_error(const struct h1_resp *r);
+/** Give back field buffers above a typical response's needs. */
+void h1_resp_trim(struct h1_resp *r);
 void h1_resp_free(struct h1_resp *r);
 
 #endif

@@ -126,7 +126,7 @@ static void http_error(struct conn *c, int status)
 static int on_message_begin(http_parser *p)
 {
     struct conn *c = p->data;
-    struct h1_msg *m = c->srv->ops->request(c->srv->ctx);
+    struct h1_msg *m = c->srv->ops->request(c->srv->w);
     if (m == NULL)
         return -1;
     m->c = c;
@@ -699,12 +699,6 @@ void h1_msg_free(struct h1_msg *m)
 
 /* ==== timers ==== */
 
-static void tl_remove(struct conn *c)
-{
-    timer_disarm(&c->timer);
-    c->tl = TL_NONE;
-}
-
 void conn_touch(struct conn *c, enum tlist tl)
 {
     struct h1_server *srv = c->srv;
@@ -826,7 +820,7 @@ static void conn_maybe_free(struct conn *c)
     c->next_free = srv->free_conns;
     srv->free_conns = c;
     srv->nconns--;
-    srv->ops->conn_freed(srv->ctx, srv->nconns);
+    srv->ops->conn_freed(srv->w, srv->nconns);
 }
 
 void conn_close(struct conn *c)
@@ -835,7 +829,7 @@ void conn_close(struct conn *c)
         return;
     c->state = CS_CLOSED;
     stream_close(&c->s, false); /* shut down below, after the request */
-    tl_remove(c);
+    conn_touch(c, TL_NONE);
     struct h1_msg *m = c->msg;
     if (m) {
         c->msg = NULL;

@@ -109,7 +109,7 @@ void h1_msg_free(struct h1_msg *m);
 struct h1_server_ops {
     /** A request begins on a connection: a fresh exchange (reset), or NULL
      * when out of memory (the connection gets a 503... or closes). */
-    struct h1_msg *(*request)(void *ctx);
+    struct h1_msg *(*request)(struct worker *w);
     /** m's head (and body) is parsed: run its handler. The response may be
      * complete when it returns (http_response_done) or come later. */
     void (*run)(struct h1_msg *m);
@@ -121,7 +121,7 @@ struct h1_server_ops {
     void (*abort)(struct h1_msg *m);
     /** A connection slot came free; nconns are left open (the worker
      * accepts again below its limit). */
-    void (*conn_freed)(void *ctx, unsigned nconns);
+    void (*conn_freed)(struct worker *w, unsigned nconns);
 };
 
 /* A worker's HTTP/1.1 server: its client connections (slots, the lists of
@@ -133,8 +133,7 @@ struct h1_server {
     struct loop *loop;
     const struct config *cfg;
     const struct h1_server_ops *ops;
-    void *ctx;              /* for ops */
-    struct worker *w;       /* opaque: what release callbacks get */
+    struct worker *w;       /* opaque: what ops and release callbacks get */
     bool stopping;          /* the worker is ending: no keep-alive, no accept */
     /* its own */
     struct outq_imm imm;    /* immediate sends, in SQ order */

@@ -29,20 +29,28 @@
 #define MAX_BYTES   1125899906842624.0 /* 2^50 */
 #define MAX_COUNT   1000000000.0
 
-/* t[k], a positive number no larger than max, or def when absent. */
-static lua_Number opt_num(lua_State *L, int t, const char *k, lua_Number def,
-                          lua_Number max)
+/* t[k], a number above 0 (or from 0, zero_ok) and no larger than max, or
+ * def when absent; raises naming k otherwise. */
+static lua_Number opt_range(lua_State *L, int t, const char *k,
+                            lua_Number def, bool zero_ok, lua_Number max)
 {
     lua_getfield(L, t, k);
     lua_Number v = def;
     if (!lua_isnil(L, -1)) {
         v = lua_tonumber(L, -1);
-        if (!lua_isnumber(L, -1) || !(v > 0) || v > max)
-            luaL_error(L, "%s must be a positive number (at most %.0f)", k,
-                       max);
+        if (!lua_isnumber(L, -1) || !(zero_ok ? v >= 0 : v > 0) || v > max)
+            luaL_error(L, zero_ok ? "%s must be a number from 0 to %.0f"
+                                  : "%s must be a positive number (at most %.0f)",
+                       k, max);
     }
     lua_pop(L, 1);
     return v;
+}
+
+static lua_Number opt_num(lua_State *L, int t, const char *k, lua_Number def,
+                          lua_Number max)
+{
+    return opt_range(L, t, k, def, false, max);
 }
 
 static const char *opt_str(lua_State *L, int t, const char *k)
@@ -187,16 +195,8 @@ static int l_cache_new(lua_State *L)
     bool ttl_fn = lua_isfunction(L, -1);
     lua_pop(L, 1);
     int64_t ttl_ms = ttl_fn ? 60000 : (int64_t)(opt_num(L, 1, "ttl", 60, MAX_SECONDS) * 1000);
-    lua_getfield(L, 1, "hit_for_miss");
-    lua_Number hfm = 120;
-    if (!lua_isnil(L, -1)) {
-        hfm = lua_tonumber(L, -1);
-        if (!lua_isnumber(L, -1) || !(hfm >= 0 && hfm <= 31536000))
-            return luaL_error(L, "luring.cache: hit_for_miss must be a number "
-                                 "of seconds from 0 to 31536000");
-    }
-    lua_pop(L, 1);
-    int64_t hfm_ms = (int64_t)(hfm * 1000);
+    int64_t hfm_ms =
+        (int64_t)(opt_range(L, 1, "hit_for_miss", 120, true, MAX_SECONDS) * 1000);
     set_hooks(L, name);
     struct cache **pc = lua_newuserdata(L, sizeof *pc);
     *pc = NULL;

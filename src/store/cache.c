@@ -302,7 +302,7 @@ struct cache_obj *cache_insert(struct cache *c, const char *key, size_t klen)
     if (o == NULL)
         return NULL;
     index_obj(c, o);
-    o->refs--; /* the index owns the creation ref */
+    cache_obj_unref(o); /* the index's ref is the one that stays */
     cache_enforce(c);
     return o;
 }

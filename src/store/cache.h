@@ -86,7 +86,8 @@ typedef int64_t (*cache_decide_pt)(struct cache *c, struct cache_obj *o,
 struct cache {
     char name[64];
     cache_decide_pt decide; /* NULL: keep ttl_ms (called by the fetch) */
-    void *decide_ctx;       /* for decide: the worker whose script it runs */
+    void *decide_ctx;       /* for decide: the Lua runtime (struct lrt) whose
+                             * current script runs the hooks */
     size_t max_bytes, max_objects;
     int64_t ttl_ms;       /* default TTL when the origin gives none */
     int64_t hfm_ms;       /* hit-for-miss marker lifetime; 0: no markers */
