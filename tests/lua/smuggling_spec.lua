@@ -5,7 +5,13 @@
 -- ran nothing, or when both ran a request there but not the same one
 -- (method, target and body differ: the stream was split differently).
 -- Where luring is stricter than nginx (rejects what nginx runs) the case
--- passes and shows up in the table printed at the end.
+-- passes and shows up in the table printed at the end.  A case with a
+-- `quirk` is one where nginx 1.22 rejects what RFC 9112 allows: luring
+-- may run it (shown as "nginx-quirk"), the requests must still match.
+--
+-- Each family cites the RFC section its cases check.  The table lists the
+-- cases that are not "same"; SMUGGLING_VERBOSE=1 lists every case with the
+-- requests each server ran.
 --
 -- The cases quoted by the issue (`issue = true`) must in addition get 400
 -- as the only response and a close from luring: no request after the bad
@@ -62,6 +68,8 @@ local NGINX_LOCATIONS = [[
 
 local SECOND = "GET /second HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
 local SMUGGLED = "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+local SL = tostring(#SMUGGLED)                -- a body that is exactly SMUGGLED
+local HSL = tostring(5 + #SMUGGLED)           -- "hello" .. SMUGGLED
 
 -- A POST /first with extra header lines (each ending in CRLF) and raw body
 -- bytes, then the pipelined /second.
@@ -99,20 +107,20 @@ local FAMILIES = {
     { "empty value",         post("Content-Length: \r\n", "hello") },
     { "overflow 20 digits",  post("Content-Length: 99999999999999999999\r\n", "hello") },
     { "list of equal",       post("Content-Length: 5, 5\r\n", "hello") },
-    { "list of different",   post("Content-Length: 5, 38\r\n", "hello" .. SMUGGLED) },
+    { "list of different",   post("Content-Length: 5, " .. HSL .. "\r\n", "hello" .. SMUGGLED) },
     { "repeated equal",      post("Content-Length: 5\r\nContent-Length: 5\r\n", "hello") },
-    { "repeated different",  post("Content-Length: 5\r\nContent-Length: 38\r\n", "hello" .. SMUGGLED),
+    { "repeated different",  post("Content-Length: 5\r\nContent-Length: " .. HSL .. "\r\n", "hello" .. SMUGGLED),
       issue = true },
     { "repeated different (long first)",
-                             post("Content-Length: 38\r\nContent-Length: 5\r\n", "hello" .. SMUGGLED),
+                             post("Content-Length: " .. HSL .. "\r\nContent-Length: 5\r\n", "hello" .. SMUGGLED),
       issue = true },
-    { "body holds a request", post("Content-Length: 38\r\n", SMUGGLED .. "hello") },
+    { "body holds a request", post("Content-Length: " .. SL .. "\r\n", SMUGGLED) },
     { "GET with body",       "GET /first HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello" .. SECOND },
     { "vertical tab",        post("Content-Length: \v5\r\n", "hello") },
   } },
 
   { name = "field-name syntax", rfc = "RFC 9112 §5.1, RFC 9110 §5.1", cases = {
-    { "space before colon (CL)", post("Content-Length : 38\r\n", SMUGGLED .. "hello"), issue = true },
+    { "space before colon (CL)", post("Content-Length : " .. SL .. "\r\n", SMUGGLED), issue = true },
     { "space before colon (CL 33 issue)",
                              post("Content-Length : 33\r\n", ("A"):rep(33)), issue = true },
     { "space before colon (TE)",
@@ -132,7 +140,8 @@ local FAMILIES = {
     { "Chunked (case)",      post("Transfer-Encoding: Chunked\r\n", "5\r\nhello\r\n0\r\n\r\n") },
     { "CHUNKED (case)",      post("Transfer-Encoding: CHUNKED\r\n", "5\r\nhello\r\n0\r\n\r\n") },
     { "trailing OWS",        post("Transfer-Encoding: chunked \r\n", "5\r\nhello\r\n0\r\n\r\n") },
-    { "tab before value",    post("Transfer-Encoding:\tchunked\r\n", "5\r\nhello\r\n0\r\n\r\n") },
+    { "tab before value",    post("Transfer-Encoding:\tchunked\r\n", "5\r\nhello\r\n0\r\n\r\n"),
+      quirk = "nginx 1.22 skips only SP before a value, not HTAB (OWS, RFC 9110 §5.6.3): 501" },
     { "gzip",                post("Transfer-Encoding: gzip\r\n", "5\r\nhello\r\n0\r\n\r\n"), issue = true },
     { "identity",            post("Transfer-Encoding: identity\r\n", "5\r\nhello\r\n0\r\n\r\n") },
     { "chunked, gzip",       post("Transfer-Encoding: chunked, gzip\r\n", "5\r\nhello\r\n0\r\n\r\n"),
@@ -213,7 +222,7 @@ local FAMILIES = {
 
   { name = "trailers", rfc = "RFC 9112 §7.1.2", cases = {
     { "one trailer",         chunked("5\r\nhello\r\n0\r\nX-T: 1\r\n\r\n") },
-    { "Content-Length trailer", chunked("5\r\nhello\r\n0\r\nContent-Length: 38\r\n\r\n" .. SMUGGLED) },
+    { "Content-Length trailer", chunked("5\r\nhello\r\n0\r\nContent-Length: " .. SL .. "\r\n\r\n" .. SMUGGLED) },
     { "trailer with bare CR", chunked("5\r\nhello\r\n0\r\nX-T: a\rb\r\n\r\n") },
     { "trailer obs-fold",    chunked("5\r\nhello\r\n0\r\nX-T: a\r\n b\r\n\r\n") },
     { "trailer without colon", chunked("5\r\nhello\r\n0\r\nX-T\r\n\r\n") },
@@ -227,7 +236,7 @@ local FAMILIES = {
     { "bare CR after version", "GET /first HTTP/1.1\rX\r\nHost: x\r\n\r\n" .. SECOND, issue = true },
     { "bare CR in field value", get("X-Foo: a\rb\r\n"), issue = true },
     { "bare CR in field name", get("X-F\roo: b\r\n"), issue = true },
-    { "bare CR before CL",   post("X-Foo: a\rContent-Length: 38\r\n", SMUGGLED .. "hello"), issue = true },
+    { "bare CR before CL",   post("X-Foo: a\rContent-Length: " .. SL .. "\r\n", SMUGGLED), issue = true },
     { "all lines bare LF",   "GET /first HTTP/1.1\nHost: x\n\n" .. SECOND },
     { "bare LF after request line", "GET /first HTTP/1.1\nHost: x\r\n\r\n" .. SECOND },
     { "bare LF in field list", "POST /first HTTP/1.1\r\nHost: x\nContent-Length: 5\r\n\r\nhello" .. SECOND },
@@ -317,7 +326,8 @@ local FAMILIES = {
     { "absent (1.0)",        "GET /first HTTP/1.0\r\n\r\n" .. SECOND },
     { "duplicate equal",     line("GET /first HTTP/1.1", "Host: x\r\n") },
     { "duplicate different", line("GET /first HTTP/1.1", "Host: y\r\n") },
-    { "empty",               "GET /first HTTP/1.1\r\nHost:\r\n\r\n" .. SECOND },
+    { "empty",               "GET /first HTTP/1.1\r\nHost:\r\n\r\n" .. SECOND,
+      quirk = "nginx rejects an empty Host; RFC 9112 §3.2 has clients send one for a target without authority" },
     { "with port",           "GET /first HTTP/1.1\r\nHost: x:80\r\n\r\n" .. SECOND },
     { "with slash",          "GET /first HTTP/1.1\r\nHost: x/y\r\n\r\n" .. SECOND },
     { "with space",          "GET /first HTTP/1.1\r\nHost: x y\r\n\r\n" .. SECOND },
@@ -354,7 +364,7 @@ local CASES = {}
 for _, fam in ipairs(FAMILIES) do
   for _, c in ipairs(fam.cases) do
     CASES[#CASES + 1] = { name = fam.name .. ": " .. c[1], family = fam, bytes = c[2],
-                          issue = c.issue }
+                          issue = c.issue, quirk = c.quirk }
   end
 end
 
@@ -478,30 +488,66 @@ local function summary(r)
   return out .. (r.closed and " close" or " open")
 end
 
--- nil when luring ran nothing nginx did not run, else why (the case fails);
--- also whether luring was stricter somewhere
-local function compare(lur, ngx)
-  local stricter = false
+-- The identity line with an absolute-form target's scheme and authority
+-- dropped: nginx's $request_uri holds only the path there.  (What the
+-- target means is not framing; this spec compares framing.)
+local function same_request(a, b)
+  local function norm(id) return (id:gsub("^(%S+ )%a[%w+.-]*://[^/ ]*", "%1")) end
+  return norm(a) == norm(b)
+end
+
+-- Luring's result against nginx's for one case:
+--   verdict  "same" | "stricter" (luring rejected what nginx ran)
+--            | "nginx-quirk" (luring ran what nginx wrongly rejects, see
+--              the case's `quirk`) | "FAIL" (luring ran what nginx did not)
+--            | "ISSUE" (an issue case without 400 and a close)
+--   why      the failure, or nil
+local function judge(c, lur, ngx)
+  if lur.parse_err then
+    return "FAIL", "luring's responses do not parse: " .. lur.parse_err
+  end
+  local why, stricter
+  local lur_ok, ngx_ok = 0, 0
+  for _, n in ipairs(ngx.responses) do if n.status < 300 then ngx_ok = ngx_ok + 1 end end
   for i, l in ipairs(lur.responses) do
     local n = ngx.responses[i]
-    local l_ok, n_ok = l.status < 300, n and n.status < 300
+    local l_ok, n_ok = l.status < 300, n ~= nil and n.status < 300
+    if l_ok then lur_ok = lur_ok + 1 end
     if l_ok and not n_ok then
-      return ("luring ran request %d (%q), nginx %s"):format(i, l.id,
+      why = why or ("luring ran request %d (%q), nginx %s"):format(i, l.id,
         n and ("answered " .. n.status) or "ran nothing there")
-    elseif l_ok and n_ok and l.id ~= n.id then
-      return ("request %d split differently: luring ran %q, nginx ran %q"):format(i, l.id, n.id)
+    elseif l_ok and n_ok and not same_request(l.id, n.id) then
+      why = why or ("request %d split differently: luring ran %q, nginx ran %q"):format(i, l.id, n.id)
     elseif n_ok and not l_ok then
       stricter = true
     end
   end
-  local lur_ok, ngx_ok = 0, 0
-  for _, l in ipairs(lur.responses) do if l.status < 300 then lur_ok = lur_ok + 1 end end
-  for _, n in ipairs(ngx.responses) do if n.status < 300 then ngx_ok = ngx_ok + 1 end end
   if lur_ok > ngx_ok then
-    return ("luring ran %d requests, nginx %d"):format(lur_ok, ngx_ok)
+    why = why or ("luring ran %d requests, nginx %d"):format(lur_ok, ngx_ok)
+  elseif lur_ok < ngx_ok then
+    stricter = true
   end
-  if lur_ok < ngx_ok then stricter = true end
-  return nil, stricter
+  if why and c.quirk then
+    return "nginx-quirk"
+  elseif why then
+    return "FAIL", why
+  end
+  if c.issue then
+    -- the issue's cases: 400, then a close, and no request run after it
+    local r1 = lur.responses[1]
+    if #lur.responses ~= 1 or r1.status ~= 400 or not lur.closed then
+      return "ISSUE", "the issue asks for one 400 and a close"
+    end
+  end
+  return stricter and "stricter" or "same"
+end
+
+local function ids(r)
+  local s = {}
+  for _, res in ipairs(r.responses) do
+    s[#s + 1] = res.id and ("%q"):format(res.id:sub(1, 60)) or tostring(res.status)
+  end
+  return table.concat(s, ", ")
 end
 
 ---------------------------------------------------------------------------
@@ -521,16 +567,27 @@ describe("request smuggling matrix (" .. #CASES .. " cases, luring vs nginx)", f
 
   lazy_teardown(function()
     if lur_res then
-      local rows, fails, stricter = {}, 0, 0
+      local rows, count = {}, {}
+      local verbose = os.getenv("SMUGGLING_VERBOSE")
       for i, c in ipairs(CASES) do
-        local why, strict = compare(lur_res[i], ngx_res[i])
-        local verdict = why and "FAIL" or (strict and "stricter" or "same")
-        if why then fails = fails + 1 elseif strict then stricter = stricter + 1 end
-        rows[#rows + 1] = ("%-8s %-58s nginx: %-22s luring: %s"):format(verdict, c.name:sub(1, 58),
-          summary(ngx_res[i]), summary(lur_res[i]))
+        local lur, ngx = lur_res[i], ngx_res[i]
+        local verdict = judge(c, lur, ngx)
+        count[verdict] = (count[verdict] or 0) + 1
+        local hang = #lur.responses == 0 and not lur.closed and #ngx.responses > 0
+        if verbose or verdict ~= "same" or hang then
+          rows[#rows + 1] = ("%-11s %-52s nginx: %-18s luring: %s%s"):format(verdict, c.name:sub(1, 52),
+            summary(ngx), summary(lur), hang and "  (no answer in " .. READ_TIMEOUT .. " s)" or "")
+          if verbose then
+            rows[#rows + 1] = "              nginx: " .. ids(ngx) .. "\n              luring: " .. ids(lur)
+          end
+        end
       end
-      print(("\nsmuggling matrix: %d cases, %d FAIL, %d luring stricter, %.1f s of I/O")
-        :format(#CASES, fails, stricter, t_run))
+      local counts = {}
+      for _, v in ipairs({ "same", "stricter", "nginx-quirk", "FAIL", "ISSUE" }) do
+        counts[#counts + 1] = v .. " " .. (count[v] or 0)
+      end
+      print(("\nsmuggling matrix: %d cases (%s), %.1f s of I/O; cases other than \"same\":")
+        :format(#CASES, table.concat(counts, ", "), t_run))
       print(table.concat(rows, "\n"))
     end
     origin.teardown()
@@ -543,34 +600,21 @@ describe("request smuggling matrix (" .. #CASES .. " cases, luring vs nginx)", f
     end
   end)
 
-  it("nginx answered every case with parseable responses", function()
+  -- every stream is whole: nginx answers or rejects it and closes (the
+  -- last request has Connection: close), none leaves it waiting for bytes
+  it("nginx answered every case with parseable responses, then closed", function()
     for i, c in ipairs(CASES) do
       assert.is_nil(ngx_res[i].parse_err, c.name .. ": " .. summary(ngx_res[i]))
+      assert.is_true(#ngx_res[i].responses > 0 and ngx_res[i].closed, c.name .. ": " .. summary(ngx_res[i]))
     end
   end)
 
   for i, c in ipairs(CASES) do
     it(c.name .. " (" .. c.family.rfc .. ")", function()
       local lur, ngx = lur_res[i], ngx_res[i]
-      assert.is_nil(lur.parse_err, "luring's responses: " .. summary(lur)
-        .. "\n" .. ("%q"):format(lur.buf:sub(1, 300)))
-      local why = compare(lur, ngx)
-      assert.is_nil(why, ("%s\nnginx: %s\nluring: %s"):format(tostring(why), summary(ngx), summary(lur)))
-      if c.issue then
-        -- the issue's cases: 400, then a close, and no request run after it
-        assert.are.equal(1, #lur.responses, "luring: " .. summary(lur))
-        assert.are.equal(400, lur.responses[1].status, "luring: " .. summary(lur))
-        assert.is_true(lur.closed, "luring kept the connection open: " .. summary(lur))
-      end
-      -- whatever the verdict, /second and /smuggled only ever run after
-      -- every byte before them was read as a request
-      for _, res in ipairs(lur.responses) do
-        if res.id and (res.id:find("^%u+ /smuggled ") or res.id:find("^%u+ /h ")) then
-          local ran = false
-          for _, n in ipairs(ngx.responses) do ran = ran or n.id == res.id end
-          assert.is_true(ran, "luring ran a smuggled request: " .. res.id)
-        end
-      end
+      local verdict, why = judge(c, lur, ngx)
+      assert.is_nil(why, ("%s: %s\nnginx:  %s  [%s]\nluring: %s  [%s]"):format(verdict, tostring(why),
+        summary(ngx), ids(ngx), summary(lur), ids(lur)))
     end)
   end
 
