@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -96,6 +97,36 @@ static void up_close(struct upstreams *us, struct upconn *u)
     /* a socket's shutdown ends the multishot recv */
     stream_close(&u->s, u->o->kind == ORIGIN_HTTP);
     up_maybe_free(us, u);
+}
+
+/* An idle pooled connection carries nothing: no receive is armed on it,
+ * so bytes an origin sends unasked stay in the socket, where pool_take
+ * finds them (and an end of file) before the connection is reused. A
+ * connection whose receive is still being cancelled is not taken: its
+ * last completions may still hold such bytes. */
+static struct upconn *pool_take(struct upstreams *us, struct origin *o)
+{
+    struct upconn **pp = &o->idle;
+    while (*pp) {
+        struct upconn *u = *pp;
+        if (u->s.recv_armed) {
+            pp = &u->next;
+            continue;
+        }
+        *pp = u->next;
+        u->next = NULL;
+        o->nidle--;
+        char b;
+        ssize_t r = recv(u->s.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return u; /* nothing pending: the connection is clean */
+        if (r > 0)
+            log_warn("origin %s: bytes on an idle connection before any "
+                     "request: connection closed", o->name);
+        u->phase = UP_WAIT; /* not in the pool any more */
+        up_close(us, u);
+    }
+    return NULL;
 }
 
 /* The fetch is over: hand the outcome to the object, drop our ref. */
@@ -266,11 +297,8 @@ void origin_fetch(struct origin *o, const char *path, size_t plen,
         file_fetch(us, o, path, plen, obj);
         return;
     }
-    struct upconn *u = o->idle;
-    if (u) { /* keep-alive pool, most recently used first */
-        o->idle = u->next;
-        o->nidle--;
-        u->next = NULL;
+    struct upconn *u = pool_take(us, o);
+    if (u) {
         u->reused = true;
         o->st.reused++;
     } else {
@@ -337,6 +365,9 @@ static void up_done(struct upstreams *us, struct upconn *u)
     }
     u->phase = UP_IDLE;
     u->reused = false;
+    if (u->s.recv_armed) /* see pool_take */
+        loop_cancel(us->loop, stream_ud(&u->s, OP_UP_RECV),
+                    UD_MAKE(OP_CANCEL, 0, 0));
     up_arm(us, u, o->keepalive_ms);
     u->next = o->idle;
     o->idle = u;
@@ -409,12 +440,16 @@ void origin_on_cqe(struct upstreams *us, const struct loop_cqe *cq)
         } else if (cq->res > 0) {
             up_data(us, u, loop_buf(us->loop, cq->bid), (size_t)cq->res);
             loop_buf_recycle(us->loop, cq->bid);
-            if (!cq->more && u->phase != UP_CLOSED && u->phase != UP_FREE)
+            if (!cq->more && u->phase != UP_CLOSED && u->phase != UP_FREE &&
+                u->phase != UP_IDLE)
                 stream_recv(us->loop, &u->s, OP_UP_RECV);
         } else if (cq->res == 0) {
             up_eof(us, u);
+        } else if (u->phase == UP_IDLE && cq->res == -ECANCELED) {
+            /* the receive of a pooled connection ended (pool_take) */
         } else if (cq->res == -ENOBUFS) {
-            stream_recv(us->loop, &u->s, OP_UP_RECV);
+            if (u->phase != UP_IDLE)
+                stream_recv(us->loop, &u->s, OP_UP_RECV);
         } else {
             up_fail(us, u, 502);
         }

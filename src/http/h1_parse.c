@@ -86,9 +86,9 @@ int64_t h1_content_length(const char *v, size_t n)
         unsigned d = (unsigned char)v[i] - '0';
         if (d > 9)
             return -1;
+        if (len > (CL_MAX - d) / 10)
+            return -1; /* checked before the arithmetic: no overflow */
         len = len * 10 + d;
-        if (len > CL_MAX)
-            return -1;
     }
     return len;
 }
