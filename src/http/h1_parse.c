@@ -449,6 +449,10 @@ int h1_parse_head(enum h1_kind kind, const char *p, size_t n, struct h1_head *h,
         h->body = kind == H1_RESPONSE ? H1B_CLOSE : H1B_NONE;
     }
     if (kind == H1_REQUEST) {
+        /* CONNECT has no content; what follows its head would be a tunnel
+         * (RFC 9110 §9.3.6), which is never read as a body */
+        if (h->method == H1_M_CONNECT && (te != -2 || h->content_length >= 0))
+            FAIL(H1E_BAD, "CONNECT with content");
         if (h->minor == 1 && nhost == 0)
             FAIL(H1E_BAD, "HTTP/1.1 request without Host");
         h->upgrade = h->method == H1_M_CONNECT || (has_upgrade && conn_upgrade);
@@ -465,9 +469,16 @@ enum {
     CK_SIZE0,     /* the first hex digit of a chunk-size */
     CK_SIZE,      /* more hex digits, BWS, ";" or CR */
     CK_BWS,       /* BWS after the size: only ";" may follow */
-    CK_EXT,       /* a chunk extension, up to CR */
-    CK_EXT_QS,    /* inside a quoted-string of an extension */
+    /* chunk-ext = *( BWS ";" BWS name [ BWS "=" BWS value ] ), the value
+     * a token or a quoted-string (RFC 9112 §7.1.1) */
+    CK_EXT,       /* after ";": BWS, then the name */
+    CK_EXT_NAME,  /* in the name */
+    CK_EXT_BWS,   /* BWS after the name: "=", ";" or CR */
+    CK_EXT_VBWS,  /* after "=": BWS, then the value */
+    CK_EXT_VAL,   /* in a token value */
+    CK_EXT_QS,    /* inside a quoted-string value */
     CK_EXT_QP,    /* after a backslash in it */
+    CK_EXT_END,   /* after a value: BWS, ";" or CR */
     CK_SIZE_LF,   /* the LF of the size line */
     CK_DATA,      /* chunk-data */
     CK_DATA_CR,   /* the CRLF after chunk-data */
@@ -542,19 +553,46 @@ enum h1_chunk_res h1_chunked_feed(struct h1_chunked *d, const char *p,
                 goto bad;
             break;
         case CK_EXT:
-            /* chunk-ext = *( BWS ";" BWS name [ BWS "=" BWS value ] ),
-             * value a token or a quoted-string */
+            if (field_is_tchar(ch))
+                d->state = CK_EXT_NAME;
+            else if (!is_ows(ch))
+                goto bad; /* an empty name, a bare LF, a control character */
+            break;
+        case CK_EXT_NAME:
+        case CK_EXT_BWS:
             if (ch == '\r')
                 d->state = CK_SIZE_LF;
-            else if (ch == '"')
+            else if (ch == ';')
+                d->state = CK_EXT;
+            else if (ch == '=')
+                d->state = CK_EXT_VBWS;
+            else if (is_ows(ch))
+                d->state = CK_EXT_BWS;
+            else if (!field_is_tchar(ch) || d->state == CK_EXT_BWS)
+                goto bad;
+            break;
+        case CK_EXT_VBWS:
+            if (ch == '"')
                 d->state = CK_EXT_QS;
-            else if (!field_is_tchar(ch) && !is_ows(ch) && ch != ';' &&
-                     ch != '=')
-                goto bad; /* a bare LF, a control character */
+            else if (field_is_tchar(ch))
+                d->state = CK_EXT_VAL;
+            else if (!is_ows(ch))
+                goto bad;
+            break;
+        case CK_EXT_VAL:
+        case CK_EXT_END:
+            if (ch == '\r')
+                d->state = CK_SIZE_LF;
+            else if (ch == ';')
+                d->state = CK_EXT;
+            else if (is_ows(ch))
+                d->state = CK_EXT_END;
+            else if (!field_is_tchar(ch) || d->state == CK_EXT_END)
+                goto bad;
             break;
         case CK_EXT_QS:
             if (ch == '"')
-                d->state = CK_EXT;
+                d->state = CK_EXT_END;
             else if (ch == '\\')
                 d->state = CK_EXT_QP;
             else if (!is_value_char(ch))

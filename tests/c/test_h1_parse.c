@@ -209,6 +209,12 @@ static void test_framing(void)
     CHECK_EQ(req(POST "Transfer-Encoding: ,chunked\r\n\r\n", &h), 400);
     CHECK_EQ(req(POST "Transfer-Encoding: xchunked\r\n\r\n", &h), 400);
     CHECK_EQ(req(POST "Transfer-Encoding: gzip, chunked\r\n\r\n", &h), 501);
+    /* RFC 9110 §9.3.6: CONNECT has no content (found by the differential
+     * fuzzer: llhttp ends the message at the head) */
+    CHECK_EQ(req("CONNECT x:1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked"
+                 "\r\n\r\n", &h), 400);
+    CHECK_EQ(req("CONNECT x:1 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+                 &h), 400);
     CHECK_EQ(req("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", &h),
              400);
 #undef POST
@@ -315,6 +321,16 @@ static void test_chunked(void)
     CHECK(chunk_ok("5;a\nb\r\nhello\r\n0\r\n\r\n", NULL, 0));  /* LF in ext */
     CHECK(chunk_ok("5;a\x01\r\nhello\r\n0\r\n\r\n", NULL, 0));
     CHECK(chunk_ok("5;a=\"b\r\nhello\r\n0\r\n\r\n", NULL, 0)); /* open quote */
+    /* §7.1.1: chunk-ext = *( BWS ";" BWS name [ BWS "=" BWS value ] ) */
+    CHECK(chunk_ok("5; a = b ;c;d=\"\"\r\nhello\r\n0\r\n\r\n", "hello", 0));
+    CHECK(chunk_ok("5;\r\nhello\r\n0\r\n\r\n", NULL, 0));       /* no name */
+    CHECK(chunk_ok("0;\r\n\r\n", NULL, 0));
+    CHECK(chunk_ok("5;a=\r\nhello\r\n0\r\n\r\n", NULL, 0));     /* no value */
+    CHECK(chunk_ok("5;a b\r\nhello\r\n0\r\n\r\n", NULL, 0));
+    CHECK(chunk_ok("5;a=b c\r\nhello\r\n0\r\n\r\n", NULL, 0));
+    CHECK(chunk_ok("5;a=\"b\"c\r\nhello\r\n0\r\n\r\n", NULL, 0));
+    CHECK(chunk_ok("5;=b\r\nhello\r\n0\r\n\r\n", NULL, 0));
+    CHECK(chunk_ok("5;a=(\r\nhello\r\n0\r\n\r\n", NULL, 0));
     CHECK(chunk_ok("5\nhello\r\n0\r\n\r\n", NULL, 0));
     CHECK(chunk_ok("5\r\nhello\r\n0\n\r\n", NULL, 0));
     CHECK(chunk_ok("5\r\nhello\r\n0\r\n\n", NULL, 0));
