@@ -106,6 +106,8 @@ describe("origin responses parsed strictly (RFC 9112)", function()
   lazy_setup(function()
     local responses = {
       plain = MAXAGE .. "Content-Length: {len}\r\n\r\nplain {id}",
+      hop = MAXAGE .. "Connection: keep-alive, X-Secret\r\nX-Secret: s3cr3t\r\n"
+        .. "X-Kept: kept\r\nConnection: x-other\r\nX-Other: o\r\nContent-Length: 3\r\n\r\nhop",
       race = MAXAGE .. "Content-Length: {len}\r\n\r\nrace {id}{then}"
         .. MAXAGE .. "Content-Length: 6\r\n\r\nforged",
     }
@@ -149,6 +151,20 @@ describe("origin responses parsed strictly (RFC 9112)", function()
       assert.are.equal(1, rawo:count("/g" .. i))
     end)
   end
+
+  -- RFC 9110 §7.6.1: fields named by Connection are hop-by-hop; they
+  -- reach neither the client nor the cache.
+  it("fields named by the origin's Connection field are dropped, on the miss and the hit", function()
+    for round = 1, 2 do
+      local r = helper.get(srv:port(), "/c/hop")
+      assert.are.equal("hop", r.body)
+      assert.is_nil(r.headers["x-secret"], "round " .. round)
+      assert.is_nil(r.headers["x-other"], "round " .. round)
+      assert.are.equal("kept", r.headers["x-kept"])
+      assert.are.equal(round == 1 and "MISS" or "HIT", r.headers["x-cache"])
+    end
+    assert.are.equal(1, rawo:count("/hop"))
+  end)
 
   -- The race of the issue: an origin sends a forged response 50 ms after
   -- a real one on a connection that went back to the pool; meanwhile the
