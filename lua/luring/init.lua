@@ -26,6 +26,8 @@ local config_keys = {
     header_timeout = true, idle_timeout = true, body_timeout = true,
     send_timeout = true,
     max_header_size = true, max_uri_size = true, max_body_size = true,
+    lua_budget = true, lua_max_memory = true, shutdown_timeout = true,
+    lua_jit = "boolean",
 }
 
 -- luring.config{ key = value, ... }: server settings (see docs/API.md).
@@ -37,7 +39,11 @@ function _M.config(t)
         if not config_keys[k] then
             error("luring.config: unknown option '" .. tostring(k) .. "'", 2)
         end
-        if type(v) ~= "number" or v <= 0 then
+        if config_keys[k] == "boolean" then
+            if type(v) ~= "boolean" then
+                error("luring.config: " .. k .. " must be true or false", 2)
+            end
+        elseif type(v) ~= "number" or v <= 0 then
             error("luring.config: " .. k .. " must be a positive number", 2)
         end
         _M._config[k] = v
