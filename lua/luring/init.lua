@@ -51,6 +51,30 @@ function _M.config(t)
 end
 
 
+-- Called by the C side before the script runs unless lua_jit = true: the
+-- script's chunk is marked not to be JIT-compiled (lua_budget can only stop
+-- interpreted code, docs/API.md), and so is every Lua chunk it loads later.
+function _M._interpret_loaded()
+    local off = require("jit").off
+    local function mark(f, ...)
+        if type(f) == "function" then
+            off(f, true)
+        end
+        return f, ...
+    end
+    local loadstring_, load_, loadfile_ = loadstring, load, loadfile
+    loadstring = function(...) return mark(loadstring_(...)) end
+    load = function(...) return mark(load_(...)) end
+    loadfile = function(...) return mark(loadfile_(...)) end
+    dofile = function(name)
+        local f = assert(loadfile(name))
+        return f()
+    end
+    local lua_searcher = package.loaders[2] -- the one that loads .lua files
+    package.loaders[2] = function(...) return mark(lua_searcher(...)) end
+end
+
+
 local app = {}
 local app_mt = { __index = app }
 

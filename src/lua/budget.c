@@ -11,8 +11,12 @@
  * Limit: hooks run only in the interpreter. A loop the JIT compiled into a
  * trace never looks at them (`while true do end` becomes a trace without an
  * exit), and nothing can stop a running trace from outside safely. So the
- * script's states run with the JIT off unless luring.config{ lua_jit = true }
- * (docs/API.md says what that gives up). */
+ * script's own functions are marked not to be compiled (jit.off(f, true) on
+ * its chunk and on every chunk it loads later: LuaJIT then starts no trace
+ * in them, and a trace started elsewhere that enters one of their loops
+ * aborts instead of looping, lj_record.c rec_loop_interp), while luring's
+ * own Lua (router, entry) keeps the JIT; luring.config{ lua_jit = true }
+ * compiles the script too (docs/API.md says what that gives up). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <lauxlib.h>
@@ -165,4 +169,10 @@ void lbudget_jit(lua_State *L, bool on)
     luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | (on ? LUAJIT_MODE_ON : LUAJIT_MODE_OFF));
     if (!on)
         luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_FLUSH);
+}
+
+void lbudget_jit_func(lua_State *L, int idx, bool on)
+{
+    luaJIT_setmode(L, idx, LUAJIT_MODE_ALLFUNC |
+                               (on ? LUAJIT_MODE_ON : LUAJIT_MODE_OFF));
 }

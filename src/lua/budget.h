@@ -98,7 +98,11 @@ int64_t lbudget_period_ms(int64_t budget_ms);
  * would pass m->max fail with a memory error while a run is on (outside
  * runs, where nothing could catch the error, they are let through). */
 void lmem_wrap(struct lua_State *L, struct lmem *m, int64_t max);
-/** Turn L's JIT compiler on or off (off: flush the traces already made). */
+/** Turn L's JIT compiler on or off (off: flush the traces already made);
+ * L NULL: the setting for Lua policy states opened from now on. */
 void lbudget_jit(struct lua_State *L, bool on);
+/** Allow or forbid JIT compilation of the function at idx and every
+ * function defined inside it (LUAJIT_MODE_ALLFUNC). */
+void lbudget_jit_func(struct lua_State *L, int idx, bool on);
 
 #endif

@@ -422,7 +422,6 @@ lua_State *lrt_open(const char *script, struct lmem *mem,
     if (mem && cfg)
         lmem_wrap(L, mem, (int64_t)cfg->lua_max_memory);
     luaL_openlibs(L);
-    lbudget_jit(L, false); /* after openlibs: luaopen_jit turns it on */
     lua_getglobal(L, "package");
     lua_getfield(L, -1, "preload");
     lua_pushcfunction(L, luaopen_luring_core);
@@ -445,17 +444,29 @@ lua_State *lrt_open(const char *script, struct lmem *mem,
     lua_pushliteral(L, "luring");
     if (lua_pcall(L, 1, 1, -3) != 0)
         goto fail;
+    bool jit = cfg && cfg->lua_jit;
+    if (!jit) { /* chunks the script loads later run interpreted too */
+        lua_getfield(L, -1, "_interpret_loaded");
+        if (lua_pcall(L, 0, 0, -3) != 0)
+            goto fail;
+    }
     lua_setglobal(L, "luring");
     if (luaL_loadfile(L, script) != 0)
         goto fail;
+    /* The script's code runs interpreted (luring's own modules keep the
+     * JIT): hooks, hence lua_budget, don't reach JIT-compiled loops, and
+     * no trace can loop in a function marked so (budget.c). The main
+     * chunk always does, so that a reload that loops can be stopped. */
+    lbudget_jit_func(L, -1, false);
+    lua_pushvalue(L, -1);
     lua_State *prev = lbudget_enter(L);
-    int rc = lua_pcall(L, 0, 0, -2);
+    int rc = lua_pcall(L, 0, 0, -3);
     lbudget_leave(L, prev);
     if (rc != 0)
         goto fail;
-    lua_pop(L, 1);
-    if (cfg && cfg->lua_jit)
-        lbudget_jit(L, true);
+    if (jit)
+        lbudget_jit_func(L, -1, true);
+    lua_pop(L, 2);
     return L;
 
 fail:
