@@ -26,6 +26,8 @@ local config_keys = {
     header_timeout = true, idle_timeout = true, body_timeout = true,
     send_timeout = true,
     max_header_size = true, max_uri_size = true, max_body_size = true,
+    lua_budget = true, lua_max_memory = true, shutdown_timeout = true,
+    lua_jit = "boolean",
 }
 
 -- luring.config{ key = value, ... }: server settings (see docs/API.md).
@@ -37,11 +39,39 @@ function _M.config(t)
         if not config_keys[k] then
             error("luring.config: unknown option '" .. tostring(k) .. "'", 2)
         end
-        if type(v) ~= "number" or v <= 0 then
+        if config_keys[k] == "boolean" then
+            if type(v) ~= "boolean" then
+                error("luring.config: " .. k .. " must be true or false", 2)
+            end
+        elseif type(v) ~= "number" or v <= 0 then
             error("luring.config: " .. k .. " must be a positive number", 2)
         end
         _M._config[k] = v
     end
+end
+
+
+-- Called by the C side before the script runs unless lua_jit = true: the
+-- script's chunk is marked not to be JIT-compiled (lua_budget can only stop
+-- interpreted code, docs/API.md), and so is every Lua chunk it loads later.
+function _M._interpret_loaded()
+    local off = require("jit").off
+    local function mark(f, ...)
+        if type(f) == "function" then
+            off(f, true)
+        end
+        return f, ...
+    end
+    local loadstring_, load_, loadfile_ = loadstring, load, loadfile
+    loadstring = function(...) return mark(loadstring_(...)) end
+    load = function(...) return mark(load_(...)) end
+    loadfile = function(...) return mark(loadfile_(...)) end
+    dofile = function(name)
+        local f = assert(loadfile(name))
+        return f()
+    end
+    local lua_searcher = package.loaders[2] -- the one that loads .lua files
+    package.loaders[2] = function(...) return mark(lua_searcher(...)) end
 end
 
 

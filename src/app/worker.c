@@ -36,6 +36,10 @@ void config_defaults(struct config *cfg)
     cfg->max_header_size = 8192;
     cfg->max_uri_size = 4096;
     cfg->max_body_size = 1 << 20;
+    cfg->lua_budget_ms = 1000;
+    cfg->lua_max_memory = (size_t)1 << 30;
+    cfg->lua_jit = false;
+    cfg->shutdown_timeout_ms = 10000;
 }
 
 static void arm_tick(struct worker *w)
@@ -393,6 +397,7 @@ int worker_run(struct worker *w)
     w->lrt.rp = &w->rp;
     w->lrt.up = &w->up;
     w->lrt.script = w->script;
+    w->lrt.cfg = w->cfg;
     w->lrt.id = w->id;
     w->lrt.lua = lrt_load(&w->lrt, add_listener, w, w->err, sizeof w->err);
     if (w->lrt.lua == NULL)

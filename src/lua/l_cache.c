@@ -105,7 +105,11 @@ static bool call_hook(lua_State *L, struct cache *c, struct cache_obj *o,
     lua_pushinteger(L, o->status);
     push_hdrs(L, o);
     lua_pushnumber(L, (lua_Number)ttl_ms / 1000);
-    if (lua_pcall(L, 4, 1, 0) != 0) {
+    /* held to the script's budget like a handler (docs/API.md) */
+    lua_State *prev = lbudget_enter(L);
+    int rc = lua_pcall(L, 4, 1, 0);
+    lbudget_leave(L, prev);
+    if (rc != 0) {
         log_err("cache %s: %s hook failed for %s: %s (using the default)",
                 c->name, name, o->key, lua_tostring(L, -1));
         return false;
@@ -126,6 +130,7 @@ static int64_t lua_decide(struct cache *c, struct cache_obj *o, int64_t ttl_ms,
     if (w->lua == NULL)
         return set_cookie ? 0 : ttl_ms;
     lua_State *L = w->lua->L;
+    unsigned refused = w->lua->mem.refused;
     int top = lua_gettop(L);
     if (call_hook(L, c, o, "admit", ttl_ms)) {
         if (set_cookie) {
@@ -149,6 +154,12 @@ static int64_t lua_decide(struct cache *c, struct cache_obj *o, int64_t ttl_ms,
                  : (int64_t)(s * 1000);
     }
     lua_settop(L, top);
+    if (w->lua->mem.refused != refused || w->lua->mem.pressure) {
+        if (w->lua->mem.refused != refused)
+            log_err("cache %s: lua_max_memory reached by a hook", c->name);
+        w->lua->mem.pressure = false; /* collect now: see after_pressure */
+        lua_gc(L, LUA_GCCOLLECT, 0);
+    }
     return ttl_ms;
 }
 
