@@ -26,6 +26,7 @@ local config_keys = {
     header_timeout = true, idle_timeout = true, body_timeout = true,
     send_timeout = true,
     max_header_size = true, max_uri_size = true, max_body_size = true,
+    conn_buffer_budget = true,
 }
 
 -- luring.config{ key = value, ... }: server settings (see docs/API.md).

@@ -36,7 +36,11 @@ void config_defaults(struct config *cfg)
     cfg->max_header_size = 8192;
     cfg->max_uri_size = 4096;
     cfg->max_body_size = 1 << 20;
+    cfg->conn_buffer_budget = (size_t)256 << 20;
 }
+
+/* The connection buffers of every worker (h1_server.h). */
+static struct budget conn_budget;
 
 static void arm_tick(struct worker *w)
 {
@@ -49,6 +53,7 @@ static void on_tick(struct worker *w)
 {
     int64_t now = loop_now(w->loop);
     h1_refresh_date(&w->h1);
+    budget_flush(&w->h1.budget); /* the shared count exact when idle */
     timers_expire(&w->timers, now);
     if (!w->stopping)
         arm_tick(w);
@@ -384,6 +389,7 @@ int worker_run(struct worker *w)
     w->h1.cfg = w->cfg;
     w->h1.ops = &h1_ops;
     w->h1.w = w;
+    w->h1.budget.all = &conn_budget;
     if (h1_server_init(&w->h1, &w->timers) < 0) {
         snprintf(w->err, sizeof w->err, "out of memory");
         return -1;
@@ -391,6 +397,7 @@ int worker_run(struct worker *w)
     w->err[0] = 0;
     w->lrt.loop = w->loop;
     w->lrt.rp = &w->rp;
+    w->lrt.h1 = &w->h1;
     w->lrt.up = &w->up;
     w->lrt.script = w->script;
     w->lrt.id = w->id;

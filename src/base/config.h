@@ -16,6 +16,7 @@ struct config {
     size_t max_header_size;    /* request head bytes excluding URI (431) */
     size_t max_uri_size;       /* (414) */
     size_t max_body_size;      /* (413) */
+    size_t conn_buffer_budget; /* every worker's connection buffers */
 };
 
 void config_defaults(struct config *cfg);

@@ -354,10 +354,28 @@ static int l_log(lua_State *L)
     return 0;
 }
 
+/* luring.conn_stats(): the connection buffers of every worker, in bytes,
+ * and their budget. */
+static int l_conn_stats(lua_State *L)
+{
+    struct h1_server *srv = cur_rt ? cur_rt->h1 : NULL;
+    if (srv == NULL)
+        return luaL_error(L, "luring.conn_stats: only while serving "
+                             "(not in the main chunk)");
+    budget_flush(&srv->budget); /* this worker's part: exact */
+    lua_createtable(L, 0, 2);
+    lua_pushnumber(L, (lua_Number)budget_used(&srv->budget));
+    lua_setfield(L, -2, "buffer_bytes");
+    lua_pushnumber(L, (lua_Number)srv->cfg->conn_buffer_budget);
+    lua_setfield(L, -2, "budget");
+    return 1;
+}
+
 static const luaL_Reg core_funcs[] = {
     {"sleep", l_sleep},
     {"now", l_now},
     {"log", l_log},
+    {"conn_stats", l_conn_stats},
     {NULL, NULL},
 };
 
@@ -468,7 +486,7 @@ int lrt_read_config(lua_State *L, struct config *cfg, char *err,
         {"header_timeout", 1},  {"idle_timeout", 1},
         {"body_timeout", 1},    {"send_timeout", 1},
         {"max_header_size", 2}, {"max_uri_size", 2},
-        {"max_body_size", 2},
+        {"max_body_size", 2},   {"conn_buffer_budget", 2},
     };
     get_luring_field(L, "_config");
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
@@ -484,9 +502,11 @@ int lrt_read_config(lua_State *L, struct config *cfg, char *err,
         static const lua_Number max[] = {1e9, 31536000, 1099511627776.0};
         lua_Number hi = !strcmp(keys[i].name, "workers") ? 256 : max[keys[i].kind];
         lua_Number lo = keys[i].kind == 1 ? 0.001 : 1;
+        if (!strcmp(keys[i].name, "conn_buffer_budget"))
+            lo = 1048576; /* below 1 MiB, a few connections fill it */
         if (!(v >= lo && v <= hi)) {
             snprintf(err, errlen, "luring.config: %s must be a number from "
-                     "%g to %.0f", keys[i].name, lo, hi);
+                     "%.15g to %.0f", keys[i].name, lo, hi);
             lua_pop(L, 1);
             return -1;
         }
@@ -500,6 +520,7 @@ int lrt_read_config(lua_State *L, struct config *cfg, char *err,
         else if (!strcmp(k, "max_header_size")) cfg->max_header_size = (size_t)v;
         else if (!strcmp(k, "max_uri_size")) cfg->max_uri_size = (size_t)v;
         else if (!strcmp(k, "max_body_size")) cfg->max_body_size = (size_t)v;
+        else if (!strcmp(k, "conn_buffer_budget")) cfg->conn_buffer_budget = (size_t)v;
     }
     lua_pop(L, 1);
     return 0;

@@ -9,6 +9,7 @@
 #include "base/config.h"
 
 struct cache;
+struct h1_server;
 struct loop;
 struct loop_cqe;
 struct lua_State; /* lua.h stays out of the layers that include this */
@@ -39,6 +40,7 @@ struct lrt {
     /* set by the worker before lrt_load */
     struct loop *loop;
     struct req_pool *rp;    /* the requests (a reload drops pooled threads) */
+    struct h1_server *h1;   /* its connections (luring.conn_stats) */
     struct upstreams *up;   /* where origins declared here connect from */
     const char *script;
     unsigned id;            /* worker number; worker 0 logs reloads */
