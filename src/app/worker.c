@@ -61,15 +61,29 @@ static void on_tick(struct worker *w)
 
 /* ==== listeners ==== */
 
+static void cancel_accept(struct worker *w, unsigned i)
+{
+    if (w->ls[i].accepting)
+        loop_cancel(w->loop, UD_MAKE(OP_ACCEPT, 0, i),
+                    UD_MAKE(OP_CANCEL, 0, 0));
+}
+
+/* Every listener, at the worker's max_connections. */
 static void set_accepting(struct worker *w, bool on)
 {
     w->accept_paused = !on;
     if (on)
         return; /* before_sleep re-arms */
     for (unsigned i = 0; i < w->nls; i++)
-        if (w->ls[i].accepting)
-            loop_cancel(w->loop, UD_MAKE(OP_ACCEPT, 0, i),
-                        UD_MAKE(OP_CANCEL, 0, 0));
+        cancel_accept(w, i);
+}
+
+/* One listener, at its own max_connections: the others go on. */
+static void set_listener_full(struct worker *w, unsigned i, bool full)
+{
+    w->ls[i].full = full;
+    if (full)
+        cancel_accept(w, i); /* else before_sleep re-arms */
 }
 
 static int parse_addr(const char *addr, struct sockaddr_storage *ss,
@@ -110,8 +124,8 @@ bad:
     return -1;
 }
 
-static int add_listener(void *ud, unsigned i, const char *addr, char *err,
-                        size_t errlen)
+static int add_listener(void *ud, unsigned i, const char *addr,
+                        unsigned max_conns, char *err, size_t errlen)
 {
     struct worker *w = ud;
     (void)i;
@@ -151,15 +165,17 @@ static int add_listener(void *ud, unsigned i, const char *addr, char *err,
     struct listener *l = &w->ls[w->nls++];
     memset(l, 0, sizeof *l);
     l->fd = fd;
+    l->max_conns = max_conns;
     snprintf(l->addr, sizeof l->addr, "%s", addr);
     return 0;
 }
 
 /* Reload: the new script must serve the same listeners, in order. */
-static int same_listener(void *ud, unsigned i, const char *addr, char *err,
-                         size_t errlen)
+static int same_listener(void *ud, unsigned i, const char *addr,
+                         unsigned max_conns, char *err, size_t errlen)
 {
     struct worker *w = ud;
+    (void)max_conns; /* read at start-up only, like luring.config */
     if (i >= w->nls || (!w->listen_override && strcmp(addr, w->ls[i].addr))) {
         snprintf(err, errlen, "listener %u (%s) differs from the running "
                  "script's; restart to change listeners", i + 1, addr);
@@ -182,6 +198,9 @@ static void on_accept(struct worker *w, const struct loop_cqe *cq)
     }
     if (h1_accept(&w->h1, cq->res, i) == NULL)
         return;
+    struct listener *l = &w->ls[i];
+    if (++l->nconns >= l->max_conns && l->max_conns && !l->full)
+        set_listener_full(w, i, true);
     if (w->h1.nconns >= w->cfg->max_connections && !w->accept_paused)
         set_accepting(w, false);
 }
@@ -313,7 +332,7 @@ static bool before_sleep(void *ctx)
     h1_before_sleep(&w->h1);
     if (!w->accept_paused && !w->stopping)
         for (unsigned i = 0; i < w->nls; i++)
-            if (!w->ls[i].accepting) {
+            if (!w->ls[i].accepting && !w->ls[i].full) {
                 loop_accept_multishot(w->loop, w->ls[i].fd,
                                       UD_MAKE(OP_ACCEPT, 0, i));
                 w->ls[i].accepting = true;
@@ -326,9 +345,12 @@ static bool before_sleep(void *ctx)
 
 /* ==== the thread ==== */
 
-/* Below its connection limit again: accept. */
-static void conn_freed(struct worker *w, unsigned nconns)
+/* Below its connection limits again: accept. */
+static void conn_freed(struct worker *w, unsigned listener, unsigned nconns)
 {
+    struct listener *l = &w->ls[listener];
+    if (--l->nconns < l->max_conns && l->full)
+        set_listener_full(w, listener, false);
     if (w->accept_paused && nconns < w->cfg->max_connections)
         set_accepting(w, true);
 }

@@ -887,7 +887,7 @@ static void conn_maybe_free(struct conn *c)
     c->next_free = srv->free_conns;
     srv->free_conns = c;
     srv->nconns--;
-    srv->ops->conn_freed(srv->w, srv->nconns);
+    srv->ops->conn_freed(srv->w, c->listener, srv->nconns);
 }
 
 void conn_close(struct conn *c)

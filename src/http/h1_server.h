@@ -125,9 +125,9 @@ struct h1_server_ops {
     void (*writable)(struct h1_msg *m);
     /** m's client is gone while it runs (m->c is NULL already). */
     void (*abort)(struct h1_msg *m);
-    /** A connection slot came free; nconns are left open (the worker
-     * accepts again below its limit). */
-    void (*conn_freed)(struct worker *w, unsigned nconns);
+    /** A connection from `listener` is gone; nconns are left open (the
+     * worker accepts again below its limits). */
+    void (*conn_freed)(struct worker *w, unsigned listener, unsigned nconns);
 };
 
 /* A worker's HTTP/1.1 server: its client connections (slots, the lists of

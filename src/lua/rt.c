@@ -541,7 +541,24 @@ int lrt_listeners(lua_State *L, lrt_listener_pt fn, void *ud, char *err,
             lua_rawgeti(L, -1, j);
             const char *addr = lua_tostring(L, -1);
             lua_pop(L, 1);
-            if (fn && fn(ud, (unsigned)count, addr, err, errlen) < 0) {
+            /* its own max_connections (app:listen checked it; again here,
+             * before converting) */
+            lua_getfield(L, -2, "listen_max");
+            lua_Number mc = 0;
+            if (lua_istable(L, -1)) {
+                lua_rawgeti(L, -1, j);
+                mc = lua_tonumber(L, -1);
+                lua_pop(L, 1);
+            }
+            lua_pop(L, 1);
+            if (!(mc == 0 || (mc >= 1 && mc <= 1e9))) {
+                snprintf(err, errlen, "listen %s: max_connections must be "
+                         "a number from 1 to 1000000000", addr);
+                lua_pop(L, 3);
+                return -1;
+            }
+            if (fn && fn(ud, (unsigned)count, addr, (unsigned)mc, err,
+                         errlen) < 0) {
                 lua_pop(L, 3);
                 return -1;
             }

@@ -56,10 +56,11 @@ struct lrt {
     struct cache *scratch;  /* uncached objects for origin:fetch */
 };
 
-/* A listener the script declares, the i-th (0-based): accept it, or
- * return -1 with a sentence in err. */
+/* A listener the script declares, the i-th (0-based), with its own
+ * max_connections (0: none): accept it, or return -1 with a sentence in
+ * err. */
 typedef int (*lrt_listener_pt)(void *ud, unsigned i, const char *addr,
-                               char *err, size_t errlen);
+                               unsigned max_conns, char *err, size_t errlen);
 
 /** Load the script into a fresh state. NULL and err on failure. */
 struct lua_State *lrt_open(const char *script, char *err, size_t errlen);

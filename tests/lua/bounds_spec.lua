@@ -1,7 +1,8 @@
 -- Resource bounds (issue 10 point 7): a process-wide budget for connection
 -- buffers (conn_buffer_budget), so hostile clients that pipeline without
 -- reading or stall mid-body cannot grow memory without limit, and the
--- memory comes back when they close.
+-- memory comes back when they close; and a listener's own max_connections,
+-- so a health listener stays reachable when the public one is full.
 -- Ports 18800-18830.
 local helper = require "helper"
 local socket = require "socket"
@@ -208,5 +209,63 @@ luring.app():listen("127.0.0.1:18809")
     assert.are.equal(1, rc)
     assert.truthy(err:find("conn_buffer_budget must be a number from 1048576", 1, true), err)
     assert.are.equal(tostring(BUDGET), helper.get(port, "/stats").body:match("^%d+ (%d+)$"))
+  end)
+end)
+
+describe("a listener's own max_connections", function()
+  local PUBLIC, HEALTH = 18803, 18804
+
+  lazy_setup(function()
+    helper.start(([[
+local public = luring.app()
+public:listen("@LISTEN@", { max_connections = 2 })
+public:get("/who/:n", function(req) return "conn " .. req.params.n end)
+local admin = luring.app()
+admin:listen("127.0.0.1:%d")
+admin:get("/health", function(req) return "ok" end)
+]]):format(HEALTH), { port = PUBLIC })
+  end)
+
+  lazy_teardown(function()
+    helper.stop_all()
+  end)
+
+  local function open_and_use(n)
+    local c = helper.connect(PUBLIC)
+    c:write(helper.request("GET", "/who/" .. n))
+    assert.are.equal("conn " .. n, c:response().body)
+    return c
+  end
+
+  it("a full public listener leaves /health on the other one answering", function()
+    local c1, c2 = open_and_use(1), open_and_use(2)
+    local c3 = helper.connect(PUBLIC)
+    c3:write(helper.request("GET", "/who/3"))
+    local early, closed = c3:read_available(0.5)
+    assert.are.equal("", early, "third public connection served beyond its limit of 2")
+    assert.is_false(closed)
+    for _ = 1, 3 do
+      local t0 = helper.now()
+      assert.are.equal("ok", helper.get(HEALTH, "/health").body)
+      assert.is_truthy(helper.now() - t0 < 1, "/health took " .. (helper.now() - t0) .. " s")
+    end
+    c1:close()
+    local res, err = c3:read_response({ timeout = 5 })
+    assert.is_not_nil(res, "third connection not served after a slot was freed: " .. tostring(err))
+    assert.are.equal("conn 3", res.body)
+    c2:close()
+    c3:close()
+  end)
+
+  it("is checked: a number from 1 to 10^9, and no unknown option", function()
+    for _, opts in ipairs({ "{ max_connections = 0 }", "{ max_connections = 'x' }",
+                            "{ max_connections = 1e10 }", "{ max_conns = 2 }", "5" }) do
+      local path, cleanup = helper.temp_script(
+        'luring.app():listen("127.0.0.1:18810", ' .. opts .. ')\n')
+      local rc, _, err = helper.run({ "--check", path })
+      cleanup()
+      assert.are.equal(1, rc, opts)
+      assert.truthy(err:find("listen", 1, true), err)
+    end
   end)
 end)
