@@ -35,13 +35,16 @@ static int segq_push(struct segq *q, const struct seg *s)
     return 0;
 }
 
-static void segq_release(struct worker *w, struct segq *q, size_t keep)
+/* Returns whether the copies' buffer was freed (above `keep`). */
+static bool segq_release(struct worker *w, struct segq *q, size_t keep)
 {
     for (unsigned i = 0; i < q->n; i++)
         if (q->segs[i].release)
             q->segs[i].release(w, q->segs[i].arg, q->segs[i].aux);
     q->n = 0;
+    bool shrinks = q->bytes.cap > keep;
     buf_reset(&q->bytes, keep);
+    return shrinks;
 }
 
 /* Charge the budget with what the copies' buffers hold now. */
@@ -227,8 +230,8 @@ void outq_flush(struct outq *o)
     o->seg_next = 0;
     build_iov(o, &o->seg_next);
     if (o->iov_n == 0) { /* only empty segments */
-        segq_release(o->rel_ctx, &o->flight, KEEP_BYTES);
-        account(o);
+        if (segq_release(o->rel_ctx, &o->flight, KEEP_BYTES))
+            account(o);
         o->flight_left = 0;
         return;
     }
@@ -271,8 +274,8 @@ int outq_sent(struct outq *o, int res)
         send_next(o, false); /* waits for socket space */
         return 1;
     }
-    segq_release(o->rel_ctx, &o->flight, KEEP_BYTES);
-    account(o);
+    if (segq_release(o->rel_ctx, &o->flight, KEEP_BYTES))
+        account(o);
     if (o->q.n) {
         /* queued while this send was in flight: its flush request was
          * dropped (one send at a time), so send it now */
