@@ -11,6 +11,7 @@ local xpcall = xpcall
 local traceback = debug.traceback
 local setmetatable = setmetatable
 local error = error
+local floor = math.floor
 
 local _M = { _VERSION = "0.1.0", _apps = {}, _config = {} }
 
@@ -28,6 +29,7 @@ local config_keys = {
     max_header_size = true, max_uri_size = true, max_body_size = true,
     lua_budget = true, lua_max_memory = true, shutdown_timeout = true,
     lua_jit = "boolean",
+    conn_buffer_budget = true,
 }
 
 -- luring.config{ key = value, ... }: server settings (see docs/API.md).
@@ -80,17 +82,44 @@ local app_mt = { __index = app }
 
 
 function _M.app()
-    local self = setmetatable({ router = router.new(), listeners = {} }, app_mt)
+    local self = setmetatable({ router = router.new(), listeners = {}, listen_max = {} },
+                              app_mt)
     _M._apps[#_M._apps + 1] = self
     return self
 end
 
 
-function app.listen(self, addr)
+local listen_keys = { max_connections = true }
+
+-- app:listen(addr [, { max_connections = n }]): n limits this listener's
+-- connections (per worker); the others, and max_connections, go on.
+function app.listen(self, addr, opts)
     if type(addr) ~= "string" then
         error("bad argument #1 to 'listen': string expected, got " .. type(addr), 2)
     end
-    self.listeners[#self.listeners + 1] = addr
+    local max = false
+    if opts ~= nil then
+        if type(opts) ~= "table" then
+            error("bad argument #2 to 'listen': table expected, got " .. type(opts), 2)
+        end
+        for k in pairs(opts) do
+            if not listen_keys[k] then
+                error("listen: unknown option '" .. tostring(k) .. "'", 2)
+            end
+        end
+        max = opts.max_connections
+        if max ~= nil then
+            if type(max) ~= "number" or not (max >= 1 and max <= 1e9) then
+                error("listen: max_connections must be a number from 1 to 1000000000", 2)
+            end
+            max = floor(max)
+        else
+            max = false
+        end
+    end
+    local n = #self.listeners + 1
+    self.listeners[n] = addr
+    self.listen_max[n] = max
     return self
 end
 

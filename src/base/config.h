@@ -22,6 +22,7 @@ struct config {
     bool lua_jit;              /* JIT on in script states (budget then
                                   can't stop compiled loops) */
     int64_t shutdown_timeout_ms; /* SIGTERM: workers gone by then, or exit 1 */
+    size_t conn_buffer_budget; /* every worker's connection buffers */
 };
 
 void config_defaults(struct config *cfg);

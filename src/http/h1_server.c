@@ -23,7 +23,9 @@
 
 #define IN_LIMIT  (64 * 1024)  /* buffered pipelined input before pausing */
 #define LINGER_MS 2000         /* lingering close: wait this long for EOF */
-#define KEEP_IN   (16 * 1024)  /* input buffer kept across connections */
+#define KEEP_HEAD (4 * 1024)   /* a pooled request's head buffer kept */
+#define KEEP_BODY (16 * 1024)  /* a pooled request's body buffer kept */
+#define BUDGET_LOG_MS 1000     /* at most one "over budget" line this often */
 
 /* ==== status lines ==== */
 
@@ -95,6 +97,52 @@ static void update_timer(struct conn *c, bool progress)
     /* the head timeout covers the whole head: never restarted by bytes */
     if (tl != c->tl || (progress && tl != TL_HEAD && tl != TL_LINGER))
         conn_touch(c, tl);
+}
+
+/* ==== the budget of connection buffers ==== */
+
+/* The buffers of every worker's connections (their input, request heads and
+ * bodies, copied output) hold more than conn_buffer_budget. A relaxed load:
+ * no cost worth counting where it is asked, once per request head. */
+static bool over_budget(const struct h1_server *srv)
+{
+    return budget_used(&srv->budget) > (int64_t)srv->cfg->conn_buffer_budget;
+}
+
+/* What the budget is being exceeded for, at most once a second. */
+static void budget_log(struct h1_server *srv, const char *what)
+{
+    int64_t now = loop_now(srv->loop);
+    if (srv->budget_logged && now - srv->budget_logged < BUDGET_LOG_MS)
+        return;
+    srv->budget_logged = now;
+    log_warn("connection buffers over budget (%lld of %zu bytes): %s",
+             (long long)budget_used(&srv->budget),
+             srv->cfg->conn_buffer_budget, what);
+}
+
+static void in_account(struct conn *c)
+{
+    budget_set(&c->srv->budget, &c->in_held, c->in.cap);
+}
+
+static void msg_account(struct h1_msg *m)
+{
+    budget_set(&m->srv->budget, &m->held, m->head.cap + m->body.cap);
+}
+
+/* c reads no more until the buffers are below the budget again
+ * (h1_before_sleep); its timeouts run meanwhile. */
+static void budget_wait(struct conn *c)
+{
+    struct h1_server *srv = c->srv;
+    if (!(c->flags & CF_BUDGET_WAIT)) {
+        c->flags |= CF_BUDGET_WAIT;
+        c->next_wait = srv->budget_wait;
+        srv->budget_wait = c;
+    }
+    conn_pause_recv(c);
+    budget_log(srv, "pausing reads");
 }
 
 /* ==== errors ==== */
@@ -172,6 +220,7 @@ static int take_head(struct conn *c, const char *p, size_t n)
         log_err("out of memory for a request head");
         return 503;
     }
+    msg_account(m);
     struct h1_head h;
     h.fields = m->hdrs;
     h.max_fields = H1_MAX_HEADERS;
@@ -246,6 +295,9 @@ static int take_body(struct conn *c, const char *p, size_t n)
         log_err("out of memory for a request body");
         return 503;
     }
+    msg_account(m);
+    if (over_budget(c->srv))
+        budget_wait(c); /* what has arrived is kept; no more is read */
     return 0;
 }
 
@@ -325,6 +377,20 @@ static size_t run_input(struct conn *c, const char *p, size_t len)
     size_t off = 0;
     while (off < len && c->state == CS_READING &&
            outq_pending(&c->out) < OUT_HIGH) {
+        if (c->rstate == RS_HEAD && !(c->flags & CF_IN_HEAD) &&
+            over_budget(c->srv)) {
+            /* A new request while the buffers are over budget. Input
+             * already buffered, or a response still going out: wait with
+             * it. A head straight from the socket on an idle connection
+             * would have to be buffered: 503 and close instead. */
+            if (c->in.len || outq_pending(&c->out)) {
+                budget_wait(c);
+                break;
+            }
+            budget_log(c->srv, "503 to a new request");
+            http_error(c, 503);
+            return len;
+        }
         size_t n;
         int r = parse_step(c, p + off, len - off, &n);
         off += n;
@@ -354,8 +420,11 @@ static void keep_input(struct conn *c, const char *p, size_t len)
         conn_close(c);
         return;
     }
+    in_account(c);
     if (c->in.len >= in_limit(c->srv->cfg))
         conn_pause_recv(c);
+    else if (over_budget(c->srv))
+        budget_wait(c);
 }
 
 void http_on_data(struct conn *c, const char *p, size_t len)
@@ -386,7 +455,8 @@ void http_process(struct conn *c)
     if (c->state >= CS_CLOSED)
         return;
     buf_consume(&c->in, n);
-    if (c->in.len < in_limit(c->srv->cfg) && (c->flags & CF_RECV_PAUSED))
+    if (c->in.len < in_limit(c->srv->cfg) &&
+        (c->flags & (CF_RECV_PAUSED | CF_BUDGET_WAIT)) == CF_RECV_PAUSED)
         conn_resume_recv(c);
 }
 
@@ -676,14 +746,18 @@ void h1_msg_reset(struct h1_msg *m)
 
 void h1_msg_trim(struct h1_msg *m)
 {
-    buf_reset(&m->head, 16 * 1024);
-    buf_reset(&m->body, 64 * 1024);
+    buf_reset(&m->head, KEEP_HEAD);
+    buf_reset(&m->body, KEEP_BODY);
+    if (m->held) /* what stays is the pool's, not a connection's */
+        budget_set(&m->srv->budget, &m->held, 0);
 }
 
 void h1_msg_free(struct h1_msg *m)
 {
     buf_free(&m->head);
     buf_free(&m->body);
+    if (m->held)
+        budget_set(&m->srv->budget, &m->held, 0);
 }
 
 /* ==== connections: slots, timeouts, receive, send ==== */
@@ -750,6 +824,7 @@ static struct conn *conn_alloc(struct h1_server *srv)
     c->srv = srv;
     c->s.fd = -1;
     outq_init(&c->out, &c->s, &srv->imm, srv->w, &conn_out_ops, c);
+    c->out.budget = &srv->budget;
     srv->conns[srv->nslots++] = c;
     return c;
 }
@@ -803,15 +878,16 @@ static void conn_maybe_free(struct conn *c)
         return;
     c->state = CS_FREE;
     stream_release(srv->loop, &c->s);
-    outq_release_all(&c->out);
-    buf_reset(&c->in, KEEP_IN);
+    outq_release_all(&c->out); /* its buffers too: the budget comes back */
+    buf_reset(&c->in, 0);
+    in_account(c);
     /* keep list-membership flags: the slot may still be linked on the
-     * dirty/rearm lists, which skip closed or re-used entries safely */
-    c->flags &= CF_DIRTY | CF_RECV_REARM;
+     * dirty/rearm/budget lists, which skip closed or re-used entries */
+    c->flags &= CF_DIRTY | CF_RECV_REARM | CF_BUDGET_WAIT;
     c->next_free = srv->free_conns;
     srv->free_conns = c;
     srv->nconns--;
-    srv->ops->conn_freed(srv->w, srv->nconns);
+    srv->ops->conn_freed(srv->w, c->listener, srv->nconns);
 }
 
 void conn_close(struct conn *c)
@@ -918,7 +994,7 @@ struct conn *h1_accept(struct h1_server *srv, int fd, unsigned listener)
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     stream_open(&c->s, fd);
     c->state = CS_READING;
-    c->flags &= CF_DIRTY | CF_RECV_REARM;
+    c->flags &= CF_DIRTY | CF_RECV_REARM | CF_BUDGET_WAIT;
     c->listener = listener;
     c->msg = NULL;
     c->in.len = 0;
@@ -929,9 +1005,29 @@ struct conn *h1_accept(struct h1_server *srv, int fd, unsigned listener)
     return c;
 }
 
+/* The buffers are below the budget again: connections that waited read
+ * and parse again, until the budget is over once more. */
+static void budget_resume(struct h1_server *srv)
+{
+    struct conn *c;
+    while ((c = srv->budget_wait) != NULL && !over_budget(srv)) {
+        srv->budget_wait = c->next_wait;
+        c->flags &= (uint16_t)~CF_BUDGET_WAIT;
+        if (c->state >= CS_DRAINING)
+            continue; /* closing, or a slot used again */
+        http_process(c);
+        if (c->state < CS_CLOSED && (c->flags & CF_RECV_PAUSED) &&
+            !(c->flags & CF_BUDGET_WAIT) &&
+            c->in.len < in_limit(srv->cfg))
+            conn_resume_recv(c);
+    }
+}
+
 void h1_before_sleep(struct h1_server *srv)
 {
     struct conn *c;
+    if (srv->budget_wait)
+        budget_resume(srv);
     while ((c = srv->rearm) != NULL) {
         srv->rearm = c->next_rearm;
         c->flags &= (uint16_t)~CF_RECV_REARM;
@@ -973,10 +1069,12 @@ void h1_server_free(struct h1_server *srv)
             close(c->s.fd);
         outq_free(&c->out);
         buf_free(&c->in);
+        in_account(c);
         free(c);
     }
     free(srv->conns);
     srv->conns = NULL;
     srv->nslots = 0;
     buf_free(&srv->rhead);
+    budget_flush(&srv->budget);
 }

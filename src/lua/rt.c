@@ -354,10 +354,28 @@ static int l_log(lua_State *L)
     return 0;
 }
 
+/* luring.conn_stats(): the connection buffers of every worker, in bytes,
+ * and their budget. */
+static int l_conn_stats(lua_State *L)
+{
+    struct h1_server *srv = cur_rt ? cur_rt->h1 : NULL;
+    if (srv == NULL)
+        return luaL_error(L, "luring.conn_stats: only while serving "
+                             "(not in the main chunk)");
+    budget_flush(&srv->budget); /* this worker's part: exact */
+    lua_createtable(L, 0, 2);
+    lua_pushnumber(L, (lua_Number)budget_used(&srv->budget));
+    lua_setfield(L, -2, "buffer_bytes");
+    lua_pushnumber(L, (lua_Number)srv->cfg->conn_buffer_budget);
+    lua_setfield(L, -2, "budget");
+    return 1;
+}
+
 static const luaL_Reg core_funcs[] = {
     {"sleep", l_sleep},
     {"now", l_now},
     {"log", l_log},
+    {"conn_stats", l_conn_stats},
     {NULL, NULL},
 };
 
@@ -494,6 +512,7 @@ int lrt_read_config(lua_State *L, struct config *cfg, char *err,
         {"max_header_size", 2}, {"max_uri_size", 2},
         {"max_body_size", 2},   {"lua_budget", 1},
         {"shutdown_timeout", 1}, {"lua_max_memory", 2},
+        {"conn_buffer_budget", 2},
     };
     get_luring_field(L, "_config");
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
@@ -510,9 +529,11 @@ int lrt_read_config(lua_State *L, struct config *cfg, char *err,
         lua_Number hi = !strcmp(keys[i].name, "workers") ? 256 : max[keys[i].kind];
         lua_Number lo = keys[i].kind == 1 ? 0.001
                         : !strcmp(keys[i].name, "lua_max_memory") ? 1048576 : 1;
+        if (!strcmp(keys[i].name, "conn_buffer_budget"))
+            lo = 1048576; /* below 1 MiB, a few connections fill it */
         if (!(v >= lo && v <= hi)) {
             snprintf(err, errlen, "luring.config: %s must be a number from "
-                     "%g to %.0f", keys[i].name, lo, hi);
+                     "%.15g to %.0f", keys[i].name, lo, hi);
             lua_pop(L, 1);
             return -1;
         }
@@ -529,6 +550,7 @@ int lrt_read_config(lua_State *L, struct config *cfg, char *err,
         else if (!strcmp(k, "lua_budget")) cfg->lua_budget_ms = (int64_t)(v * 1000);
         else if (!strcmp(k, "shutdown_timeout")) cfg->shutdown_timeout_ms = (int64_t)(v * 1000);
         else if (!strcmp(k, "lua_max_memory")) cfg->lua_max_memory = (size_t)v;
+        else if (!strcmp(k, "conn_buffer_budget")) cfg->conn_buffer_budget = (size_t)v;
     }
     lua_getfield(L, -1, "lua_jit");
     if (!lua_isnil(L, -1))
@@ -553,7 +575,24 @@ int lrt_listeners(lua_State *L, lrt_listener_pt fn, void *ud, char *err,
             lua_rawgeti(L, -1, j);
             const char *addr = lua_tostring(L, -1);
             lua_pop(L, 1);
-            if (fn && fn(ud, (unsigned)count, addr, err, errlen) < 0) {
+            /* its own max_connections (app:listen checked it; again here,
+             * before converting) */
+            lua_getfield(L, -2, "listen_max");
+            lua_Number mc = 0;
+            if (lua_istable(L, -1)) {
+                lua_rawgeti(L, -1, j);
+                mc = lua_tonumber(L, -1);
+                lua_pop(L, 1);
+            }
+            lua_pop(L, 1);
+            if (!(mc == 0 || (mc >= 1 && mc <= 1e9))) {
+                snprintf(err, errlen, "listen %s: max_connections must be "
+                         "a number from 1 to 1000000000", addr);
+                lua_pop(L, 3);
+                return -1;
+            }
+            if (fn && fn(ud, (unsigned)count, addr, (unsigned)mc, err,
+                         errlen) < 0) {
                 lua_pop(L, 3);
                 return -1;
             }

@@ -10,6 +10,7 @@
 #include "lua/budget.h"
 
 struct cache;
+struct h1_server;
 struct loop;
 struct loop_cqe;
 struct lua_State; /* lua.h stays out of the layers that include this */
@@ -41,6 +42,7 @@ struct lrt {
     /* set by the worker before lrt_load */
     struct loop *loop;
     struct req_pool *rp;    /* the requests (a reload drops pooled threads) */
+    struct h1_server *h1;   /* its connections (luring.conn_stats) */
     struct upstreams *up;   /* where origins declared here connect from */
     const char *script;
     const struct config *cfg; /* lua_budget, lua_max_memory, lua_jit */
@@ -58,10 +60,11 @@ struct lrt {
     struct cache *scratch;  /* uncached objects for origin:fetch */
 };
 
-/* A listener the script declares, the i-th (0-based): accept it, or
- * return -1 with a sentence in err. */
+/* A listener the script declares, the i-th (0-based), with its own
+ * max_connections (0: none): accept it, or return -1 with a sentence in
+ * err. */
 typedef int (*lrt_listener_pt)(void *ud, unsigned i, const char *addr,
-                               char *err, size_t errlen);
+                               unsigned max_conns, char *err, size_t errlen);
 
 /** Load the script into a fresh state, the JIT off while its main chunk
  * runs. With mem and cfg (a worker's state): its allocations are limited
