@@ -200,7 +200,7 @@ int main(int argc, char **argv)
     }
 
     /* This thread waits for signals and is the workers' watchdog: a run
-     * of Lua code over lua_budget is interrupted (lua/budget.h). */
+     * of Lua code over lua_budget is interrupted (lua/lbudget.h). */
     int64_t period = lbudget_period_ms(cfg.lua_budget_ms);
     while (rc == 0) {
         struct timespec ts = {period / 1000, (period % 1000) * 1000000};

@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 #include "base/config.h"
-#include "lua/budget.h"
+#include "lua/lbudget.h"
 
 struct cache;
 struct h1_server;

@@ -123,7 +123,7 @@ const char *policy_error(const struct policy *p);
 
 struct lua_State;
 /** What the embedder does around Lua policies (callbacks filled at start-up:
- * lua/budget.c, so that a policy function is held to the same CPU budget
+ * lua/lbudget.c, so that a policy function is held to the same CPU budget
  * as the script; NULL in `luring sim`). */
 struct policy_lua_guard {
     /** Before each call into the policy's state; returns what leave needs. */

@@ -1,4 +1,4 @@
-/* budget.h - how long script code may run without yielding
+/* lbudget.h - how long script code may run without yielding
  * (luring.config{ lua_budget }) and how much memory a script's state may
  * hold (lua_max_memory). A worker marks each run of Lua code (a handler's
  * resume, a cache hook, a policy function, a reloaded main chunk) with
@@ -6,8 +6,8 @@
  * longer than the budget and signals the worker, whose handler sets a
  * count hook that raises "lua budget exceeded" at the next bytecode the
  * interpreter runs. Nothing is hooked while runs stay within the budget. */
-#ifndef LURING_BUDGET_H
-#define LURING_BUDGET_H
+#ifndef LURING_LBUDGET_H
+#define LURING_LBUDGET_H
 
 #include <pthread.h>
 #include <stdatomic.h>

@@ -1,4 +1,4 @@
-/* budget.c - the Lua CPU budget and memory limit (budget.h).
+/* lbudget.c - the Lua CPU budget and memory limit (budget.h).
  *
  * Why a watchdog and a signal instead of a count hook set on every run: a
  * count hook makes LuaJIT's interpreter dispatch every bytecode through
@@ -25,7 +25,7 @@
 #include <signal.h>
 #include <stdlib.h>
 
-#include "lua/budget.h"
+#include "lua/lbudget.h"
 #include "store/policy.h"
 
 #define SIG_BUDGET SIGURG /* ignored by default; we never ask for OOB data */
