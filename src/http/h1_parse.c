@@ -1,7 +1,9 @@
 /* h1_parse.c - a strict HTTP/1.1 message parser (see h1_parse.h). */
+#define _GNU_SOURCE /* memrchr */
 #include "http/h1_parse.h"
 #include "http/fields.h"
 
+#include <ctype.h>
 #include <string.h>
 #include <strings.h>
 
@@ -241,13 +243,24 @@ static int request_line(const char *p, size_t n, size_t base, struct h1_head *h,
     const char *tg = p + t;
     size_t tl = i - t;
     if (h->method == H1_M_CONNECT) {
-        if (tg[0] == '/' || memchr(tg, '/', tl))
+        /* authority-form: uri-host ":" port (§3.2.3) */
+        const char *colon = memrchr(tg, ':', tl);
+        size_t hl = colon ? (size_t)(colon - tg) : 0, pl = tl - hl - 1;
+        bool port_ok = colon && pl >= 1 && pl <= 5;
+        for (size_t k = 0; port_ok && k < pl; k++)
+            port_ok = isdigit((unsigned char)colon[1 + k]);
+        if (!port_ok || hl == 0 || !host_ok(tg, hl))
             FAIL(H1E_BAD, "CONNECT target not in authority-form");
     } else if (tg[0] != '/' && !(tl == 1 && tg[0] == '*' &&
                                  h->method == H1_M_OPTIONS)) {
-        const char *colon = memchr(tg, ':', tl);
-        if (colon == NULL || colon == tg ||
-            !(colon + 2 < tg + tl && colon[1] == '/' && colon[2] == '/'))
+        /* absolute-form: scheme "://" ... (§3.2.2; RFC 3986 §3.1) */
+        size_t k = 0;
+        while (k < tl && (isalpha((unsigned char)tg[k]) ||
+                          (k > 0 && (isdigit((unsigned char)tg[k]) ||
+                                     tg[k] == '+' || tg[k] == '-' ||
+                                     tg[k] == '.'))))
+            k++;
+        if (k == 0 || k + 3 > tl || memcmp(tg + k, "://", 3) != 0)
             FAIL(H1E_BAD, "request target in no form of RFC 9112 3.2");
     }
     i++;

@@ -460,6 +460,34 @@ void http_process(struct conn *c)
         conn_resume_recv(c);
 }
 
+/* The client half-closed (or closed) its side: nothing more will come.
+ * Requests it sent in full are still answered, in order (a client may
+ * send its requests and shut its write side, RFC 9112 §9.6); once the
+ * last response is out the connection closes. A request cut by the EOF
+ * can never complete and is dropped then. */
+static bool eof_finish(struct conn *c)
+{
+    if (!(c->flags & CF_RD_EOF) || c->state != CS_READING ||
+        outq_pending(&c->out) > 0)
+        return false;
+    conn_close(c);
+    return true;
+}
+
+static void http_on_eof(struct conn *c)
+{
+    if (c->state == CS_LINGER || c->state >= CS_CLOSED) {
+        conn_close(c);
+        return;
+    }
+    c->flags |= CF_RD_EOF;
+    c->flags &= (uint16_t)~CF_RECV_PAUSED; /* nothing to pause any more */
+    if (c->state == CS_READING)
+        http_process(c);
+    if (c->state < CS_CLOSED)
+        eof_finish(c);
+}
+
 void http_on_timeout(struct conn *c, enum tlist tl)
 {
     if ((tl == TL_HEAD && (c->flags & CF_IN_HEAD)) || tl == TL_BODY)
@@ -487,6 +515,10 @@ void http_on_sent(struct conn *c, bool all)
     }
     switch (c->state) {
     case CS_DRAINING:
+        if (c->flags & CF_RD_EOF) { /* nothing left to linger for */
+            conn_close(c);
+            break;
+        }
         /* Lingering close: shut our side, read until the client closes, so
          * unread input doesn't turn into a reset that destroys the
          * response in flight (nginx's lingering_close). */
@@ -503,6 +535,8 @@ void http_on_sent(struct conn *c, bool all)
     case CS_READING:
         update_timer(c, false);
         http_process(c);
+        if (c->state < CS_CLOSED)
+            eof_finish(c);
         break;
     default:
         break;
@@ -836,7 +870,7 @@ static void arm_recv(struct conn *c)
 
 static void schedule_rearm(struct conn *c)
 {
-    if (c->flags & CF_RECV_REARM)
+    if (c->flags & (CF_RECV_REARM | CF_RD_EOF))
         return;
     c->flags |= CF_RECV_REARM;
     c->next_rearm = c->srv->rearm;
@@ -932,7 +966,7 @@ void h1_on_recv(struct h1_server *srv, const struct loop_cqe *cq)
             !(c->flags & CF_RECV_PAUSED))
             schedule_rearm(c);
     } else if (cq->res == 0) {
-        conn_close(c); /* client closed */
+        http_on_eof(c); /* the client closed, or shut its write side */
     } else if (cq->res == -ENOBUFS) {
         /* no provided buffer left this instant: buffers are recycled as
          * soon as each completion is handled, so re-arm next iteration */
@@ -975,7 +1009,7 @@ bool h1_imm_busy(const struct h1_server *srv)
         /* settling a keep-alive connection's last response only frees its
          * buffers and moves it from the send to the idle timer */
         if (c->state != CS_READING || o->q.n || c->in.len ||
-            (c->flags & CF_RECV_PAUSED))
+            (c->flags & (CF_RECV_PAUSED | CF_RD_EOF)))
             return true;
     }
     return false;
@@ -1032,7 +1066,7 @@ void h1_before_sleep(struct h1_server *srv)
         srv->rearm = c->next_rearm;
         c->flags &= (uint16_t)~CF_RECV_REARM;
         if (c->state < CS_CLOSED && !c->s.recv_armed &&
-            !(c->flags & CF_RECV_PAUSED))
+            !(c->flags & (CF_RECV_PAUSED | CF_RD_EOF)))
             arm_recv(c);
     }
     while ((c = srv->dirty) != NULL) {

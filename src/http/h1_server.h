@@ -39,6 +39,8 @@ enum {
     CF_RECV_PAUSED = 1 << 2, /* input buffer full: recv cancelled */
     CF_DIRTY = 1 << 4,       /* on the flush list */
     CF_IN_HEAD = 1 << 5,     /* bytes of a request head have arrived */
+    CF_RD_EOF = 1 << 6,      /* the client sent its FIN: answer what it
+                                asked in full, then close */
     CF_CLOSE_AFTER = 1 << 7, /* close once the response is sent */
     CF_BUDGET_WAIT = 1 << 8, /* on the budget list: input paused until the
                                 connection buffers are below the budget */

@@ -78,6 +78,15 @@ static void test_request_line(void)
     CHECK_EQ(req("GET http://x/a HTTP/1.1\r\n" HOST "\r\n", &h), 0);
     CHECK_EQ(req("CONNECT x:443 HTTP/1.1\r\n" HOST "\r\n", &h), 0);
     CHECK(h.upgrade && !h.keep_alive);
+    CHECK_EQ(req("CONNECT [::1]:443 HTTP/1.1\r\n" HOST "\r\n", &h), 0);
+    CHECK_EQ(req("CONNECT C` HTTP/1.1\r\n" HOST "\r\n", &h), 400);
+    CHECK_EQ(req("CONNECT x HTTP/1.1\r\n" HOST "\r\n", &h), 400);
+    CHECK_EQ(req("CONNECT x: HTTP/1.1\r\n" HOST "\r\n", &h), 400);
+    CHECK_EQ(req("CONNECT :80 HTTP/1.1\r\n" HOST "\r\n", &h), 400);
+    CHECK_EQ(req("CONNECT x:8a HTTP/1.1\r\n" HOST "\r\n", &h), 400);
+    CHECK_EQ(req("GET 1http://x/ HTTP/1.1\r\n" HOST "\r\n", &h), 400);
+    CHECK_EQ(req("GET ht~tp://x/ HTTP/1.1\r\n" HOST "\r\n", &h), 400);
+    CHECK_EQ(req("GET http:/x HTTP/1.1\r\n" HOST "\r\n", &h), 400);
     CHECK_EQ(req("GET / HTTP/1.2\r\n" HOST "\r\n", &h), 0);
     CHECK_EQ(h.minor, 1);
 
