@@ -534,7 +534,9 @@ enum h1_chunk_res h1_chunked_feed(struct h1_chunked *d, const char *p,
         unsigned char ch = (unsigned char)p[i++];
         if (d->state <= CK_SIZE_LF && ++d->line > CHUNK_LINE_MAX)
             goto bad;
+        /* trailer bytes count against their limit; the final CRLF not */
         if (d->state >= CK_TR_START && d->state <= CK_TR_LF &&
+            !(d->state == CK_TR_START && ch == '\r') &&
             ++d->trailer > d->max_trailer)
             goto bad;
         switch (d->state) {

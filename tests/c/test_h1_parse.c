@@ -347,6 +347,17 @@ static void test_chunked(void)
     CHECK(chunk_ok("5\r\nhello\r\n0\r\n T: v\r\n\r\n", NULL, 0)); /* obs-fold */
     CHECK(chunk_ok("5\r\nhello\r\n0\r\nT v\r\n\r\n", NULL, 0));
     CHECK(chunk_ok("5\r\nhello\r\n0\r\nT : v\r\n\r\n", NULL, 0));
+    /* a limit of 0 refuses trailer fields, not the final CRLF (fuzz_chunked) */
+    {
+        struct h1_chunked d;
+        h1_chunked_init(&d, 0);
+        size_t used, dn;
+        const char *data;
+        CHECK_EQ(h1_chunked_feed(&d, "0\r\n\r\n", 5, &used, &data, &dn), H1C_DONE);
+        h1_chunked_init(&d, 0);
+        CHECK_EQ(h1_chunked_feed(&d, "0\r\nT: 1\r\n\r\n", 11, &used, &data, &dn),
+                 H1C_BAD);
+    }
     /* the trailer section is limited (64 bytes here) */
     CHECK(chunk_ok("0\r\nT: 0123456789012345678901234567890123456789012345678"
                    "901234567890123456789\r\n\r\n", NULL, 0));
