@@ -97,6 +97,19 @@ end
 
 -- Wait until fn() returns a truthy value, polling every `interval` seconds,
 -- for at most `timeout` seconds.  Returns fn's value or nil on timeout.
+-- Is the luring under test built with a sanitizer (memory figures such as
+-- RSS are then meaningless)?
+local sanitized
+function M.sanitized()
+  if sanitized == nil then
+    local p = io.popen("ldd " .. M.shquote(M.BIN) .. " 2>/dev/null")
+    local out = p:read("*a") or ""
+    p:close()
+    sanitized = out:find("libasan", 1, true) ~= nil or out:find("libubsan", 1, true) ~= nil
+  end
+  return sanitized
+end
+
 function M.wait_until(fn, timeout, interval)
   local deadline = now() + (timeout or 5)
   interval = interval or 0.01
