@@ -95,7 +95,8 @@ app:get("/whoami", function(req)
 end)
 app:get("/stats", function(req)
   local s = o:stats()
-  return 200, nil, ("requests=%d reused=%d\n"):format(s.requests, s.reused)
+  return 200, nil, ("requests=%d reused=%d errors=%d idle=%d\n")
+    :format(s.requests, s.reused, s.errors, s.idle)
 end)
 ]]
 
@@ -350,5 +351,40 @@ describe("luring.proxy", function()
            ("RSS grew by %d KiB while the client stalled"):format(during - before))
     assert((after - before) < 12 * 1024,
            ("RSS grew by %d KiB over the transfer"):format(after - before))
+  end)
+
+  it("ends the origin fetch when the client leaves mid-body, and goes on (RFC 9112 §9.6)", function()
+    local function stats()
+      local t = {}
+      for k, v in exchange("GET", "/stats").body:gmatch("(%w+)=(%d+)") do t[k] = tonumber(v) end
+      return t
+    end
+    local before = stats()
+    for _ = 1, 3 do
+      local c = helper.connect(srv:port(), 20)
+      c:write(helper.request("GET", "/files/big.bin"))
+      assert(c:read_until("\r\n\r\n", helper.now() + 5), "no head")
+      socket.sleep(0.3)
+      c:abort()
+    end
+    assert(helper.wait_until(function() return stats().errors >= before.errors + 3 end, 5),
+           "the fetches were not ended")
+    -- the pool goes on: a request on a reused connection is answered
+    local res = exchange("GET", "/echo/after-abandon")
+    assert.are.equal(200, res.status)
+    assert.are.equal("/echo/after-abandon", echoed(res).uri)
+    assert(srv:alive(), "luring died")
+  end)
+
+  it("reuses pooled origin connections for pass-through requests", function()
+    local before = exchange("GET", "/stats").body:match("reused=(%d+)")
+    local c = helper.connect(srv:port())
+    for i = 1, 5 do
+      c:write(helper.request("POST", "/echo/pool" .. i, nil, "b" .. i))
+      assert.are.equal("b" .. i, echoed(c:response()).body)
+    end
+    c:close()
+    local after = exchange("GET", "/stats").body:match("reused=(%d+)")
+    assert(tonumber(after) >= tonumber(before) + 4, "pool not reused: " .. before .. " -> " .. after)
   end)
 end)
