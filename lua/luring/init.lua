@@ -149,6 +149,23 @@ local not_found_headers = { ["Content-Type"] = "text/plain" }
 local METHODS = core._methods
 local req_mt = core._req_mt
 
+-- req.remote_addr, req.remote_port: the client's, looked up on first use
+-- and then kept in the request table; other keys are the methods.
+local req_methods = req_mt.__index
+local peer = core._peer
+local rawset = rawset
+req_mt.__index = function(t, k)
+    local f = req_methods[k]
+    if f ~= nil or (k ~= "remote_addr" and k ~= "remote_port") then
+        return f
+    end
+    local addr, port = peer(t)
+    rawset(t, "remote_addr", addr or false)
+    rawset(t, "remote_port", port or false)
+    if k == "remote_addr" then return addr end
+    return port
+end
+
 -- Route, then build the request table: [1] = the C request, [2] = its
 -- generation (see lrt_check_req). One constructor, so LuaJIT copies a
 -- template that has every key in place instead of inserting them one by one.

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stddef.h>
@@ -1111,4 +1112,25 @@ void h1_server_free(struct h1_server *srv)
     srv->nslots = 0;
     buf_free(&srv->rhead);
     budget_flush(&srv->budget);
+}
+
+int h1_peer(const struct h1_msg *m, char *addr, size_t n, int *port)
+{
+    if (m->c == NULL || m->c->s.fd < 0)
+        return -1;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (getpeername(m->c->s.fd, (struct sockaddr *)&ss, &sl) < 0)
+        return -1;
+    if (ss.ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+        *port = ntohs(a->sin_port);
+        return inet_ntop(AF_INET, &a->sin_addr, addr, (socklen_t)n) ? 0 : -1;
+    }
+    if (ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+        *port = ntohs(a->sin6_port);
+        return inet_ntop(AF_INET6, &a->sin6_addr, addr, (socklen_t)n) ? 0 : -1;
+    }
+    return -1;
 }

@@ -219,6 +219,9 @@ void http_response_done(struct h1_msg *m);
 /** Handler failed after the head was sent: close the connection. */
 void http_response_abort(struct h1_msg *m);
 const char *http_reason(int status);
+/** The client's address (text, into addr[n]) and port: 0, or -1 when the
+ * client is gone or the socket has no peer (getpeername each call). */
+int h1_peer(const struct h1_msg *m, char *addr, size_t n, int *port);
 /** A request header's value (name case-insensitive), or NULL. */
 const char *h1_header(const struct h1_msg *m, const char *name, size_t nlen,
                        size_t *vlen);

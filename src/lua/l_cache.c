@@ -3,6 +3,7 @@
  *   luring.origin{ name, url | root, timeouts, keepalive } -> origin
  *   cache:fetch(req, key, origin [, path])  serve hit / join fill / fill
  *   origin:fetch(path)                      -> status, headers, body
+ *   luring.proxy(req, origin [, opts])      pass the request through
  *   cache:stats(), cache:purge(key), origin:stats()
  * Caches and origins belong to the worker and are found by name, so a
  * reloaded script binds to the same ones. */
@@ -14,6 +15,7 @@
 #include "base/log.h"
 #include "core/deliver.h"
 #include "core/origin.h"
+#include "core/pass.h"
 #include "core/req.h"
 #include "http/cc.h"
 #include "http/h1_server.h"
@@ -528,6 +530,8 @@ static int l_origin_new(lua_State *L)
     return 1;
 }
 
+static struct cache *scratch_cache(lua_State *L, struct lrt *w);
+
 static int l_origin_fetch(lua_State *L)
 {
     struct origin *o = check_origin(L, 1);
@@ -537,12 +541,7 @@ static int l_origin_fetch(lua_State *L)
     struct req *r = w ? w->cur : NULL;
     if (r == NULL || r->co != L)
         return luaL_error(L, "origin:fetch: only inside a request handler");
-    char err[256];
-    if (w->scratch == NULL &&
-        (w->scratch = cache_new("(origin:fetch)", SIZE_MAX, SIZE_MAX, 0,
-                                "fifo", err, sizeof err)) == NULL)
-        return luaL_error(L, "origin:fetch: %s", err);
-    struct cache_obj *obj = cache_obj_new(w->scratch, path, plen);
+    struct cache_obj *obj = cache_obj_new(scratch_cache(L, w), path, plen);
     if (obj == NULL)
         return luaL_error(L, "out of memory");
     obj->cacheable = false;
@@ -555,6 +554,92 @@ static int l_origin_fetch(lua_State *L)
         return lua_yield(L, 0);
     }
     return lcache_push_collected(L, r);
+}
+
+/* The worker's cache of objects nobody looks up (origin:fetch results,
+ * pass-through responses), made on first use. */
+static struct cache *scratch_cache(lua_State *L, struct lrt *w)
+{
+    char err[256];
+    if (w->scratch == NULL &&
+        (w->scratch = cache_new("(origin:fetch)", SIZE_MAX, SIZE_MAX, 0,
+                                "fifo", err, sizeof err)) == NULL)
+        luaL_error(L, "%s", err);
+    return w->scratch;
+}
+
+/* opts[k] as a boolean, def when absent. */
+static bool opt_bool(lua_State *L, int t, const char *k, bool def)
+{
+    if (lua_isnoneornil(L, t))
+        return def;
+    lua_getfield(L, t, k);
+    bool v = lua_isnil(L, -1) ? def : lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return v;
+}
+
+/* luring.proxy(req, origin [, opts]): the request goes to the origin as it
+ * came (core/pass.h) and the response comes back as it arrives, never
+ * cached. Yields; true once the response is queued, nil, "truncated" when
+ * it broke after its head (the connection then closes). opts: host (the
+ * Host sent), via, x_forwarded_for, x_forwarded_proto (false: not added). */
+static int l_proxy(lua_State *L)
+{
+    struct req *r = check_active_req(L, 1);
+    struct origin *o = check_origin(L, 2);
+    if (!lua_isnoneornil(L, 3))
+        luaL_checktype(L, 3, LUA_TTABLE);
+    struct pass_opts po = {
+        .via = opt_bool(L, 3, "via", true),
+        .xff = opt_bool(L, 3, "x_forwarded_for", true),
+        .xfp = opt_bool(L, 3, "x_forwarded_proto", true),
+    };
+    if (!lua_isnoneornil(L, 3)) {
+        lua_getfield(L, 3, "host");
+        if (!lua_isnil(L, -1)) {
+            po.host = luaL_checklstring(L, -1, &po.host_len);
+            if (po.host_len == 0 || memchr(po.host, '\r', po.host_len) ||
+                memchr(po.host, '\n', po.host_len) ||
+                memchr(po.host, 0, po.host_len))
+                return luaL_error(L, "luring.proxy: bad host");
+        }
+        /* left on the stack: the table keeps it alive anyway */
+    }
+    if (o->kind != ORIGIN_HTTP)
+        return luaL_error(L, "luring.proxy: origin %s is not an http:// "
+                             "origin", o->name);
+    if (r->m.head_sent)
+        return luaL_error(L, "luring.proxy: the response has already "
+                             "started");
+    if (r->m.c == NULL) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "closed");
+        return 2;
+    }
+    if (r->m.method == H1_M_CONNECT) { /* a tunnel: not supported */
+        serve_error(r, 501);
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    struct cache *scratch = scratch_cache(L, lrt_current());
+    if (pass_start(r, o, scratch, &po) < 0)
+        return luaL_error(L, "luring.proxy: out of memory");
+    return wait_sub(L, r);
+}
+
+/* luring.core._peer(req) -> address, port | nil: the client's (init.lua
+ * makes them req.remote_addr, req.remote_port). */
+static int l_peer(lua_State *L)
+{
+    struct req *r = lrt_check_req(L, 1);
+    char addr[64];
+    int port;
+    if (h1_peer(&r->m, addr, sizeof addr, &port) < 0)
+        return 0;
+    lua_pushstring(L, addr);
+    lua_pushinteger(L, port);
+    return 2;
 }
 
 static int l_origin_stats(lua_State *L)
@@ -631,6 +716,10 @@ void lcache_open(lua_State *L)
     lua_setfield(L, -2, "cache");
     lua_pushcfunction(L, l_origin_new);
     lua_setfield(L, -2, "origin");
+    lua_pushcfunction(L, l_proxy);
+    lua_setfield(L, -2, "proxy");
+    lua_pushcfunction(L, l_peer);
+    lua_setfield(L, -2, "_peer");
 }
 
 void lcache_cleanup(struct lrt *w)
