@@ -41,10 +41,12 @@ app:get("/xpcall", function(req)
 end)
 app:get("/after-sleep", function(req) luring.sleep(10) while true do end end)
 app:get("/sleepy", function(req)
-  -- 40 x 30 ms of work, yielding in between: never over the budget
-  for i = 1, 40 do
+  -- 130 x 10 ms of CPU work, yielding in between: never over the budget
+  -- (short slices: on a loaded machine a slice of CPU time takes several
+  -- times as long in wall time, which is what the budget measures)
+  for i = 1, 130 do
     local t = os.clock() -- CPU time: luring.now() stands still in a run
-    while os.clock() - t < 0.03 do end
+    while os.clock() - t < 0.01 do end
     luring.sleep(1)
   end
   return "slept\n"
