@@ -852,9 +852,9 @@ static void run(struct req *r, int nargs)
     struct lstate *ls = r->ls;
     unsigned refused = ls->mem.refused;
     w->cur = r;
-    lua_State *prev = lbudget_enter(ls->L);
+    lua_State *prev = lbudget_enter_b(&w->budget, ls->L);
     int st = lua_resume(co, nargs);
-    lbudget_leave(ls->L, prev);
+    lbudget_leave_b(&w->budget, ls->L, prev);
     w->cur = NULL;
     if (ls->mem.refused != refused || ls->mem.pressure)
         st = after_pressure(r, ls, st, ls->mem.refused != refused);
