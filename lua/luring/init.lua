@@ -53,30 +53,6 @@ function _M.config(t)
 end
 
 
--- Called by the C side before the script runs unless lua_jit = true: the
--- script's chunk is marked not to be JIT-compiled (lua_budget can only stop
--- interpreted code, docs/API.md), and so is every Lua chunk it loads later.
-function _M._interpret_loaded()
-    local off = require("jit").off
-    local function mark(f, ...)
-        if type(f) == "function" then
-            off(f, true)
-        end
-        return f, ...
-    end
-    local loadstring_, load_, loadfile_ = loadstring, load, loadfile
-    loadstring = function(...) return mark(loadstring_(...)) end
-    load = function(...) return mark(load_(...)) end
-    loadfile = function(...) return mark(loadfile_(...)) end
-    dofile = function(name)
-        local f = assert(loadfile(name))
-        return f()
-    end
-    local lua_searcher = package.loaders[2] -- the one that loads .lua files
-    package.loaders[2] = function(...) return mark(lua_searcher(...)) end
-end
-
-
 local app = {}
 local app_mt = { __index = app }
 
@@ -148,6 +124,11 @@ end
 local not_found_headers = { ["Content-Type"] = "text/plain" }
 local METHODS = core._methods
 local req_mt = core._req_mt
+local untraced = core._untraced
+
+local function not_found()
+    return 404, not_found_headers, "Not Found\n"
+end
 
 -- req.remote_addr, req.remote_port: the client's, looked up on first use
 -- and then kept in the request table; other keys are the methods.
@@ -169,17 +150,64 @@ end
 -- Route, then build the request table: [1] = the C request, [2] = its
 -- generation (see lrt_check_req). One constructor, so LuaJIT copies a
 -- template that has every key in place instead of inserting them one by one.
-local function handle(a, r, gen, m, path, query, minor)
+-- Returns the handler and its argument.
+local function route(a, r, gen, m, path, query, minor)
     local method = METHODS[m] or m
     local fn, params = a.router:match(method, path)
     if not fn then
-        return 404, not_found_headers, "Not Found\n"
+        return not_found
     end
-    return fn(setmetatable({
+    return fn, setmetatable({
         r, gen,
         method = method, path = path, query = query,
         version = minor ~= 0 and "1.1" or "1.0", params = params,
-    }, req_mt))
+    }, req_mt)
+end
+
+-- With lua_jit = true: one trace can run from the entry into the handler.
+local function handle_jit(a, r, gen, m, path, query, minor)
+    local fn, req = route(a, r, gen, m, path, query, minor)
+    return fn(req)
+end
+
+-- Otherwise the script's handler is not to be compiled (_interpret_loaded),
+-- and a trace that reaches a call of it aborts: after a few aborts LuaJIT
+-- blacklists where the trace started, and routing and the request table
+-- (luring's own code) run interpreted too. A trace that reaches a call of a
+-- C function whose results are passed on as a variable number of arguments
+-- ends there cleanly instead, back to the interpreter (rt.c l_untraced):
+-- every trace through route() stops at untraced(), before the handler.
+local function handle_interp(a, r, gen, m, path, query, minor)
+    local fn, req = route(a, r, gen, m, path, query, minor)
+    return fn(untraced(req))
+end
+
+local handle = handle_jit
+
+
+-- Called by the C side before the script runs unless lua_jit = true: the
+-- script's chunk is marked not to be JIT-compiled (lua_budget can only stop
+-- interpreted code, docs/API.md), and so is every Lua chunk it loads later;
+-- requests go through handle_interp.
+function _M._interpret_loaded()
+    local off = require("jit").off
+    local function mark(f, ...)
+        if type(f) == "function" then
+            off(f, true)
+        end
+        return f, ...
+    end
+    local loadstring_, load_, loadfile_ = loadstring, load, loadfile
+    loadstring = function(...) return mark(loadstring_(...)) end
+    load = function(...) return mark(load_(...)) end
+    loadfile = function(...) return mark(loadfile_(...)) end
+    dofile = function(name)
+        local f = assert(loadfile(name))
+        return f()
+    end
+    local lua_searcher = package.loaders[2] -- the one that loads .lua files
+    package.loaders[2] = function(...) return mark(lua_searcher(...)) end
+    handle = handle_interp
 end
 
 

@@ -40,7 +40,7 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
 {
     (void)ar;
     struct lbudget *b = lbudget_cur;
-    if (b && atomic_load_explicit(&b->depth, memory_order_relaxed) &&
+    if (b && atomic_load_explicit(&b->L, memory_order_relaxed) &&
         atomic_load(&b->seq) == atomic_load(&b->trip)) {
         /* no luaL_error: a C hook adds no frame to name a place with */
         lua_pushfstring(L, "lua budget exceeded: ran %d ms without yielding "
@@ -58,8 +58,7 @@ static void on_signal(int sig)
     struct lbudget *b = lbudget_cur;
     if (b) {
         lua_State *L = atomic_load_explicit(&b->L, memory_order_relaxed);
-        if (L && atomic_load_explicit(&b->depth, memory_order_relaxed) &&
-            atomic_load(&b->seq) == atomic_load(&b->trip)) {
+        if (L && atomic_load(&b->seq) == atomic_load(&b->trip)) {
             atomic_store_explicit(&b->hooked, L, memory_order_relaxed);
             lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
         }
@@ -129,30 +128,63 @@ int64_t lbudget_period_ms(int64_t budget_ms)
 
 /* ==== memory ==== */
 
-static void *lmem_alloc(void *ud, void *p, size_t osize, size_t nsize)
+/* Past m->mark: refuse (over max inside a run), or note the pressure. */
+static __attribute__((noinline)) void *
+lmem_alloc_slow(struct lmem *m, void *p, size_t osize, size_t nsize,
+                int64_t used)
 {
-    struct lmem *m = ud;
-    if (nsize > osize && m->max &&
-        m->used + (int64_t)(nsize - osize) > m->max && lbudget_cur &&
-        atomic_load_explicit(&lbudget_cur->depth, memory_order_relaxed)) {
+    if (nsize > osize && used > m->max && lbudget_cur &&
+        atomic_load_explicit(&lbudget_cur->L, memory_order_relaxed)) {
         m->refused++; /* LuaJIT raises "not enough memory" */
         return NULL;
     }
     void *q = m->inner(m->inner_ud, p, osize, nsize);
-    if (q != NULL || nsize == 0) {
-        m->used += (int64_t)nsize - (int64_t)osize;
-        if (m->used > m->soft)
-            m->pressure = true;
-    } else if (nsize > osize)
-        m->refused++;
+    if (q == NULL) {
+        if (nsize > osize)
+            m->refused++;
+        return NULL;
+    }
+    m->used = used;
+    if (used > m->soft)
+        m->pressure = true;
     return q;
+}
+
+/* An allocation or reallocation: one addition and one comparison besides
+ * LuaJIT's own allocator while used stays under the mark. */
+static __attribute__((noinline)) void *
+lmem_grow(struct lmem *m, void *p, size_t osize, size_t nsize)
+{
+    int64_t used = m->used + (int64_t)(nsize - osize);
+    if (__builtin_expect(used > m->mark, 0))
+        return lmem_alloc_slow(m, p, osize, nsize, used);
+    void *q = m->inner(m->inner_ud, p, osize, nsize);
+    if (__builtin_expect(q == NULL, 0)) {
+        if (nsize > osize)
+            m->refused++; /* the system's memory, not our limit */
+        return NULL;
+    }
+    m->used = used;
+    return q;
+}
+
+/* The state's allocator. A free (which cannot fail) hands over to LuaJIT's
+ * allocator at once, without a frame of ours. */
+static void *lmem_alloc(void *ud, void *p, size_t osize, size_t nsize)
+{
+    struct lmem *m = ud;
+    if (nsize != 0)
+        return lmem_grow(m, p, osize, nsize);
+    m->used -= (int64_t)osize;
+    return m->inner(m->inner_ud, p, osize, 0);
 }
 
 void lmem_wrap(lua_State *L, struct lmem *m, int64_t max)
 {
     m->inner = lua_getallocf(L, &m->inner_ud);
-    m->max = max;
+    m->max = max ? max : INT64_MAX;
     m->soft = max ? max / 4 * 3 : INT64_MAX;
+    m->mark = m->soft < m->max ? m->soft : m->max;
     m->refused = 0;
     m->pressure = false;
     m->used = (int64_t)lua_gc(L, LUA_GCCOUNT, 0) * 1024 +

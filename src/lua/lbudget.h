@@ -17,16 +17,17 @@
 
 struct lua_State;
 
-/* One per worker thread. The worker writes seq, L and depth; the watchdog
- * reads seq and writes trip and over_ms; the signal handler (on the
- * worker's thread) reads them all and writes hooked. */
+/* One per worker thread. The worker writes seq and L; the watchdog reads
+ * seq and writes trip and over_ms; the signal handler (on the worker's
+ * thread) reads them all and writes hooked. Relaxed atomics: plain loads
+ * and stores on the worker's side, nothing locked on the hot path. */
 struct lbudget {
     _Atomic uint64_t seq;           /* odd while a run is on: bumped at the
                                        outermost enter and leave */
     _Atomic uint64_t trip;          /* the run (seq) found over budget */
     _Atomic int64_t over_ms;        /* how long it had run then */
-    struct lua_State *_Atomic L;    /* the state running now (innermost) */
-    _Atomic unsigned depth;         /* nested runs (a policy inside a handler) */
+    struct lua_State *_Atomic L;    /* the state running now (innermost),
+                                       NULL outside runs */
     struct lua_State *_Atomic hooked; /* state the handler hooked, or NULL */
     int64_t budget_ms;              /* from luring.config (0: no budget) */
     /* the watchdog's own */
@@ -34,9 +35,11 @@ struct lbudget {
     int64_t seen_ms;                /* when it first saw that run */
 };
 
-/* A state's allocator wrapper: the script's memory limit. */
+/* A state's allocator wrapper: the script's memory limit. Only an
+ * allocation that takes `used` past `mark` leaves the fast path. */
 struct lmem {
     int64_t used;                   /* bytes held (counted from the wrap) */
+    int64_t mark;                   /* min(soft, max): past it, the slow path */
     int64_t max;                    /* refused above this, inside a run */
     int64_t soft;                   /* above this: pressure */
     unsigned refused;               /* allocations refused so far */
@@ -48,19 +51,15 @@ struct lmem {
 /** This thread's budget (the worker's), or NULL: runs are not watched. */
 extern __thread struct lbudget *lbudget_cur;
 
-/** Mark the start of a run of L's code on this thread; pass the result to
- * lbudget_leave. A nested run keeps the outer one's start: the worker has
- * not yielded to its loop since then. */
-static inline struct lua_State *lbudget_enter(struct lua_State *L)
+/** Mark the start of a run of L's code on b's thread; pass the result to
+ * lbudget_leave_b. A nested run keeps the outer one's start: the worker
+ * has not yielded to its loop since then. */
+static inline struct lua_State *lbudget_enter_b(struct lbudget *b,
+                                                struct lua_State *L)
 {
-    struct lbudget *b = lbudget_cur;
-    if (b == NULL)
-        return NULL;
     struct lua_State *prev = atomic_load_explicit(&b->L, memory_order_relaxed);
     atomic_store_explicit(&b->L, L, memory_order_relaxed);
-    unsigned d = atomic_load_explicit(&b->depth, memory_order_relaxed);
-    atomic_store_explicit(&b->depth, d + 1, memory_order_relaxed);
-    if (d == 0)
+    if (prev == NULL) /* outermost */
         atomic_store_explicit(&b->seq,
                               atomic_load_explicit(&b->seq, memory_order_relaxed) + 1,
                               memory_order_relaxed);
@@ -69,21 +68,32 @@ static inline struct lua_State *lbudget_enter(struct lua_State *L)
 
 void lbudget_unhook(struct lbudget *b, struct lua_State *L);
 
-/** The run of L started by lbudget_enter (which returned prev) is over. */
-static inline void lbudget_leave(struct lua_State *L, struct lua_State *prev)
+/** The run of L started by lbudget_enter_b (which returned prev) is over. */
+static inline void lbudget_leave_b(struct lbudget *b, struct lua_State *L,
+                                   struct lua_State *prev)
 {
-    struct lbudget *b = lbudget_cur;
-    if (b == NULL)
-        return;
     atomic_store_explicit(&b->L, prev, memory_order_relaxed);
-    unsigned d = atomic_load_explicit(&b->depth, memory_order_relaxed) - 1;
-    atomic_store_explicit(&b->depth, d, memory_order_relaxed);
-    if (d == 0)
+    if (prev == NULL)
         atomic_store_explicit(&b->seq,
                               atomic_load_explicit(&b->seq, memory_order_relaxed) + 1,
                               memory_order_relaxed);
     if (atomic_load_explicit(&b->hooked, memory_order_relaxed) != NULL)
         lbudget_unhook(b, L); /* only after an overrun */
+}
+
+/** lbudget_enter_b on this thread's budget (none: nothing is marked). */
+static inline struct lua_State *lbudget_enter(struct lua_State *L)
+{
+    struct lbudget *b = lbudget_cur;
+    return b ? lbudget_enter_b(b, L) : NULL;
+}
+
+/** lbudget_leave_b on this thread's budget. */
+static inline void lbudget_leave(struct lua_State *L, struct lua_State *prev)
+{
+    struct lbudget *b = lbudget_cur;
+    if (b)
+        lbudget_leave_b(b, L, prev);
 }
 
 /** Install the signal handler (main thread, before workers start). */

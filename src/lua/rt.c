@@ -371,7 +371,19 @@ static int l_conn_stats(lua_State *L)
     return 1;
 }
 
+/* luring.core._untraced(...): returns its arguments. No LuaJIT trace can
+ * record a call of a C function: a trace that reaches one either stitches
+ * (ends, and a new trace starts after the call) or, when the results go on
+ * as a variable number of arguments, as in init.lua's fn(untraced(req)),
+ * just ends there and hands over to the interpreter (lj_ffrecord.c,
+ * recff_nyi). init.lua calls it between routing and the script's handler,
+ * which is marked not to be compiled: a trace that ran into the handler
+ * would abort instead, and after a few aborts LuaJIT blacklists the code
+ * where it started, luring's own (routing, the request table). */
+static int l_untraced(lua_State *L) { return lua_gettop(L); }
+
 static const luaL_Reg core_funcs[] = {
+    {"_untraced", l_untraced},
     {"sleep", l_sleep},
     {"now", l_now},
     {"log", l_log},
@@ -879,9 +891,9 @@ static void run(struct req *r, int nargs)
     struct lstate *ls = r->ls;
     unsigned refused = ls->mem.refused;
     w->cur = r;
-    lua_State *prev = lbudget_enter(ls->L);
+    lua_State *prev = lbudget_enter_b(&w->budget, ls->L);
     int st = lua_resume(co, nargs);
-    lbudget_leave(ls->L, prev);
+    lbudget_leave_b(&w->budget, ls->L, prev);
     w->cur = NULL;
     if (ls->mem.refused != refused || ls->mem.pressure)
         st = after_pressure(r, ls, st, ls->mem.refused != refused);
