@@ -362,9 +362,14 @@ int h1_parse_head(enum h1_kind kind, const char *p, size_t n, struct h1_head *h,
         size_t nl = i - ns;
         if (i < n && is_ows((unsigned char)p[i])) {
             /* RFC 9112 §5.1: a server rejects it; a proxy removes it
-             * from a response */
+             * from a response, but not from a field that frames it: who
+             * can say which length the origin meant */
             if (kind == H1_REQUEST)
                 FAIL(H1E_BAD, "whitespace between a field name and colon");
+            if (name_is(p + ns, nl, "content-length", 14) ||
+                name_is(p + ns, nl, "transfer-encoding", 17))
+                FAIL(H1E_BAD, "whitespace between a framing field's name "
+                              "and colon");
             while (i < n && is_ows((unsigned char)p[i]))
                 i++;
             h->ws_before_colon = true;

@@ -246,6 +246,8 @@ static void test_responses(void)
     CHECK_EQ(h.status, 103);
     CHECK_EQ(resp("HTTP/1.1 200 OK\r\nSet-Cookie : a=b\r\n\r\n", &h), 0);
     CHECK(h.ws_before_colon && h.fields[0].nlen == 10);
+    CHECK_EQ(resp("HTTP/1.1 200 OK\r\nTransfer-Encoding :chunked\r\n\r\n", &h), 400);
+    CHECK_EQ(resp("HTTP/1.1 200 OK\r\nContent-Length\t: 5\r\n\r\n", &h), 400);
     CHECK_EQ(resp("HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", &h),
              400);
     CHECK_EQ(resp("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n"

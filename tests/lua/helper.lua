@@ -20,7 +20,9 @@ local socket = require "socket"
 local M = {}
 
 M.BIN = os.getenv("LURING_BIN") or "build/luring"
-M.START_TIMEOUT = 5      -- seconds to wait for the server to accept connections
+M.START_TIMEOUT = 15     -- seconds to wait for the server to accept connections
+                         -- (a script whose main chunk builds megabytes runs it
+                         -- interpreted: the JIT is off for scripts, see lua_budget)
 M.STOP_TIMEOUT = 5       -- seconds to wait after SIGTERM before SIGKILL
 M.IO_TIMEOUT = 5         -- default per-operation socket timeout
 
