@@ -81,12 +81,16 @@ static int build_pass(void *arg, struct buf *out)
      * and X-Forwarded-For values twice at most, in the joined lines),
      * what is added, the body; so no append can fail half-way */
     if (buf_reserve(out, 2 * m->head.len + m->body.len + 512 +
-                             (po->host ? po->host_len : 0)) < 0)
+                             (po->host ? po->host_len : 0) +
+                             (po->target ? po->target_len : 0)) < 0)
         return -1;
     /* the request line: method and target as received, our version */
     buf_append(out, h + m->method_off, m->method_len);
     buf_append(out, " ", 1);
-    put_target(out, h + m->url_off, m->url_len);
+    if (po->target)
+        buf_append(out, po->target, po->target_len);
+    else
+        put_target(out, h + m->url_off, m->url_len);
     buf_append(out, " HTTP/1.1\r\n", 11);
     /* the client's Connection options name more hop-by-hop fields */
     const struct hdr *conn[MAX_CONN_FIELDS];

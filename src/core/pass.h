@@ -13,7 +13,9 @@ struct origin;
 struct req;
 
 struct pass_opts {
-    const char *host;   /* Host sent to the origin; NULL: the client's */
+    const char *target; /* request-target sent (origin-form); NULL: the
+                         * client's (cache:fetch passes its path) */
+    size_t target_len;    const char *host;   /* Host sent to the origin; NULL: the client's */
     size_t host_len;
     bool via;           /* append "Via: 1.x luring" (RFC 9110 §7.6.3) */
     bool xff;           /* append the client to X-Forwarded-For */

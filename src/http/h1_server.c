@@ -1033,6 +1033,7 @@ struct conn *h1_accept(struct h1_server *srv, int fd, unsigned listener)
     c->listener = listener;
     c->msg = NULL;
     c->in.len = 0;
+    c->peer[0] = 0;
     http_conn_init(c);
     srv->nconns++;
     arm_recv(c);
@@ -1114,23 +1115,41 @@ void h1_server_free(struct h1_server *srv)
     budget_flush(&srv->budget);
 }
 
-int h1_peer(const struct h1_msg *m, char *addr, size_t n, int *port)
+/* The peer of c, into c->peer (once per connection). 0, or -1. */
+static int peer_lookup(struct conn *c)
 {
-    if (m->c == NULL || m->c->s.fd < 0)
-        return -1;
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
-    if (getpeername(m->c->s.fd, (struct sockaddr *)&ss, &sl) < 0)
+    if (getpeername(c->s.fd, (struct sockaddr *)&ss, &sl) < 0)
         return -1;
     if (ss.ss_family == AF_INET) {
         const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
-        *port = ntohs(a->sin_port);
-        return inet_ntop(AF_INET, &a->sin_addr, addr, (socklen_t)n) ? 0 : -1;
+        c->peer_port = ntohs(a->sin_port);
+        return inet_ntop(AF_INET, &a->sin_addr, c->peer, sizeof c->peer)
+                   ? 0 : -1;
     }
     if (ss.ss_family == AF_INET6) {
         const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
-        *port = ntohs(a->sin6_port);
-        return inet_ntop(AF_INET6, &a->sin6_addr, addr, (socklen_t)n) ? 0 : -1;
+        c->peer_port = ntohs(a->sin6_port);
+        return inet_ntop(AF_INET6, &a->sin6_addr, c->peer, sizeof c->peer)
+                   ? 0 : -1;
     }
     return -1;
+}
+
+int h1_peer(const struct h1_msg *m, char *addr, size_t n, int *port)
+{
+    struct conn *c = m->c;
+    if (c == NULL || c->s.fd < 0)
+        return -1;
+    if (c->peer[0] == 0 && peer_lookup(c) < 0) {
+        c->peer[0] = 0;
+        return -1;
+    }
+    size_t len = strlen(c->peer);
+    if (len >= n)
+        return -1;
+    memcpy(addr, c->peer, len + 1);
+    *port = c->peer_port;
+    return 0;
 }

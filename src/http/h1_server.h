@@ -73,6 +73,10 @@ struct conn {
     struct conn *next_rearm;  /* rearm list (CF_RECV_REARM) */
     struct conn *next_wait;   /* budget list (CF_BUDGET_WAIT) */
     struct conn *next_free;
+    /* the client's address and port as text, read on first use (h1_peer:
+     * one getpeername per connection, not per request); "" until then */
+    char peer[46];
+    uint16_t peer_port;
 };
 
 /* What the HTTP layer needs from the layers above it (filled by the worker

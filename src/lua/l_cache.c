@@ -1,7 +1,8 @@
 /* l_cache.c - Lua bindings for caches and origins:
  *   luring.cache{ name, max_bytes, max_objects, ttl }   -> cache
  *   luring.origin{ name, url | root, timeouts, keepalive } -> origin
- *   cache:fetch(req, key, origin [, path])  serve hit / join fill / fill
+ *   cache:fetch(req, key, origin [, path | opts])  hit / join fill / fill,
+ *                                           or pass (method, Cookie, ...)
  *   origin:fetch(path)                      -> status, headers, body
  *   luring.proxy(req, origin [, opts])      pass the request through
  *   cache:stats(), cache:purge(key), origin:stats()
@@ -188,6 +189,26 @@ static void set_hooks(lua_State *L, const char *name)
 
 /* ==== caches ==== */
 
+/* t[k] as "pass" (false) or "lookup" (true), def when absent: what
+ * cache:fetch does with a request carrying Cookie or Authorization. */
+static bool opt_mode(lua_State *L, int t, const char *k, bool def,
+                     const char *who)
+{
+    lua_getfield(L, t, k);
+    bool v = def;
+    if (!lua_isnil(L, -1)) {
+        const char *s = lua_isstring(L, -1) ? lua_tostring(L, -1) : "";
+        if (strcmp(s, "pass") == 0)
+            v = false;
+        else if (strcmp(s, "lookup") == 0)
+            v = true;
+        else
+            luaL_error(L, "%s: %s must be \"pass\" or \"lookup\"", who, k);
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
 static struct cache *check_cache(lua_State *L, int idx)
 {
     struct cache **pc = luaL_checkudata(L, idx, CACHE_MT);
@@ -210,6 +231,8 @@ static int l_cache_new(lua_State *L)
     int64_t ttl_ms = ttl_fn ? 60000 : (int64_t)(opt_num(L, 1, "ttl", 60, MAX_SECONDS) * 1000);
     int64_t hfm_ms =
         (int64_t)(opt_range(L, 1, "hit_for_miss", 120, true, MAX_SECONDS) * 1000);
+    bool lk_cookie = opt_mode(L, 1, "cookie", false, "luring.cache");
+    bool lk_auth = opt_mode(L, 1, "authorization", false, "luring.cache");
     set_hooks(L, name);
     struct cache **pc = lua_newuserdata(L, sizeof *pc);
     *pc = NULL;
@@ -234,6 +257,8 @@ static int l_cache_new(lua_State *L)
                                 err, sizeof err) < 0)
                 return luaL_error(L, "luring.cache %s: %s", name, err);
             c->hfm_ms = hfm_ms;
+            c->lookup_cookie = lk_cookie;
+            c->lookup_auth = lk_auth;
             *pc = c;
             return 1;
         }
@@ -249,6 +274,8 @@ static int l_cache_new(lua_State *L)
     c->decide = lua_decide;
     c->decide_ctx = w;
     c->hfm_ms = hfm_ms;
+    c->lookup_cookie = lk_cookie;
+    c->lookup_auth = lk_auth;
     *pc = c;
     return 1;
 }
@@ -359,6 +386,24 @@ static int fetch_alone(struct req *r, struct cache *c, struct origin *o,
     return 0;
 }
 
+static struct cache *scratch_cache(lua_State *L, struct lrt *w);
+
+/* Whether cache:fetch passes r instead of looking it up (RFC 9111 §3, and
+ * Varnish's builtin vcl_recv): only GET and HEAD are looked up or stored;
+ * a request with Cookie or Authorization passes unless the cache (or this
+ * call) says "lookup". A passed request reaches the origin as luring.proxy
+ * sends it, credentials and body included, and its response is never
+ * stored nor shared. */
+static bool must_pass(const struct req *r, bool lk_cookie, bool lk_auth)
+{
+    size_t n;
+    if (r->m.method != H1_M_GET && r->m.method != H1_M_HEAD)
+        return true;
+    if (!lk_cookie && h1_header(&r->m, "cookie", 6, &n) != NULL)
+        return true;
+    return !lk_auth && has_authorization(r);
+}
+
 static int l_cache_fetch(lua_State *L)
 {
     struct cache *c = check_cache(L, 1);
@@ -366,7 +411,19 @@ static int l_cache_fetch(lua_State *L)
     size_t klen, plen;
     const char *key = luaL_checklstring(L, 3, &klen);
     struct origin *o = check_origin(L, 4);
-    const char *path = luaL_optlstring(L, 5, key, &plen);
+    const char *path = key;
+    plen = klen;
+    bool lk_cookie = c->lookup_cookie, lk_auth = c->lookup_auth;
+    if (lua_istable(L, 5)) { /* { path =, cookie =, authorization = } */
+        lua_getfield(L, 5, "path");
+        if (!lua_isnil(L, -1))
+            path = luaL_checklstring(L, -1, &plen); /* the table holds it */
+        lua_pop(L, 1);
+        lk_cookie = opt_mode(L, 5, "cookie", lk_cookie, "fetch");
+        lk_auth = opt_mode(L, 5, "authorization", lk_auth, "fetch");
+    } else {
+        path = luaL_optlstring(L, 5, key, &plen);
+    }
     if (r->m.head_sent)
         return luaL_error(L, "fetch: the response has already started");
     if (r->m.c == NULL) {
@@ -375,6 +432,33 @@ static int l_cache_fetch(lua_State *L)
         return 2;
     }
     struct lrt *w = lrt_current();
+    if (o->kind != ORIGIN_HTTP) { /* a file origin only reads: */
+        lk_cookie = lk_auth = true; /* no credentials to forward */
+        if (must_pass(r, true, true)) {
+            serve_error(r, 405);
+            lua_pushboolean(L, 1);
+            return 1;
+        }
+    }
+    if (must_pass(r, lk_cookie, lk_auth)) {
+        if (r->m.method == H1_M_CONNECT) { /* a tunnel: not supported */
+            serve_error(r, 501);
+            lua_pushboolean(L, 1);
+            return 1;
+        }
+        for (size_t i = 0; i < plen; i++) /* a request-target (RFC 9112 §3.2) */
+            if ((unsigned char)path[i] <= 0x20 || (unsigned char)path[i] >= 0x7f)
+                return luaL_error(L, "fetch: the path must be visible ASCII");
+        if (plen == 0 || path[0] != '/')
+            return luaL_error(L, "fetch: the path must start with /");
+        c->st.passes++;
+        struct pass_opts po = { .target = path, .target_len = plen,
+                                .via = true, .xff = true, .xfp = true };
+        if (pass_start(r, o, scratch_cache(L, w), &po) < 0)
+            return luaL_error(L, "fetch: out of memory");
+        r->xcache = "PASS";
+        return wait_sub(L, r);
+    }
     struct cache_obj *obj = cache_lookup(c, key, klen, loop_now(w->loop));
     if (obj && obj->hfm) {
         c->st.hit_for_miss++;
@@ -426,11 +510,12 @@ void lcache_refetch(struct req *r)
 static int l_cache_stats(lua_State *L)
 {
     struct cache *c = check_cache(L, 1);
-    lua_createtable(L, 0, 17);
+    lua_createtable(L, 0, 18);
 #define F(k, v) (lua_pushnumber(L, (lua_Number)(v)), lua_setfield(L, -2, k))
     F("hits", c->st.hits);
     F("hit_for_miss", c->st.hit_for_miss);
     F("released", c->st.released);
+    F("passes", c->st.passes);
     F("misses", c->st.misses);
     F("coalesced", c->st.coalesced);
     F("fills", c->st.fills);
@@ -529,8 +614,6 @@ static int l_origin_new(lua_State *L)
     *po = o;
     return 1;
 }
-
-static struct cache *scratch_cache(lua_State *L, struct lrt *w);
 
 static int l_origin_fetch(lua_State *L)
 {

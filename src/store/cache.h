@@ -85,6 +85,8 @@ struct cache_stats {
     uint64_t hit_for_miss; /* requests that found a hit-for-miss marker */
     uint64_t released;     /* coalesced requests sent to fetch on their own
                             * because the fill was not shareable */
+    uint64_t passes;       /* requests passed to the origin without a lookup
+                            * (method, Cookie, Authorization: lua/l_cache.c) */
 };
 
 struct cache;
@@ -105,6 +107,8 @@ struct cache {
     size_t max_bytes, max_objects;
     int64_t ttl_ms;       /* default TTL when the origin gives none */
     int64_t hfm_ms;       /* hit-for-miss marker lifetime; 0: no markers */
+    bool lookup_cookie;   /* requests with Cookie are looked up (else passed) */
+    bool lookup_auth;     /* requests with Authorization are looked up */
     size_t bytes, nobj;   /* charged bytes (all live objects), indexed objects */
     struct cache_obj **buckets;
     unsigned nbuckets;

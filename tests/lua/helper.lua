@@ -182,15 +182,20 @@ local live_servers = {}
 -- Does not wait for readiness.
 -- Start argv (program first) under RUNNER in dir: its output goes to
 -- dir/stdout and dir/stderr, its pid to dir/pid and its exit status to
--- dir/rc (stale ones from an earlier run are removed first).  Returns the
+-- dir/rc (stale ones from an earlier run are removed first), with the
+-- variables of env (name -> value) added to its environment.  Returns the
 -- pid; raises if it did not start within 5 s.
-function M.spawn(dir, argv)
+function M.spawn(dir, argv, env)
   local runner = dir .. "/runner.sh"
   writefile(runner, RUNNER)
   os.remove(dir .. "/pid")
   os.remove(dir .. "/rc")
-  local cmd = { "sh", shquote(runner), shquote(dir .. "/pid"), shquote(dir .. "/rc"),
-                shquote(dir .. "/stdout"), shquote(dir .. "/stderr"), tostring(self_pid()) }
+  local cmd = { "env" }
+  for k, v in pairs(env or {}) do cmd[#cmd + 1] = shquote(k .. "=" .. v) end
+  for _, a in ipairs{ "sh", shquote(runner), shquote(dir .. "/pid"), shquote(dir .. "/rc"),
+                shquote(dir .. "/stdout"), shquote(dir .. "/stderr"), tostring(self_pid()) } do
+    cmd[#cmd + 1] = a
+  end
   for _, a in ipairs(argv) do cmd[#cmd + 1] = shquote(a) end
   os.execute(table.concat(cmd, " ") .. " >/dev/null 2>&1 </dev/null &")
   local pid = M.wait_until(function()
@@ -221,6 +226,7 @@ end
 --   opts.listen    force passing --listen 127.0.0.1:<port> (default: see above)
 --   opts.port      use this port (readiness is polled on it) instead of a free one
 --   opts.timeout   readiness timeout (default M.START_TIMEOUT)
+--   opts.env       environment variables to add ({ ORIGIN = "http://..." })
 function M.start(source, opts)
   opts = opts or {}
   local dir = mktempdir()
@@ -244,7 +250,7 @@ function M.start(source, opts)
     argv[#argv + 1] = addr
   end
   argv[#argv + 1] = script
-  local pid = M.spawn(dir, { abs_path(M.BIN), unpack(argv) })
+  local pid = M.spawn(dir, { abs_path(M.BIN), unpack(argv) }, opts.env)
   local self = setmetatable({ _dir = dir, _port = port, _pid = pid, _script = script,
                               _argv = argv }, Server)
   live_servers[self] = true
