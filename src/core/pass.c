@@ -19,7 +19,6 @@
 #include <string.h>
 #include <strings.h>
 
-#define MAX_CONN_FIELDS 8 /* Connection field lines looked at */
 
 struct pass_ctx {
     const struct req *r;
@@ -93,17 +92,12 @@ static int build_pass(void *arg, struct buf *out)
         put_target(out, h + m->url_off, m->url_len);
     buf_append(out, " HTTP/1.1\r\n", 11);
     /* the client's Connection options name more hop-by-hop fields */
-    const struct hdr *conn[MAX_CONN_FIELDS];
-    unsigned nconn = 0;
     bool has_host = false, framed = m->content_length >= 0;
-    for (unsigned i = 0; i < m->nhdrs; i++) {
-        const struct hdr *f = &m->hdrs[i];
-        if (NAME_IS(h + f->name, f->nlen, "connection") &&
-            nconn < MAX_CONN_FIELDS)
-            conn[nconn++] = f;
-        else if (NAME_IS(h + f->name, f->nlen, "transfer-encoding"))
+    for (unsigned i = 0; i < m->nhdrs; i++)
+        if (NAME_IS(h + m->hdrs[i].name, m->hdrs[i].nlen, "transfer-encoding"))
             framed = true;
-    }
+    struct h1_conn_names cn;
+    h1_conn_names(&cn, h, m->hdrs, m->nhdrs);
     for (unsigned i = 0; i < m->nhdrs; i++) {
         const struct hdr *f = &m->hdrs[i];
         const char *n = h + f->name;
@@ -119,10 +113,7 @@ static int build_pass(void *arg, struct buf *out)
             if (po->host)
                 continue;
         }
-        bool named = false;
-        for (unsigned k = 0; k < nconn && !named; k++)
-            named = h1_list_has(h + conn[k]->val, conn[k]->vlen, n, nl);
-        if (named)
+        if (h1_conn_named(&cn, h, m->hdrs, m->nhdrs, n, nl))
             continue;
         buf_append(out, n, nl);
         buf_append(out, ": ", 2);

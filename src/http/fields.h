@@ -7,8 +7,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+/* tchar by byte value: 1 for ALPHA / DIGIT / "!#$%&'*+-.^_`|~". */
+extern const unsigned char field_tchar[256];
+
 /** tchar (RFC 9110 §5.6.2): ALPHA / DIGIT / "!#$%&'*+-.^_`|~". */
-bool field_is_tchar(unsigned char ch);
+static inline bool field_is_tchar(unsigned char ch) { return field_tchar[ch]; }
 /** token = 1*tchar: false for an empty string. */
 bool field_is_token(const char *s, size_t n);
 

@@ -43,37 +43,40 @@ enum h1_scan_res h1_scan(struct h1_scan *s, const char *p, size_t n,
                          size_t *end)
 {
     size_t i = s->off;
-    uint32_t line = s->line;
-    bool cr = s->cr;
     enum h1_scan_res res = H1S_MORE;
     while (i < n) {
-        unsigned char ch = (unsigned char)p[i++];
-        if (cr) {
-            if (ch != '\n') {
-                res = H1S_BAD; /* a bare CR */
+        if (!s->cr) {
+            /* up to the next CR, in which no LF may come (a bare LF);
+             * memchr goes a word or a vector at a time */
+            const char *cr = memchr(p + i, '\r', n - i);
+            size_t stop = cr ? (size_t)(cr - p) : n;
+            if (memchr(p + i, '\n', stop - i)) {
+                res = H1S_BAD;
                 break;
             }
-            cr = false;
-            if (line == 0 && s->started) {
-                *end = i;
-                res = H1S_DONE;
+            s->line += (uint32_t)(stop - i);
+            i = stop;
+            if (cr == NULL)
                 break;
-            }
-            if (line)
-                s->started = true;
-            line = 0;
-        } else if (ch == '\r') {
-            cr = true;
-        } else if (ch == '\n') {
-            res = H1S_BAD; /* a bare LF */
-            break;
-        } else {
-            line++;
+            s->cr = true;
+            if (++i == n)
+                break;
         }
+        if (p[i++] != '\n') {
+            res = H1S_BAD; /* a bare CR */
+            break;
+        }
+        s->cr = false;
+        if (s->line == 0 && s->started) {
+            *end = i;
+            res = H1S_DONE;
+            break;
+        }
+        if (s->line)
+            s->started = true;
+        s->line = 0;
     }
     s->off = (uint32_t)i;
-    s->line = line;
-    s->cr = cr;
     return res;
 }
 
@@ -124,6 +127,48 @@ bool h1_list_has(const char *v, size_t n, const char *tok, size_t tlen)
     size_t elen;
     while (list_next(v, n, &pos, &e, &elen))
         if (elen == tlen && strncasecmp(e, tok, tlen) == 0)
+            return true;
+    return false;
+}
+
+void h1_conn_names(struct h1_conn_names *cn, const char *head,
+                   const struct hdr *f, unsigned nf)
+{
+    cn->n = 0;
+    cn->many = false;
+    for (unsigned i = 0; i < nf; i++) {
+        if (f[i].nlen != 10 || strncasecmp(head + f[i].name, "connection", 10))
+            continue;
+        size_t pos = 0;
+        const char *e;
+        size_t elen;
+        while (list_next(head + f[i].val, f[i].vlen, &pos, &e, &elen)) {
+            if (elen == 0 || (elen == 10 && !strncasecmp(e, "keep-alive", 10)) ||
+                (elen == 5 && !strncasecmp(e, "close", 5)))
+                continue;
+            if (cn->n == sizeof cn->tok / sizeof cn->tok[0]) {
+                cn->many = true;
+                continue;
+            }
+            cn->tok[cn->n].p = e;
+            cn->tok[cn->n++].len = (uint32_t)elen;
+        }
+    }
+}
+
+bool h1_conn_named(const struct h1_conn_names *cn, const char *head,
+                   const struct hdr *f, unsigned nf, const char *name,
+                   size_t nl)
+{
+    for (unsigned k = 0; k < cn->n; k++)
+        if (cn->tok[k].len == nl && strncasecmp(cn->tok[k].p, name, nl) == 0)
+            return true;
+    if (!cn->many)
+        return false;
+    for (unsigned i = 0; i < nf; i++) /* rare: look in every list */
+        if (f[i].nlen == 10 &&
+            !strncasecmp(head + f[i].name, "connection", 10) &&
+            h1_list_has(head + f[i].val, f[i].vlen, name, nl))
             return true;
     return false;
 }

@@ -145,6 +145,23 @@ int64_t h1_content_length(const char *v, size_t n);
  * field value (case-insensitively; RFC 9110 §5.6.1)? */
 bool h1_list_has(const char *v, size_t n, const char *tok, size_t tlen);
 
+/* The field names a message's Connection fields list (RFC 9110 §7.6.1),
+ * "keep-alive" and "close" left out (they name no field anyone sends):
+ * for the usual Connection value the set is empty. */
+struct h1_conn_names {
+    struct { const char *p; uint32_t len; } tok[16];
+    unsigned n;
+    bool many; /* more names than tok holds */
+};
+
+/** Collect the names of the Connection fields among f[0..nf) of head. */
+void h1_conn_names(struct h1_conn_names *cn, const char *head,
+                   const struct hdr *f, unsigned nf);
+/** Is the field named name[0..nl) one of them (case-insensitively)? */
+bool h1_conn_named(const struct h1_conn_names *cn, const char *head,
+                   const struct hdr *f, unsigned nf, const char *name,
+                   size_t nl);
+
 /* ==== the chunked transfer coding (RFC 9112 §7.1) ==== */
 
 struct h1_chunked {

@@ -183,6 +183,31 @@ static void test_fields(void)
     CHECK(h.upgrade && !h.keep_alive);
 }
 
+/* RFC 9110 §7.6.1: the fields a Connection field names */
+static void test_connection_names(void)
+{
+    struct h1_head h;
+    const char *s = "GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, X-A\r\n"
+                    "X-A: 1\r\nX-B: 2\r\nconnection: close ,x-b\r\n\r\n";
+    REQUIRE(req(s, &h) == 0);
+    struct h1_conn_names cn;
+    h1_conn_names(&cn, s, h.fields, h.nfields);
+    CHECK_EQ(cn.n, 2);
+    CHECK(h1_conn_named(&cn, s, h.fields, h.nfields, "x-a", 3));
+    CHECK(h1_conn_named(&cn, s, h.fields, h.nfields, "X-B", 3));
+    CHECK(!h1_conn_named(&cn, s, h.fields, h.nfields, "Host", 4));
+    /* keep-alive and close are left out: they name no field */
+    CHECK(!h1_conn_named(&cn, s, h.fields, h.nfields, "close", 5));
+    /* more names than the set holds: found by looking at the lists */
+    const char *m = "GET / HTTP/1.1\r\nHost: x\r\nConnection: a1,a2,a3,a4,a5,a6,a7,"
+                    "a8,a9,a10,a11,a12,a13,a14,a15,a16,a17,a18\r\n\r\n";
+    REQUIRE(req(m, &h) == 0);
+    h1_conn_names(&cn, m, h.fields, h.nfields);
+    CHECK(cn.many);
+    CHECK(h1_conn_named(&cn, m, h.fields, h.nfields, "a18", 3));
+    CHECK(!h1_conn_named(&cn, m, h.fields, h.nfields, "a19", 3));
+}
+
 /* §6.3: exactly one body length, or a rejection */
 static void test_framing(void)
 {
@@ -371,6 +396,7 @@ int main(void)
     TEST(test_request_line);
     TEST(test_line_ends);
     TEST(test_fields);
+    TEST(test_connection_names);
     TEST(test_framing);
     TEST(test_responses);
     TEST(test_chunked);

@@ -368,10 +368,14 @@ describe("luring.proxy", function()
     assert(body == helper.payload(BIG, "big"), "body differs")
     local after = rss_kb(pid)
     if os.getenv("PROXY_SPEC_VERBOSE") then print("rss KiB", before, during, after) end
-    assert((during - before) < 8 * 1024,
-           ("RSS grew by %d KiB while the client stalled"):format(during - before))
-    assert((after - before) < 12 * 1024,
-           ("RSS grew by %d KiB over the transfer"):format(after - before))
+    -- RSS says nothing under AddressSanitizer (its quarantine keeps freed
+    -- chunks): the bound is checked in the plain build
+    if not helper.sanitized() then
+      assert((during - before) < 8 * 1024,
+             ("RSS grew by %d KiB while the client stalled"):format(during - before))
+      assert((after - before) < 12 * 1024,
+             ("RSS grew by %d KiB over the transfer"):format(after - before))
+    end
   end)
 
   it("ends the origin fetch when the client leaves mid-body, and goes on (RFC 9112 §9.6)", function()
