@@ -94,7 +94,7 @@ local req_mt = core._req_mt
 -- generation (see lrt_check_req). One constructor, so LuaJIT copies a
 -- template that has every key in place instead of inserting them one by one.
 local function handle(a, r, gen, m, path, query, minor)
-    local method = METHODS[m]
+    local method = METHODS[m] or m
     local fn, params = a.router:match(method, path)
     if not fn then
         return 404, not_found_headers, "Not Found\n"

@@ -1,18 +1,22 @@
 /* h1_client.h - the response side of an HTTP/1.1 origin connection: parses
  * an origin's response (status line, header fields, body framing:
  * Content-Length, chunked or close-delimited) and hands each part to its
- * owner through h1_client_ops. The only user of the parser library outside
- * h1_server. What to forward and what to cache is the owner's business
+ * owner through h1_client_ops. Parsed as strictly as requests
+ * (h1_parse.h): a response whose framing is ambiguous is an error, never
+ * guessed at. What to forward and what to cache is the owner's business
  * (core/origin.c, core/fetch.c). */
 #ifndef LURING_H1_CLIENT_H
 #define LURING_H1_CLIENT_H
 
-#include <http_parser.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "base/buf.h"
+#include "http/h1_parse.h"
+
+#define H1_RESP_MAX_FIELDS 128    /* field lines in a response head */
+#define H1_RESP_MAX_HEAD (64 * 1024) /* bytes of a response head */
 
 struct h1_client_ops {
     /** One header field: the name is a token (whitespace before the colon
@@ -30,10 +34,15 @@ struct h1_client_ops {
 };
 
 struct h1_resp {
-    http_parser p;
-    struct buf hname, hval; /* the field being parsed */
-    bool in_value;
-    bool bad_name;          /* a field name that is not a token */
+    uint8_t state;          /* head, body by length, chunked, close, done */
+    bool head_request;      /* set after init: the request was HEAD */
+    bool keep_alive;
+    struct h1_scan scan;
+    struct buf head;        /* a head that came in pieces */
+    struct hdr fields[H1_RESP_MAX_FIELDS];
+    int64_t left;           /* body bytes still to come (by length) */
+    struct h1_chunked chunk;
+    const char *why;        /* after H1_ERROR */
     const struct h1_client_ops *ops;
     void *owner;
 };

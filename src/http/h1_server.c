@@ -1,4 +1,4 @@
-/* h1_server.c - HTTP/1.1 on http_parser: request parsing with limits, pipelining
+/* h1_server.c - HTTP/1.1 on h1_parse: strict request parsing with limits, pipelining
  * (one request handled at a time, responses in order), keep-alive, error
  * responses, and response framing (Content-Length or chunked). */
 #define _GNU_SOURCE
@@ -24,8 +24,6 @@
 #define IN_LIMIT  (64 * 1024)  /* buffered pipelined input before pausing */
 #define LINGER_MS 2000         /* lingering close: wait this long for EOF */
 #define KEEP_IN   (16 * 1024)  /* input buffer kept across connections */
-
-static const http_parser_settings settings;
 
 /* ==== status lines ==== */
 
@@ -116,204 +114,208 @@ static void http_error(struct conn *c, int status)
                      "Connection: close\r\n\r\n%s\n",
                      status, reason, c->srv->date, strlen(reason) + 1, reason);
     outq_copy(&c->out, hdr, (size_t)n);
-    c->flags &= (uint16_t)~(CF_IN_HEAD | CF_MSG_DONE);
+    c->flags &= (uint16_t)~CF_IN_HEAD;
     c->state = CS_DRAINING;
     update_timer(c, true);
 }
 
-/* ==== parser callbacks ==== */
+/* ==== parsing requests (h1_parse.h) ==== */
 
-static int on_message_begin(http_parser *p)
-{
-    struct conn *c = p->data;
-    struct h1_msg *m = c->srv->ops->request(c->srv->w);
-    if (m == NULL)
-        return -1;
-    m->c = c;
-    m->srv = c->srv;
-    m->listener = c->listener;
-    c->msg = m;
-    c->flags |= CF_IN_HEAD;
-    update_timer(c, false);
-    return 0;
-}
-
-static int on_url(http_parser *p, const char *at, size_t n)
-{
-    struct conn *c = p->data;
-    struct h1_msg *m = c->msg;
-    if (m->url_len + n > c->srv->cfg->max_uri_size) {
-        m->status = 414;
-        return -1;
-    }
-    if (buf_append(&m->head, at, n) < 0)
-        return -1;
-    m->url_len += (uint32_t)n;
-    return 0;
-}
-
-static int count_head(struct conn *c, size_t n)
-{
-    struct h1_msg *m = c->msg;
-    m->head_bytes += n;
-    if (m->head_bytes > c->srv->cfg->max_header_size) {
-        m->status = 431;
-        return -1;
-    }
-    return 0;
-}
-
-static int on_header_field(http_parser *p, const char *at, size_t n)
-{
-    struct conn *c = p->data;
-    struct h1_msg *m = c->msg;
-    if (count_head(c, n) < 0)
-        return -1;
-    if (m->last_was_value || m->nhdrs == 0) { /* a new header starts */
-        if (m->nhdrs == H1_MAX_HEADERS) {
-            m->status = 431;
-            return -1;
-        }
-        struct hdr *h = &m->hdrs[m->nhdrs++];
-        h->name = (uint32_t)m->head.len;
-        h->nlen = 0;
-        h->val = 0;
-        h->vlen = UINT32_MAX; /* no value yet */
-        m->head_bytes += 4;   /* ": " and CRLF */
-        m->last_was_value = false;
-    }
-    if (buf_append(&m->head, at, n) < 0)
-        return -1;
-    m->hdrs[m->nhdrs - 1].nlen += (uint32_t)n;
-    return 0;
-}
-
-static int on_header_value(http_parser *p, const char *at, size_t n)
-{
-    struct conn *c = p->data;
-    struct h1_msg *m = c->msg;
-    if (m->nhdrs == 0 || count_head(c, n) < 0)
-        return -1;
-    struct hdr *h = &m->hdrs[m->nhdrs - 1];
-    if (!m->last_was_value) {
-        h->val = (uint32_t)m->head.len;
-        h->vlen = 0;
-        m->last_was_value = true;
-    }
-    if (buf_append(&m->head, at, n) < 0)
-        return -1;
-    h->vlen += (uint32_t)n;
-    return 0;
-}
-
-static bool value_is(const char *v, size_t vlen, const char *want)
-{
-    while (vlen && (*v == ' ' || *v == '\t'))
-        v++, vlen--;
-    while (vlen && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
-        vlen--;
-    return vlen == strlen(want) && strncasecmp(v, want, vlen) == 0;
-}
-
-static int on_headers_complete(http_parser *p)
-{
-    struct conn *c = p->data;
-    struct h1_msg *m = c->msg;
-    const struct config *cfg = c->srv->cfg;
-
-    if (p->http_major != 1 || p->http_minor > 1) {
-        m->status = 505;
-        return -1;
-    }
-    size_t vlen;
-    const char *te = h1_header(m, "transfer-encoding", 17, &vlen);
-    if (te && !value_is(te, vlen, "chunked")) {
-        m->status = 501;
-        return -1;
-    }
-    m->content_length = -1;
-    if (!(p->flags & F_CHUNKED) && p->content_length != ULLONG_MAX) {
-        if (p->content_length > cfg->max_body_size) {
-            m->status = 413;
-            return -1;
-        }
-        m->content_length = (int64_t)p->content_length;
-    }
-    m->method = (uint8_t)p->method;
-    m->http_minor = (uint8_t)p->http_minor;
-    m->is_head = p->method == HTTP_HEAD;
-    m->keep_alive = http_should_keep_alive(p) && !p->upgrade;
-
-    const char *ex = h1_header(m, "expect", 6, &vlen);
-    bool has_body = (p->flags & F_CHUNKED) || m->content_length > 0;
-    if (ex && value_is(ex, vlen, "100-continue") && p->http_minor == 1 &&
-        has_body) {
-        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-        outq_copy(&c->out, cont, sizeof cont - 1);
-    }
-    c->flags &= (uint16_t)~CF_IN_HEAD;
-    update_timer(c, true);
-    return 0;
-}
-
-static int on_body(http_parser *p, const char *at, size_t n)
-{
-    struct conn *c = p->data;
-    struct h1_msg *m = c->msg;
-    if (m->body.len + n > c->srv->cfg->max_body_size) {
-        m->status = 413;
-        return -1;
-    }
-    if (buf_append(&m->body, at, n) < 0)
-        return -1;
-    update_timer(c, true);
-    return 0;
-}
-
-static int on_message_complete(http_parser *p)
-{
-    struct conn *c = p->data;
-    c->flags |= CF_MSG_DONE;
-    http_parser_pause(p, 1); /* one request at a time: responses in order */
-    return 0;
-}
-
-static const http_parser_settings settings = {
-    .on_message_begin = on_message_begin,
-    .on_url = on_url,
-    .on_header_field = on_header_field,
-    .on_header_value = on_header_value,
-    .on_headers_complete = on_headers_complete,
-    .on_body = on_body,
-    .on_message_complete = on_message_complete,
-};
-
-/* ==== input ==== */
+/* Where a connection is in the request it parses. */
+enum { RS_HEAD, RS_LENGTH, RS_CHUNKED };
 
 void http_conn_init(struct conn *c)
 {
-    http_parser_init(&c->parser, HTTP_REQUEST);
-    c->parser.data = c;
+    c->rstate = RS_HEAD;
+    h1_scan_init(&c->scan);
+    c->body_left = 0;
 }
 
-static int parse_error_status(struct conn *c, enum http_errno e)
+/* The longest head accepted: the request line (method, target, version)
+ * and the field lines. */
+static size_t head_limit(const struct config *cfg)
 {
-    if (c->msg && c->msg->status)
-        return c->msg->status; /* set by a callback: 413, 414, 431, ... */
-    switch (e) {
-    case HPE_HEADER_OVERFLOW: return 431;
-    case HPE_INVALID_TRANSFER_ENCODING: return 501;
-    case HPE_INVALID_VERSION: return 505;
-    default: return 400;
-    }
+    return cfg->max_uri_size + cfg->max_header_size + 64;
+}
+
+/* Input is paused above this much buffered: at least a whole head. */
+static size_t in_limit(const struct config *cfg)
+{
+    size_t h = head_limit(cfg) + 1024;
+    return h > IN_LIMIT ? h : IN_LIMIT;
 }
 
 static void run_request(struct conn *c)
 {
     struct h1_msg *m = c->msg;
+    c->rstate = RS_HEAD;
     c->state = CS_HANDLING;
     update_timer(c, false);
     c->srv->ops->run(m); /* may finish at once (http_response_done) */
+}
+
+/* The head p[0..n) is complete: parse it into a new exchange. 0, or an
+ * HTTP status to answer with. */
+static int take_head(struct conn *c, const char *p, size_t n)
+{
+    const struct config *cfg = c->srv->cfg;
+    struct h1_msg *m = c->srv->ops->request(c->srv->w);
+    if (m == NULL) {
+        log_err("out of memory for a request");
+        return 503;
+    }
+    m->c = c;
+    m->srv = c->srv;
+    m->listener = c->listener;
+    c->msg = m;
+    if (buf_append(&m->head, p, n) < 0) {
+        log_err("out of memory for a request head");
+        return 503;
+    }
+    struct h1_head h;
+    h.fields = m->hdrs;
+    h.max_fields = H1_MAX_HEADERS;
+    const char *why;
+    int e = h1_parse_head(H1_REQUEST, m->head.data, n, &h, cfg->max_uri_size,
+                          false, &why);
+    m->nhdrs = h.nfields;
+    if (e) {
+        log_info("request rejected with %d: %s", e, why);
+        return e;
+    }
+    /* the field lines, without the request line, against their limit */
+    size_t fields = n - (h.target + h.target_len + 11);
+    if (fields > cfg->max_header_size) {
+        log_info("request rejected with 431: %zu bytes of field lines",
+                 fields);
+        return 431;
+    }
+    m->method = h.method;
+    m->method_off = h.method_off;
+    m->method_len = h.method_len;
+    m->url_off = h.target;
+    m->url_len = h.target_len;
+    if (h.method != H1_M_CONNECT && m->head.data[h.target] != '/' &&
+        h.target_len > 1) {
+        /* absolute-form (RFC 9112 §3.2.2): routed by its path and query
+         * (the authority is after "://"; an empty path is "/") */
+        const char *t = m->head.data + h.target, *te = t + h.target_len;
+        const char *a = (const char *)memchr(t, ':', h.target_len) + 3;
+        const char *q = a;
+        while (q < te && *q != '/' && *q != '?')
+            q++;
+        m->url_off = (uint32_t)(q - m->head.data);
+        m->url_len = (uint32_t)(te - q);
+    }
+    m->http_minor = h.minor;
+    m->is_head = h.method == H1_M_HEAD;
+    m->keep_alive = h.keep_alive;
+    m->content_length = -1;
+    c->flags &= (uint16_t)~CF_IN_HEAD;
+    switch (h.body) {
+    case H1B_LENGTH:
+        if ((uint64_t)h.content_length > cfg->max_body_size)
+            return 413;
+        m->content_length = h.content_length;
+        c->body_left = h.content_length;
+        c->rstate = h.content_length ? RS_LENGTH : RS_HEAD;
+        break;
+    case H1B_CHUNKED:
+        h1_chunked_init(&c->chunk, (uint32_t)cfg->max_header_size);
+        c->rstate = RS_CHUNKED;
+        break;
+    default:
+        c->rstate = RS_HEAD;
+        break;
+    }
+    if (h.expect_continue && h.minor == 1 && c->rstate != RS_HEAD) {
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        outq_copy(&c->out, cont, sizeof cont - 1);
+    }
+    update_timer(c, true);
+    return 0;
+}
+
+/* Body bytes of the request being parsed. 0, or 413 / 503. */
+static int take_body(struct conn *c, const char *p, size_t n)
+{
+    struct h1_msg *m = c->msg;
+    if (m->body.len + n > c->srv->cfg->max_body_size)
+        return 413;
+    if (buf_append(&m->body, p, n) < 0) {
+        log_err("out of memory for a request body");
+        return 503;
+    }
+    return 0;
+}
+
+/* Parse one step of the request from p[0..len): *used bytes taken. 1: the
+ * request is complete; 0: more input needed (all of it used, or a partial
+ * head left unused); an HTTP status: the request is rejected. */
+static int parse_step(struct conn *c, const char *p, size_t len, size_t *used)
+{
+    const struct config *cfg = c->srv->cfg;
+    *used = 0;
+    switch (c->rstate) {
+    case RS_HEAD: {
+        if (!(c->flags & CF_IN_HEAD)) {
+            c->flags |= CF_IN_HEAD;
+            h1_scan_init(&c->scan);
+            update_timer(c, false);
+        }
+        size_t end;
+        enum h1_scan_res r = h1_scan(&c->scan, p, len, &end);
+        if (r == H1S_BAD) {
+            log_info("request rejected with 400: a bare CR or LF in its head");
+            return 400;
+        }
+        if (r == H1S_MORE) {
+            if (len > head_limit(cfg))
+                return c->scan.started ? 431 : 414;
+            return 0; /* the caller keeps the partial head */
+        }
+        int e = take_head(c, p, end);
+        if (e)
+            return e;
+        *used = end;
+        return c->rstate == RS_HEAD;
+    }
+    case RS_LENGTH: {
+        size_t take = len;
+        if ((int64_t)take > c->body_left)
+            take = (size_t)c->body_left;
+        int e = take_body(c, p, take);
+        if (e)
+            return e;
+        *used = take;
+        c->body_left -= (int64_t)take;
+        update_timer(c, true);
+        if (c->body_left)
+            return 0;
+        c->rstate = RS_HEAD;
+        return 1;
+    }
+    case RS_CHUNKED: {
+        const char *d;
+        size_t dn;
+        enum h1_chunk_res r = h1_chunked_feed(&c->chunk, p, len, used, &d, &dn);
+        switch (r) {
+        case H1C_DATA: {
+            int e = take_body(c, d, dn);
+            if (e)
+                return e;
+            update_timer(c, true);
+            return 0;
+        }
+        case H1C_DONE: c->rstate = RS_HEAD; return 1;
+        case H1C_BAD:
+            log_info("request rejected with 400: invalid chunked body");
+            return 400;
+        default: update_timer(c, true); return 0;
+        }
+    }
+    }
+    return 400;
 }
 
 /* Parse and run requests from p[0..len) while the connection can take them.
@@ -323,28 +325,25 @@ static size_t run_input(struct conn *c, const char *p, size_t len)
     size_t off = 0;
     while (off < len && c->state == CS_READING &&
            outq_pending(&c->out) < OUT_HIGH) {
-        size_t n = http_parser_execute(&c->parser, &settings, p + off,
-                                       len - off);
-        enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
-        if (e == HPE_PAUSED) {
-            http_parser_pause(&c->parser, 0);
-        } else if (e != HPE_OK) {
-            http_error(c, parse_error_status(c, e));
+        size_t n;
+        int r = parse_step(c, p + off, len - off, &n);
+        off += n;
+        if (r > 1) {
+            http_error(c, r);
             return len;
         }
-        off += n;
-        if (c->flags & CF_MSG_DONE) {
-            c->flags &= (uint16_t)~CF_MSG_DONE;
+        if (r == 1)
             run_request(c);
-        } else if (n == 0) {
-            break;
-        }
+        else if (n == 0)
+            break; /* a partial head: kept by the caller */
     }
     if (c->state == CS_DRAINING || c->state == CS_LINGER ||
         c->state >= CS_CLOSED)
         return len; /* closing: the rest is discarded */
     return off;
 }
+
+/* ==== input ==== */
 
 static void keep_input(struct conn *c, const char *p, size_t len)
 {
@@ -355,7 +354,7 @@ static void keep_input(struct conn *c, const char *p, size_t len)
         conn_close(c);
         return;
     }
-    if (c->in.len >= IN_LIMIT)
+    if (c->in.len >= in_limit(c->srv->cfg))
         conn_pause_recv(c);
 }
 
@@ -387,7 +386,7 @@ void http_process(struct conn *c)
     if (c->state >= CS_CLOSED)
         return;
     buf_consume(&c->in, n);
-    if (c->in.len < IN_LIMIT && (c->flags & CF_RECV_PAUSED))
+    if (c->in.len < in_limit(c->srv->cfg) && (c->flags & CF_RECV_PAUSED))
         conn_resume_recv(c);
 }
 
@@ -445,15 +444,7 @@ void http_on_sent(struct conn *c, bool all)
 const char *h1_header(const struct h1_msg *m, const char *name, size_t nlen,
                        size_t *vlen)
 {
-    for (unsigned i = 0; i < m->nhdrs; i++) {
-        const struct hdr *h = &m->hdrs[i];
-        if (h->nlen == nlen && h->vlen != UINT32_MAX &&
-            strncasecmp(m->head.data + h->name, name, nlen) == 0) {
-            *vlen = h->vlen;
-            return m->head.data + h->val;
-        }
-    }
-    return NULL;
+    return h1_field(m->head.data, m->hdrs, m->nhdrs, name, nlen, vlen);
 }
 
 /* ==== responses ==== */
@@ -670,10 +661,10 @@ void h1_msg_reset(struct h1_msg *m)
 {
     m->c = NULL;
     m->head.len = 0;
-    m->url_len = 0;
+    m->url_off = m->url_len = 0;
+    m->method_off = m->method_len = 0;
+    m->method = H1_M_OTHER;
     m->nhdrs = 0;
-    m->last_was_value = false;
-    m->head_bytes = 0;
     m->body.len = 0;
     m->content_length = -1;
     m->keep_alive = false;

@@ -1,17 +1,18 @@
-/* h1_server.h - HTTP/1.1 client connections: request parsing with limits,
+/* h1_server.h - HTTP/1.1 client connections: strict request parsing
+ * (h1_parse.h) with limits,
  * pipelining (one request handled at a time, responses in order),
  * keep-alive, lingering close, error responses, response framing
  * (Content-Length or chunked). */
 #ifndef LURING_H1_SERVER_H
 #define LURING_H1_SERVER_H
 
-#include <http_parser.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "base/buf.h"
 #include "base/config.h"
+#include "http/h1_parse.h"
 #include "io/outq.h"
 #include "io/stream.h"
 #include "io/timer.h"
@@ -21,10 +22,6 @@ struct h1_server;
 struct worker;
 
 #define H1_MAX_HEADERS 100
-
-struct hdr {
-    uint32_t name, nlen, val, vlen; /* offsets into h1_msg.head */
-};
 
 enum conn_state {
     CS_READING,   /* parsing a request (head or body) */
@@ -41,7 +38,6 @@ enum {
     CF_RECV_PAUSED = 1 << 2, /* input buffer full: recv cancelled */
     CF_DIRTY = 1 << 4,       /* on the flush list */
     CF_IN_HEAD = 1 << 5,     /* bytes of a request head have arrived */
-    CF_MSG_DONE = 1 << 6,    /* parser paused at a complete message */
     CF_CLOSE_AFTER = 1 << 7, /* close once the response is sent */
 };
 
@@ -56,7 +52,11 @@ struct conn {
     struct h1_server *srv;
     unsigned listener;
     struct h1_msg *msg;     /* the exchange being parsed or handled */
-    http_parser parser;
+    /* the request being parsed */
+    uint8_t rstate;         /* RS_HEAD, RS_LENGTH, RS_CHUNKED */
+    struct h1_scan scan;    /* RS_HEAD: how far its end was looked for */
+    int64_t body_left;      /* RS_LENGTH: body bytes still to come */
+    struct h1_chunked chunk; /* RS_CHUNKED: the decoder */
     struct buf in;          /* received, not yet parsed (pipelined input) */
     struct outq out;
     /* timeout */
@@ -79,14 +79,13 @@ struct h1_msg {
     struct h1_server *srv;  /* the server that parsed it */
     unsigned listener;      /* which listener it came in on */
     /* the request */
-    struct buf head;        /* URL, then header names and values */
-    uint32_t url_len;
-    struct hdr hdrs[H1_MAX_HEADERS];
+    struct buf head;        /* the head as received (h1_parse.h) */
+    uint32_t url_off, url_len; /* the request target in head */
+    uint32_t method_off, method_len; /* the method in head */
+    struct hdr hdrs[H1_MAX_HEADERS]; /* field lines, offsets into head */
     unsigned nhdrs;
-    bool last_was_value;    /* parser callback state */
-    size_t head_bytes;      /* counted against max_header_size */
     struct buf body;
-    uint8_t method;
+    uint8_t method;         /* enum h1_method */
     uint8_t http_minor;
     bool keep_alive;
     bool is_head;           /* HEAD: no body in the response */

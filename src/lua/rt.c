@@ -381,14 +381,12 @@ static int luaopen_luring_core(lua_State *L)
     luaL_register(L, NULL, req_methods);
     lua_setfield(L, -2, "__index");
     lua_setfield(L, -2, "_req_mt");
-    /* method names by http_parser's enum: _entry turns the number the C
-     * side passes into an interned string with one table index */
+    /* method names by h1_parse's enum: _entry turns the number the C
+     * side passes into an interned string with one table index (other
+     * methods come as strings) */
     lua_newtable(L);
-    for (int m = 0;; m++) {
-        const char *name = http_method_str((enum http_method)m);
-        if (strcmp(name, "<unknown>") == 0)
-            break;
-        lua_pushstring(L, name);
+    for (int m = H1_M_OTHER + 1; m < H1_M_N; m++) {
+        lua_pushstring(L, h1_method_name((enum h1_method)m));
         lua_rawseti(L, -2, m);
     }
     lua_setfield(L, -2, "_methods");
@@ -628,7 +626,8 @@ void lrt_close_all(struct lrt *w)
 /* ==== running handlers ==== */
 
 /* Arguments of luring._entry after the app: the request's slot and
- * generation, method number, path, query (or nil), HTTP minor version.
+ * generation, method number (enum h1_method; the name for others), path,
+ * query (or nil), HTTP minor version.
  * The request table itself is built in Lua by one table constructor
  * (a copy of a template with its keys in place), which costs a fraction
  * of setting each field through the C API. Returns the argument count. */
@@ -636,11 +635,18 @@ static int push_req(lua_State *co, struct req *r)
 {
     lua_pushlightuserdata(co, r);
     lua_pushinteger(co, (lua_Integer)r->gen);
-    lua_pushinteger(co, r->m.method);
-    const char *url = r->m.head.data;
+    if (r->m.method != H1_M_OTHER)
+        lua_pushinteger(co, r->m.method);
+    else
+        lua_pushlstring(co, r->m.head.data + r->m.method_off,
+                        r->m.method_len);
+    const char *url = r->m.head.data + r->m.url_off;
     const char *q = memchr(url, '?', r->m.url_len);
     size_t plen = q ? (size_t)(q - url) : r->m.url_len;
-    lua_pushlstring(co, url, plen);
+    if (plen == 0)
+        lua_pushliteral(co, "/"); /* absolute-form without a path */
+    else
+        lua_pushlstring(co, url, plen);
     if (q)
         lua_pushlstring(co, q + 1, r->m.url_len - plen - 1);
     else

@@ -156,9 +156,16 @@ describe("errors", function()
     assert.are.equal(413, res.status)
   end)
 
-  it("Transfer-Encoding: gzip -> 501", function()
+  -- RFC 9112 §6.3: chunked not the final coding of a request -> 400
+  it("Transfer-Encoding: gzip -> 400", function()
     expect_error(srv:port(),
-      "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\nxxxx", 501)
+      "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\nxxxx", 400)
+  end)
+
+  -- RFC 9112 §6.1: a coding we don't implement before chunked -> 501
+  it("Transfer-Encoding: gzip, chunked -> 501", function()
+    expect_error(srv:port(),
+      "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501)
   end)
 
   it("incomplete head within header_timeout -> 408 then close", function()

@@ -1,0 +1,626 @@
+/* h1_parse.c - a strict HTTP/1.1 message parser (see h1_parse.h). */
+#include "http/h1_parse.h"
+#include "http/fields.h"
+
+#include <string.h>
+#include <strings.h>
+
+#define CL_MAX (1LL << 62)     /* the largest Content-Length or chunk size */
+#define CHUNK_LINE_MAX 4096    /* a chunk-size line with its extensions */
+
+/* ==== character classes ==== */
+
+/* field-vchar, SP and HTAB (RFC 9110 §5.5): what a field value may hold. */
+static inline bool is_value_char(unsigned char ch)
+{
+    return ch >= 0x20 ? ch != 0x7f : ch == '\t';
+}
+
+/* A request-target byte: visible ASCII (RFC 9112 §3.2; RFC 3986 has no
+ * room for CTLs, SP or bytes >= 0x80). */
+static inline bool is_target_char(unsigned char ch)
+{
+    return ch > 0x20 && ch < 0x7f;
+}
+
+static inline bool is_ows(unsigned char ch) { return ch == ' ' || ch == '\t'; }
+
+static inline int hex_val(unsigned char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    ch |= 0x20;
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    return -1;
+}
+
+/* ==== finding the end of a head ==== */
+
+enum h1_scan_res h1_scan(struct h1_scan *s, const char *p, size_t n,
+                         size_t *end)
+{
+    size_t i = s->off;
+    uint32_t line = s->line;
+    bool cr = s->cr;
+    enum h1_scan_res res = H1S_MORE;
+    while (i < n) {
+        unsigned char ch = (unsigned char)p[i++];
+        if (cr) {
+            if (ch != '\n') {
+                res = H1S_BAD; /* a bare CR */
+                break;
+            }
+            cr = false;
+            if (line == 0 && s->started) {
+                *end = i;
+                res = H1S_DONE;
+                break;
+            }
+            if (line)
+                s->started = true;
+            line = 0;
+        } else if (ch == '\r') {
+            cr = true;
+        } else if (ch == '\n') {
+            res = H1S_BAD; /* a bare LF */
+            break;
+        } else {
+            line++;
+        }
+    }
+    s->off = (uint32_t)i;
+    s->line = line;
+    s->cr = cr;
+    return res;
+}
+
+/* ==== values ==== */
+
+int64_t h1_content_length(const char *v, size_t n)
+{
+    if (n == 0)
+        return -1;
+    int64_t len = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned d = (unsigned char)v[i] - '0';
+        if (d > 9)
+            return -1;
+        len = len * 10 + d;
+        if (len > CL_MAX)
+            return -1;
+    }
+    return len;
+}
+
+/* Next element of a comma-separated list (RFC 9110 §5.6.1) from *pos:
+ * its bytes without OWS (may be empty). false at the end. */
+static bool list_next(const char *v, size_t n, size_t *pos, const char **e,
+                      size_t *elen)
+{
+    size_t i = *pos;
+    if (i > n)
+        return false;
+    while (i < n && is_ows((unsigned char)v[i]))
+        i++;
+    size_t start = i;
+    while (i < n && v[i] != ',')
+        i++;
+    size_t stop = i;
+    while (stop > start && is_ows((unsigned char)v[stop - 1]))
+        stop--;
+    *e = v + start;
+    *elen = stop - start;
+    *pos = i + 1; /* past the comma; > n after the last element */
+    return true;
+}
+
+bool h1_list_has(const char *v, size_t n, const char *tok, size_t tlen)
+{
+    size_t pos = 0;
+    const char *e;
+    size_t elen;
+    while (list_next(v, n, &pos, &e, &elen))
+        if (elen == tlen && strncasecmp(e, tok, tlen) == 0)
+            return true;
+    return false;
+}
+
+/* Transfer-Encoding (RFC 9112 §6.1): 1 when the codings are exactly
+ * "chunked"; 0 when chunked is the last of several (unsupported codings
+ * first: 501); -1 when chunked is not last, repeated, or an element is
+ * not a token. */
+static int te_value(const char *v, size_t n)
+{
+    size_t pos = 0, count = 0;
+    const char *e;
+    size_t elen;
+    bool last_chunked = false;
+    unsigned chunked = 0;
+    while (list_next(v, n, &pos, &e, &elen)) {
+        if (!field_is_token(e, elen))
+            return -1; /* empty elements and parameters included */
+        count++;
+        last_chunked = elen == 7 && strncasecmp(e, "chunked", 7) == 0;
+        chunked += last_chunked;
+    }
+    if (!last_chunked || chunked != 1)
+        return -1;
+    return count == 1 ? 1 : 0;
+}
+
+/* Host (RFC 9110 §7.2): uri-host [ ":" port ], checked for the characters
+ * RFC 3986 allows there (reg-name, IP literals, pct-encoding). */
+static bool host_ok(const char *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)v[i];
+        if (ch == 0 || !((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                         (ch >= '0' && ch <= '9') ||
+                         strchr("-._~!$&'()*+,;=:[]%", ch)))
+            return false;
+    }
+    return true;
+}
+
+/* ==== methods ==== */
+
+static const char *const method_names[H1_M_N] = {
+    [H1_M_OTHER] = "",      [H1_M_GET] = "GET",     [H1_M_HEAD] = "HEAD",
+    [H1_M_POST] = "POST",   [H1_M_PUT] = "PUT",     [H1_M_DELETE] = "DELETE",
+    [H1_M_CONNECT] = "CONNECT", [H1_M_OPTIONS] = "OPTIONS",
+    [H1_M_TRACE] = "TRACE", [H1_M_PATCH] = "PATCH", [H1_M_PURGE] = "PURGE",
+};
+
+const char *h1_method_name(enum h1_method m)
+{
+    return (unsigned)m < H1_M_N ? method_names[m] : "";
+}
+
+/* Methods are case-sensitive (RFC 9110 §9.1). */
+static uint8_t method_of(const char *p, size_t n)
+{
+    if (n == 3 && memcmp(p, "GET", 3) == 0)
+        return H1_M_GET;
+    for (unsigned m = H1_M_HEAD; m < H1_M_N; m++)
+        if (strlen(method_names[m]) == n && memcmp(p, method_names[m], n) == 0)
+            return (uint8_t)m;
+    return H1_M_OTHER;
+}
+
+/* ==== parsing a head ==== */
+
+#define FAIL(code, sentence) \
+    do {                     \
+        *why = sentence;     \
+        return code;         \
+    } while (0)
+
+/* "HTTP/1.1" at p (8 bytes available): 0 and h->minor, or an error. */
+static int parse_version(const char *p, struct h1_head *h, const char **why)
+{
+    if (memcmp(p, "HTTP/", 5) != 0 || p[6] != '.' ||
+        (unsigned char)(p[5] - '0') > 9 || (unsigned char)(p[7] - '0') > 9)
+        FAIL(H1E_BAD, "malformed HTTP version");
+    if (p[5] != '1')
+        FAIL(H1E_VERSION, "HTTP major version other than 1");
+    /* HTTP/1.2-1.9: read as the highest minor we have (RFC 9110 §2.5) */
+    h->minor = p[7] == '0' ? 0 : 1;
+    return 0;
+}
+
+/* The request line p[0..n) (no CRLF): method SP request-target SP
+ * HTTP-version (RFC 9112 §3), single spaces. */
+static int request_line(const char *p, size_t n, size_t base, struct h1_head *h,
+                        size_t max_target, const char **why)
+{
+    /* a token; of its characters only upper-case letters, "-" and "_",
+     * as in every registered method (IANA) and as nginx accepts */
+    size_t i = 0;
+    while (i < n && ((p[i] >= 'A' && p[i] <= 'Z') || p[i] == '-' ||
+                     p[i] == '_'))
+        i++;
+    if (i == 0 || i == n || p[i] != ' ')
+        FAIL(H1E_BAD, "malformed method");
+    h->method_off = (uint32_t)base;
+    h->method_len = (uint32_t)i;
+    h->method = method_of(p, i);
+    size_t t = ++i;
+    while (i < n && is_target_char((unsigned char)p[i]))
+        i++;
+    if (i == t)
+        FAIL(H1E_BAD, "empty request target");
+    if (i == n || p[i] != ' ')
+        FAIL(H1E_BAD, "a control character, a byte >= 0x80 or no version "
+                      "after the request target");
+    if (i - t > max_target)
+        FAIL(H1E_URI, "request target too long");
+    h->target = (uint32_t)(base + t);
+    h->target_len = (uint32_t)(i - t);
+    /* the forms of RFC 9112 §3.2 */
+    const char *tg = p + t;
+    size_t tl = i - t;
+    if (h->method == H1_M_CONNECT) {
+        if (tg[0] == '/' || memchr(tg, '/', tl))
+            FAIL(H1E_BAD, "CONNECT target not in authority-form");
+    } else if (tg[0] != '/' && !(tl == 1 && tg[0] == '*' &&
+                                 h->method == H1_M_OPTIONS)) {
+        const char *colon = memchr(tg, ':', tl);
+        if (colon == NULL || colon == tg ||
+            !(colon + 2 < tg + tl && colon[1] == '/' && colon[2] == '/'))
+            FAIL(H1E_BAD, "request target in no form of RFC 9112 3.2");
+    }
+    i++;
+    if (n - i != 8)
+        FAIL(H1E_BAD, "malformed HTTP version");
+    return parse_version(p + i, h, why);
+}
+
+/* The status line p[0..n): HTTP-version SP 3DIGIT [SP reason-phrase]
+ * (RFC 9112 §4; the SP after the code is tolerated missing). */
+static int status_line(const char *p, size_t n, struct h1_head *h,
+                       const char **why)
+{
+    if (n < 12 || p[8] != ' ')
+        FAIL(H1E_BAD, "malformed status line");
+    int e = parse_version(p, h, why);
+    if (e)
+        return e;
+    int st = 0;
+    for (int k = 9; k < 12; k++) {
+        unsigned d = (unsigned char)p[k] - '0';
+        if (d > 9)
+            FAIL(H1E_BAD, "malformed status code");
+        st = st * 10 + (int)d;
+    }
+    if (st < 100 || st > 599)
+        FAIL(H1E_BAD, "status code out of range");
+    h->status = st;
+    if (n > 12) {
+        if (p[12] != ' ')
+            FAIL(H1E_BAD, "malformed status line");
+        for (size_t k = 13; k < n; k++)
+            if (!is_value_char((unsigned char)p[k]))
+                FAIL(H1E_BAD, "a control character in the reason phrase");
+    }
+    return 0;
+}
+
+static bool name_is(const char *p, size_t n, const char *lit, size_t len)
+{
+    return n == len && strncasecmp(p, lit, len) == 0;
+}
+
+const char *h1_field(const char *head, const struct hdr *f, unsigned nf,
+                     const char *name, size_t nlen, size_t *vlen)
+{
+    for (unsigned i = 0; i < nf; i++)
+        if (name_is(head + f[i].name, f[i].nlen, name, nlen)) {
+            *vlen = f[i].vlen;
+            return head + f[i].val;
+        }
+    return NULL;
+}
+
+int h1_parse_head(enum h1_kind kind, const char *p, size_t n, struct h1_head *h,
+                  size_t max_target, bool head_request, const char **why)
+{
+    *why = NULL;
+    h->nfields = 0;
+    h->method = H1_M_OTHER;
+    h->method_off = h->method_len = h->target = h->target_len = 0;
+    h->status = 0;
+    h->body = H1B_NONE;
+    h->content_length = -1;
+    h->keep_alive = false;
+    h->upgrade = h->expect_continue = h->ws_before_colon = false;
+
+    /* empty lines before the start line are skipped (RFC 9112 §2.2) */
+    size_t i = 0;
+    while (i + 1 < n && p[i] == '\r' && p[i + 1] == '\n')
+        i += 2;
+    h->start = (uint32_t)i;
+    const char *eol = memchr(p + i, '\r', n - i);
+    if (eol == NULL)
+        FAIL(H1E_BAD, "no start line");
+    size_t ln = (size_t)(eol - (p + i));
+    int e = kind == H1_REQUEST
+                ? request_line(p + i, ln, i, h, max_target, why)
+                : status_line(p + i, ln, h, why);
+    if (e)
+        return e;
+    i += ln + 2;
+
+    int te = -2;          /* Transfer-Encoding: none yet */
+    unsigned nhost = 0;
+    bool conn_close = false, conn_keep = false, conn_upgrade = false;
+    bool has_upgrade = false;
+    /* field lines until the empty line (RFC 9112 §5) */
+    for (;;) {
+        if (i + 1 >= n)
+            FAIL(H1E_BAD, "head without its empty line");
+        if (p[i] == '\r')
+            break; /* the empty line: h1_scan made sure it is CRLF */
+        if (is_ows((unsigned char)p[i]))
+            FAIL(H1E_BAD, "obs-fold (a field line continued)");
+        size_t ns = i;
+        while (i < n && field_is_tchar((unsigned char)p[i]))
+            i++;
+        size_t nl = i - ns;
+        if (i < n && is_ows((unsigned char)p[i])) {
+            /* RFC 9112 §5.1: a server rejects it; a proxy removes it
+             * from a response */
+            if (kind == H1_REQUEST)
+                FAIL(H1E_BAD, "whitespace between a field name and colon");
+            while (i < n && is_ows((unsigned char)p[i]))
+                i++;
+            h->ws_before_colon = true;
+        }
+        if (nl == 0 || i >= n || p[i] != ':')
+            FAIL(H1E_BAD, "malformed field line");
+        i++;
+        while (i < n && is_ows((unsigned char)p[i]))
+            i++;
+        size_t vs = i;
+        while (i < n && is_value_char((unsigned char)p[i]))
+            i++;
+        if (i + 1 >= n || p[i] != '\r')
+            FAIL(H1E_BAD, "a control character in a field value");
+        size_t ve = i;
+        while (ve > vs && is_ows((unsigned char)p[ve - 1]))
+            ve--;
+        i += 2;
+        if (h->nfields == h->max_fields)
+            FAIL(H1E_FIELDS, "too many field lines");
+        struct hdr *f = &h->fields[h->nfields++];
+        f->name = (uint32_t)ns;
+        f->nlen = (uint32_t)nl;
+        f->val = (uint32_t)vs;
+        f->vlen = (uint32_t)(ve - vs);
+
+        /* the fields that frame the message or manage the connection */
+        const char *nm = p + ns, *v = p + vs;
+        size_t vl = ve - vs;
+        switch (nl) {
+        case 4:
+            if (name_is(nm, nl, "host", 4)) {
+                if (++nhost > 1)
+                    FAIL(H1E_BAD, "Host repeated");
+                if (!host_ok(v, vl))
+                    FAIL(H1E_BAD, "malformed Host");
+            }
+            break;
+        case 6:
+            if (name_is(nm, nl, "expect", 6) && vl == 12 &&
+                strncasecmp(v, "100-continue", 12) == 0)
+                h->expect_continue = true;
+            break;
+        case 7:
+            if (name_is(nm, nl, "upgrade", 7))
+                has_upgrade = true;
+            break;
+        case 10:
+            if (name_is(nm, nl, "connection", 10)) {
+                conn_close |= h1_list_has(v, vl, "close", 5);
+                conn_keep |= h1_list_has(v, vl, "keep-alive", 10);
+                conn_upgrade |= h1_list_has(v, vl, "upgrade", 7);
+            }
+            break;
+        case 14:
+            if (name_is(nm, nl, "content-length", 14)) {
+                if (h->content_length >= 0)
+                    FAIL(H1E_BAD, "Content-Length repeated");
+                if ((h->content_length = h1_content_length(v, vl)) < 0)
+                    FAIL(H1E_BAD, "Content-Length is not 1*DIGIT");
+            }
+            break;
+        case 17:
+            if (name_is(nm, nl, "transfer-encoding", 17)) {
+                if (te != -2)
+                    FAIL(H1E_BAD, "Transfer-Encoding repeated");
+                te = te_value(v, vl);
+            }
+            break;
+        }
+    }
+
+    /* the body length (RFC 9112 §6.3) */
+    if (te != -2) {
+        if (h->content_length >= 0)
+            FAIL(H1E_BAD, "Transfer-Encoding and Content-Length");
+        if (h->minor == 0)
+            FAIL(H1E_BAD, "Transfer-Encoding in HTTP/1.0");
+        if (te < 0)
+            FAIL(H1E_BAD, "Transfer-Encoding not ending in one chunked");
+        if (te == 0)
+            FAIL(H1E_TE, "a transfer coding other than chunked");
+    }
+    bool no_body = kind == H1_RESPONSE &&
+                   (head_request || h->status < 200 || h->status == 204 ||
+                    h->status == 304);
+    if (no_body) {
+        h->body = H1B_NONE;
+        h->content_length = -1;
+    } else if (te == 1) {
+        h->body = H1B_CHUNKED;
+    } else if (h->content_length >= 0) {
+        h->body = H1B_LENGTH;
+    } else {
+        h->body = kind == H1_RESPONSE ? H1B_CLOSE : H1B_NONE;
+    }
+    if (kind == H1_REQUEST) {
+        if (h->minor == 1 && nhost == 0)
+            FAIL(H1E_BAD, "HTTP/1.1 request without Host");
+        h->upgrade = h->method == H1_M_CONNECT || (has_upgrade && conn_upgrade);
+    }
+    h->keep_alive = h->minor == 1 ? !conn_close : conn_keep && !conn_close;
+    if (h->body == H1B_CLOSE || h->upgrade)
+        h->keep_alive = false;
+    return 0;
+}
+
+/* ==== the chunked transfer coding ==== */
+
+enum {
+    CK_SIZE0,     /* the first hex digit of a chunk-size */
+    CK_SIZE,      /* more hex digits, BWS, ";" or CR */
+    CK_BWS,       /* BWS after the size: only ";" may follow */
+    CK_EXT,       /* a chunk extension, up to CR */
+    CK_EXT_QS,    /* inside a quoted-string of an extension */
+    CK_EXT_QP,    /* after a backslash in it */
+    CK_SIZE_LF,   /* the LF of the size line */
+    CK_DATA,      /* chunk-data */
+    CK_DATA_CR,   /* the CRLF after chunk-data */
+    CK_DATA_LF,
+    CK_TR_START,  /* a trailer field line, or the final CRLF */
+    CK_TR_NAME,
+    CK_TR_VALUE,
+    CK_TR_LF,
+    CK_END_LF,    /* the LF of the final CRLF */
+    CK_DONE,
+};
+
+void h1_chunked_init(struct h1_chunked *d, uint32_t max_trailer)
+{
+    memset(d, 0, sizeof *d);
+    d->state = CK_SIZE0;
+    d->max_trailer = max_trailer;
+}
+
+enum h1_chunk_res h1_chunked_feed(struct h1_chunked *d, const char *p,
+                                  size_t n, size_t *used, const char **data,
+                                  size_t *dlen)
+{
+    size_t i = 0;
+    enum h1_chunk_res res = H1C_MORE;
+    while (i < n) {
+        if (d->state == CK_DATA) {
+            size_t take = n - i;
+            if ((uint64_t)take > d->left)
+                take = (size_t)d->left;
+            *data = p + i;
+            *dlen = take;
+            i += take;
+            d->left -= take;
+            if (d->left == 0)
+                d->state = CK_DATA_CR;
+            res = H1C_DATA;
+            break;
+        }
+        unsigned char ch = (unsigned char)p[i++];
+        if (d->state <= CK_SIZE_LF && ++d->line > CHUNK_LINE_MAX)
+            goto bad;
+        if (d->state >= CK_TR_START && d->state <= CK_TR_LF &&
+            ++d->trailer > d->max_trailer)
+            goto bad;
+        switch (d->state) {
+        case CK_SIZE0:
+        case CK_SIZE: {
+            int v = hex_val(ch);
+            if (v >= 0) {
+                if (d->left >> 58)
+                    goto bad; /* over 2^62: an overflow in the making */
+                d->left = d->left << 4 | (unsigned)v;
+                d->state = CK_SIZE;
+            } else if (d->state == CK_SIZE0) {
+                goto bad;
+            } else if (ch == '\r') {
+                d->state = CK_SIZE_LF;
+            } else if (ch == ';') {
+                d->state = CK_EXT;
+            } else if (is_ows(ch)) {
+                d->state = CK_BWS;
+            } else {
+                goto bad; /* "5 0", "5x" */
+            }
+            break;
+        }
+        case CK_BWS:
+            if (ch == ';')
+                d->state = CK_EXT;
+            else if (!is_ows(ch))
+                goto bad;
+            break;
+        case CK_EXT:
+            /* chunk-ext = *( BWS ";" BWS name [ BWS "=" BWS value ] ),
+             * value a token or a quoted-string */
+            if (ch == '\r')
+                d->state = CK_SIZE_LF;
+            else if (ch == '"')
+                d->state = CK_EXT_QS;
+            else if (!field_is_tchar(ch) && !is_ows(ch) && ch != ';' &&
+                     ch != '=')
+                goto bad; /* a bare LF, a control character */
+            break;
+        case CK_EXT_QS:
+            if (ch == '"')
+                d->state = CK_EXT;
+            else if (ch == '\\')
+                d->state = CK_EXT_QP;
+            else if (!is_value_char(ch))
+                goto bad;
+            break;
+        case CK_EXT_QP:
+            if (!is_value_char(ch))
+                goto bad;
+            d->state = CK_EXT_QS;
+            break;
+        case CK_SIZE_LF:
+            if (ch != '\n')
+                goto bad;
+            d->line = 0;
+            d->state = d->left ? CK_DATA : CK_TR_START;
+            break;
+        case CK_DATA_CR:
+            if (ch != '\r')
+                goto bad; /* chunk data longer than its size */
+            d->state = CK_DATA_LF;
+            break;
+        case CK_DATA_LF:
+            if (ch != '\n')
+                goto bad;
+            d->state = CK_SIZE0;
+            break;
+        case CK_TR_START:
+            if (ch == '\r') {
+                d->state = CK_END_LF;
+            } else if (field_is_tchar(ch)) {
+                d->state = CK_TR_NAME;
+            } else {
+                goto bad; /* obs-fold, whitespace, a control character */
+            }
+            break;
+        case CK_TR_NAME:
+            if (ch == ':')
+                d->state = CK_TR_VALUE;
+            else if (!field_is_tchar(ch))
+                goto bad;
+            break;
+        case CK_TR_VALUE:
+            if (ch == '\r')
+                d->state = CK_TR_LF;
+            else if (!is_value_char(ch))
+                goto bad;
+            break;
+        case CK_TR_LF:
+            if (ch != '\n')
+                goto bad;
+            d->state = CK_TR_START;
+            break;
+        case CK_END_LF:
+            if (ch != '\n')
+                goto bad;
+            d->state = CK_DONE;
+            *used = i;
+            return H1C_DONE;
+        default:
+            goto bad;
+        }
+    }
+    *used = i;
+    return res;
+bad:
+    d->state = CK_DONE + 1;
+    *used = i;
+    return H1C_BAD;
+}
