@@ -16,7 +16,8 @@
  *   - H1_MORE consumed everything it was given.
  * Control byte: bit 0: the origin closes after the bytes (h1_resp_eof);
  * bits 1-2: a callback aborts (1: the 2nd field, 2: head, 3: the body once
- * control>>3 bytes arrived): the result must then be H1_ERROR. */
+ * (control>>3 & 15) bytes arrived): the result must then be H1_ERROR;
+ * bit 7: the request was HEAD (h1_resp.head_request): no body bytes. */
 #include <stdbool.h>
 #include <string.h>
 
@@ -117,7 +118,8 @@ struct run {
 };
 
 static void parse(struct run *r, const uint8_t *p, size_t n, bool eof,
-                  int abort_mode, uint64_t abort_at, struct fuzz_split *split)
+                  bool head_request, int abort_mode, uint64_t abort_at,
+                  struct fuzz_split *split)
 {
     memset(r, 0, sizeof *r);
     r->t.status = -1;
@@ -127,6 +129,7 @@ static void parse(struct run *r, const uint8_t *p, size_t n, bool eof,
     struct h1_resp resp;
     memset(&resp, 0, sizeof resp);
     h1_resp_init(&resp, &ops, &r->t);
+    resp.head_request = head_request;
     size_t off = 0;
     r->res = H1_MORE;
     while (off < n) {
@@ -153,6 +156,8 @@ static void parse(struct run *r, const uint8_t *p, size_t n, bool eof,
             FUZZ_CHECK(r->t.body_len == (uint64_t)r->t.total);
         if (r->by_eof)
             FUZZ_CHECK(r->t.total == -1 && !r->keep_alive);
+        if (head_request)
+            FUZZ_CHECK(r->t.body_len == 0 && !r->by_eof);
     } else if (r->res == H1_ERROR) {
         FUZZ_CHECK(h1_resp_error(&resp) != NULL);
     }
@@ -171,11 +176,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     data++, size--;
     bool eof = ctl & 1;
     int abort_mode = (ctl >> 1) & 3;
-    uint64_t abort_at = ctl >> 3;
+    uint64_t abort_at = (ctl >> 3) & 15;
+    bool head_request = ctl & 0x80;
 
     struct run whole, pieces;
-    parse(&whole, data, size, eof, abort_mode, abort_at, NULL);
-    parse(&pieces, data, size, eof, abort_mode, abort_at, &split);
+    parse(&whole, data, size, eof, head_request, abort_mode, abort_at, NULL);
+    parse(&pieces, data, size, eof, head_request, abort_mode, abort_at,
+          &split);
 
     FUZZ_CHECK(whole.res == pieces.res);
     if (abort_mode == 3)
