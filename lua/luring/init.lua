@@ -11,6 +11,7 @@ local xpcall = xpcall
 local traceback = debug.traceback
 local setmetatable = setmetatable
 local error = error
+local floor = math.floor
 
 local _M = { _VERSION = "0.1.0", _apps = {}, _config = {} }
 
@@ -26,6 +27,9 @@ local config_keys = {
     header_timeout = true, idle_timeout = true, body_timeout = true,
     send_timeout = true,
     max_header_size = true, max_uri_size = true, max_body_size = true,
+    lua_budget = true, lua_max_memory = true, shutdown_timeout = true,
+    lua_jit = "boolean",
+    conn_buffer_budget = true,
 }
 
 -- luring.config{ key = value, ... }: server settings (see docs/API.md).
@@ -37,7 +41,11 @@ function _M.config(t)
         if not config_keys[k] then
             error("luring.config: unknown option '" .. tostring(k) .. "'", 2)
         end
-        if type(v) ~= "number" or v <= 0 then
+        if config_keys[k] == "boolean" then
+            if type(v) ~= "boolean" then
+                error("luring.config: " .. k .. " must be true or false", 2)
+            end
+        elseif type(v) ~= "number" or v <= 0 then
             error("luring.config: " .. k .. " must be a positive number", 2)
         end
         _M._config[k] = v
@@ -50,17 +58,44 @@ local app_mt = { __index = app }
 
 
 function _M.app()
-    local self = setmetatable({ router = router.new(), listeners = {} }, app_mt)
+    local self = setmetatable({ router = router.new(), listeners = {}, listen_max = {} },
+                              app_mt)
     _M._apps[#_M._apps + 1] = self
     return self
 end
 
 
-function app.listen(self, addr)
+local listen_keys = { max_connections = true }
+
+-- app:listen(addr [, { max_connections = n }]): n limits this listener's
+-- connections (per worker); the others, and max_connections, go on.
+function app.listen(self, addr, opts)
     if type(addr) ~= "string" then
         error("bad argument #1 to 'listen': string expected, got " .. type(addr), 2)
     end
-    self.listeners[#self.listeners + 1] = addr
+    local max = false
+    if opts ~= nil then
+        if type(opts) ~= "table" then
+            error("bad argument #2 to 'listen': table expected, got " .. type(opts), 2)
+        end
+        for k in pairs(opts) do
+            if not listen_keys[k] then
+                error("listen: unknown option '" .. tostring(k) .. "'", 2)
+            end
+        end
+        max = opts.max_connections
+        if max ~= nil then
+            if type(max) ~= "number" or not (max >= 1 and max <= 1e9) then
+                error("listen: max_connections must be a number from 1 to 1000000000", 2)
+            end
+            max = floor(max)
+        else
+            max = false
+        end
+    end
+    local n = #self.listeners + 1
+    self.listeners[n] = addr
+    self.listen_max[n] = max
     return self
 end
 
@@ -89,21 +124,90 @@ end
 local not_found_headers = { ["Content-Type"] = "text/plain" }
 local METHODS = core._methods
 local req_mt = core._req_mt
+local untraced = core._untraced
+
+local function not_found()
+    return 404, not_found_headers, "Not Found\n"
+end
+
+-- req.remote_addr, req.remote_port: the client's, looked up on first use
+-- and then kept in the request table; other keys are the methods.
+local req_methods = req_mt.__index
+local peer = core._peer
+local rawset = rawset
+req_mt.__index = function(t, k)
+    local f = req_methods[k]
+    if f ~= nil or (k ~= "remote_addr" and k ~= "remote_port") then
+        return f
+    end
+    local addr, port = peer(t)
+    rawset(t, "remote_addr", addr or false)
+    rawset(t, "remote_port", port or false)
+    if k == "remote_addr" then return addr end
+    return port
+end
 
 -- Route, then build the request table: [1] = the C request, [2] = its
 -- generation (see lrt_check_req). One constructor, so LuaJIT copies a
 -- template that has every key in place instead of inserting them one by one.
-local function handle(a, r, gen, m, path, query, minor)
+-- Returns the handler and its argument.
+local function route(a, r, gen, m, path, query, minor)
     local method = METHODS[m] or m
     local fn, params = a.router:match(method, path)
     if not fn then
-        return 404, not_found_headers, "Not Found\n"
+        return not_found
     end
-    return fn(setmetatable({
+    return fn, setmetatable({
         r, gen,
         method = method, path = path, query = query,
         version = minor ~= 0 and "1.1" or "1.0", params = params,
-    }, req_mt))
+    }, req_mt)
+end
+
+-- With lua_jit = true: one trace can run from the entry into the handler.
+local function handle_jit(a, r, gen, m, path, query, minor)
+    local fn, req = route(a, r, gen, m, path, query, minor)
+    return fn(req)
+end
+
+-- Otherwise the script's handler is not to be compiled (_interpret_loaded),
+-- and a trace that reaches a call of it aborts: after a few aborts LuaJIT
+-- blacklists where the trace started, and routing and the request table
+-- (luring's own code) run interpreted too. A trace that reaches a call of a
+-- C function whose results are passed on as a variable number of arguments
+-- ends there cleanly instead, back to the interpreter (rt.c l_untraced):
+-- every trace through route() stops at untraced(), before the handler.
+local function handle_interp(a, r, gen, m, path, query, minor)
+    local fn, req = route(a, r, gen, m, path, query, minor)
+    return fn(untraced(req))
+end
+
+local handle = handle_jit
+
+
+-- Called by the C side before the script runs unless lua_jit = true: the
+-- script's chunk is marked not to be JIT-compiled (lua_budget can only stop
+-- interpreted code, docs/API.md), and so is every Lua chunk it loads later;
+-- requests go through handle_interp.
+function _M._interpret_loaded()
+    local off = require("jit").off
+    local function mark(f, ...)
+        if type(f) == "function" then
+            off(f, true)
+        end
+        return f, ...
+    end
+    local loadstring_, load_, loadfile_ = loadstring, load, loadfile
+    loadstring = function(...) return mark(loadstring_(...)) end
+    load = function(...) return mark(load_(...)) end
+    loadfile = function(...) return mark(loadfile_(...)) end
+    dofile = function(name)
+        local f = assert(loadfile(name))
+        return f()
+    end
+    local lua_searcher = package.loaders[2] -- the one that loads .lua files
+    package.loaders[2] = function(...) return mark(lua_searcher(...)) end
+    handle = handle_interp
 end
 
 

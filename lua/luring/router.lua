@@ -1,6 +1,7 @@
 -- luring.router: method + path routing. Exact paths are one table lookup;
 -- paths with ":name" segments (and a final "*") are tried in the order
--- they were added. HEAD falls back to GET routes.
+-- they were added. HEAD falls back to GET routes; any method falls back to
+-- routes added with the method "*".
 local type = type
 local setmetatable = setmetatable
 local str_find = string.find
@@ -125,7 +126,10 @@ end
 function _M.match(self, method, path)
     local fn, params = lookup(self, method, path)
     if not fn and method == "HEAD" then
-        return lookup(self, "GET", path)
+        fn, params = lookup(self, "GET", path)
+    end
+    if not fn then -- app:route("*", path, fn): any method
+        return lookup(self, "*", path)
     end
     return fn, params
 end

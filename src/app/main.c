@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "app/worker.h"
@@ -25,7 +26,24 @@ struct thread {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int state; /* 0 starting, 1 running, -1 failed */
+    bool joined;
 };
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The watchdog's look at every running worker (stop: interrupt any run). */
+static void watch_all(struct thread *th, unsigned n, bool stop)
+{
+    int64_t now = now_ms();
+    for (unsigned i = 0; i < n; i++)
+        if (th[i].state == 1 && !th[i].joined)
+            lbudget_watch(&th[i].w.lrt.budget, th[i].tid, now, stop);
+}
 
 static void usage(FILE *f)
 {
@@ -106,7 +124,7 @@ int main(int argc, char **argv)
     /* Load once here to report script errors and read the configuration
      * before any thread starts; each worker then loads its own state. */
     char err[1024];
-    lua_State *L = lrt_open(script, err, sizeof err);
+    lua_State *L = lrt_open(script, NULL, NULL, err, sizeof err);
     if (L == NULL) {
         fprintf(stderr, "luring: %s\n", err);
         return 1;
@@ -141,6 +159,8 @@ int main(int argc, char **argv)
     sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
+    lbudget_install();             /* workers' Lua runs, watched below */
+    lbudget_jit(NULL, cfg.lua_jit); /* for Lua policies */
 
     struct thread *th = calloc(cfg.workers, sizeof *th);
     if (th == NULL) {
@@ -179,10 +199,16 @@ int main(int argc, char **argv)
         }
     }
 
+    /* This thread waits for signals and is the workers' watchdog: a run
+     * of Lua code over lua_budget is interrupted (lua/lbudget.h). */
+    int64_t period = lbudget_period_ms(cfg.lua_budget_ms);
     while (rc == 0) {
-        int sig;
-        if (sigwait(&set, &sig) != 0)
+        struct timespec ts = {period / 1000, (period % 1000) * 1000000};
+        int sig = sigtimedwait(&set, NULL, &ts);
+        if (sig < 0) {
+            watch_all(th, started, false);
             continue;
+        }
         if (sig == SIGHUP) {
             log_info("SIGHUP: reloading %s", script);
             worker_signal_all(CTL_RELOAD);
@@ -193,8 +219,32 @@ int main(int argc, char **argv)
     }
 
     worker_signal_all(CTL_STOP);
+    /* A worker busy in Lua is interrupted at once; one that still hasn't
+     * stopped by shutdown_timeout (a loop the JIT compiled, a C call that
+     * never returns) can't be waited for: the process ends without it. */
+    int64_t deadline = now_ms() + cfg.shutdown_timeout_ms;
     for (unsigned i = 0; i < started; i++) {
-        pthread_join(th[i].tid, NULL);
+        for (;;) {
+            watch_all(th, started, true);
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += 10 * 1000000;
+            if (ts.tv_nsec >= 1000000000) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000;
+            }
+            if (pthread_timedjoin_np(th[i].tid, NULL, &ts) == 0)
+                break;
+            if (now_ms() >= deadline) {
+                log_err("worker %u did not stop within shutdown_timeout "
+                        "(%.3g s; stuck in Lua or C code): exiting without it",
+                        i, (double)cfg.shutdown_timeout_ms / 1000);
+                _exit(1);
+            }
+        }
+        th[i].joined = true;
+    }
+    for (unsigned i = 0; i < started; i++) {
         worker_cleanup(&th[i].w);
         close(th[i].w.wake_fd);
     }

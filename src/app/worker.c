@@ -36,7 +36,15 @@ void config_defaults(struct config *cfg)
     cfg->max_header_size = 8192;
     cfg->max_uri_size = 4096;
     cfg->max_body_size = 1 << 20;
+    cfg->lua_budget_ms = 1000;
+    cfg->lua_max_memory = (size_t)1 << 30;
+    cfg->lua_jit = false;
+    cfg->shutdown_timeout_ms = 10000;
+    cfg->conn_buffer_budget = (size_t)256 << 20;
 }
+
+/* The connection buffers of every worker (h1_server.h). */
+static struct budget conn_budget;
 
 static void arm_tick(struct worker *w)
 {
@@ -49,6 +57,7 @@ static void on_tick(struct worker *w)
 {
     int64_t now = loop_now(w->loop);
     h1_refresh_date(&w->h1);
+    budget_flush(&w->h1.budget); /* the shared count exact when idle */
     timers_expire(&w->timers, now);
     if (!w->stopping)
         arm_tick(w);
@@ -56,15 +65,29 @@ static void on_tick(struct worker *w)
 
 /* ==== listeners ==== */
 
+static void cancel_accept(struct worker *w, unsigned i)
+{
+    if (w->ls[i].accepting)
+        loop_cancel(w->loop, UD_MAKE(OP_ACCEPT, 0, i),
+                    UD_MAKE(OP_CANCEL, 0, 0));
+}
+
+/* Every listener, at the worker's max_connections. */
 static void set_accepting(struct worker *w, bool on)
 {
     w->accept_paused = !on;
     if (on)
         return; /* before_sleep re-arms */
     for (unsigned i = 0; i < w->nls; i++)
-        if (w->ls[i].accepting)
-            loop_cancel(w->loop, UD_MAKE(OP_ACCEPT, 0, i),
-                        UD_MAKE(OP_CANCEL, 0, 0));
+        cancel_accept(w, i);
+}
+
+/* One listener, at its own max_connections: the others go on. */
+static void set_listener_full(struct worker *w, unsigned i, bool full)
+{
+    w->ls[i].full = full;
+    if (full)
+        cancel_accept(w, i); /* else before_sleep re-arms */
 }
 
 static int parse_addr(const char *addr, struct sockaddr_storage *ss,
@@ -105,8 +128,8 @@ bad:
     return -1;
 }
 
-static int add_listener(void *ud, unsigned i, const char *addr, char *err,
-                        size_t errlen)
+static int add_listener(void *ud, unsigned i, const char *addr,
+                        unsigned max_conns, char *err, size_t errlen)
 {
     struct worker *w = ud;
     (void)i;
@@ -146,15 +169,17 @@ static int add_listener(void *ud, unsigned i, const char *addr, char *err,
     struct listener *l = &w->ls[w->nls++];
     memset(l, 0, sizeof *l);
     l->fd = fd;
+    l->max_conns = max_conns;
     snprintf(l->addr, sizeof l->addr, "%s", addr);
     return 0;
 }
 
 /* Reload: the new script must serve the same listeners, in order. */
-static int same_listener(void *ud, unsigned i, const char *addr, char *err,
-                         size_t errlen)
+static int same_listener(void *ud, unsigned i, const char *addr,
+                         unsigned max_conns, char *err, size_t errlen)
 {
     struct worker *w = ud;
+    (void)max_conns; /* read at start-up only, like luring.config */
     if (i >= w->nls || (!w->listen_override && strcmp(addr, w->ls[i].addr))) {
         snprintf(err, errlen, "listener %u (%s) differs from the running "
                  "script's; restart to change listeners", i + 1, addr);
@@ -177,6 +202,9 @@ static void on_accept(struct worker *w, const struct loop_cqe *cq)
     }
     if (h1_accept(&w->h1, cq->res, i) == NULL)
         return;
+    struct listener *l = &w->ls[i];
+    if (++l->nconns >= l->max_conns && l->max_conns && !l->full)
+        set_listener_full(w, i, true);
     if (w->h1.nconns >= w->cfg->max_connections && !w->accept_paused)
         set_accepting(w, false);
 }
@@ -308,7 +336,7 @@ static bool before_sleep(void *ctx)
     h1_before_sleep(&w->h1);
     if (!w->accept_paused && !w->stopping)
         for (unsigned i = 0; i < w->nls; i++)
-            if (!w->ls[i].accepting) {
+            if (!w->ls[i].accepting && !w->ls[i].full) {
                 loop_accept_multishot(w->loop, w->ls[i].fd,
                                       UD_MAKE(OP_ACCEPT, 0, i));
                 w->ls[i].accepting = true;
@@ -321,9 +349,12 @@ static bool before_sleep(void *ctx)
 
 /* ==== the thread ==== */
 
-/* Below its connection limit again: accept. */
-static void conn_freed(struct worker *w, unsigned nconns)
+/* Below its connection limits again: accept. */
+static void conn_freed(struct worker *w, unsigned listener, unsigned nconns)
 {
+    struct listener *l = &w->ls[listener];
+    if (--l->nconns < l->max_conns && l->full)
+        set_listener_full(w, listener, false);
     if (w->accept_paused && nconns < w->cfg->max_connections)
         set_accepting(w, true);
 }
@@ -384,6 +415,7 @@ int worker_run(struct worker *w)
     w->h1.cfg = w->cfg;
     w->h1.ops = &h1_ops;
     w->h1.w = w;
+    w->h1.budget.all = &conn_budget;
     if (h1_server_init(&w->h1, &w->timers) < 0) {
         snprintf(w->err, sizeof w->err, "out of memory");
         return -1;
@@ -391,8 +423,10 @@ int worker_run(struct worker *w)
     w->err[0] = 0;
     w->lrt.loop = w->loop;
     w->lrt.rp = &w->rp;
+    w->lrt.h1 = &w->h1;
     w->lrt.up = &w->up;
     w->lrt.script = w->script;
+    w->lrt.cfg = w->cfg;
     w->lrt.id = w->id;
     w->lrt.lua = lrt_load(&w->lrt, add_listener, w, w->err, sizeof w->err);
     if (w->lrt.lua == NULL)

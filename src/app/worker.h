@@ -24,6 +24,9 @@ struct listener {
     int fd;
     char addr[64];
     bool accepting;
+    bool full;          /* at its own max_connections: not accepting */
+    unsigned max_conns; /* its own limit in this worker (0: none) */
+    unsigned nconns;    /* its connections open in this worker */
 };
 
 struct worker {

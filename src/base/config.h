@@ -3,6 +3,7 @@
 #ifndef LURING_CONFIG_H
 #define LURING_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -16,6 +17,12 @@ struct config {
     size_t max_header_size;    /* request head bytes excluding URI (431) */
     size_t max_uri_size;       /* (414) */
     size_t max_body_size;      /* (413) */
+    int64_t lua_budget_ms;     /* Lua code without yielding: interrupted */
+    size_t lua_max_memory;     /* bytes a script's Lua state may hold */
+    bool lua_jit;              /* JIT on in script states (budget then
+                                  can't stop compiled loops) */
+    int64_t shutdown_timeout_ms; /* SIGTERM: workers gone by then, or exit 1 */
+    size_t conn_buffer_budget; /* every worker's connection buffers */
 };
 
 void config_defaults(struct config *cfg);

@@ -37,6 +37,8 @@ static void sub_done(struct req *r, bool ok)
 static void send_head(struct req *r, struct cache_obj *o)
 {
     int64_t len = o->state == OBJ_COMPLETE ? (int64_t)o->len : o->total;
+    if (o->head_only) /* a passed HEAD: what the origin said (RFC 9110 §9.3.2) */
+        len = o->head_cl;
     http_head_begin(&r->m, o->status);
     http_head_raw(&r->m, o->hdrs.data, o->hdrs.len);
     if (r->xcache)
@@ -78,9 +80,13 @@ void serve_pump(struct req *r)
         size_t n;
         const char *p = cache_obj_at(o, r->obj_off, &n);
         cache_obj_ref(o); /* released when the send covering it completes */
-        http_body(&r->m, p, n, cache_obj_release, o, 0);
+        /* a stream object frees each chunk once its sends are done */
+        http_body(&r->m, p, n, cache_obj_release, o,
+                  o->stream ? CACHE_SEG(r->obj_off / CACHE_CHUNK, n) : 0);
         r->obj_off += n;
     }
+    if (o->stream)
+        cache_obj_read(o, r->obj_off); /* may let a paused fill go on */
     if (o->state == OBJ_FAILED)
         sub_done(r, false); /* never served as complete: the caller closes */
     else if (o->state == OBJ_COMPLETE && r->obj_off == o->len)

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -42,7 +43,8 @@ static struct upconn *up_alloc(struct upstreams *us)
     }
     u->next = NULL;
     stream_open(&u->s, -1);
-    u->reused = u->got_bytes = false;
+    u->reused = u->got_bytes = u->paused = false;
+    u->flags = 0;
     u->obj = NULL;
     u->out.len = 0;
     u->out_sent = 0;
@@ -98,6 +100,36 @@ static void up_close(struct upstreams *us, struct upconn *u)
     up_maybe_free(us, u);
 }
 
+/* An idle pooled connection carries nothing: no receive is armed on it,
+ * so bytes an origin sends unasked stay in the socket, where pool_take
+ * finds them (and an end of file) before the connection is reused. A
+ * connection whose receive is still being cancelled is not taken: its
+ * last completions may still hold such bytes. */
+static struct upconn *pool_take(struct upstreams *us, struct origin *o)
+{
+    struct upconn **pp = &o->idle;
+    while (*pp) {
+        struct upconn *u = *pp;
+        if (u->s.recv_armed) {
+            pp = &u->next;
+            continue;
+        }
+        *pp = u->next;
+        u->next = NULL;
+        o->nidle--;
+        char b;
+        ssize_t r = recv(u->s.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return u; /* nothing pending: the connection is clean */
+        if (r > 0)
+            log_warn("origin %s: bytes on an idle connection before any "
+                     "request: connection closed", o->name);
+        u->phase = UP_WAIT; /* not in the pool any more */
+        up_close(us, u);
+    }
+    return NULL;
+}
+
 /* The fetch is over: hand the outcome to the object, drop our ref. */
 static void finish(struct upconn *u, bool ok, int status)
 {
@@ -105,6 +137,9 @@ static void finish(struct upconn *u, bool ok, int status)
     if (obj == NULL)
         return;
     u->obj = NULL;
+    u->paused = false;
+    obj->fill_wake = NULL; /* u may serve another fetch before obj goes */
+    obj->fill_paused = false;
     if (!ok)
         u->o->st.errors++;
     cache_obj_done(obj, ok, status);
@@ -174,6 +209,9 @@ static int up_field(void *owner, const char *n, size_t nl, const char *v,
                 IS("date") || IS("server") || IS("proxy-connection") ||
                 IS("te") || IS("trailer") || IS("upgrade");
 #undef IS
+    if (u->obj && (u->flags & ORQ_HEAD) && nl == 14 &&
+        strncasecmp(n, "content-length", 14) == 0)
+        u->obj->head_cl = h1_content_length(v, vl); /* -1: not a length */
     if (!skip && u->obj) {
         struct buf *h = &u->obj->hdrs;
         buf_append(h, n, nl);
@@ -188,14 +226,21 @@ static int up_field(void *owner, const char *n, size_t nl, const char *v,
 static void up_interim(void *owner)
 {
     struct upconn *u = owner;
-    if (u->obj)
+    if (u->obj) {
         u->obj->hdrs.len = 0;
+        u->obj->head_cl = -1;
+    }
 }
 
 static int up_head(void *owner, int status, int64_t total)
 {
     struct upconn *u = owner;
-    if (u->obj)
+    if (u->obj == NULL)
+        return 0;
+    if (u->flags & ORQ_PASS) /* never shared, never stored */
+        cache_obj_head(u->obj, status, total, false, 0,
+                       loop_now(u->o->us->loop));
+    else
         fetch_head(u->obj, status, total, loop_now(u->o->us->loop));
     return 0;
 }
@@ -203,6 +248,8 @@ static int up_head(void *owner, int status, int64_t total)
 static int up_body(void *owner, const char *p, size_t n)
 {
     struct upconn *u = owner;
+    if (u->obj && cache_obj_abandoned(u->obj))
+        return -1; /* nobody reads a pass-through any more: stop */
     if (u->obj && cache_obj_data(u->obj, p, n) < 0)
         return -1;
     return 0;
@@ -225,6 +272,7 @@ static void up_start_request(struct upstreams *us, struct upconn *u)
 {
     struct origin *o = u->o;
     h1_resp_init(&u->resp, &up_ops, u);
+    u->resp.head_request = (u->flags & ORQ_HEAD) != 0;
     u->got_bytes = false;
     u->out_sent = 0;
     u->phase = UP_SEND;
@@ -257,20 +305,50 @@ static void up_connect(struct upstreams *us, struct upconn *u)
 static void file_fetch(struct upstreams *us, struct origin *o, const char *path,
                        size_t plen, struct cache_obj *obj);
 
+/* The cache fill's request: GET path, Host, User-Agent, Accept. */
+struct get_req {
+    const struct origin *o;
+    const char *path;
+    size_t plen;
+};
+
+static int build_get(void *arg, struct buf *out)
+{
+    const struct get_req *g = arg;
+    char line[256];
+    buf_append(out, "GET ", 4);
+    buf_append(out, g->path, g->plen);
+    int n = snprintf(line, sizeof line,
+                     " HTTP/1.1\r\nHost: %s\r\nUser-Agent: luring\r\n"
+                     "Accept: */*\r\n\r\n", g->o->host);
+    return buf_append(out, line, (size_t)n);
+}
+
 void origin_fetch(struct origin *o, const char *path, size_t plen,
                   struct cache_obj *obj)
 {
-    struct upstreams *us = o->us;
-    o->st.requests++;
     if (o->kind == ORIGIN_FILE) {
-        file_fetch(us, o, path, plen, obj);
+        o->st.requests++;
+        file_fetch(o->us, o, path, plen, obj);
         return;
     }
-    struct upconn *u = o->idle;
-    if (u) { /* keep-alive pool, most recently used first */
-        o->idle = u->next;
-        o->nidle--;
-        u->next = NULL;
+    struct get_req g = {o, path, plen};
+    origin_request(o, obj, ORQ_IDEMPOTENT, build_get, &g);
+}
+
+static void up_wake(void *arg);
+
+void origin_request(struct origin *o, struct cache_obj *obj, unsigned flags,
+                    origin_build_pt build, void *arg)
+{
+    struct upstreams *us = o->us;
+    o->st.requests++;
+    if (o->kind != ORIGIN_HTTP) {
+        cache_obj_done(obj, false, 502);
+        return;
+    }
+    struct upconn *u = pool_take(us, o);
+    if (u) {
         u->reused = true;
         o->st.reused++;
     } else {
@@ -283,15 +361,27 @@ void origin_fetch(struct origin *o, const char *path, size_t plen,
     }
     cache_obj_ref(obj);
     u->obj = obj;
+    u->flags = flags;
+    u->paused = false;
+    if (flags & ORQ_HEAD)
+        obj->head_only = true;
+    if (obj->stream) {
+        obj->fill_wake = up_wake;
+        obj->fill_arg = u;
+    }
     u->out.len = 0;
-    char line[256];
-    int n = snprintf(line, sizeof line, "GET ");
-    buf_append(&u->out, line, (size_t)n);
-    buf_append(&u->out, path, plen);
-    n = snprintf(line, sizeof line,
-                 " HTTP/1.1\r\nHost: %s\r\nUser-Agent: luring\r\n"
-                 "Accept: */*\r\n\r\n", o->host);
-    buf_append(&u->out, line, (size_t)n);
+    if (build(arg, &u->out) < 0) {
+        finish(u, false, 502);
+        if (u->reused) { /* back to the pool, untouched */
+            u->phase = UP_WAIT;
+            up_close(us, u);
+        } else {
+            u->phase = UP_CLOSED;
+            stream_close(&u->s, false);
+            up_maybe_free(us, u);
+        }
+        return;
+    }
     if (u->reused)
         up_start_request(us, u);
     else
@@ -302,14 +392,18 @@ void origin_fetch(struct origin *o, const char *path, size_t plen,
  * have closed it while idle. Retry once on a fresh connection. */
 static bool retry_fresh(struct upstreams *us, struct upconn *u)
 {
-    if (!u->reused || u->got_bytes || u->obj == NULL)
+    if (!u->reused || u->got_bytes || u->obj == NULL ||
+        !(u->flags & ORQ_IDEMPOTENT))
         return false;
     struct upconn *n = up_alloc(us);
     if (n == NULL)
         return false;
     n->o = u->o;
     n->obj = u->obj;
+    n->flags = u->flags;
     u->obj = NULL;
+    if (n->obj->stream)
+        n->obj->fill_arg = n;
     buf_append(&n->out, u->out.data, u->out.len);
     up_close(us, u);
     up_connect(us, n);
@@ -337,6 +431,9 @@ static void up_done(struct upstreams *us, struct upconn *u)
     }
     u->phase = UP_IDLE;
     u->reused = false;
+    if (u->s.recv_armed) /* see pool_take */
+        loop_cancel(us->loop, stream_ud(&u->s, OP_UP_RECV),
+                    UD_MAKE(OP_CANCEL, 0, 0));
     up_arm(us, u, o->keepalive_ms);
     u->next = o->idle;
     o->idle = u;
@@ -354,7 +451,8 @@ static void up_data(struct upstreams *us, struct upconn *u, const char *p,
         return;
     u->got_bytes = true;
     u->phase = UP_READ;
-    up_arm(us, u, u->o->idle_timeout_ms);
+    if (!u->paused) /* a paused fill waits for its reader, not the origin */
+        up_arm(us, u, u->o->idle_timeout_ms);
     size_t k;
     enum h1_res res = h1_resp_feed(&u->resp, p, n, &k);
     if (res == H1_DONE && k < n) {
@@ -369,6 +467,14 @@ static void up_data(struct upstreams *us, struct upconn *u, const char *p,
         up_close(us, u);
     } else if (res == H1_DONE) {
         up_done(us, u);
+    } else if (res == H1_MORE && cache_obj_fill_pause(u->obj)) {
+        /* a pass-through's reader is far behind: stop reading the origin
+         * (it waits on a full socket) until the reader catches up */
+        u->paused = true;
+        timer_disarm(&u->timer);
+        if (u->s.recv_armed)
+            loop_cancel(us->loop, stream_ud(&u->s, OP_UP_RECV),
+                        UD_MAKE(OP_CANCEL, 0, 0));
     } else if (res == H1_ERROR) {
         log_warn("origin %s: invalid response: %s", u->o->name,
                  h1_resp_error(&u->resp));
@@ -391,6 +497,27 @@ static void up_eof(struct upstreams *us, struct upconn *u)
     up_fail(us, u, 502);
 }
 
+/* Should u have a receive armed (a response in progress, not paused)? */
+static bool up_reading(const struct upconn *u)
+{
+    return !u->paused && !u->s.recv_armed && u->phase != UP_CLOSED &&
+           u->phase != UP_FREE && u->phase != UP_IDLE;
+}
+
+/* fill_wake of a stream object: its reader caught up (or left: the next
+ * bytes find it abandoned and end the fetch). */
+static void up_wake(void *arg)
+{
+    struct upconn *u = arg;
+    if (!u->paused)
+        return;
+    u->paused = false;
+    struct upstreams *us = u->o->us;
+    up_arm(us, u, u->o->idle_timeout_ms);
+    if (up_reading(u))
+        stream_recv(us->loop, &u->s, OP_UP_RECV);
+}
+
 void origin_on_cqe(struct upstreams *us, const struct loop_cqe *cq)
 {
     uint32_t idx = UD_IDX(cq->ud);
@@ -409,12 +536,19 @@ void origin_on_cqe(struct upstreams *us, const struct loop_cqe *cq)
         } else if (cq->res > 0) {
             up_data(us, u, loop_buf(us->loop, cq->bid), (size_t)cq->res);
             loop_buf_recycle(us->loop, cq->bid);
-            if (!cq->more && u->phase != UP_CLOSED && u->phase != UP_FREE)
+            if (!cq->more && up_reading(u))
                 stream_recv(us->loop, &u->s, OP_UP_RECV);
         } else if (cq->res == 0) {
             up_eof(us, u);
+        } else if (u->phase == UP_IDLE && cq->res == -ECANCELED) {
+            /* the receive of a pooled connection ended (pool_take) */
+        } else if (cq->res == -ECANCELED && u->obj) {
+            /* a paused fill's receive ended; woken meanwhile: read on */
+            if (up_reading(u))
+                stream_recv(us->loop, &u->s, OP_UP_RECV);
         } else if (cq->res == -ENOBUFS) {
-            stream_recv(us->loop, &u->s, OP_UP_RECV);
+            if (up_reading(u))
+                stream_recv(us->loop, &u->s, OP_UP_RECV);
         } else {
             up_fail(us, u, 502);
         }

@@ -66,6 +66,9 @@ struct upconn {
     struct timer timer;     /* the timeout of the current phase */
     struct origin *o;
     struct cache_obj *obj;  /* destination of the fetch (one ref) */
+    bool paused;            /* a stream fill stopped reading: its reader is
+                             * behind (cache_obj_fill_pause) */
+    unsigned flags;         /* ORQ_* of the request */
     struct buf out;         /* request bytes */
     size_t out_sent;
     struct h1_resp resp;    /* the response being parsed */
@@ -77,9 +80,34 @@ struct upconn {
  * with err. */
 int origin_init_http(struct origin *o, const char *url, char *err,
                      size_t errlen);
-/** Start fetching `path` into obj (takes a ref on obj). */
+/** Start fetching `path` into obj (takes a ref on obj): `GET path` with
+ * Host, User-Agent and Accept; the response is judged for the cache by
+ * core/fetch.c. */
 void origin_fetch(struct origin *o, const char *path, size_t plen,
                   struct cache_obj *obj);
+
+/* origin_request flags. */
+enum {
+    ORQ_HEAD = 1 << 0,       /* a HEAD request: the response has no body,
+                                its Content-Length goes to obj->head_cl */
+    ORQ_IDEMPOTENT = 1 << 1, /* may be sent again on a fresh connection when
+                                a pooled one fails before any response byte
+                                (RFC 9110 §9.2.2); others never are */
+    ORQ_PASS = 1 << 2,       /* a pass-through: obj is a stream object
+                                (cache_obj_stream) and the response is
+                                never shared nor stored */
+};
+
+/** Writes the request's bytes (head and body, framed) to out; -1 fails
+ * the request (502). */
+typedef int (*origin_build_pt)(void *arg, struct buf *out);
+
+/** Send the request `build` writes (called once, at once) to an HTTP
+ * origin and fill obj with the response (takes a ref on obj). A stream
+ * object's fill stops reading while its reader is behind, and ends when
+ * the reader leaves. */
+void origin_request(struct origin *o, struct cache_obj *obj, unsigned flags,
+                    origin_build_pt build, void *arg);
 /** Completion for OP_UP_* ops. */
 void origin_on_cqe(struct upstreams *us, const struct loop_cqe *cq);
 /** Completion for OP_FILE_READ. */

@@ -1,6 +1,8 @@
 /* h1_client.c - parsing an origin's HTTP/1.1 response (see h1_client.h). */
 #include "http/h1_client.h"
 
+#include <strings.h>
+
 enum { RP_HEAD, RP_LENGTH, RP_CHUNKED, RP_CLOSE, RP_DONE, RP_ERROR };
 
 void h1_resp_init(struct h1_resp *r, const struct h1_client_ops *ops,
@@ -33,10 +35,26 @@ static enum h1_res take_head(struct h1_resp *r, const char *p, size_t n)
     const char *why;
     if (h1_parse_head(H1_RESPONSE, p, n, &h, 0, r->head_request, &why))
         return fail(r, why);
+    /* the Connection field's options: fields it names are hop-by-hop
+     * (RFC 9110 §7.6.1) and never reported */
+    const struct hdr *conn[8];
+    unsigned nconn = 0;
     for (unsigned i = 0; i < h.nfields; i++) {
         const struct hdr *f = &h.fields[i];
-        if (r->ops->field(r->owner, p + f->name, f->nlen, p + f->val,
-                          f->vlen) < 0)
+        if (f->nlen == 10 && strncasecmp(p + f->name, "connection", 10) == 0) {
+            if (nconn == 8)
+                return fail(r, "more than 8 Connection fields");
+            conn[nconn++] = f;
+        }
+    }
+    for (unsigned i = 0; i < h.nfields; i++) {
+        const struct hdr *f = &h.fields[i];
+        bool hop = false;
+        for (unsigned k = 0; k < nconn && !hop; k++)
+            hop = h1_list_has(p + conn[k]->val, conn[k]->vlen, p + f->name,
+                              f->nlen);
+        if (!hop && r->ops->field(r->owner, p + f->name, f->nlen, p + f->val,
+                                  f->vlen) < 0)
             return fail(r, "response field refused");
     }
     h1_scan_init(&r->scan);

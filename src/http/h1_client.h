@@ -20,7 +20,9 @@
 
 struct h1_client_ops {
     /** One header field: the name is a token (whitespace before the colon
-     * removed, RFC 9112 §5.1), the value as received. -1 aborts. */
+     * removed, RFC 9112 §5.1), the value without surrounding whitespace.
+     * Fields named by the response's Connection field are hop-by-hop
+     * (RFC 9110 §7.6.1) and not reported. -1 aborts. */
     int (*field)(void *owner, const char *name, size_t nlen, const char *val,
                  size_t vlen);
     /** An interim (1xx) response ended: the fields reported since the

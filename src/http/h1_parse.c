@@ -1,7 +1,9 @@
 /* h1_parse.c - a strict HTTP/1.1 message parser (see h1_parse.h). */
+#define _GNU_SOURCE /* memrchr */
 #include "http/h1_parse.h"
 #include "http/fields.h"
 
+#include <ctype.h>
 #include <string.h>
 #include <strings.h>
 
@@ -86,9 +88,9 @@ int64_t h1_content_length(const char *v, size_t n)
         unsigned d = (unsigned char)v[i] - '0';
         if (d > 9)
             return -1;
+        if (len > (CL_MAX - d) / 10)
+            return -1; /* checked before the arithmetic: no overflow */
         len = len * 10 + d;
-        if (len > CL_MAX)
-            return -1;
     }
     return len;
 }
@@ -241,13 +243,24 @@ static int request_line(const char *p, size_t n, size_t base, struct h1_head *h,
     const char *tg = p + t;
     size_t tl = i - t;
     if (h->method == H1_M_CONNECT) {
-        if (tg[0] == '/' || memchr(tg, '/', tl))
+        /* authority-form: uri-host ":" port (§3.2.3) */
+        const char *colon = memrchr(tg, ':', tl);
+        size_t hl = colon ? (size_t)(colon - tg) : 0, pl = tl - hl - 1;
+        bool port_ok = colon && pl >= 1 && pl <= 5;
+        for (size_t k = 0; port_ok && k < pl; k++)
+            port_ok = isdigit((unsigned char)colon[1 + k]);
+        if (!port_ok || hl == 0 || !host_ok(tg, hl))
             FAIL(H1E_BAD, "CONNECT target not in authority-form");
     } else if (tg[0] != '/' && !(tl == 1 && tg[0] == '*' &&
                                  h->method == H1_M_OPTIONS)) {
-        const char *colon = memchr(tg, ':', tl);
-        if (colon == NULL || colon == tg ||
-            !(colon + 2 < tg + tl && colon[1] == '/' && colon[2] == '/'))
+        /* absolute-form: scheme "://" ... (§3.2.2; RFC 3986 §3.1) */
+        size_t k = 0;
+        while (k < tl && (isalpha((unsigned char)tg[k]) ||
+                          (k > 0 && (isdigit((unsigned char)tg[k]) ||
+                                     tg[k] == '+' || tg[k] == '-' ||
+                                     tg[k] == '.'))))
+            k++;
+        if (k == 0 || k + 3 > tl || memcmp(tg + k, "://", 3) != 0)
             FAIL(H1E_BAD, "request target in no form of RFC 9112 3.2");
     }
     i++;
@@ -349,9 +362,14 @@ int h1_parse_head(enum h1_kind kind, const char *p, size_t n, struct h1_head *h,
         size_t nl = i - ns;
         if (i < n && is_ows((unsigned char)p[i])) {
             /* RFC 9112 §5.1: a server rejects it; a proxy removes it
-             * from a response */
+             * from a response, but not from a field that frames it: who
+             * can say which length the origin meant */
             if (kind == H1_REQUEST)
                 FAIL(H1E_BAD, "whitespace between a field name and colon");
+            if (name_is(p + ns, nl, "content-length", 14) ||
+                name_is(p + ns, nl, "transfer-encoding", 17))
+                FAIL(H1E_BAD, "whitespace between a framing field's name "
+                              "and colon");
             while (i < n && is_ows((unsigned char)p[i]))
                 i++;
             h->ws_before_colon = true;
@@ -449,6 +467,10 @@ int h1_parse_head(enum h1_kind kind, const char *p, size_t n, struct h1_head *h,
         h->body = kind == H1_RESPONSE ? H1B_CLOSE : H1B_NONE;
     }
     if (kind == H1_REQUEST) {
+        /* CONNECT has no content; what follows its head would be a tunnel
+         * (RFC 9110 §9.3.6), which is never read as a body */
+        if (h->method == H1_M_CONNECT && (te != -2 || h->content_length >= 0))
+            FAIL(H1E_BAD, "CONNECT with content");
         if (h->minor == 1 && nhost == 0)
             FAIL(H1E_BAD, "HTTP/1.1 request without Host");
         h->upgrade = h->method == H1_M_CONNECT || (has_upgrade && conn_upgrade);
@@ -465,9 +487,16 @@ enum {
     CK_SIZE0,     /* the first hex digit of a chunk-size */
     CK_SIZE,      /* more hex digits, BWS, ";" or CR */
     CK_BWS,       /* BWS after the size: only ";" may follow */
-    CK_EXT,       /* a chunk extension, up to CR */
-    CK_EXT_QS,    /* inside a quoted-string of an extension */
+    /* chunk-ext = *( BWS ";" BWS name [ BWS "=" BWS value ] ), the value
+     * a token or a quoted-string (RFC 9112 §7.1.1) */
+    CK_EXT,       /* after ";": BWS, then the name */
+    CK_EXT_NAME,  /* in the name */
+    CK_EXT_BWS,   /* BWS after the name: "=", ";" or CR */
+    CK_EXT_VBWS,  /* after "=": BWS, then the value */
+    CK_EXT_VAL,   /* in a token value */
+    CK_EXT_QS,    /* inside a quoted-string value */
     CK_EXT_QP,    /* after a backslash in it */
+    CK_EXT_END,   /* after a value: BWS, ";" or CR */
     CK_SIZE_LF,   /* the LF of the size line */
     CK_DATA,      /* chunk-data */
     CK_DATA_CR,   /* the CRLF after chunk-data */
@@ -510,7 +539,9 @@ enum h1_chunk_res h1_chunked_feed(struct h1_chunked *d, const char *p,
         unsigned char ch = (unsigned char)p[i++];
         if (d->state <= CK_SIZE_LF && ++d->line > CHUNK_LINE_MAX)
             goto bad;
+        /* trailer bytes count against their limit; the final CRLF not */
         if (d->state >= CK_TR_START && d->state <= CK_TR_LF &&
+            !(d->state == CK_TR_START && ch == '\r') &&
             ++d->trailer > d->max_trailer)
             goto bad;
         switch (d->state) {
@@ -542,19 +573,46 @@ enum h1_chunk_res h1_chunked_feed(struct h1_chunked *d, const char *p,
                 goto bad;
             break;
         case CK_EXT:
-            /* chunk-ext = *( BWS ";" BWS name [ BWS "=" BWS value ] ),
-             * value a token or a quoted-string */
+            if (field_is_tchar(ch))
+                d->state = CK_EXT_NAME;
+            else if (!is_ows(ch))
+                goto bad; /* an empty name, a bare LF, a control character */
+            break;
+        case CK_EXT_NAME:
+        case CK_EXT_BWS:
             if (ch == '\r')
                 d->state = CK_SIZE_LF;
-            else if (ch == '"')
+            else if (ch == ';')
+                d->state = CK_EXT;
+            else if (ch == '=')
+                d->state = CK_EXT_VBWS;
+            else if (is_ows(ch))
+                d->state = CK_EXT_BWS;
+            else if (!field_is_tchar(ch) || d->state == CK_EXT_BWS)
+                goto bad;
+            break;
+        case CK_EXT_VBWS:
+            if (ch == '"')
                 d->state = CK_EXT_QS;
-            else if (!field_is_tchar(ch) && !is_ows(ch) && ch != ';' &&
-                     ch != '=')
-                goto bad; /* a bare LF, a control character */
+            else if (field_is_tchar(ch))
+                d->state = CK_EXT_VAL;
+            else if (!is_ows(ch))
+                goto bad;
+            break;
+        case CK_EXT_VAL:
+        case CK_EXT_END:
+            if (ch == '\r')
+                d->state = CK_SIZE_LF;
+            else if (ch == ';')
+                d->state = CK_EXT;
+            else if (is_ows(ch))
+                d->state = CK_EXT_END;
+            else if (!field_is_tchar(ch) || d->state == CK_EXT_END)
+                goto bad;
             break;
         case CK_EXT_QS:
             if (ch == '"')
-                d->state = CK_EXT;
+                d->state = CK_EXT_END;
             else if (ch == '\\')
                 d->state = CK_EXT_QP;
             else if (!is_value_char(ch))

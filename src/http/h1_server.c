@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stddef.h>
@@ -23,7 +24,9 @@
 
 #define IN_LIMIT  (64 * 1024)  /* buffered pipelined input before pausing */
 #define LINGER_MS 2000         /* lingering close: wait this long for EOF */
-#define KEEP_IN   (16 * 1024)  /* input buffer kept across connections */
+#define KEEP_HEAD (4 * 1024)   /* a pooled request's head buffer kept */
+#define KEEP_BODY (16 * 1024)  /* a pooled request's body buffer kept */
+#define BUDGET_LOG_MS 1000     /* at most one "over budget" line this often */
 
 /* ==== status lines ==== */
 
@@ -95,6 +98,52 @@ static void update_timer(struct conn *c, bool progress)
     /* the head timeout covers the whole head: never restarted by bytes */
     if (tl != c->tl || (progress && tl != TL_HEAD && tl != TL_LINGER))
         conn_touch(c, tl);
+}
+
+/* ==== the budget of connection buffers ==== */
+
+/* The buffers of every worker's connections (their input, request heads and
+ * bodies, copied output) hold more than conn_buffer_budget. A relaxed load:
+ * no cost worth counting where it is asked, once per request head. */
+static bool over_budget(const struct h1_server *srv)
+{
+    return budget_used(&srv->budget) > (int64_t)srv->cfg->conn_buffer_budget;
+}
+
+/* What the budget is being exceeded for, at most once a second. */
+static void budget_log(struct h1_server *srv, const char *what)
+{
+    int64_t now = loop_now(srv->loop);
+    if (srv->budget_logged && now - srv->budget_logged < BUDGET_LOG_MS)
+        return;
+    srv->budget_logged = now;
+    log_warn("connection buffers over budget (%lld of %zu bytes): %s",
+             (long long)budget_used(&srv->budget),
+             srv->cfg->conn_buffer_budget, what);
+}
+
+static void in_account(struct conn *c)
+{
+    budget_set(&c->srv->budget, &c->in_held, c->in.cap);
+}
+
+static void msg_account(struct h1_msg *m)
+{
+    budget_set(&m->srv->budget, &m->held, m->head.cap + m->body.cap);
+}
+
+/* c reads no more until the buffers are below the budget again
+ * (h1_before_sleep); its timeouts run meanwhile. */
+static void budget_wait(struct conn *c)
+{
+    struct h1_server *srv = c->srv;
+    if (!(c->flags & CF_BUDGET_WAIT)) {
+        c->flags |= CF_BUDGET_WAIT;
+        c->next_wait = srv->budget_wait;
+        srv->budget_wait = c;
+    }
+    conn_pause_recv(c);
+    budget_log(srv, "pausing reads");
 }
 
 /* ==== errors ==== */
@@ -172,6 +221,7 @@ static int take_head(struct conn *c, const char *p, size_t n)
         log_err("out of memory for a request head");
         return 503;
     }
+    msg_account(m);
     struct h1_head h;
     h.fields = m->hdrs;
     h.max_fields = H1_MAX_HEADERS;
@@ -246,6 +296,9 @@ static int take_body(struct conn *c, const char *p, size_t n)
         log_err("out of memory for a request body");
         return 503;
     }
+    msg_account(m);
+    if (over_budget(c->srv))
+        budget_wait(c); /* what has arrived is kept; no more is read */
     return 0;
 }
 
@@ -325,6 +378,20 @@ static size_t run_input(struct conn *c, const char *p, size_t len)
     size_t off = 0;
     while (off < len && c->state == CS_READING &&
            outq_pending(&c->out) < OUT_HIGH) {
+        if (c->rstate == RS_HEAD && !(c->flags & CF_IN_HEAD) &&
+            over_budget(c->srv)) {
+            /* A new request while the buffers are over budget. Input
+             * already buffered, or a response still going out: wait with
+             * it. A head straight from the socket on an idle connection
+             * would have to be buffered: 503 and close instead. */
+            if (c->in.len || outq_pending(&c->out)) {
+                budget_wait(c);
+                break;
+            }
+            budget_log(c->srv, "503 to a new request");
+            http_error(c, 503);
+            return len;
+        }
         size_t n;
         int r = parse_step(c, p + off, len - off, &n);
         off += n;
@@ -354,8 +421,11 @@ static void keep_input(struct conn *c, const char *p, size_t len)
         conn_close(c);
         return;
     }
+    in_account(c);
     if (c->in.len >= in_limit(c->srv->cfg))
         conn_pause_recv(c);
+    else if (over_budget(c->srv))
+        budget_wait(c);
 }
 
 void http_on_data(struct conn *c, const char *p, size_t len)
@@ -386,8 +456,37 @@ void http_process(struct conn *c)
     if (c->state >= CS_CLOSED)
         return;
     buf_consume(&c->in, n);
-    if (c->in.len < in_limit(c->srv->cfg) && (c->flags & CF_RECV_PAUSED))
+    if (c->in.len < in_limit(c->srv->cfg) &&
+        (c->flags & (CF_RECV_PAUSED | CF_BUDGET_WAIT)) == CF_RECV_PAUSED)
         conn_resume_recv(c);
+}
+
+/* The client half-closed (or closed) its side: nothing more will come.
+ * Requests it sent in full are still answered, in order (a client may
+ * send its requests and shut its write side, RFC 9112 §9.6); once the
+ * last response is out the connection closes. A request cut by the EOF
+ * can never complete and is dropped then. */
+static bool eof_finish(struct conn *c)
+{
+    if (!(c->flags & CF_RD_EOF) || c->state != CS_READING ||
+        outq_pending(&c->out) > 0)
+        return false;
+    conn_close(c);
+    return true;
+}
+
+static void http_on_eof(struct conn *c)
+{
+    if (c->state == CS_LINGER || c->state >= CS_CLOSED) {
+        conn_close(c);
+        return;
+    }
+    c->flags |= CF_RD_EOF;
+    c->flags &= (uint16_t)~CF_RECV_PAUSED; /* nothing to pause any more */
+    if (c->state == CS_READING)
+        http_process(c);
+    if (c->state < CS_CLOSED)
+        eof_finish(c);
 }
 
 void http_on_timeout(struct conn *c, enum tlist tl)
@@ -417,6 +516,10 @@ void http_on_sent(struct conn *c, bool all)
     }
     switch (c->state) {
     case CS_DRAINING:
+        if (c->flags & CF_RD_EOF) { /* nothing left to linger for */
+            conn_close(c);
+            break;
+        }
         /* Lingering close: shut our side, read until the client closes, so
          * unread input doesn't turn into a reset that destroys the
          * response in flight (nginx's lingering_close). */
@@ -433,6 +536,8 @@ void http_on_sent(struct conn *c, bool all)
     case CS_READING:
         update_timer(c, false);
         http_process(c);
+        if (c->state < CS_CLOSED)
+            eof_finish(c);
         break;
     default:
         break;
@@ -676,14 +781,18 @@ void h1_msg_reset(struct h1_msg *m)
 
 void h1_msg_trim(struct h1_msg *m)
 {
-    buf_reset(&m->head, 16 * 1024);
-    buf_reset(&m->body, 64 * 1024);
+    buf_reset(&m->head, KEEP_HEAD);
+    buf_reset(&m->body, KEEP_BODY);
+    if (m->held) /* what stays is the pool's, not a connection's */
+        budget_set(&m->srv->budget, &m->held, 0);
 }
 
 void h1_msg_free(struct h1_msg *m)
 {
     buf_free(&m->head);
     buf_free(&m->body);
+    if (m->held)
+        budget_set(&m->srv->budget, &m->held, 0);
 }
 
 /* ==== connections: slots, timeouts, receive, send ==== */
@@ -750,6 +859,7 @@ static struct conn *conn_alloc(struct h1_server *srv)
     c->srv = srv;
     c->s.fd = -1;
     outq_init(&c->out, &c->s, &srv->imm, srv->w, &conn_out_ops, c);
+    c->out.budget = &srv->budget;
     srv->conns[srv->nslots++] = c;
     return c;
 }
@@ -761,7 +871,7 @@ static void arm_recv(struct conn *c)
 
 static void schedule_rearm(struct conn *c)
 {
-    if (c->flags & CF_RECV_REARM)
+    if (c->flags & (CF_RECV_REARM | CF_RD_EOF))
         return;
     c->flags |= CF_RECV_REARM;
     c->next_rearm = c->srv->rearm;
@@ -803,15 +913,16 @@ static void conn_maybe_free(struct conn *c)
         return;
     c->state = CS_FREE;
     stream_release(srv->loop, &c->s);
-    outq_release_all(&c->out);
-    buf_reset(&c->in, KEEP_IN);
+    outq_release_all(&c->out); /* its buffers too: the budget comes back */
+    buf_reset(&c->in, 0);
+    in_account(c);
     /* keep list-membership flags: the slot may still be linked on the
-     * dirty/rearm lists, which skip closed or re-used entries safely */
-    c->flags &= CF_DIRTY | CF_RECV_REARM;
+     * dirty/rearm/budget lists, which skip closed or re-used entries */
+    c->flags &= CF_DIRTY | CF_RECV_REARM | CF_BUDGET_WAIT;
     c->next_free = srv->free_conns;
     srv->free_conns = c;
     srv->nconns--;
-    srv->ops->conn_freed(srv->w, srv->nconns);
+    srv->ops->conn_freed(srv->w, c->listener, srv->nconns);
 }
 
 void conn_close(struct conn *c)
@@ -856,7 +967,7 @@ void h1_on_recv(struct h1_server *srv, const struct loop_cqe *cq)
             !(c->flags & CF_RECV_PAUSED))
             schedule_rearm(c);
     } else if (cq->res == 0) {
-        conn_close(c); /* client closed */
+        http_on_eof(c); /* the client closed, or shut its write side */
     } else if (cq->res == -ENOBUFS) {
         /* no provided buffer left this instant: buffers are recycled as
          * soon as each completion is handled, so re-arm next iteration */
@@ -899,7 +1010,7 @@ bool h1_imm_busy(const struct h1_server *srv)
         /* settling a keep-alive connection's last response only frees its
          * buffers and moves it from the send to the idle timer */
         if (c->state != CS_READING || o->q.n || c->in.len ||
-            (c->flags & CF_RECV_PAUSED))
+            (c->flags & (CF_RECV_PAUSED | CF_RD_EOF)))
             return true;
     }
     return false;
@@ -918,10 +1029,11 @@ struct conn *h1_accept(struct h1_server *srv, int fd, unsigned listener)
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     stream_open(&c->s, fd);
     c->state = CS_READING;
-    c->flags &= CF_DIRTY | CF_RECV_REARM;
+    c->flags &= CF_DIRTY | CF_RECV_REARM | CF_BUDGET_WAIT;
     c->listener = listener;
     c->msg = NULL;
     c->in.len = 0;
+    c->peer[0] = 0;
     http_conn_init(c);
     srv->nconns++;
     arm_recv(c);
@@ -929,14 +1041,34 @@ struct conn *h1_accept(struct h1_server *srv, int fd, unsigned listener)
     return c;
 }
 
+/* The buffers are below the budget again: connections that waited read
+ * and parse again, until the budget is over once more. */
+static void budget_resume(struct h1_server *srv)
+{
+    struct conn *c;
+    while ((c = srv->budget_wait) != NULL && !over_budget(srv)) {
+        srv->budget_wait = c->next_wait;
+        c->flags &= (uint16_t)~CF_BUDGET_WAIT;
+        if (c->state >= CS_DRAINING)
+            continue; /* closing, or a slot used again */
+        http_process(c);
+        if (c->state < CS_CLOSED && (c->flags & CF_RECV_PAUSED) &&
+            !(c->flags & CF_BUDGET_WAIT) &&
+            c->in.len < in_limit(srv->cfg))
+            conn_resume_recv(c);
+    }
+}
+
 void h1_before_sleep(struct h1_server *srv)
 {
     struct conn *c;
+    if (srv->budget_wait)
+        budget_resume(srv);
     while ((c = srv->rearm) != NULL) {
         srv->rearm = c->next_rearm;
         c->flags &= (uint16_t)~CF_RECV_REARM;
         if (c->state < CS_CLOSED && !c->s.recv_armed &&
-            !(c->flags & CF_RECV_PAUSED))
+            !(c->flags & (CF_RECV_PAUSED | CF_RD_EOF)))
             arm_recv(c);
     }
     while ((c = srv->dirty) != NULL) {
@@ -973,10 +1105,51 @@ void h1_server_free(struct h1_server *srv)
             close(c->s.fd);
         outq_free(&c->out);
         buf_free(&c->in);
+        in_account(c);
         free(c);
     }
     free(srv->conns);
     srv->conns = NULL;
     srv->nslots = 0;
     buf_free(&srv->rhead);
+    budget_flush(&srv->budget);
+}
+
+/* The peer of c, into c->peer (once per connection). 0, or -1. */
+static int peer_lookup(struct conn *c)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (getpeername(c->s.fd, (struct sockaddr *)&ss, &sl) < 0)
+        return -1;
+    if (ss.ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+        c->peer_port = ntohs(a->sin_port);
+        return inet_ntop(AF_INET, &a->sin_addr, c->peer, sizeof c->peer)
+                   ? 0 : -1;
+    }
+    if (ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+        c->peer_port = ntohs(a->sin6_port);
+        return inet_ntop(AF_INET6, &a->sin6_addr, c->peer, sizeof c->peer)
+                   ? 0 : -1;
+    }
+    return -1;
+}
+
+int h1_peer(const struct h1_msg *m, char *addr, size_t n, int *port)
+{
+    struct conn *c = m->c;
+    if (c == NULL || c->s.fd < 0)
+        return -1;
+    if (c->peer[0] == 0 && peer_lookup(c) < 0) {
+        c->peer[0] = 0;
+        return -1;
+    }
+    size_t len = strlen(c->peer);
+    if (len >= n)
+        return -1;
+    memcpy(addr, c->peer, len + 1);
+    *port = c->peer_port;
+    return 0;
 }

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/budget.h"
 #include "base/buf.h"
 #include "base/config.h"
 #include "http/h1_parse.h"
@@ -38,7 +39,11 @@ enum {
     CF_RECV_PAUSED = 1 << 2, /* input buffer full: recv cancelled */
     CF_DIRTY = 1 << 4,       /* on the flush list */
     CF_IN_HEAD = 1 << 5,     /* bytes of a request head have arrived */
+    CF_RD_EOF = 1 << 6,      /* the client sent its FIN: answer what it
+                                asked in full, then close */
     CF_CLOSE_AFTER = 1 << 7, /* close once the response is sent */
+    CF_BUDGET_WAIT = 1 << 8, /* on the budget list: input paused until the
+                                connection buffers are below the budget */
 };
 
 /* Which timeout a connection waits under (io/timer.h queues, one per
@@ -58,6 +63,7 @@ struct conn {
     int64_t body_left;      /* RS_LENGTH: body bytes still to come */
     struct h1_chunked chunk; /* RS_CHUNKED: the decoder */
     struct buf in;          /* received, not yet parsed (pipelined input) */
+    size_t in_held;         /* what `in` has charged the budget */
     struct outq out;
     /* timeout */
     enum tlist tl;
@@ -65,7 +71,12 @@ struct conn {
     /* work lists */
     struct conn *next_dirty;  /* flush list (CF_DIRTY) */
     struct conn *next_rearm;  /* rearm list (CF_RECV_REARM) */
+    struct conn *next_wait;   /* budget list (CF_BUDGET_WAIT) */
     struct conn *next_free;
+    /* the client's address and port as text, read on first use (h1_peer:
+     * one getpeername per connection, not per request); "" until then */
+    char peer[46];
+    uint16_t peer_port;
 };
 
 /* What the HTTP layer needs from the layers above it (filled by the worker
@@ -85,6 +96,7 @@ struct h1_msg {
     struct hdr hdrs[H1_MAX_HEADERS]; /* field lines, offsets into head */
     unsigned nhdrs;
     struct buf body;
+    size_t held;            /* what head and body have charged srv->budget */
     uint8_t method;         /* enum h1_method */
     uint8_t http_minor;
     bool keep_alive;
@@ -101,7 +113,8 @@ struct h1_msg {
 
 /** Ready for a new request (its buffers are kept). */
 void h1_msg_reset(struct h1_msg *m);
-/** Give back memory above what a typical request needs. */
+/** Give back memory above what a typical request needs, and the budget
+ * its buffers were charged with (an exchange in the pool is not counted). */
 void h1_msg_trim(struct h1_msg *m);
 void h1_msg_free(struct h1_msg *m);
 
@@ -118,9 +131,9 @@ struct h1_server_ops {
     void (*writable)(struct h1_msg *m);
     /** m's client is gone while it runs (m->c is NULL already). */
     void (*abort)(struct h1_msg *m);
-    /** A connection slot came free; nconns are left open (the worker
-     * accepts again below its limit). */
-    void (*conn_freed)(struct worker *w, unsigned nconns);
+    /** A connection from `listener` is gone; nconns are left open (the
+     * worker accepts again below its limits). */
+    void (*conn_freed)(struct worker *w, unsigned listener, unsigned nconns);
 };
 
 /* A worker's HTTP/1.1 server: its client connections (slots, the lists of
@@ -133,6 +146,10 @@ struct h1_server {
     const struct config *cfg;
     const struct h1_server_ops *ops;
     struct worker *w;       /* opaque: what ops and release callbacks get */
+    struct budget_local budget; /* every worker's connection buffers (.all
+                               NULL: not counted): input, request heads and
+                               bodies, copied output, bounded by
+                               cfg->conn_buffer_budget */
     bool stopping;          /* the worker is ending: no keep-alive, no accept */
     /* its own */
     struct outq_imm imm;    /* immediate sends, in SQ order */
@@ -141,6 +158,8 @@ struct h1_server {
     unsigned nslots, nconns;
     struct conn *free_conns;
     struct conn *dirty, *rearm;
+    struct conn *budget_wait; /* paused until the budget has room */
+    int64_t budget_logged;  /* loop_now of the last "over budget" line */
     char date[40];          /* "Date: ...\r\n", refreshed each second */
     size_t date_len;
     int64_t date_sec;
@@ -204,6 +223,9 @@ void http_response_done(struct h1_msg *m);
 /** Handler failed after the head was sent: close the connection. */
 void http_response_abort(struct h1_msg *m);
 const char *http_reason(int status);
+/** The client's address (text, into addr[n]) and port: 0, or -1 when the
+ * client is gone or the socket has no peer (getpeername each call). */
+int h1_peer(const struct h1_msg *m, char *addr, size_t n, int *port);
 /** A request header's value (name case-insensitive), or NULL. */
 const char *h1_header(const struct h1_msg *m, const char *name, size_t nlen,
                        size_t *vlen);

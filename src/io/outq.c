@@ -35,13 +35,23 @@ static int segq_push(struct segq *q, const struct seg *s)
     return 0;
 }
 
-static void segq_release(struct worker *w, struct segq *q)
+/* Returns whether the copies' buffer was freed (above `keep`). */
+static bool segq_release(struct worker *w, struct segq *q, size_t keep)
 {
     for (unsigned i = 0; i < q->n; i++)
         if (q->segs[i].release)
             q->segs[i].release(w, q->segs[i].arg, q->segs[i].aux);
     q->n = 0;
-    buf_reset(&q->bytes, KEEP_BYTES);
+    bool shrinks = q->bytes.cap > keep;
+    buf_reset(&q->bytes, keep);
+    return shrinks;
+}
+
+/* Charge the budget with what the copies' buffers hold now. */
+static void account(struct outq *o)
+{
+    if (o->budget)
+        budget_set(o->budget, &o->held, o->q.bytes.cap + o->flight.bytes.cap);
 }
 
 void outq_init(struct outq *o, struct stream *s, struct outq_imm *imm,
@@ -60,12 +70,14 @@ void outq_copy(struct outq *o, const void *p, size_t len)
     struct segq *q = &o->q;
     if (len == 0 || o->s->closed)
         return;
-    size_t off = q->bytes.len;
+    size_t off = q->bytes.len, cap = q->bytes.cap;
     if (buf_append(&q->bytes, p, len) < 0) {
         log_err("out of memory queueing %zu bytes: closing connection", len);
         o->ops->broken(o);
         return;
     }
+    if (q->bytes.cap != cap)
+        account(o);
     struct seg *last = q->n ? &q->segs[q->n - 1] : NULL;
     if (last && last->p == NULL && last->off + last->len == off) {
         last->len += len; /* contiguous with the previous copy */
@@ -218,7 +230,8 @@ void outq_flush(struct outq *o)
     o->seg_next = 0;
     build_iov(o, &o->seg_next);
     if (o->iov_n == 0) { /* only empty segments */
-        segq_release(o->rel_ctx, &o->flight);
+        if (segq_release(o->rel_ctx, &o->flight, KEEP_BYTES))
+            account(o);
         o->flight_left = 0;
         return;
     }
@@ -261,7 +274,8 @@ int outq_sent(struct outq *o, int res)
         send_next(o, false); /* waits for socket space */
         return 1;
     }
-    segq_release(o->rel_ctx, &o->flight);
+    if (segq_release(o->rel_ctx, &o->flight, KEEP_BYTES))
+        account(o);
     if (o->q.n) {
         /* queued while this send was in flight: its flush request was
          * dropped (one send at a time), so send it now */
@@ -279,8 +293,9 @@ size_t outq_pending(const struct outq *o)
 void outq_release_all(struct outq *o)
 {
     /* only when no send is in flight: the kernel may still read flight */
-    segq_release(o->rel_ctx, &o->flight);
-    segq_release(o->rel_ctx, &o->q);
+    segq_release(o->rel_ctx, &o->flight, 0);
+    segq_release(o->rel_ctx, &o->q, 0);
+    account(o);
     o->queued = o->flight_left = 0;
     o->iov_n = o->iov_i = 0;
 }
@@ -292,5 +307,6 @@ void outq_free(struct outq *o)
     free(o->flight.segs);
     buf_free(&o->q.bytes);
     buf_free(&o->flight.bytes);
+    account(o);
     memset(o, 0, sizeof *o);
 }

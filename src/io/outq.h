@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include "base/budget.h"
 #include "base/buf.h"
 #include "io/loop.h"
 #include "io/stream.h"
@@ -74,6 +75,8 @@ struct outq {
     struct worker *rel_ctx; /* what release callbacks get */
     const struct outq_ops *ops;
     void *owner;         /* for ops */
+    struct budget_local *budget; /* charged with the copies' buffers, or NULL */
+    size_t held;         /* what this queue has charged it */
 };
 
 /** Attach o (zeroed or freed) to its stream and the worker's immediate
@@ -104,6 +107,8 @@ void outq_send_gone(struct outq *o);
 void outq_imm_settle(struct outq_imm *imm, loop_cqe_pt done, void *ctx);
 /** Bytes queued or in flight. */
 size_t outq_pending(const struct outq *o);
+/** Release everything queued and free the copies' buffers (the stream is
+ * done; the queue may be used again). */
 void outq_release_all(struct outq *o);
 void outq_free(struct outq *o);
 

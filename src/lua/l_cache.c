@@ -1,8 +1,10 @@
 /* l_cache.c - Lua bindings for caches and origins:
  *   luring.cache{ name, max_bytes, max_objects, ttl }   -> cache
  *   luring.origin{ name, url | root, timeouts, keepalive } -> origin
- *   cache:fetch(req, key, origin [, path])  serve hit / join fill / fill
+ *   cache:fetch(req, key, origin [, path | opts])  hit / join fill / fill,
+ *                                           or pass (method, Cookie, ...)
  *   origin:fetch(path)                      -> status, headers, body
+ *   luring.proxy(req, origin [, opts])      pass the request through
  *   cache:stats(), cache:purge(key), origin:stats()
  * Caches and origins belong to the worker and are found by name, so a
  * reloaded script binds to the same ones. */
@@ -14,6 +16,7 @@
 #include "base/log.h"
 #include "core/deliver.h"
 #include "core/origin.h"
+#include "core/pass.h"
 #include "core/req.h"
 #include "http/cc.h"
 #include "http/h1_server.h"
@@ -105,7 +108,11 @@ static bool call_hook(lua_State *L, struct cache *c, struct cache_obj *o,
     lua_pushinteger(L, o->status);
     push_hdrs(L, o);
     lua_pushnumber(L, (lua_Number)ttl_ms / 1000);
-    if (lua_pcall(L, 4, 1, 0) != 0) {
+    /* held to the script's budget like a handler (docs/API.md) */
+    lua_State *prev = lbudget_enter(L);
+    int rc = lua_pcall(L, 4, 1, 0);
+    lbudget_leave(L, prev);
+    if (rc != 0) {
         log_err("cache %s: %s hook failed for %s: %s (using the default)",
                 c->name, name, o->key, lua_tostring(L, -1));
         return false;
@@ -126,6 +133,7 @@ static int64_t lua_decide(struct cache *c, struct cache_obj *o, int64_t ttl_ms,
     if (w->lua == NULL)
         return set_cookie ? 0 : ttl_ms;
     lua_State *L = w->lua->L;
+    unsigned refused = w->lua->mem.refused;
     int top = lua_gettop(L);
     if (call_hook(L, c, o, "admit", ttl_ms)) {
         if (set_cookie) {
@@ -149,6 +157,12 @@ static int64_t lua_decide(struct cache *c, struct cache_obj *o, int64_t ttl_ms,
                  : (int64_t)(s * 1000);
     }
     lua_settop(L, top);
+    if (w->lua->mem.refused != refused || w->lua->mem.pressure) {
+        if (w->lua->mem.refused != refused)
+            log_err("cache %s: lua_max_memory reached by a hook", c->name);
+        w->lua->mem.pressure = false; /* collect now: see after_pressure */
+        lua_gc(L, LUA_GCCOLLECT, 0);
+    }
     return ttl_ms;
 }
 
@@ -175,6 +189,26 @@ static void set_hooks(lua_State *L, const char *name)
 
 /* ==== caches ==== */
 
+/* t[k] as "pass" (false) or "lookup" (true), def when absent: what
+ * cache:fetch does with a request carrying Cookie or Authorization. */
+static bool opt_mode(lua_State *L, int t, const char *k, bool def,
+                     const char *who)
+{
+    lua_getfield(L, t, k);
+    bool v = def;
+    if (!lua_isnil(L, -1)) {
+        const char *s = lua_isstring(L, -1) ? lua_tostring(L, -1) : "";
+        if (strcmp(s, "pass") == 0)
+            v = false;
+        else if (strcmp(s, "lookup") == 0)
+            v = true;
+        else
+            luaL_error(L, "%s: %s must be \"pass\" or \"lookup\"", who, k);
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
 static struct cache *check_cache(lua_State *L, int idx)
 {
     struct cache **pc = luaL_checkudata(L, idx, CACHE_MT);
@@ -197,6 +231,8 @@ static int l_cache_new(lua_State *L)
     int64_t ttl_ms = ttl_fn ? 60000 : (int64_t)(opt_num(L, 1, "ttl", 60, MAX_SECONDS) * 1000);
     int64_t hfm_ms =
         (int64_t)(opt_range(L, 1, "hit_for_miss", 120, true, MAX_SECONDS) * 1000);
+    bool lk_cookie = opt_mode(L, 1, "cookie", false, "luring.cache");
+    bool lk_auth = opt_mode(L, 1, "authorization", false, "luring.cache");
     set_hooks(L, name);
     struct cache **pc = lua_newuserdata(L, sizeof *pc);
     *pc = NULL;
@@ -221,6 +257,8 @@ static int l_cache_new(lua_State *L)
                                 err, sizeof err) < 0)
                 return luaL_error(L, "luring.cache %s: %s", name, err);
             c->hfm_ms = hfm_ms;
+            c->lookup_cookie = lk_cookie;
+            c->lookup_auth = lk_auth;
             *pc = c;
             return 1;
         }
@@ -236,6 +274,8 @@ static int l_cache_new(lua_State *L)
     c->decide = lua_decide;
     c->decide_ctx = w;
     c->hfm_ms = hfm_ms;
+    c->lookup_cookie = lk_cookie;
+    c->lookup_auth = lk_auth;
     *pc = c;
     return 1;
 }
@@ -346,6 +386,24 @@ static int fetch_alone(struct req *r, struct cache *c, struct origin *o,
     return 0;
 }
 
+static struct cache *scratch_cache(lua_State *L, struct lrt *w);
+
+/* Whether cache:fetch passes r instead of looking it up (RFC 9111 §3, and
+ * Varnish's builtin vcl_recv): only GET and HEAD are looked up or stored;
+ * a request with Cookie or Authorization passes unless the cache (or this
+ * call) says "lookup". A passed request reaches the origin as luring.proxy
+ * sends it, credentials and body included, and its response is never
+ * stored nor shared. */
+static bool must_pass(const struct req *r, bool lk_cookie, bool lk_auth)
+{
+    size_t n;
+    if (r->m.method != H1_M_GET && r->m.method != H1_M_HEAD)
+        return true;
+    if (!lk_cookie && h1_header(&r->m, "cookie", 6, &n) != NULL)
+        return true;
+    return !lk_auth && has_authorization(r);
+}
+
 static int l_cache_fetch(lua_State *L)
 {
     struct cache *c = check_cache(L, 1);
@@ -353,7 +411,19 @@ static int l_cache_fetch(lua_State *L)
     size_t klen, plen;
     const char *key = luaL_checklstring(L, 3, &klen);
     struct origin *o = check_origin(L, 4);
-    const char *path = luaL_optlstring(L, 5, key, &plen);
+    const char *path = key;
+    plen = klen;
+    bool lk_cookie = c->lookup_cookie, lk_auth = c->lookup_auth;
+    if (lua_istable(L, 5)) { /* { path =, cookie =, authorization = } */
+        lua_getfield(L, 5, "path");
+        if (!lua_isnil(L, -1))
+            path = luaL_checklstring(L, -1, &plen); /* the table holds it */
+        lua_pop(L, 1);
+        lk_cookie = opt_mode(L, 5, "cookie", lk_cookie, "fetch");
+        lk_auth = opt_mode(L, 5, "authorization", lk_auth, "fetch");
+    } else {
+        path = luaL_optlstring(L, 5, key, &plen);
+    }
     if (r->m.head_sent)
         return luaL_error(L, "fetch: the response has already started");
     if (r->m.c == NULL) {
@@ -362,6 +432,33 @@ static int l_cache_fetch(lua_State *L)
         return 2;
     }
     struct lrt *w = lrt_current();
+    if (o->kind != ORIGIN_HTTP) { /* a file origin only reads: */
+        lk_cookie = lk_auth = true; /* no credentials to forward */
+        if (must_pass(r, true, true)) {
+            serve_error(r, 405);
+            lua_pushboolean(L, 1);
+            return 1;
+        }
+    }
+    if (must_pass(r, lk_cookie, lk_auth)) {
+        if (r->m.method == H1_M_CONNECT) { /* a tunnel: not supported */
+            serve_error(r, 501);
+            lua_pushboolean(L, 1);
+            return 1;
+        }
+        for (size_t i = 0; i < plen; i++) /* a request-target (RFC 9112 §3.2) */
+            if ((unsigned char)path[i] <= 0x20 || (unsigned char)path[i] >= 0x7f)
+                return luaL_error(L, "fetch: the path must be visible ASCII");
+        if (plen == 0 || path[0] != '/')
+            return luaL_error(L, "fetch: the path must start with /");
+        c->st.passes++;
+        struct pass_opts po = { .target = path, .target_len = plen,
+                                .via = true, .xff = true, .xfp = true };
+        if (pass_start(r, o, scratch_cache(L, w), &po) < 0)
+            return luaL_error(L, "fetch: out of memory");
+        r->xcache = "PASS";
+        return wait_sub(L, r);
+    }
     struct cache_obj *obj = cache_lookup(c, key, klen, loop_now(w->loop));
     if (obj && obj->hfm) {
         c->st.hit_for_miss++;
@@ -413,11 +510,12 @@ void lcache_refetch(struct req *r)
 static int l_cache_stats(lua_State *L)
 {
     struct cache *c = check_cache(L, 1);
-    lua_createtable(L, 0, 17);
+    lua_createtable(L, 0, 18);
 #define F(k, v) (lua_pushnumber(L, (lua_Number)(v)), lua_setfield(L, -2, k))
     F("hits", c->st.hits);
     F("hit_for_miss", c->st.hit_for_miss);
     F("released", c->st.released);
+    F("passes", c->st.passes);
     F("misses", c->st.misses);
     F("coalesced", c->st.coalesced);
     F("fills", c->st.fills);
@@ -526,12 +624,7 @@ static int l_origin_fetch(lua_State *L)
     struct req *r = w ? w->cur : NULL;
     if (r == NULL || r->co != L)
         return luaL_error(L, "origin:fetch: only inside a request handler");
-    char err[256];
-    if (w->scratch == NULL &&
-        (w->scratch = cache_new("(origin:fetch)", SIZE_MAX, SIZE_MAX, 0,
-                                "fifo", err, sizeof err)) == NULL)
-        return luaL_error(L, "origin:fetch: %s", err);
-    struct cache_obj *obj = cache_obj_new(w->scratch, path, plen);
+    struct cache_obj *obj = cache_obj_new(scratch_cache(L, w), path, plen);
     if (obj == NULL)
         return luaL_error(L, "out of memory");
     obj->cacheable = false;
@@ -544,6 +637,92 @@ static int l_origin_fetch(lua_State *L)
         return lua_yield(L, 0);
     }
     return lcache_push_collected(L, r);
+}
+
+/* The worker's cache of objects nobody looks up (origin:fetch results,
+ * pass-through responses), made on first use. */
+static struct cache *scratch_cache(lua_State *L, struct lrt *w)
+{
+    char err[256];
+    if (w->scratch == NULL &&
+        (w->scratch = cache_new("(origin:fetch)", SIZE_MAX, SIZE_MAX, 0,
+                                "fifo", err, sizeof err)) == NULL)
+        luaL_error(L, "%s", err);
+    return w->scratch;
+}
+
+/* opts[k] as a boolean, def when absent. */
+static bool opt_bool(lua_State *L, int t, const char *k, bool def)
+{
+    if (lua_isnoneornil(L, t))
+        return def;
+    lua_getfield(L, t, k);
+    bool v = lua_isnil(L, -1) ? def : lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return v;
+}
+
+/* luring.proxy(req, origin [, opts]): the request goes to the origin as it
+ * came (core/pass.h) and the response comes back as it arrives, never
+ * cached. Yields; true once the response is queued, nil, "truncated" when
+ * it broke after its head (the connection then closes). opts: host (the
+ * Host sent), via, x_forwarded_for, x_forwarded_proto (false: not added). */
+static int l_proxy(lua_State *L)
+{
+    struct req *r = check_active_req(L, 1);
+    struct origin *o = check_origin(L, 2);
+    if (!lua_isnoneornil(L, 3))
+        luaL_checktype(L, 3, LUA_TTABLE);
+    struct pass_opts po = {
+        .via = opt_bool(L, 3, "via", true),
+        .xff = opt_bool(L, 3, "x_forwarded_for", true),
+        .xfp = opt_bool(L, 3, "x_forwarded_proto", true),
+    };
+    if (!lua_isnoneornil(L, 3)) {
+        lua_getfield(L, 3, "host");
+        if (!lua_isnil(L, -1)) {
+            po.host = luaL_checklstring(L, -1, &po.host_len);
+            if (po.host_len == 0 || memchr(po.host, '\r', po.host_len) ||
+                memchr(po.host, '\n', po.host_len) ||
+                memchr(po.host, 0, po.host_len))
+                return luaL_error(L, "luring.proxy: bad host");
+        }
+        /* left on the stack: the table keeps it alive anyway */
+    }
+    if (o->kind != ORIGIN_HTTP)
+        return luaL_error(L, "luring.proxy: origin %s is not an http:// "
+                             "origin", o->name);
+    if (r->m.head_sent)
+        return luaL_error(L, "luring.proxy: the response has already "
+                             "started");
+    if (r->m.c == NULL) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "closed");
+        return 2;
+    }
+    if (r->m.method == H1_M_CONNECT) { /* a tunnel: not supported */
+        serve_error(r, 501);
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    struct cache *scratch = scratch_cache(L, lrt_current());
+    if (pass_start(r, o, scratch, &po) < 0)
+        return luaL_error(L, "luring.proxy: out of memory");
+    return wait_sub(L, r);
+}
+
+/* luring.core._peer(req) -> address, port | nil: the client's (init.lua
+ * makes them req.remote_addr, req.remote_port). */
+static int l_peer(lua_State *L)
+{
+    struct req *r = lrt_check_req(L, 1);
+    char addr[64];
+    int port;
+    if (h1_peer(&r->m, addr, sizeof addr, &port) < 0)
+        return 0;
+    lua_pushstring(L, addr);
+    lua_pushinteger(L, port);
+    return 2;
 }
 
 static int l_origin_stats(lua_State *L)
@@ -620,6 +799,10 @@ void lcache_open(lua_State *L)
     lua_setfield(L, -2, "cache");
     lua_pushcfunction(L, l_origin_new);
     lua_setfield(L, -2, "origin");
+    lua_pushcfunction(L, l_proxy);
+    lua_setfield(L, -2, "proxy");
+    lua_pushcfunction(L, l_peer);
+    lua_setfield(L, -2, "_peer");
 }
 
 void lcache_cleanup(struct lrt *w)

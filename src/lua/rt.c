@@ -354,10 +354,40 @@ static int l_log(lua_State *L)
     return 0;
 }
 
+/* luring.conn_stats(): the connection buffers of every worker, in bytes,
+ * and their budget. */
+static int l_conn_stats(lua_State *L)
+{
+    struct h1_server *srv = cur_rt ? cur_rt->h1 : NULL;
+    if (srv == NULL)
+        return luaL_error(L, "luring.conn_stats: only while serving "
+                             "(not in the main chunk)");
+    budget_flush(&srv->budget); /* this worker's part: exact */
+    lua_createtable(L, 0, 2);
+    lua_pushnumber(L, (lua_Number)budget_used(&srv->budget));
+    lua_setfield(L, -2, "buffer_bytes");
+    lua_pushnumber(L, (lua_Number)srv->cfg->conn_buffer_budget);
+    lua_setfield(L, -2, "budget");
+    return 1;
+}
+
+/* luring.core._untraced(...): returns its arguments. No LuaJIT trace can
+ * record a call of a C function: a trace that reaches one either stitches
+ * (ends, and a new trace starts after the call) or, when the results go on
+ * as a variable number of arguments, as in init.lua's fn(untraced(req)),
+ * just ends there and hands over to the interpreter (lj_ffrecord.c,
+ * recff_nyi). init.lua calls it between routing and the script's handler,
+ * which is marked not to be compiled: a trace that ran into the handler
+ * would abort instead, and after a few aborts LuaJIT blacklists the code
+ * where it started, luring's own (routing, the request table). */
+static int l_untraced(lua_State *L) { return lua_gettop(L); }
+
 static const luaL_Reg core_funcs[] = {
+    {"_untraced", l_untraced},
     {"sleep", l_sleep},
     {"now", l_now},
     {"log", l_log},
+    {"conn_stats", l_conn_stats},
     {NULL, NULL},
 };
 
@@ -407,13 +437,18 @@ static int traceback(lua_State *L)
     return 1;
 }
 
-lua_State *lrt_open(const char *script, char *err, size_t errlen)
+lua_State *lrt_open(const char *script, struct lmem *mem,
+                    const struct config *cfg, char *err, size_t errlen)
 {
     lua_State *L = luaL_newstate();
     if (L == NULL) {
         snprintf(err, errlen, "cannot create a Lua state (out of memory)");
         return NULL;
     }
+    /* the main chunk runs interpreted, so that the budget can stop it
+     * (a reload that loops fails instead of hanging the worker) */
+    if (mem && cfg)
+        lmem_wrap(L, mem, (int64_t)cfg->lua_max_memory);
     luaL_openlibs(L);
     lua_getglobal(L, "package");
     lua_getfield(L, -1, "preload");
@@ -437,10 +472,29 @@ lua_State *lrt_open(const char *script, char *err, size_t errlen)
     lua_pushliteral(L, "luring");
     if (lua_pcall(L, 1, 1, -3) != 0)
         goto fail;
+    bool jit = cfg && cfg->lua_jit;
+    if (!jit) { /* chunks the script loads later run interpreted too */
+        lua_getfield(L, -1, "_interpret_loaded");
+        if (lua_pcall(L, 0, 0, -3) != 0)
+            goto fail;
+    }
     lua_setglobal(L, "luring");
-    if (luaL_loadfile(L, script) != 0 || lua_pcall(L, 0, 0, -2) != 0)
+    if (luaL_loadfile(L, script) != 0)
         goto fail;
-    lua_pop(L, 1);
+    /* The script's code runs interpreted (luring's own modules keep the
+     * JIT): hooks, hence lua_budget, don't reach JIT-compiled loops, and
+     * no trace can loop in a function marked so (budget.c). The main
+     * chunk always does, so that a reload that loops can be stopped. */
+    lbudget_jit_func(L, -1, false);
+    lua_pushvalue(L, -1);
+    lua_State *prev = lbudget_enter(L);
+    int rc = lua_pcall(L, 0, 0, -3);
+    lbudget_leave(L, prev);
+    if (rc != 0)
+        goto fail;
+    if (jit)
+        lbudget_jit_func(L, -1, true);
+    lua_pop(L, 2);
     return L;
 
 fail:
@@ -468,7 +522,9 @@ int lrt_read_config(lua_State *L, struct config *cfg, char *err,
         {"header_timeout", 1},  {"idle_timeout", 1},
         {"body_timeout", 1},    {"send_timeout", 1},
         {"max_header_size", 2}, {"max_uri_size", 2},
-        {"max_body_size", 2},
+        {"max_body_size", 2},   {"lua_budget", 1},
+        {"shutdown_timeout", 1}, {"lua_max_memory", 2},
+        {"conn_buffer_budget", 2},
     };
     get_luring_field(L, "_config");
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
@@ -483,10 +539,13 @@ int lrt_read_config(lua_State *L, struct config *cfg, char *err,
          * range is undefined behaviour */
         static const lua_Number max[] = {1e9, 31536000, 1099511627776.0};
         lua_Number hi = !strcmp(keys[i].name, "workers") ? 256 : max[keys[i].kind];
-        lua_Number lo = keys[i].kind == 1 ? 0.001 : 1;
+        lua_Number lo = keys[i].kind == 1 ? 0.001
+                        : !strcmp(keys[i].name, "lua_max_memory") ? 1048576 : 1;
+        if (!strcmp(keys[i].name, "conn_buffer_budget"))
+            lo = 1048576; /* below 1 MiB, a few connections fill it */
         if (!(v >= lo && v <= hi)) {
             snprintf(err, errlen, "luring.config: %s must be a number from "
-                     "%g to %.0f", keys[i].name, lo, hi);
+                     "%.15g to %.0f", keys[i].name, lo, hi);
             lua_pop(L, 1);
             return -1;
         }
@@ -500,7 +559,15 @@ int lrt_read_config(lua_State *L, struct config *cfg, char *err,
         else if (!strcmp(k, "max_header_size")) cfg->max_header_size = (size_t)v;
         else if (!strcmp(k, "max_uri_size")) cfg->max_uri_size = (size_t)v;
         else if (!strcmp(k, "max_body_size")) cfg->max_body_size = (size_t)v;
+        else if (!strcmp(k, "lua_budget")) cfg->lua_budget_ms = (int64_t)(v * 1000);
+        else if (!strcmp(k, "shutdown_timeout")) cfg->shutdown_timeout_ms = (int64_t)(v * 1000);
+        else if (!strcmp(k, "lua_max_memory")) cfg->lua_max_memory = (size_t)v;
+        else if (!strcmp(k, "conn_buffer_budget")) cfg->conn_buffer_budget = (size_t)v;
     }
+    lua_getfield(L, -1, "lua_jit");
+    if (!lua_isnil(L, -1))
+        cfg->lua_jit = lua_toboolean(L, -1);
+    lua_pop(L, 1);
     lua_pop(L, 1);
     return 0;
 }
@@ -520,7 +587,24 @@ int lrt_listeners(lua_State *L, lrt_listener_pt fn, void *ud, char *err,
             lua_rawgeti(L, -1, j);
             const char *addr = lua_tostring(L, -1);
             lua_pop(L, 1);
-            if (fn && fn(ud, (unsigned)count, addr, err, errlen) < 0) {
+            /* its own max_connections (app:listen checked it; again here,
+             * before converting) */
+            lua_getfield(L, -2, "listen_max");
+            lua_Number mc = 0;
+            if (lua_istable(L, -1)) {
+                lua_rawgeti(L, -1, j);
+                mc = lua_tonumber(L, -1);
+                lua_pop(L, 1);
+            }
+            lua_pop(L, 1);
+            if (!(mc == 0 || (mc >= 1 && mc <= 1e9))) {
+                snprintf(err, errlen, "listen %s: max_connections must be "
+                         "a number from 1 to 1000000000", addr);
+                lua_pop(L, 3);
+                return -1;
+            }
+            if (fn && fn(ud, (unsigned)count, addr, (unsigned)mc, err,
+                         errlen) < 0) {
                 lua_pop(L, 3);
                 return -1;
             }
@@ -546,7 +630,11 @@ int lrt_listeners(lua_State *L, lrt_listener_pt fn, void *ud, char *err,
     return count;
 }
 
-void lrt_set_current(struct lrt *rt) { cur_rt = rt; }
+void lrt_set_current(struct lrt *rt)
+{
+    cur_rt = rt;
+    lbudget_cur = rt ? &rt->budget : NULL;
+}
 
 struct lrt *lrt_current(void) { return cur_rt; }
 
@@ -559,7 +647,9 @@ struct lstate *lrt_load(struct lrt *w, lrt_listener_pt fn, void *ud,
         return NULL;
     }
     cur_rt = w; /* caches and origins the script declares are ours */
-    ls->L = lrt_open(w->script, err, errlen);
+    lbudget_cur = &w->budget;
+    w->budget.budget_ms = w->cfg->lua_budget_ms;
+    ls->L = lrt_open(w->script, &ls->mem, w->cfg, err, errlen);
     if (ls->L == NULL) {
         free(ls);
         return NULL;
@@ -759,14 +849,56 @@ static void finish(struct req *r, lua_State *co)
     http_response_done(&r->m);
 }
 
+/* The run that just ended had an allocation refused (lua_max_memory), or
+ * left the state close to it: collect now, so that what the request
+ * allocated is freed before the next one needs the memory (LuaJIT's GC
+ * paces itself by the heap's growth, not by our limit). A refused
+ * allocation that reached luring._entry (an error out of the handler)
+ * fails the request and drops its coroutine first; one the script caught
+ * and got over is its business. Returns the status to go on with, -1
+ * when the request was answered here. */
+static int after_pressure(struct req *r, struct lstate *ls, int st,
+                          bool refused)
+{
+    ls->mem.pressure = false;
+    bool failed = refused && st != LUA_YIELD &&
+                  !(st == 0 && lua_toboolean(r->co, 1));
+    if (refused)
+        log_err("lua_max_memory (%lld bytes) reached by a handler%s",
+                (long long)ls->mem.max, failed ? "" : " (it caught the error)");
+    if (!failed) {
+        lua_gc(ls->L, LUA_GCCOLLECT, 0);
+        return st;
+    }
+    /* the xpcall of luring._entry caught it (st 0), or it escaped */
+    const char *msg = lua_tostring(r->co, st == 0 ? 2 : -1);
+    char copy[512];
+    snprintf(copy, sizeof copy, "%s", msg ? msg : "not enough memory");
+    ls->live++; /* keeps the state open across the drop */
+    lrt_drop_thread(r);
+    r->running = false;
+    fail(r, copy);
+    lua_gc(ls->L, LUA_GCCOLLECT, 0);
+    lstate_release(cur_rt, ls);
+    return -1;
+}
+
 /* Resume co with nargs values on its stack; handle every outcome. */
 static void run(struct req *r, int nargs)
 {
     struct lrt *w = cur_rt;
     lua_State *co = r->co;
+    struct lstate *ls = r->ls;
+    unsigned refused = ls->mem.refused;
     w->cur = r;
+    lua_State *prev = lbudget_enter_b(&w->budget, ls->L);
     int st = lua_resume(co, nargs);
+    lbudget_leave_b(&w->budget, ls->L, prev);
     w->cur = NULL;
+    if (ls->mem.refused != refused || ls->mem.pressure)
+        st = after_pressure(r, ls, st, ls->mem.refused != refused);
+    if (st == -1)
+        return; /* out of memory: answered, collected */
     if (st == LUA_YIELD) {
         if (req_parked(r))
             return; /* until its operation completes (req_wake) */

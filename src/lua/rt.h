@@ -7,8 +7,10 @@
 #include <stdint.h>
 
 #include "base/config.h"
+#include "lua/lbudget.h"
 
 struct cache;
+struct h1_server;
 struct loop;
 struct loop_cqe;
 struct lua_State; /* lua.h stays out of the layers that include this */
@@ -30,6 +32,7 @@ struct lstate {
     unsigned ndispatch;
     unsigned live;          /* coroutine threads + referenced strings */
     struct lstate *next;    /* retired list */
+    struct lmem mem;        /* its allocator: lua_max_memory */
 };
 
 /* A worker's Lua runtime: its scripts, the request whose coroutine runs,
@@ -39,9 +42,12 @@ struct lrt {
     /* set by the worker before lrt_load */
     struct loop *loop;
     struct req_pool *rp;    /* the requests (a reload drops pooled threads) */
+    struct h1_server *h1;   /* its connections (luring.conn_stats) */
     struct upstreams *up;   /* where origins declared here connect from */
     const char *script;
+    const struct config *cfg; /* lua_budget, lua_max_memory, lua_jit */
     unsigned id;            /* worker number; worker 0 logs reloads */
+    struct lbudget budget;  /* watched by the main thread (lbudget_watch) */
     /* the runtime's own */
     struct lstate *lua;     /* the current script */
     struct lstate *retired; /* older scripts still finishing requests */
@@ -54,20 +60,26 @@ struct lrt {
     struct cache *scratch;  /* uncached objects for origin:fetch */
 };
 
-/* A listener the script declares, the i-th (0-based): accept it, or
- * return -1 with a sentence in err. */
+/* A listener the script declares, the i-th (0-based), with its own
+ * max_connections (0: none): accept it, or return -1 with a sentence in
+ * err. */
 typedef int (*lrt_listener_pt)(void *ud, unsigned i, const char *addr,
-                               char *err, size_t errlen);
+                               unsigned max_conns, char *err, size_t errlen);
 
-/** Load the script into a fresh state. NULL and err on failure. */
-struct lua_State *lrt_open(const char *script, char *err, size_t errlen);
+/** Load the script into a fresh state, the JIT off while its main chunk
+ * runs. With mem and cfg (a worker's state): its allocations are limited
+ * to cfg->lua_max_memory and the JIT is then set as cfg->lua_jit says.
+ * NULL and err on failure. */
+struct lua_State *lrt_open(const char *script, struct lmem *mem,
+                          const struct config *cfg, char *err, size_t errlen);
 /** Read luring.config{} and the listeners from a loaded state. */
 int lrt_read_config(struct lua_State *L, struct config *cfg, char *err, size_t errlen);
 /** The script's listen addresses, in order: fn(ud, i, addr, err, errlen)
  * for each (NULL fn: just count). Returns how many, or -1 with err. */
 int lrt_listeners(struct lua_State *L, lrt_listener_pt fn, void *ud, char *err,
                   size_t errlen);
-/** Make rt this thread's runtime (what bindings called from Lua use). */
+/** Make rt this thread's runtime (what bindings called from Lua use; its
+ * budget is what the watchdog sees of this thread). */
 void lrt_set_current(struct lrt *rt);
 /** Load rt->script into a new state; its listeners go to fn in order.
  * NULL and err on failure. */

@@ -157,12 +157,15 @@ static void obj_free(struct cache_obj *o)
     struct cache *c = o->cache;
     c->bytes -= o->mem;
     for (unsigned i = 0; i < o->nchunks; i++)
-        free(o->chunks[i]);
+        free(o->chunks[i]); /* NULL: a stream chunk freed already */
     free(o->chunks);
+    free(o->sent);
     buf_free(&o->hdrs);
     free(o->key);
     free(o);
 }
+
+static void fill_resume(struct cache_obj *o);
 
 void cache_obj_ref(struct cache_obj *o) { o->refs++; }
 
@@ -180,6 +183,8 @@ void cache_obj_unwatch(struct cache_obj *o, struct store_waiter *sw)
             break;
         }
     sw->next = NULL;
+    if (o->stream && o->waiters == NULL)
+        fill_resume(o); /* to find it abandoned and end */
 }
 
 /* o changed: tell every waiter (each may unwatch itself, or drop the last
@@ -201,11 +206,69 @@ void cache_obj_unref(struct cache_obj *o)
         obj_free(o);
 }
 
+/* A stream object's chunk i had n more bytes sent: free it once all of
+ * it is (the reader never goes back). */
+static void chunk_sent(struct cache_obj *o, unsigned i, uint32_t n)
+{
+    if (i >= o->nchunks || o->chunks[i] == NULL)
+        return;
+    o->sent[i] += n;
+    if (o->sent[i] < CACHE_CHUNK)
+        return;
+    free(o->chunks[i]);
+    o->chunks[i] = NULL;
+    o->mem -= CACHE_CHUNK;
+    o->cache->bytes -= CACHE_CHUNK;
+}
+
 void cache_obj_release(struct worker *w, void *arg, intptr_t aux)
 {
     (void)w;
-    (void)aux;
-    cache_obj_unref(arg);
+    struct cache_obj *o = arg;
+    if (aux != 0)
+        chunk_sent(o, (unsigned)((uint64_t)aux >> 24),
+                   (uint32_t)(aux & 0xffffff));
+    cache_obj_unref(o);
+}
+
+int cache_obj_stream(struct cache_obj *o, void (*wake)(void *arg), void *arg)
+{
+    o->stream = true;
+    o->cacheable = false;
+    o->fill_wake = wake;
+    o->fill_arg = arg;
+    return 0;
+}
+
+/* The paused fill of o may read again. */
+static void fill_resume(struct cache_obj *o)
+{
+    if (!o->fill_paused)
+        return;
+    o->fill_paused = false;
+    if (o->fill_wake)
+        o->fill_wake(o->fill_arg);
+}
+
+bool cache_obj_fill_pause(struct cache_obj *o)
+{
+    if (!o->stream || o->waiters == NULL ||
+        o->len - o->read_off < CACHE_STREAM_AHEAD)
+        return false;
+    o->fill_paused = true;
+    return true;
+}
+
+bool cache_obj_abandoned(const struct cache_obj *o)
+{
+    return o->stream && o->waiters == NULL;
+}
+
+void cache_obj_read(struct cache_obj *o, size_t off)
+{
+    o->read_off = off;
+    if (o->fill_paused && o->len - off < CACHE_STREAM_AHEAD / 2)
+        fill_resume(o);
 }
 
 void cache_unindex(struct cache_obj *o)
@@ -271,6 +334,7 @@ struct cache_obj *cache_obj_new(struct cache *c, const char *key,
     o->state = OBJ_FILLING;
     o->total = -1;
     o->cacheable = true;
+    o->head_cl = -1;
     o->mem = sizeof *o + klen;
     c->bytes += o->mem;
     o->refs = 1;
@@ -398,7 +462,7 @@ static int ensure_chunk(struct cache_obj *o)
         return 0;
     /* exactly sized when the rest of the body is smaller than a chunk */
     size_t sz = CACHE_CHUNK;
-    if (o->total >= 0 && (size_t)o->total > o->len &&
+    if (!o->stream && o->total >= 0 && (size_t)o->total > o->len &&
         (size_t)o->total - o->len < sz)
         sz = (size_t)o->total - o->len;
     if (o->nchunks == o->chunks_cap) {
@@ -407,6 +471,14 @@ static int ensure_chunk(struct cache_obj *o)
         if (ch == NULL)
             return -1;
         o->chunks = ch;
+        if (o->stream) {
+            uint32_t *sent = realloc(o->sent, cap * sizeof *sent);
+            if (sent == NULL)
+                return -1;
+            memset(sent + o->chunks_cap, 0,
+                   (cap - o->chunks_cap) * sizeof *sent);
+            o->sent = sent;
+        }
         o->chunks_cap = cap;
     }
     char *chunk = malloc(sz);

@@ -17,6 +17,9 @@
 #include "store/policy.h"
 
 #define CACHE_CHUNK (64 * 1024)
+/* A stream object's fill pauses when its reader is this far behind, and
+ * goes on once the reader is within half of it. */
+#define CACHE_STREAM_AHEAD (1024 * 1024)
 
 struct worker; /* opaque: only passed through (cache_obj_release) */
 
@@ -63,6 +66,17 @@ struct cache_obj {
     size_t mem;          /* bytes charged to the cache's budget */
     int64_t expires;     /* monotonic ms */
     struct store_waiter *waiters; /* told about every change */
+    /* a stream object (cache_obj_stream): a pass-through response with one
+     * reader, never indexed; the chunks its reader's sends are done with
+     * are freed, and the fill pauses while the reader is far behind */
+    bool stream;
+    bool fill_paused;    /* the fill stopped reading (cache_obj_fill_pause) */
+    bool head_only;      /* the response to a HEAD request: no body */
+    int64_t head_cl;     /* head_only: the origin's Content-Length, or -1 */
+    size_t read_off;     /* stream: body bytes the reader has taken */
+    uint32_t *sent;      /* stream: per chunk, bytes whose send is done */
+    void (*fill_wake)(void *arg); /* stream: the paused fill may go on */
+    void *fill_arg;
 };
 
 struct cache_stats {
@@ -71,6 +85,8 @@ struct cache_stats {
     uint64_t hit_for_miss; /* requests that found a hit-for-miss marker */
     uint64_t released;     /* coalesced requests sent to fetch on their own
                             * because the fill was not shareable */
+    uint64_t passes;       /* requests passed to the origin without a lookup
+                            * (method, Cookie, Authorization: lua/l_cache.c) */
 };
 
 struct cache;
@@ -91,6 +107,8 @@ struct cache {
     size_t max_bytes, max_objects;
     int64_t ttl_ms;       /* default TTL when the origin gives none */
     int64_t hfm_ms;       /* hit-for-miss marker lifetime; 0: no markers */
+    bool lookup_cookie;   /* requests with Cookie are looked up (else passed) */
+    bool lookup_auth;     /* requests with Authorization are looked up */
     size_t bytes, nobj;   /* charged bytes (all live objects), indexed objects */
     struct cache_obj **buckets;
     unsigned nbuckets;
@@ -121,6 +139,21 @@ struct cache_obj *cache_insert(struct cache *c, const char *key, size_t klen);
 /** A FILLING object that is not indexed (private to its creator), refs 1.
  * Set index_late to have it indexed when its head is storable. */
 struct cache_obj *cache_obj_new(struct cache *c, const char *key, size_t klen);
+/** Make the new object o a stream object (see struct cache_obj): `wake`
+ * (arg) is called when a paused fill may read again (its reader caught up,
+ * or left). 0, or -1 when out of memory. */
+int cache_obj_stream(struct cache_obj *o, void (*wake)(void *arg), void *arg);
+/** Stream objects: should the fill stop reading now (its reader is
+ * CACHE_STREAM_AHEAD behind)? true marks it paused until fill_wake. */
+bool cache_obj_fill_pause(struct cache_obj *o);
+/** Stream objects: nobody reads any more (the reader left while it was
+ * being filled): the fill should end. */
+bool cache_obj_abandoned(const struct cache_obj *o);
+/** Stream objects: the reader has taken the body up to `off`. */
+void cache_obj_read(struct cache_obj *o, size_t off);
+/** The aux of a send segment of a stream object: chunk i, n bytes (for
+ * cache_obj_release, which then frees chunks whose bytes are all sent). */
+#define CACHE_SEG(i, n) ((intptr_t)(((uint64_t)(i) << 24) | (uint64_t)(n)))
 void cache_obj_ref(struct cache_obj *o);
 void cache_obj_unref(struct cache_obj *o);
 /** seg_release_pt-compatible unref, for queued send segments. */

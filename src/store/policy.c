@@ -518,6 +518,20 @@ struct lua_policy {
     lua_State *L;
 };
 
+const struct policy_lua_guard *policy_lua_guard;
+
+/* lua_pcall under the embedder's guard (its CPU budget), if any. */
+static int lp_pcall(lua_State *L, int nargs, int nres, int errfunc)
+{
+    const struct policy_lua_guard *g = policy_lua_guard;
+    if (g == NULL)
+        return lua_pcall(L, nargs, nres, errfunc);
+    lua_State *prev = g->enter(L);
+    int rc = lua_pcall(L, nargs, nres, errfunc);
+    g->leave(L, prev);
+    return rc;
+}
+
 static int lp_traceback(lua_State *L)
 {
     luaL_traceback(L, L, lua_tostring(L, 1), 1);
@@ -557,7 +571,7 @@ static bool lp_call(struct lua_policy *lp, int slot, const char *what,
     lp_push_key(L, n->key);
     if (with_size)
         lua_pushnumber(L, (lua_Number)n->size);
-    if (lua_pcall(L, with_size ? 2 : 1, 0, LP_TRACEBACK) != 0) {
+    if (lp_pcall(L, with_size ? 2 : 1, 0, LP_TRACEBACK) != 0) {
         lp_fail(lp, "lua policy: %s: %s", what, lua_tostring(L, -1));
         lua_settop(L, LP_TRACEBACK);
         return false;
@@ -629,7 +643,7 @@ static struct policy_node *lp_evict(struct policy *p)
     if (p->err[0])
         return NULL;
     lua_pushvalue(L, LP_EVICT);
-    if (lua_pcall(L, 0, 1, LP_TRACEBACK) != 0) {
+    if (lp_pcall(L, 0, 1, LP_TRACEBACK) != 0) {
         lp_fail(lp, "lua policy: %s: %s", "evict()", lua_tostring(L, -1));
         lua_settop(L, LP_TRACEBACK);
         return NULL;
@@ -673,13 +687,13 @@ static int lp_load(lua_State *L, const char *path, uint64_t capacity,
     static const char *const names[] = {"insert", "hit", "evict", "remove",
                                         "miss"};
     lua_newtable(L); /* LP_NODES */
-    if (luaL_loadfile(L, path) != 0 || lua_pcall(L, 0, 1, 0) != 0) {
+    if (luaL_loadfile(L, path) != 0 || lp_pcall(L, 0, 1, 0) != 0) {
         snprintf(err, errlen, "%s", lua_tostring(L, -1));
         return -1;
     }
     if (lua_isfunction(L, -1)) {
         lua_pushnumber(L, (lua_Number)capacity);
-        if (lua_pcall(L, 1, 1, 0) != 0) {
+        if (lp_pcall(L, 1, 1, 0) != 0) {
             snprintf(err, errlen, "%s: constructor: %s", path,
                      lua_tostring(L, -1));
             return -1;
@@ -716,6 +730,8 @@ struct policy *policy_lua_new(const char *path, uint64_t capacity, char *err,
         return NULL;
     }
     luaL_openlibs(lp->L);
+    if (policy_lua_guard)
+        policy_lua_guard->opened(lp->L);
     if (lp_load(lp->L, path, capacity, err, errlen) < 0) {
         lp_destroy(&lp->base);
         return NULL;

@@ -121,4 +121,17 @@ struct policy_node *policy_evict(struct policy *p);
  * and an S3-FIFO ghost unrecorded. */
 const char *policy_error(const struct policy *p);
 
+struct lua_State;
+/** What the embedder does around Lua policies (callbacks filled at start-up:
+ * lua/lbudget.c, so that a policy function is held to the same CPU budget
+ * as the script; NULL in `luring sim`). */
+struct policy_lua_guard {
+    /** Before each call into the policy's state; returns what leave needs. */
+    struct lua_State *(*enter)(struct lua_State *L);
+    void (*leave)(struct lua_State *L, struct lua_State *prev);
+    /** A policy state was created (before its file runs): JIT setting. */
+    void (*opened)(struct lua_State *L);
+};
+extern const struct policy_lua_guard *policy_lua_guard;
+
 #endif

@@ -78,6 +78,15 @@ static void test_request_line(void)
     CHECK_EQ(req("GET http://x/a HTTP/1.1\r\n" HOST "\r\n", &h), 0);
     CHECK_EQ(req("CONNECT x:443 HTTP/1.1\r\n" HOST "\r\n", &h), 0);
     CHECK(h.upgrade && !h.keep_alive);
+    CHECK_EQ(req("CONNECT [::1]:443 HTTP/1.1\r\n" HOST "\r\n", &h), 0);
+    CHECK_EQ(req("CONNECT C` HTTP/1.1\r\n" HOST "\r\n", &h), 400);
+    CHECK_EQ(req("CONNECT x HTTP/1.1\r\n" HOST "\r\n", &h), 400);
+    CHECK_EQ(req("CONNECT x: HTTP/1.1\r\n" HOST "\r\n", &h), 400);
+    CHECK_EQ(req("CONNECT :80 HTTP/1.1\r\n" HOST "\r\n", &h), 400);
+    CHECK_EQ(req("CONNECT x:8a HTTP/1.1\r\n" HOST "\r\n", &h), 400);
+    CHECK_EQ(req("GET 1http://x/ HTTP/1.1\r\n" HOST "\r\n", &h), 400);
+    CHECK_EQ(req("GET ht~tp://x/ HTTP/1.1\r\n" HOST "\r\n", &h), 400);
+    CHECK_EQ(req("GET http:/x HTTP/1.1\r\n" HOST "\r\n", &h), 400);
     CHECK_EQ(req("GET / HTTP/1.2\r\n" HOST "\r\n", &h), 0);
     CHECK_EQ(h.minor, 1);
 
@@ -209,6 +218,12 @@ static void test_framing(void)
     CHECK_EQ(req(POST "Transfer-Encoding: ,chunked\r\n\r\n", &h), 400);
     CHECK_EQ(req(POST "Transfer-Encoding: xchunked\r\n\r\n", &h), 400);
     CHECK_EQ(req(POST "Transfer-Encoding: gzip, chunked\r\n\r\n", &h), 501);
+    /* RFC 9110 §9.3.6: CONNECT has no content (found by the differential
+     * fuzzer: llhttp ends the message at the head) */
+    CHECK_EQ(req("CONNECT x:1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked"
+                 "\r\n\r\n", &h), 400);
+    CHECK_EQ(req("CONNECT x:1 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+                 &h), 400);
     CHECK_EQ(req("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", &h),
              400);
 #undef POST
@@ -231,6 +246,8 @@ static void test_responses(void)
     CHECK_EQ(h.status, 103);
     CHECK_EQ(resp("HTTP/1.1 200 OK\r\nSet-Cookie : a=b\r\n\r\n", &h), 0);
     CHECK(h.ws_before_colon && h.fields[0].nlen == 10);
+    CHECK_EQ(resp("HTTP/1.1 200 OK\r\nTransfer-Encoding :chunked\r\n\r\n", &h), 400);
+    CHECK_EQ(resp("HTTP/1.1 200 OK\r\nContent-Length\t: 5\r\n\r\n", &h), 400);
     CHECK_EQ(resp("HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", &h),
              400);
     CHECK_EQ(resp("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n"
@@ -315,6 +332,16 @@ static void test_chunked(void)
     CHECK(chunk_ok("5;a\nb\r\nhello\r\n0\r\n\r\n", NULL, 0));  /* LF in ext */
     CHECK(chunk_ok("5;a\x01\r\nhello\r\n0\r\n\r\n", NULL, 0));
     CHECK(chunk_ok("5;a=\"b\r\nhello\r\n0\r\n\r\n", NULL, 0)); /* open quote */
+    /* §7.1.1: chunk-ext = *( BWS ";" BWS name [ BWS "=" BWS value ] ) */
+    CHECK(chunk_ok("5; a = b ;c;d=\"\"\r\nhello\r\n0\r\n\r\n", "hello", 0));
+    CHECK(chunk_ok("5;\r\nhello\r\n0\r\n\r\n", NULL, 0));       /* no name */
+    CHECK(chunk_ok("0;\r\n\r\n", NULL, 0));
+    CHECK(chunk_ok("5;a=\r\nhello\r\n0\r\n\r\n", NULL, 0));     /* no value */
+    CHECK(chunk_ok("5;a b\r\nhello\r\n0\r\n\r\n", NULL, 0));
+    CHECK(chunk_ok("5;a=b c\r\nhello\r\n0\r\n\r\n", NULL, 0));
+    CHECK(chunk_ok("5;a=\"b\"c\r\nhello\r\n0\r\n\r\n", NULL, 0));
+    CHECK(chunk_ok("5;=b\r\nhello\r\n0\r\n\r\n", NULL, 0));
+    CHECK(chunk_ok("5;a=(\r\nhello\r\n0\r\n\r\n", NULL, 0));
     CHECK(chunk_ok("5\nhello\r\n0\r\n\r\n", NULL, 0));
     CHECK(chunk_ok("5\r\nhello\r\n0\n\r\n", NULL, 0));
     CHECK(chunk_ok("5\r\nhello\r\n0\r\n\n", NULL, 0));
@@ -322,6 +349,17 @@ static void test_chunked(void)
     CHECK(chunk_ok("5\r\nhello\r\n0\r\n T: v\r\n\r\n", NULL, 0)); /* obs-fold */
     CHECK(chunk_ok("5\r\nhello\r\n0\r\nT v\r\n\r\n", NULL, 0));
     CHECK(chunk_ok("5\r\nhello\r\n0\r\nT : v\r\n\r\n", NULL, 0));
+    /* a limit of 0 refuses trailer fields, not the final CRLF (fuzz_chunked) */
+    {
+        struct h1_chunked d;
+        h1_chunked_init(&d, 0);
+        size_t used, dn;
+        const char *data;
+        CHECK_EQ(h1_chunked_feed(&d, "0\r\n\r\n", 5, &used, &data, &dn), H1C_DONE);
+        h1_chunked_init(&d, 0);
+        CHECK_EQ(h1_chunked_feed(&d, "0\r\nT: 1\r\n\r\n", 11, &used, &data, &dn),
+                 H1C_BAD);
+    }
     /* the trailer section is limited (64 bytes here) */
     CHECK(chunk_ok("0\r\nT: 0123456789012345678901234567890123456789012345678"
                    "901234567890123456789\r\n\r\n", NULL, 0));

@@ -20,7 +20,9 @@ local socket = require "socket"
 local M = {}
 
 M.BIN = os.getenv("LURING_BIN") or "build/luring"
-M.START_TIMEOUT = 5      -- seconds to wait for the server to accept connections
+M.START_TIMEOUT = 15     -- seconds to wait for the server to accept connections
+                         -- (a script whose main chunk builds megabytes runs it
+                         -- interpreted: the JIT is off for scripts, see lua_budget)
 M.STOP_TIMEOUT = 5       -- seconds to wait after SIGTERM before SIGKILL
 M.IO_TIMEOUT = 5         -- default per-operation socket timeout
 
@@ -97,6 +99,19 @@ end
 
 -- Wait until fn() returns a truthy value, polling every `interval` seconds,
 -- for at most `timeout` seconds.  Returns fn's value or nil on timeout.
+-- Is the luring under test built with a sanitizer (memory figures such as
+-- RSS are then meaningless)?
+local sanitized
+function M.sanitized()
+  if sanitized == nil then
+    local p = io.popen("ldd " .. M.shquote(M.BIN) .. " 2>/dev/null")
+    local out = p:read("*a") or ""
+    p:close()
+    sanitized = out:find("libasan", 1, true) ~= nil or out:find("libubsan", 1, true) ~= nil
+  end
+  return sanitized
+end
+
 function M.wait_until(fn, timeout, interval)
   local deadline = now() + (timeout or 5)
   interval = interval or 0.01
@@ -167,15 +182,20 @@ local live_servers = {}
 -- Does not wait for readiness.
 -- Start argv (program first) under RUNNER in dir: its output goes to
 -- dir/stdout and dir/stderr, its pid to dir/pid and its exit status to
--- dir/rc (stale ones from an earlier run are removed first).  Returns the
+-- dir/rc (stale ones from an earlier run are removed first), with the
+-- variables of env (name -> value) added to its environment.  Returns the
 -- pid; raises if it did not start within 5 s.
-function M.spawn(dir, argv)
+function M.spawn(dir, argv, env)
   local runner = dir .. "/runner.sh"
   writefile(runner, RUNNER)
   os.remove(dir .. "/pid")
   os.remove(dir .. "/rc")
-  local cmd = { "sh", shquote(runner), shquote(dir .. "/pid"), shquote(dir .. "/rc"),
-                shquote(dir .. "/stdout"), shquote(dir .. "/stderr"), tostring(self_pid()) }
+  local cmd = { "env" }
+  for k, v in pairs(env or {}) do cmd[#cmd + 1] = shquote(k .. "=" .. v) end
+  for _, a in ipairs{ "sh", shquote(runner), shquote(dir .. "/pid"), shquote(dir .. "/rc"),
+                shquote(dir .. "/stdout"), shquote(dir .. "/stderr"), tostring(self_pid()) } do
+    cmd[#cmd + 1] = a
+  end
   for _, a in ipairs(argv) do cmd[#cmd + 1] = shquote(a) end
   os.execute(table.concat(cmd, " ") .. " >/dev/null 2>&1 </dev/null &")
   local pid = M.wait_until(function()
@@ -206,6 +226,7 @@ end
 --   opts.listen    force passing --listen 127.0.0.1:<port> (default: see above)
 --   opts.port      use this port (readiness is polled on it) instead of a free one
 --   opts.timeout   readiness timeout (default M.START_TIMEOUT)
+--   opts.env       environment variables to add ({ ORIGIN = "http://..." })
 function M.start(source, opts)
   opts = opts or {}
   local dir = mktempdir()
@@ -229,7 +250,7 @@ function M.start(source, opts)
     argv[#argv + 1] = addr
   end
   argv[#argv + 1] = script
-  local pid = M.spawn(dir, { abs_path(M.BIN), unpack(argv) })
+  local pid = M.spawn(dir, { abs_path(M.BIN), unpack(argv) }, opts.env)
   local self = setmetatable({ _dir = dir, _port = port, _pid = pid, _script = script,
                               _argv = argv }, Server)
   live_servers[self] = true

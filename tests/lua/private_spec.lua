@@ -57,7 +57,9 @@ app:listen("@LISTEN@")
 local o = luring.origin{ name = "o", url = "@ORIGIN@", keepalive = 64,
                          first_byte_timeout = 10 }
 local caches = {
-  main = luring.cache{ name = "main", ttl = 60 },
+  -- requests with Authorization are looked up here (they pass by default:
+  -- cache_pass_spec.lua), so §3.5 decides whether their responses are shared
+  main = luring.cache{ name = "main", ttl = 60, authorization = "lookup" },
   cookies = luring.cache{ name = "cookies", ttl = 60,
                           admit = function(key, status, h) return "set-cookie" end },
   truthy = luring.cache{ name = "truthy", ttl = 60,

@@ -6,7 +6,8 @@
 GET /<name>[?...] answers with the file DIR/<name>.http after DELAY seconds
 (DIR/delay, default 0.3), where {id} is replaced by a number unique to the
 request and {len} by the byte length of the body (what follows the last
-CRLF CRLF). Unknown names get a 404. Each request's path is appended to
+CRLF CRLF). A template may hold {then}: what follows it is sent 50 ms
+after the response, unasked, on the same connection. Unknown names get a 404. Each request's path is appended to
 DIR/requests.log. Keep-alive: requests on one connection are answered in
 order until the client closes. Stops by itself after 10 minutes.
 """
@@ -40,11 +41,12 @@ def response(path):
         with open(os.path.join(DIR, os.path.basename(name) + ".http"), "rb") as f:
             tmpl = f.read()
     except OSError:
-        return b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
+        return b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", b""
     raw = tmpl.replace(b"{id}", b"%d" % n)
+    raw, _, later = raw.partition(b"{then}")
     cut = raw.rfind(b"\r\n\r\n") + 4
     head, body = raw[:cut], raw[cut:]
-    return head.replace(b"{len}", b"%d" % len(body)) + body
+    return head.replace(b"{len}", b"%d" % len(body)) + body, later
 
 
 class Handler(socketserver.BaseRequestHandler):
@@ -59,7 +61,11 @@ class Handler(socketserver.BaseRequestHandler):
             head, buf = buf.split(b"\r\n\r\n", 1)
             path = head.split(b"\r\n", 1)[0].split(b" ")[1].decode("latin-1")
             time.sleep(delay())
-            self.request.sendall(response(path))
+            now, later = response(path)
+            self.request.sendall(now)
+            if later:
+                time.sleep(0.05)
+                self.request.sendall(later)
 
 
 class Server(socketserver.ThreadingTCPServer):

@@ -1,0 +1,32 @@
+/* pass.h - the PASS step: a client's request forwarded to an origin as it
+ * came (any method, its target, its end-to-end header fields, its body)
+ * and the origin's response streamed back through a private stream object
+ * (store/cache.h), never shared and never stored. */
+#ifndef LURING_PASS_H
+#define LURING_PASS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct cache;
+struct origin;
+struct req;
+
+struct pass_opts {
+    const char *target; /* request-target sent (origin-form); NULL: the
+                         * client's (cache:fetch passes its path) */
+    size_t target_len;    const char *host;   /* Host sent to the origin; NULL: the client's */
+    size_t host_len;
+    bool via;           /* append "Via: 1.x luring" (RFC 9110 §7.6.3) */
+    bool xff;           /* append the client to X-Forwarded-For */
+    bool xfp;           /* set X-Forwarded-Proto: http */
+};
+
+/** Send r's request to HTTP origin o and subscribe r to the response, in a
+ * stream object of `scratch` (core/deliver.c sends it as it arrives; r->obj
+ * is NULL again once it is queued or failed). 0, or -1 when out of memory
+ * (nothing started). */
+int pass_start(struct req *r, struct origin *o, struct cache *scratch,
+               const struct pass_opts *po);
+
+#endif
