@@ -39,8 +39,8 @@ int64_t cc_delta_seconds(const char *p, size_t n)
 static int64_t parse_expires(const char *p, size_t n)
 {
     char s[64];
-    if (n >= sizeof s)
-        return 0;
+    if (n >= sizeof s || memchr(p, 0, n))
+        return 0; /* a NUL would end strptime's string early */
     memcpy(s, p, n);
     s[n] = 0;
     struct tm tm;

@@ -343,44 +343,57 @@ static int submit_and_wait_idle(struct loop *l)
 
 void loop_stop(struct loop *l) { l->stop = true; }
 
+/* One iteration: before(), one io_uring_enter (sleeping only when
+ * `may_sleep` and nothing is pending), then every completion. */
+static void iterate(struct loop *l, loop_cqe_pt on_cqe, loop_before_pt before,
+                    void *ctx, bool may_sleep)
+{
+    bool idle = before(ctx) && may_sleep;
+    publish_recycled(l);
+    /* One io_uring_enter per iteration. Completions already waiting,
+     * or work the caller must do right after this submit (before()
+     * returned false): submit and collect without sleeping. Nothing to
+     * do: submit and sleep until at least one completion (the seed
+     * worklog's lesson: submit_and_wait only when idle). */
+    int ret;
+    if (!idle || l->stop || io_uring_cq_ready(&l->ring))
+        ret = io_uring_submit_and_get_events(&l->ring);
+    else
+        ret = submit_and_wait_idle(l);
+    if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY &&
+        ret != -ETIME) {
+        fprintf(stderr, "luring: [crit] io_uring_enter: %s\n",
+                strerror(-ret));
+        abort();
+    }
+    loop_update_time(l);
+
+    struct io_uring_cqe *cqe;
+    unsigned head, n = 0;
+    io_uring_for_each_cqe(&l->ring, head, cqe)
+    {
+        struct loop_cqe c = {
+            .ud = cqe->user_data,
+            .res = cqe->res,
+            .more = (cqe->flags & IORING_CQE_F_MORE) != 0,
+            .has_buf = (cqe->flags & IORING_CQE_F_BUFFER) != 0,
+            .bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT),
+        };
+        on_cqe(ctx, &c);
+        n++;
+    }
+    io_uring_cq_advance(&l->ring, n);
+}
+
 void loop_run(struct loop *l, loop_cqe_pt on_cqe, loop_before_pt before,
               void *ctx)
 {
-    while (!l->stop) {
-        bool idle = before(ctx);
-        publish_recycled(l);
-        /* One io_uring_enter per iteration. Completions already waiting,
-         * or work the caller must do right after this submit (before()
-         * returned false): submit and collect without sleeping. Nothing to
-         * do: submit and sleep until at least one completion (the seed
-         * worklog's lesson: submit_and_wait only when idle). */
-        int ret;
-        if (!idle || l->stop || io_uring_cq_ready(&l->ring))
-            ret = io_uring_submit_and_get_events(&l->ring);
-        else
-            ret = submit_and_wait_idle(l);
-        if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY &&
-            ret != -ETIME) {
-            fprintf(stderr, "luring: [crit] io_uring_enter: %s\n",
-                    strerror(-ret));
-            abort();
-        }
-        loop_update_time(l);
+    while (!l->stop)
+        iterate(l, on_cqe, before, ctx, true);
+}
 
-        struct io_uring_cqe *cqe;
-        unsigned head, n = 0;
-        io_uring_for_each_cqe(&l->ring, head, cqe)
-        {
-            struct loop_cqe c = {
-                .ud = cqe->user_data,
-                .res = cqe->res,
-                .more = (cqe->flags & IORING_CQE_F_MORE) != 0,
-                .has_buf = (cqe->flags & IORING_CQE_F_BUFFER) != 0,
-                .bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT),
-            };
-            on_cqe(ctx, &c);
-            n++;
-        }
-        io_uring_cq_advance(&l->ring, n);
-    }
+void loop_poll(struct loop *l, loop_cqe_pt on_cqe, loop_before_pt before,
+               void *ctx)
+{
+    iterate(l, on_cqe, before, ctx, false);
 }

@@ -65,6 +65,11 @@ void loop_free(struct loop *l);
 void loop_run(struct loop *l, loop_cqe_pt on_cqe, loop_before_pt before,
               void *ctx);
 void loop_stop(struct loop *l);
+/** One iteration of loop_run that never sleeps: before(), submit, then
+ * the completions already there (tests and fuzz targets drive a loop
+ * step by step with it). */
+void loop_poll(struct loop *l, loop_cqe_pt on_cqe, loop_before_pt before,
+               void *ctx);
 
 /* Operations. None can fail: when the SQ is full it is submitted first.
  * Memory passed in (msghdr, buffers, timespec) belongs to the kernel until

@@ -140,6 +140,12 @@ static void test_expires(void)
         rr = parse(past[i]);
         CHECK_EQ(cc_lifetime(&rr, 1000), 0);
     }
+    /* a NUL ends the string strptime sees, not the value: what follows
+     * it still makes the date invalid */
+    static const char nul[] = "Expires: Tue, 01 Jan 2030 00:00:00 GMT\0junk\r\n";
+    cc_parse(&rr, nul, sizeof nul - 1);
+    CHECK_EQ(rr.expires, 0);
+    CHECK_EQ(cc_lifetime(&rr, 1000), 0);
     /* nothing about freshness: the cache's default applies */
     rr = parse("Content-Type: text/plain\r\n");
     CHECK_EQ(cc_lifetime(&rr, 1000), -1);
