@@ -90,7 +90,13 @@ static void update_timer(struct conn *c, bool progress)
         else
             tl = TL_IDLE;
         break;
-    case CS_HANDLING: tl = outq_pending(&c->out) ? TL_SEND : TL_NONE; break;
+    case CS_HANDLING:
+        /* after the client's FIN its handler has send_timeout to answer
+         * (a client that closed for good would otherwise keep the slot
+         * for as long as a handler waits) */
+        tl = outq_pending(&c->out) || (c->flags & CF_RD_EOF) ? TL_SEND
+                                                              : TL_NONE;
+        break;
     case CS_DRAINING: tl = TL_SEND; break;
     case CS_LINGER: tl = TL_LINGER; break;
     default: tl = TL_NONE; break;
@@ -483,6 +489,7 @@ static void http_on_eof(struct conn *c)
     }
     c->flags |= CF_RD_EOF;
     c->flags &= (uint16_t)~CF_RECV_PAUSED; /* nothing to pause any more */
+    update_timer(c, false);
     if (c->state == CS_READING)
         http_process(c);
     if (c->state < CS_CLOSED)
@@ -757,7 +764,19 @@ void http_response_abort(struct h1_msg *m)
     struct conn *c = m->c;
     c->msg = NULL;
     m->srv->ops->release(m);
-    conn_close(c);
+    if (c->state >= CS_CLOSED)
+        return;
+    /* What is queued still goes out: whole responses to requests
+     * pipelined before this one, then the start of this one, which the
+     * close after it marks as cut short (it never ends as its framing
+     * says). Pipelined input after it is not read. */
+    c->state = CS_DRAINING;
+    c->in.len = 0;
+    if (outq_pending(&c->out) == 0) {
+        conn_close(c);
+        return;
+    }
+    update_timer(c, true);
 }
 
 /* ==== exchanges ==== */

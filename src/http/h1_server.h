@@ -220,7 +220,9 @@ void http_body(struct h1_msg *m, const char *p, size_t len, seg_release_pt rel,
                void *arg, intptr_t aux);
 /** Response complete (chunked terminator added when needed). */
 void http_response_done(struct h1_msg *m);
-/** Handler failed after the head was sent: close the connection. */
+/** Handler failed after the head was sent: what is queued (earlier
+ * pipelined responses, the start of this one) is sent, then the
+ * connection closes, cutting this response short. */
 void http_response_abort(struct h1_msg *m);
 const char *http_reason(int status);
 /** The client's address (text, into addr[n]) and port: 0, or -1 when the

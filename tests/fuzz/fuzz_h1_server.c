@@ -28,9 +28,8 @@
  *     HEAD), at most one error response (4xx/5xx from the server), and
  *     nothing after a response that says Connection: close;
  *   - a response is cut short only when its handler failed half-way, the
- *     client half-closed or a timeout fired; with FUZZ_STRICT_FAIL set,
- *     a handler failing half-way leaves the responses before it whole
- *     (a known finding: off by default). */
+ *     client half-closed or a timeout fired; a handler failing half-way
+ *     leaves the responses before it whole. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -399,16 +398,12 @@ static bool has_close(const char *p, const struct h1_head *h)
     return v && h1_list_has(v, vlen, "close", 5);
 }
 
-/* FUZZ_STRICT_FAIL=1: a handler that fails half-way must not cost the
- * requests before it their complete responses (today h1_server.c closes
- * at once and drops what is still queued: the reproducer is
- * corpus/fuzz_h1_server/finding_fail_drops_pipelined). */
+/* A handler that fails half-way must not cost the requests before it
+ * their complete responses (h1_server.c used to close at once and drop
+ * what was still queued: corpus/fuzz_h1_server/finding_fail_drops_pipelined). */
 static bool strict_fail(void)
 {
-    static int strict = -1;
-    if (strict < 0)
-        strict = getenv("FUZZ_STRICT_FAIL") != NULL;
-    return strict && T.fail_at >= 0 && !T.other_cut;
+    return T.fail_at >= 0 && !T.other_cut;
 }
 
 /* Parse the output: see the invariants above. */

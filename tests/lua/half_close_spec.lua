@@ -110,3 +110,33 @@ describe("half-closed clients (RFC 9112 §9.6)", function()
     assert.is_nil(helper.crash_report(srv:stderr()))
   end)
 end)
+
+-- After a FIN the handler has send_timeout to answer: a client that closed
+-- for good can't keep its slot for as long as a handler waits (here
+-- max_connections = 1, so a held slot would keep out the next client).
+describe("half-closed clients and slow handlers", function()
+  local srv
+  lazy_setup(function()
+    srv = helper.start([[
+luring.config{ max_connections = 1, send_timeout = 1 }
+local app = luring.app()
+app:listen("@LISTEN@")
+app:get("/forever", function(req) luring.sleep(60000) return "late" end)
+app:get("/n", function(req) return "n" end)
+]])
+  end)
+  lazy_teardown(helper.stop_all)
+
+  it("a closed client's slot comes free after send_timeout, not after the handler", function()
+    local c = helper.connect(srv:port())
+    c:write(helper.request("GET", "/forever"))
+    helper.sleep(0.1)
+    c:close()
+    local t0 = socket.gettime()
+    local r = helper.get(srv:port(), "/n")   -- waits in the backlog meanwhile
+    local took = socket.gettime() - t0
+    assert.are.equal("n", r.body)
+    assert.truthy(took < 4, ("the slot came free after %.2fs"):format(took))
+  end)
+end)
+

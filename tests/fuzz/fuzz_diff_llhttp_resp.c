@@ -1,0 +1,105 @@
+/* fuzz_diff_llhttp_resp.c - our response parser against llhttp (Debian's
+ * node-llhttp 8.1, strict mode): the first message of the input, as
+ * h1_client frames it and as llhttp does. When both accept it they end it
+ * at the same byte with the same status; one may not end it while the
+ * other wants more; we may not accept what llhttp rejects, except where
+ * the RFC and llhttp differ on purpose (named below). Close-delimited
+ * bodies and 1xx, 204 and 304 responses (no content whatever their
+ * fields say, RFC 9112 §6.3) are not compared.
+ * Found so far: whitespace before a framing field's colon (now a 502). */
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <llhttp.h>
+#include "http/h1_parse.h"
+#include "fuzz.h"
+
+enum { R_ACCEPT, R_REJECT, R_MORE };
+struct res { int kind; size_t end, head_end, err_pos; int status; int body; bool ws; };
+
+static int ours(const char *p, size_t n, struct res *r)
+{
+    struct h1_scan s; h1_scan_init(&s);
+    size_t end;
+    enum h1_scan_res sr = h1_scan(&s, p, n, &end);
+    if (sr == H1S_BAD) return r->kind = R_REJECT;
+    if (sr == H1S_MORE) return r->kind = R_MORE;
+    r->head_end = end;
+    struct hdr f[128]; struct h1_head h; h.fields = f; h.max_fields = 128;
+    const char *why;
+    if (h1_parse_head(H1_RESPONSE, p, end, &h, 0, false, &why)) return r->kind = R_REJECT;
+    r->status = h.status; r->body = h.body; r->ws = h.ws_before_colon;
+    size_t off = end;
+    if (h.body == H1B_LENGTH) {
+        if ((uint64_t)h.content_length > n - off) return r->kind = R_MORE;
+        off += (size_t)h.content_length;
+    } else if (h.body == H1B_CHUNKED) {
+        struct h1_chunked d; h1_chunked_init(&d, 1 << 20);
+        for (;;) {
+            if (off == n) return r->kind = R_MORE;
+            size_t used; const char *dd; size_t dn;
+            enum h1_chunk_res cr = h1_chunked_feed(&d, p + off, n - off, &used, &dd, &dn);
+            off += used;
+            if (cr == H1C_BAD) return r->kind = R_REJECT;
+            if (cr == H1C_DONE) break;
+        }
+    } else if (h.body == H1B_CLOSE) {
+        return r->kind = R_MORE; /* ends at EOF: not compared */
+    }
+    r->end = off;
+    return r->kind = R_ACCEPT;
+}
+
+static int on_done(llhttp_t *p) { return HPE_PAUSED; }
+
+static int theirs(const char *p, size_t n, struct res *r, llhttp_errno_t *err)
+{
+    llhttp_settings_t st; llhttp_settings_init(&st);
+    st.on_message_complete = on_done;
+    llhttp_t ps; llhttp_init(&ps, HTTP_RESPONSE, &st);
+    llhttp_errno_t e = llhttp_execute(&ps, p, n);
+    *err = e;
+    if (e == HPE_PAUSED) {
+        r->end = (size_t)(llhttp_get_error_pos(&ps) - p);
+        r->status = ps.status_code;
+        return r->kind = R_ACCEPT;
+    }
+    if (e == HPE_OK) return r->kind = R_MORE;
+    r->err_pos = (size_t)(llhttp_get_error_pos(&ps) - p);
+    return r->kind = R_REJECT;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    const char *p = (const char *)data;
+    struct res a = {0}, b = {0};
+    llhttp_errno_t e;
+    ours(p, size, &a);
+    theirs(p, size, &b, &e);
+    if (a.kind == R_REJECT) return 0;
+    /* 1xx: no content (RFC 9110 15.2); llhttp frames some 1xx by their fields */
+    if (a.kind == R_ACCEPT && a.status < 200) return 0;
+    /* 204, 304: no content whatever the fields say (RFC 9112 6.3 rule 1) */
+    if (a.kind == R_ACCEPT && (a.status == 204 || a.status == 304)) return 0;
+    if (a.kind == R_ACCEPT && b.kind == R_REJECT) {
+        if (e == HPE_INVALID_VERSION) return 0;
+        /* whitespace before a (non-framing) field's colon: a proxy removes
+         * it from a response (RFC 9112 5.1), llhttp refuses it */
+        if (e == HPE_INVALID_HEADER_TOKEN && a.ws) return 0;
+        if (e == HPE_INVALID_TRANSFER_ENCODING && a.body == H1B_CHUNKED) return 0;
+        if ((e == HPE_STRICT || e == HPE_INVALID_CHUNK_SIZE || e == HPE_INVALID_CONTENT_LENGTH ||
+             e == HPE_UNEXPECTED_CONTENT_LENGTH) && a.body == H1B_CHUNKED && b.err_pos > a.head_end)
+            return 0;
+        fprintf(stderr, "we accept, llhttp rejects: %s\n", llhttp_errno_name(e));
+        abort();
+    }
+    if (a.kind == R_ACCEPT && b.kind == R_ACCEPT) {
+        if (a.end != b.end) { fprintf(stderr, "end %zu vs %zu\n", a.end, b.end); abort(); }
+        if (a.status != b.status) { fprintf(stderr, "status\n"); abort(); }
+    }
+    if (a.kind == R_ACCEPT && b.kind == R_MORE) { fprintf(stderr, "we end at %zu, llhttp wants more\n", a.end); abort(); }
+    if (a.kind == R_MORE && a.body != H1B_CLOSE && b.kind == R_ACCEPT) { fprintf(stderr, "llhttp ends at %zu, we want more\n", b.end); abort(); }
+    return 0;
+}
