@@ -254,7 +254,7 @@ static void op_abort(struct h1_msg *m)
     http_response_done(m);
 }
 
-static void op_conn_freed(struct worker *w, unsigned nconns)
+static void op_conn_freed(struct worker *w, unsigned listener, unsigned nconns)
 {
     (void)w;
     (void)nconns;
