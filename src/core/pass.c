@@ -6,7 +6,6 @@
  * X-Forwarded-For/-Proto added, and the body (already read whole, within
  * max_body_size) re-framed with Content-Length. Expect is not forwarded:
  * the body is already here and goes out with the head. */
-#define _GNU_SOURCE
 #include "core/pass.h"
 #include "core/deliver.h"
 #include "core/origin.h"
@@ -32,22 +31,14 @@ static bool name_is(const char *n, size_t nl, const char *lit, size_t ll)
 }
 #define NAME_IS(n, nl, lit) name_is(n, nl, lit, sizeof(lit) - 1)
 
-/* Append the request target in origin-form: "http://a.example/p?q" is
- * sent as "/p?q" (RFC 9112 §3.2.1-2); origin-form and "*" as they are. */
+/* Append the request target in origin-form (RFC 9112 §3.2.1). h1_server
+ * already left only the path and query of an absolute-form target, which
+ * may be empty or a query alone ("http://a.example?q"): the path is then
+ * "/". Origin-form and "*" go as they are. */
 static void put_target(struct buf *out, const char *t, size_t n)
 {
-    if (n > 0 && t[0] != '/' && !(n == 1 && t[0] == '*')) {
-        const char *s = memmem(t, n, "://", 3);
-        if (s) {
-            const char *a = s + 3, *end = t + n;
-            while (a < end && *a != '/' && *a != '?')
-                a++; /* the authority */
-            t = a;
-            n = (size_t)(end - t);
-            if (n == 0 || t[0] != '/')
-                buf_append(out, "/", 1);
-        }
-    }
+    if (n == 0 || t[0] == '?')
+        buf_append(out, "/", 1);
     buf_append(out, t, n);
 }
 

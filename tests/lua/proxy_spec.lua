@@ -79,6 +79,7 @@ for _, m in ipairs{ @METHODS@ } do
   app:route(m, "/echo/*", pass)
   app:route(m, "/files/*", pass)
 end
+app:get("/", pass)
 app:get("/teapot/*", pass)
 app:post("/created/*", pass)
 app:get("/nothing/*", pass)
@@ -168,6 +169,17 @@ describe("luring.proxy", function()
     c:close()
     assert.are.equal("/echo/abs?q=1", e.uri)
     assert.are.equal("example.test", e.host)
+  end)
+
+  it("an absolute-form target with an empty path is sent as \"/\" (RFC 9112 §3.2.1)", function()
+    for _, target in ipairs{ "http://example.test?q=1", "http://example.test" } do
+      local c = helper.connect(srv:port())
+      c:write("GET " .. target .. " HTTP/1.1\r\nHost: example.test\r\n\r\n")
+      local res = c:response()
+      c:close()
+      assert.are.equal(200, res.status, target)
+      assert.are.equal(target:find("?", 1, true) and "/?q=1" or "/", echoed(res).uri)
+    end
   end)
 
   it("forwards an HTTP/1.0 request as HTTP/1.1 with a Host (RFC 9110 §6.2, §7.6.3)", function()
