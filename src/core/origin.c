@@ -7,6 +7,7 @@
 #include "core/fetch.h"
 #include "io/ops.h"
 #include "base/log.h"
+#include "http/fields.h"
 #include "http/h1_server.h"
 #include "store/cache.h"
 
@@ -203,7 +204,7 @@ static int up_field(void *owner, const char *n, size_t nl, const char *v,
                     size_t vl)
 {
     struct upconn *u = owner;
-#define IS(s) (nl == sizeof(s) - 1 && strncasecmp(n, s, nl) == 0)
+#define IS(s) field_name_is(n, nl, s, sizeof(s) - 1)
     bool skip = IS("connection") || IS("keep-alive") ||
                 IS("transfer-encoding") || IS("content-length") ||
                 IS("date") || IS("server") || IS("proxy-connection") ||

@@ -25,11 +25,7 @@ struct pass_ctx {
     const struct pass_opts *po;
 };
 
-static bool name_is(const char *n, size_t nl, const char *lit, size_t ll)
-{
-    return nl == ll && strncasecmp(n, lit, nl) == 0;
-}
-#define NAME_IS(n, nl, lit) name_is(n, nl, lit, sizeof(lit) - 1)
+#define NAME_IS(n, nl, lit) field_name_is(n, nl, lit, sizeof(lit) - 1)
 
 /* Append the request target in origin-form (RFC 9112 §3.2.1). h1_server
  * already left only the path and query of an absolute-form target, which
@@ -52,7 +48,7 @@ static void put_joined(struct buf *out, const struct h1_msg *m,
     buf_append(out, ": ", 2);
     for (unsigned i = 0; i < m->nhdrs; i++) {
         const struct hdr *f = &m->hdrs[i];
-        if (name_is(h + f->name, f->nlen, name, nl) && f->vlen > 0) {
+        if (field_name_is(h + f->name, f->nlen, name, nl) && f->vlen > 0) {
             buf_append(out, h + f->val, f->vlen);
             buf_append(out, ", ", 2);
         }

@@ -32,7 +32,7 @@ bool field_is_token(const char *s, size_t n)
 
 bool field_is_hop_by_hop(const char *n, size_t nl)
 {
-#define IS(s) (nl == sizeof(s) - 1 && strncasecmp(n, s, nl) == 0)
+#define IS(s) field_name_is(n, nl, s, sizeof(s) - 1)
     switch (nl) {
     case 2: return IS("te");
     case 7: return IS("trailer") || IS("upgrade");

@@ -6,12 +6,21 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <strings.h>
 
 /* tchar by byte value: 1 for ALPHA / DIGIT / "!#$%&'*+-.^_`|~". */
 extern const unsigned char field_tchar[256];
 
 /** tchar (RFC 9110 §5.6.2): ALPHA / DIGIT / "!#$%&'*+-.^_`|~". */
 static inline bool field_is_tchar(unsigned char ch) { return field_tchar[ch]; }
+/** Is the field name n[0..nl) `lit` (len bytes), ignoring case (RFC 9110
+ * §5.1)? The lengths first: most names cost no comparison. */
+static inline bool field_name_is(const char *n, size_t nl, const char *lit,
+                                 size_t len)
+{
+    return nl == len && strncasecmp(n, lit, len) == 0;
+}
+
 /** token = 1*tchar: false for an empty string. */
 bool field_is_token(const char *s, size_t n);
 

@@ -137,7 +137,7 @@ void h1_conn_names(struct h1_conn_names *cn, const char *head,
     cn->n = 0;
     cn->many = false;
     for (unsigned i = 0; i < nf; i++) {
-        if (f[i].nlen != 10 || strncasecmp(head + f[i].name, "connection", 10))
+        if (!field_name_is(head + f[i].name, f[i].nlen, "connection", 10))
             continue;
         size_t pos = 0;
         const char *e;
@@ -166,8 +166,7 @@ bool h1_conn_named(const struct h1_conn_names *cn, const char *head,
     if (!cn->many)
         return false;
     for (unsigned i = 0; i < nf; i++) /* rare: look in every list */
-        if (f[i].nlen == 10 &&
-            !strncasecmp(head + f[i].name, "connection", 10) &&
+        if (field_name_is(head + f[i].name, f[i].nlen, "connection", 10) &&
             h1_list_has(head + f[i].val, f[i].vlen, name, nl))
             return true;
     return false;
@@ -344,16 +343,11 @@ static int status_line(const char *p, size_t n, struct h1_head *h,
     return 0;
 }
 
-static bool name_is(const char *p, size_t n, const char *lit, size_t len)
-{
-    return n == len && strncasecmp(p, lit, len) == 0;
-}
-
 const char *h1_field(const char *head, const struct hdr *f, unsigned nf,
                      const char *name, size_t nlen, size_t *vlen)
 {
     for (unsigned i = 0; i < nf; i++)
-        if (name_is(head + f[i].name, f[i].nlen, name, nlen)) {
+        if (field_name_is(head + f[i].name, f[i].nlen, name, nlen)) {
             *vlen = f[i].vlen;
             return head + f[i].val;
         }
@@ -411,8 +405,8 @@ int h1_parse_head(enum h1_kind kind, const char *p, size_t n, struct h1_head *h,
              * can say which length the origin meant */
             if (kind == H1_REQUEST)
                 FAIL(H1E_BAD, "whitespace between a field name and colon");
-            if (name_is(p + ns, nl, "content-length", 14) ||
-                name_is(p + ns, nl, "transfer-encoding", 17))
+            if (field_name_is(p + ns, nl, "content-length", 14) ||
+                field_name_is(p + ns, nl, "transfer-encoding", 17))
                 FAIL(H1E_BAD, "whitespace between a framing field's name "
                               "and colon");
             while (i < n && is_ows((unsigned char)p[i]))
@@ -446,7 +440,7 @@ int h1_parse_head(enum h1_kind kind, const char *p, size_t n, struct h1_head *h,
         size_t vl = ve - vs;
         switch (nl) {
         case 4:
-            if (name_is(nm, nl, "host", 4)) {
+            if (field_name_is(nm, nl, "host", 4)) {
                 if (++nhost > 1)
                     FAIL(H1E_BAD, "Host repeated");
                 if (!host_ok(v, vl))
@@ -454,23 +448,23 @@ int h1_parse_head(enum h1_kind kind, const char *p, size_t n, struct h1_head *h,
             }
             break;
         case 6:
-            if (name_is(nm, nl, "expect", 6) && vl == 12 &&
+            if (field_name_is(nm, nl, "expect", 6) && vl == 12 &&
                 strncasecmp(v, "100-continue", 12) == 0)
                 h->expect_continue = true;
             break;
         case 7:
-            if (name_is(nm, nl, "upgrade", 7))
+            if (field_name_is(nm, nl, "upgrade", 7))
                 has_upgrade = true;
             break;
         case 10:
-            if (name_is(nm, nl, "connection", 10)) {
+            if (field_name_is(nm, nl, "connection", 10)) {
                 conn_close |= h1_list_has(v, vl, "close", 5);
                 conn_keep |= h1_list_has(v, vl, "keep-alive", 10);
                 conn_upgrade |= h1_list_has(v, vl, "upgrade", 7);
             }
             break;
         case 14:
-            if (name_is(nm, nl, "content-length", 14)) {
+            if (field_name_is(nm, nl, "content-length", 14)) {
                 if (h->content_length >= 0)
                     FAIL(H1E_BAD, "Content-Length repeated");
                 if ((h->content_length = h1_content_length(v, vl)) < 0)
@@ -478,7 +472,7 @@ int h1_parse_head(enum h1_kind kind, const char *p, size_t n, struct h1_head *h,
             }
             break;
         case 17:
-            if (name_is(nm, nl, "transfer-encoding", 17)) {
+            if (field_name_is(nm, nl, "transfer-encoding", 17)) {
                 if (te != -2)
                     FAIL(H1E_BAD, "Transfer-Encoding repeated");
                 te = te_value(v, vl);
