@@ -24,7 +24,6 @@
 #include "fuzz.h"
 #include "fuzz_llhttp.h"
 
-enum { R_ACCEPT, R_REJECT, R_MORE };
 struct res { bool other; size_t head_end; size_t err_pos; int kind; size_t end; char method[32]; size_t mlen; const char *url; size_t ulen; int minor; int body; };
 
 static int ours(const char *p, size_t n, struct res *r)
@@ -43,23 +42,7 @@ static int ours(const char *p, size_t n, struct res *r)
     memcpy(r->method, p + h.method_off, r->mlen);
     r->url = p + h.target; r->ulen = h.target_len; r->minor = h.minor;
     r->body = h.body;
-    size_t off = end;
-    if (h.body == H1B_LENGTH) {
-        if ((uint64_t)h.content_length > n - off) return r->kind = R_MORE;
-        off += (size_t)h.content_length;
-    } else if (h.body == H1B_CHUNKED) {
-        struct h1_chunked d; h1_chunked_init(&d, 1 << 20);
-        for (;;) {
-            if (off == n) return r->kind = R_MORE;
-            size_t used; const char *dd; size_t dn;
-            enum h1_chunk_res cr = h1_chunked_feed(&d, p + off, n - off, &used, &dd, &dn);
-            off += used;
-            if (cr == H1C_BAD) return r->kind = R_REJECT;
-            if (cr == H1C_DONE) break;
-        }
-    }
-    r->end = off;
-    return r->kind = R_ACCEPT;
+    return r->kind = ours_message_end(p, n, &h, end, &r->end);
 }
 
 static const char *lurl; static size_t lulen;

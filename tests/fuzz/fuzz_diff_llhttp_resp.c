@@ -17,7 +17,6 @@
 #include "fuzz.h"
 #include "fuzz_llhttp.h"
 
-enum { R_ACCEPT, R_REJECT, R_MORE };
 struct res { int kind; size_t end, head_end, err_pos; int status; int body; bool ws; };
 
 static int ours(const char *p, size_t n, struct res *r)
@@ -32,25 +31,7 @@ static int ours(const char *p, size_t n, struct res *r)
     const char *why;
     if (h1_parse_head(H1_RESPONSE, p, end, &h, 0, false, &why)) return r->kind = R_REJECT;
     r->status = h.status; r->body = h.body; r->ws = h.ws_before_colon;
-    size_t off = end;
-    if (h.body == H1B_LENGTH) {
-        if ((uint64_t)h.content_length > n - off) return r->kind = R_MORE;
-        off += (size_t)h.content_length;
-    } else if (h.body == H1B_CHUNKED) {
-        struct h1_chunked d; h1_chunked_init(&d, 1 << 20);
-        for (;;) {
-            if (off == n) return r->kind = R_MORE;
-            size_t used; const char *dd; size_t dn;
-            enum h1_chunk_res cr = h1_chunked_feed(&d, p + off, n - off, &used, &dd, &dn);
-            off += used;
-            if (cr == H1C_BAD) return r->kind = R_REJECT;
-            if (cr == H1C_DONE) break;
-        }
-    } else if (h.body == H1B_CLOSE) {
-        return r->kind = R_MORE; /* ends at EOF: not compared */
-    }
-    r->end = off;
-    return r->kind = R_ACCEPT;
+    return r->kind = ours_message_end(p, n, &h, end, &r->end);
 }
 
 static int on_done(llhttp_t *p) { return HPE_PAUSED; }

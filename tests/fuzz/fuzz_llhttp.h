@@ -6,9 +6,48 @@
 #define LURING_FUZZ_LLHTTP_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <llhttp.h>
 
 #include "http/h1_parse.h"
+
+enum { R_ACCEPT, R_REJECT, R_MORE }; /* a parser's verdict on the input */
+
+/* Where our framing (RFC 9112 §6.3) ends the message whose head, as h
+ * parsed it, is p[0..head_end): R_ACCEPT and *end; R_MORE when more bytes
+ * are needed (or the body ends at the close, which is not compared);
+ * R_REJECT for an invalid chunked body. */
+static inline int ours_message_end(const char *p, size_t n,
+                                   const struct h1_head *h, size_t head_end,
+                                   size_t *end)
+{
+    size_t off = head_end;
+    if (h->body == H1B_LENGTH) {
+        if ((uint64_t)h->content_length > n - off)
+            return R_MORE;
+        off += (size_t)h->content_length;
+    } else if (h->body == H1B_CHUNKED) {
+        struct h1_chunked d;
+        h1_chunked_init(&d, 1 << 20);
+        for (;;) {
+            if (off == n)
+                return R_MORE;
+            size_t used, dn;
+            const char *dd;
+            enum h1_chunk_res cr = h1_chunked_feed(&d, p + off, n - off,
+                                                   &used, &dd, &dn);
+            off += used;
+            if (cr == H1C_BAD)
+                return R_REJECT;
+            if (cr == H1C_DONE)
+                break;
+        }
+    } else if (h->body == H1B_CLOSE) {
+        return R_MORE;
+    }
+    *end = off;
+    return R_ACCEPT;
+}
 
 /* e: llhttp's error; body: how we frame the message; after_head: llhttp
  * failed in the body (past our head's end); ws: a field name was
