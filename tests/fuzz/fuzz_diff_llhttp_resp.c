@@ -5,7 +5,8 @@
  * other wants more; we may not accept what llhttp rejects, except where
  * the RFC and llhttp differ on purpose (named below). Close-delimited
  * bodies and 1xx, 204 and 304 responses (no content whatever their
- * fields say, RFC 9112 §6.3) are not compared.
+ * fields say, RFC 9112 §6.3) are not compared, nor "chunked" followed by
+ * OWS, which llhttp reads as close-delimited.
  * Found so far: whitespace before a framing field's colon (now a 502). */
 #include <stdbool.h>
 #include <stdint.h>
@@ -17,7 +18,7 @@
 #include "fuzz.h"
 #include "fuzz_llhttp.h"
 
-struct res { int kind; size_t end, head_end, err_pos; int status; int body; bool ws; };
+struct res { int kind; size_t end, head_end, err_pos; int status; int body; bool ws, te_ows; };
 
 static int ours(const char *p, size_t n, struct res *r)
 {
@@ -31,6 +32,10 @@ static int ours(const char *p, size_t n, struct res *r)
     const char *why;
     if (h1_parse_head(H1_RESPONSE, p, end, &h, 0, false, &why)) return r->kind = R_REJECT;
     r->status = h.status; r->body = h.body; r->ws = h.ws_before_colon;
+    /* a Transfer-Encoding value followed by OWS (trimmed: RFC 9110 5.5) */
+    size_t vl;
+    const char *te = h1_field(p, h.fields, h.nfields, "transfer-encoding", 17, &vl);
+    r->te_ows = te && (te[vl] == ' ' || te[vl] == '\t');
     return r->kind = ours_message_end(p, n, &h, end, &r->end);
 }
 
@@ -75,6 +80,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (a.end != b.end) { fprintf(stderr, "end %zu vs %zu\n", a.end, b.end); abort(); }
         if (a.status != b.status) { fprintf(stderr, "status\n"); abort(); }
     }
+    /* "chunked" followed by OWS: llhttp's response parser doesn't take it
+     * for chunked and reads to the close */
+    if (a.kind == R_ACCEPT && b.kind == R_MORE && a.body == H1B_CHUNKED && a.te_ows)
+        return 0;
     if (a.kind == R_ACCEPT && b.kind == R_MORE) { fprintf(stderr, "we end at %zu, llhttp wants more\n", a.end); abort(); }
     if (a.kind == R_MORE && a.body != H1B_CLOSE && b.kind == R_ACCEPT) { fprintf(stderr, "llhttp ends at %zu, we want more\n", b.end); abort(); }
     return 0;
