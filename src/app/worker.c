@@ -399,6 +399,7 @@ int worker_run(struct worker *w)
     w->rp.w = w;
     w->rp.on_deferred = on_deferred;
     w->rp.drop = lrt_drop_thread;
+    w->rp.deliver = ldeliver_call;
     /* 256 receive buffers (1 MiB): the kernel takes them in FIFO order,
      * so a larger ring makes every recv land in cache-cold memory (4096
      * buffers cost about 6 % more CPU per request at one connection than

@@ -34,16 +34,24 @@ static void sub_done(struct req *r, bool ok)
     req_wake(r); /* unless cache:fetch is still on the stack: it returns */
 }
 
-static void send_head(struct req *r, struct cache_obj *o)
+/* Queue o's head for r: false when r's deliver hook failed (nothing
+ * queued). */
+static bool send_head(struct req *r, struct cache_obj *o)
 {
     int64_t len = o->state == OBJ_COMPLETE ? (int64_t)o->len : o->total;
     if (o->head_only) /* a passed HEAD: what the origin said (RFC 9110 §9.3.2) */
         len = o->head_cl;
     http_head_begin(&r->m, o->status);
-    http_head_raw(&r->m, o->hdrs.data, o->hdrs.len);
-    if (r->xcache)
-        http_head_add(&r->m, "X-Cache", 7, r->xcache, strlen(r->xcache));
+    if (!r->deliver_hook) {
+        http_head_raw(&r->m, o->hdrs.data, o->hdrs.len);
+        if (r->xcache)
+            http_head_add(&r->m, "X-Cache", 7, r->xcache, strlen(r->xcache));
+    } else if (r->pool->deliver(r, o->status, o->hdrs.data, o->hdrs.len,
+                                r->xcache) < 0) {
+        return false;
+    }
     http_head_end(&r->m, len);
+    return true;
 }
 
 void serve_error(struct req *r, int status)
@@ -73,7 +81,11 @@ void serve_pump(struct req *r)
             }
             return;
         }
-        send_head(r, o);
+        if (!send_head(r, o)) { /* the script's deliver hook failed */
+            serve_error(r, 500);
+            sub_done(r, true);
+            return;
+        }
     }
     while (r->obj_off < o->len && outq_pending(&c->out) < OUT_HIGH &&
            c->state < CS_CLOSED) {

@@ -31,6 +31,7 @@ struct req *req_get(struct req_pool *p)
     r->xcache = NULL;
     r->sub_owner = r->released = false;
     r->collect = false;
+    r->deliver_hook = false;
     r->collected = NULL;
     r->sub.next = NULL;
     return r;

@@ -75,6 +75,8 @@ struct req {
     uint32_t fetch_klen;
     bool deferred;          /* on the pool's deferred list */
     struct req *def_prev, *def_next;
+    bool deliver_hook;      /* the next head from a cache object goes
+                             * through req_pool.deliver (a script hook) */
     bool collect;           /* origin:fetch: wait for the whole object */
     struct cache_obj *collected; /* origin:fetch result (one ref) */
     struct store_waiter sub; /* watching obj (core/deliver.c) */
@@ -90,6 +92,13 @@ struct req_pool {
     struct req *deferred, *deferred_tail; /* see req_defer */
     void (*on_deferred)(struct req *r);   /* what a deferred request does */
     void (*drop)(struct req *r);  /* the handler layer abandons r's coroutine */
+    /** r->deliver_hook: between http_head_begin and http_head_end of a
+     * response from a cache object, add its fields (the object's lines
+     * `fields`, flen bytes, and X-Cache: xcache unless NULL) as the
+     * handler layer's hook edits them. 0, or -1 when it failed (logged):
+     * the response becomes a 500. */
+    int (*deliver)(struct req *r, int status, const char *fields,
+                   size_t flen, const char *xcache);
 };
 
 /** A fresh request from the pool, or NULL when out of memory. */

@@ -23,7 +23,7 @@
 #include "store/cache.h"
 
 #define CACHE_MT  "luring.cache"
-#define ORIGIN_MT "luring.origin"
+#define ORIGIN_MT LRT_ORIGIN_MT
 
 /* Limits of what a script may configure: every number from Lua is
  * checked against them before it becomes an integer (a float out of an
@@ -183,8 +183,39 @@ static void set_hooks(lua_State *L, const char *name)
     lua_setfield(L, -2, "admit");
     lua_getfield(L, 1, "ttl");
     lua_setfield(L, -2, "ttl");
+    lua_getfield(L, 1, "deliver");
+    if (!lua_isnil(L, -1) && !lua_isfunction(L, -1))
+        luaL_error(L, "luring.cache: deliver must be a function");
+    lua_setfield(L, -2, "deliver");
     lua_setfield(L, -2, name);
     lua_pop(L, 1);
+}
+
+/* The deliver hook of r's next response (docs/API.md "Deliver hooks"):
+ * opts.deliver (opts at index `opts`, or 0), else the cache's (c, or
+ * NULL), else none. The request table is at req_idx; `who` names the
+ * caller in errors. */
+static void set_deliver(lua_State *L, struct req *r, int req_idx,
+                        struct cache *c, int opts, const char *who)
+{
+    r->deliver_hook = false;
+    int top = lua_gettop(L);
+    if (opts) {
+        lua_getfield(L, opts, "deliver");
+        if (!lua_isnil(L, -1) && !lua_isfunction(L, -1))
+            luaL_error(L, "%s: deliver must be a function", who);
+    }
+    if (c && c->deliver_hook && (!opts || lua_isnil(L, -1))) {
+        lua_getfield(L, LUA_REGISTRYINDEX, HOOKS_KEY);
+        if (lua_istable(L, -1)) {
+            lua_getfield(L, -1, c->name);
+            if (lua_istable(L, -1))
+                lua_getfield(L, -1, "deliver");
+        }
+    }
+    if (lua_gettop(L) > top && lua_isfunction(L, -1))
+        ldeliver_set(L, r, lua_gettop(L), req_idx);
+    lua_settop(L, top);
 }
 
 /* ==== caches ==== */
@@ -234,6 +265,9 @@ static int l_cache_new(lua_State *L)
     bool lk_cookie = opt_mode(L, 1, "cookie", false, "luring.cache");
     bool lk_auth = opt_mode(L, 1, "authorization", false, "luring.cache");
     set_hooks(L, name);
+    lua_getfield(L, 1, "deliver");
+    bool deliver = lua_isfunction(L, -1);
+    lua_pop(L, 1);
     struct cache **pc = lua_newuserdata(L, sizeof *pc);
     *pc = NULL;
     luaL_getmetatable(L, CACHE_MT);
@@ -259,6 +293,7 @@ static int l_cache_new(lua_State *L)
             c->hfm_ms = hfm_ms;
             c->lookup_cookie = lk_cookie;
             c->lookup_auth = lk_auth;
+            c->deliver_hook = deliver;
             *pc = c;
             return 1;
         }
@@ -276,6 +311,7 @@ static int l_cache_new(lua_State *L)
     c->hfm_ms = hfm_ms;
     c->lookup_cookie = lk_cookie;
     c->lookup_auth = lk_auth;
+    c->deliver_hook = deliver;
     *pc = c;
     return 1;
 }
@@ -386,7 +422,7 @@ static int fetch_alone(struct req *r, struct cache *c, struct origin *o,
     return 0;
 }
 
-static struct cache *scratch_cache(lua_State *L, struct lrt *w);
+#define scratch_cache lcache_scratch
 
 /* Whether cache:fetch passes r instead of looking it up (RFC 9111 §3, and
  * Varnish's builtin vcl_recv): only GET and HEAD are looked up or stored;
@@ -426,6 +462,7 @@ static int l_cache_fetch(lua_State *L)
     }
     if (r->m.head_sent)
         return luaL_error(L, "fetch: the response has already started");
+    set_deliver(L, r, 2, c, lua_istable(L, 5) ? 5 : 0, "fetch");
     if (r->m.c == NULL) {
         lua_pushnil(L);
         lua_pushliteral(L, "closed");
@@ -641,7 +678,7 @@ static int l_origin_fetch(lua_State *L)
 
 /* The worker's cache of objects nobody looks up (origin:fetch results,
  * pass-through responses), made on first use. */
-static struct cache *scratch_cache(lua_State *L, struct lrt *w)
+struct cache *lcache_scratch(lua_State *L, struct lrt *w)
 {
     char err[256];
     if (w->scratch == NULL &&
@@ -692,6 +729,7 @@ static int l_proxy(lua_State *L)
     if (o->kind != ORIGIN_HTTP)
         return luaL_error(L, "luring.proxy: origin %s is not an http:// "
                              "origin", o->name);
+    set_deliver(L, r, 1, NULL, lua_isnoneornil(L, 3) ? 0 : 3, "luring.proxy");
     if (r->m.head_sent)
         return luaL_error(L, "luring.proxy: the response has already "
                              "started");
@@ -807,6 +845,7 @@ void lcache_open(lua_State *L)
 
 void lcache_cleanup(struct lrt *w)
 {
+    lorigin_cleanup(w); /* readers hold scratch objects */
     for (unsigned i = 0; i < w->ncaches; i++)
         cache_free(w->caches[i]);
     free(w->caches);

@@ -152,6 +152,32 @@ static bool name_is(const char *name, size_t nlen, const char *lit)
     return nlen == strlen(lit) && strcasecmp(name, lit) == 0;
 }
 
+/* The list at the stack top as field lines `name`: 0, or -1 with an
+ * error message pushed. */
+static int add_list(lua_State *L, struct req *r, const char *name, size_t nlen)
+{
+    int t = lua_gettop(L);
+    int n = (int)lua_objlen(L, t);
+    for (int i = 1; i <= n; i++) {
+        lua_rawgeti(L, t, i);
+        size_t vlen;
+        int ty = lua_type(L, -1);
+        const char *v = ty == LUA_TSTRING || ty == LUA_TNUMBER
+                            ? lua_tolstring(L, -1, &vlen) : NULL;
+        if (v == NULL) {
+            lua_pushfstring(L, "header '%s': string, number or list of them "
+                               "expected", name);
+            return -1;
+        }
+        if (http_head_add(&r->m, name, nlen, v, vlen) < 0) {
+            lua_pushfstring(L, "invalid header '%s'", name);
+            return -1;
+        }
+        lua_pop(L, 1);
+    }
+    return 0;
+}
+
 /* Write the head: status, the handler's headers (table at idx or none),
  * framing. `body_len` < 0: streamed (chunked unless a Content-Length is
  * given). Returns 0, or -1 with an error message pushed. */
@@ -170,6 +196,17 @@ static int write_head(lua_State *L, struct req *r, int status, int idx,
                 continue;
             }
             const char *name = lua_tolstring(L, -2, &nlen);
+            if (lua_istable(L, -1) && !name_is(name, nlen, "content-length") &&
+                !name_is(name, nlen, "connection") &&
+                !name_is(name, nlen, "transfer-encoding")) {
+                /* a list: one field line per value (Set-Cookie) */
+                if (add_list(L, r, name, nlen) < 0)
+                    return -1;
+                if (name_is(name, nlen, "content-type"))
+                    has_ctype = true;
+                lua_pop(L, 1);
+                continue;
+            }
             const char *v = lua_tolstring(L, -1, &vlen); /* numbers too */
             if (v == NULL) {
                 lua_pushfstring(L, "header '%s': string or number expected",
@@ -220,9 +257,18 @@ static int check_status(lua_State *L, int idx)
     return (int)n;
 }
 
+/* Raise if r's deliver hook is running: its head is being built. */
+static void check_not_delivering(lua_State *L, struct req *r, const char *who)
+{
+    if (cur_rt && cur_rt->delivering == r)
+        luaL_error(L, "%s: not inside a deliver hook (it edits a response "
+                      "that is already being sent)", who);
+}
+
 static int l_req_start(lua_State *L)
 {
     struct req *r = lrt_check_req(L, 1);
+    check_not_delivering(L, r, "req:start");
     int status = lua_isnoneornil(L, 2) ? 200 : check_status(L, 2);
     if (r->m.head_sent)
         return luaL_error(L, "response already started");
@@ -286,6 +332,7 @@ void lrt_sleep_done(struct lrt *rt, const struct loop_cqe *cq)
 static int l_req_write(lua_State *L)
 {
     struct req *r = lrt_check_req(L, 1);
+    check_not_delivering(L, r, "req:write");
     luaL_checkstring(L, 2);
     if (r->m.c == NULL) {
         lua_pushnil(L);
@@ -421,6 +468,8 @@ static int luaopen_luring_core(lua_State *L)
     }
     lua_setfield(L, -2, "_methods");
     lcache_open(L); /* luring.cache{}, luring.origin{} */
+    lorigin_open(L); /* origin:request */
+    ldeliver_open(L);
     return 1;
 }
 
@@ -747,6 +796,8 @@ static int push_req(lua_State *co, struct req *r)
 
 void lrt_drop_thread(struct req *r)
 {
+    if (cur_rt && cur_rt->readers)
+        lorigin_req_end(r); /* its origin:request responses stop */
     if (r->co == NULL)
         return;
     luaL_unref(r->ls->L, LUA_REGISTRYINDEX, r->co_ref);
@@ -908,6 +959,8 @@ static void run(struct req *r, int nargs)
                 "across the handler is not allowed)");
     } else if (st == 0) {
         r->running = false;
+        if (w->readers)
+            lorigin_req_end(r); /* responses it did not read to the end */
         finish(r, co);
         lua_settop(co, 0); /* the thread is reused by the next request */
         if (r->co && r->ls != w->lua)

@@ -13,6 +13,7 @@ struct cache;
 struct h1_server;
 struct loop;
 struct loop_cqe;
+struct lreader;
 struct lua_State; /* lua.h stays out of the layers that include this */
 struct origin;
 struct req;
@@ -21,6 +22,7 @@ struct upstreams;
 struct worker;
 
 #define LISTEN_MAX 32
+#define LRT_ORIGIN_MT "luring.origin" /* metatable of luring.origin{} objects */
 
 /* A loaded script: its Lua state and the references the runtime needs.
  * A reload makes a new one current; the old one is retired and closed
@@ -58,6 +60,8 @@ struct lrt {
     struct origin **origins;
     unsigned norigins;
     struct cache *scratch;  /* uncached objects for origin:fetch */
+    struct lreader *readers; /* open origin:request readers (l_origin.c) */
+    struct req *delivering; /* the request whose deliver hook runs, or NULL */
 };
 
 /* A listener the script declares, the i-th (0-based), with its own
@@ -117,5 +121,40 @@ int lcache_push_collected(struct lua_State *L, struct req *r);
  * with the arguments of the cache:fetch it joined with. */
 void lcache_refetch(struct req *r);
 void lcache_cleanup(struct lrt *rt);
+/** The worker's cache of objects nobody looks up (origin:fetch and
+ * origin:request responses, pass-throughs), made on first use; raises
+ * when it can't be made. */
+struct cache *lcache_scratch(struct lua_State *L, struct lrt *w);
+
+/* l_origin.c */
+/** Add origin:request to the origin metatable (made by lcache_open). */
+void lorigin_open(struct lua_State *L);
+/** r's handler is over (returned, failed or abandoned): the readers its
+ * origin:request calls made are closed; a response not read to its end
+ * stops and its origin connection is closed. */
+void lorigin_req_end(struct req *r);
+/** Close every reader (the worker ends; before the scratch cache goes). */
+void lorigin_cleanup(struct lrt *rt);
+
+/* l_deliver.c */
+/** Push a table of the header lines p[0..n) ("Name: value\r\n"...), plus
+ * X-Cache: xcache when not NULL: lowercased names; a repeated field's
+ * values joined with ", " (RFC 9110 §5.3), except Set-Cookie, always a
+ * list of strings (RFC 6265 §3: its values can't be joined). Indexing it
+ * with any case works (a metatable lowercases the names). */
+void lfields_push(struct lua_State *L, const char *p, size_t n,
+                  const char *xcache);
+/** Register the metatable lfields_push uses. */
+void ldeliver_open(struct lua_State *L);
+/** r's next head from a cache object goes through the deliver hook at
+ * stack index fn, called as fn(req, res) with the request table at
+ * req_idx (r->deliver_hook set). */
+void ldeliver_set(struct lua_State *L, struct req *r, int fn, int req_idx);
+/** req_pool.deliver: run r's deliver hook between http_head_begin and
+ * http_head_end: it adds the fields (the object's lines `fields`, flen
+ * bytes, and X-Cache: xcache) as the hook left them. 0, or -1 when the
+ * hook failed (logged; the head is to be replaced by a 500). */
+int ldeliver_call(struct req *r, int status, const char *fields, size_t flen,
+                  const char *xcache);
 
 #endif

@@ -109,6 +109,8 @@ struct cache {
     int64_t hfm_ms;       /* hit-for-miss marker lifetime; 0: no markers */
     bool lookup_cookie;   /* requests with Cookie are looked up (else passed) */
     bool lookup_auth;     /* requests with Authorization are looked up */
+    bool deliver_hook;    /* the script gave luring.cache{} a deliver hook
+                           * (looked up by lua/l_cache.c per fetch) */
     size_t bytes, nobj;   /* charged bytes (all live objects), indexed objects */
     struct cache_obj **buckets;
     unsigned nbuckets;
