@@ -450,7 +450,9 @@ static int l_cache_fetch(lua_State *L)
     const char *path = key;
     plen = klen;
     bool lk_cookie = c->lookup_cookie, lk_auth = c->lookup_auth;
+    int opts = 0;
     if (lua_istable(L, 5)) { /* { path =, cookie =, authorization = } */
+        opts = 5;
         lua_getfield(L, 5, "path");
         if (!lua_isnil(L, -1))
             path = luaL_checklstring(L, -1, &plen); /* the table holds it */
@@ -462,7 +464,9 @@ static int l_cache_fetch(lua_State *L)
     }
     if (r->m.head_sent)
         return luaL_error(L, "fetch: the response has already started");
-    set_deliver(L, r, 2, c, lua_istable(L, 5) ? 5 : 0, "fetch");
+    r->deliver_hook = false;
+    if (opts || c->deliver_hook) /* nothing to look up on the common path */
+        set_deliver(L, r, 2, c, opts, "fetch");
     if (r->m.c == NULL) {
         lua_pushnil(L);
         lua_pushliteral(L, "closed");

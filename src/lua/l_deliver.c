@@ -72,6 +72,8 @@ static void add_field(lua_State *L, const char *n, size_t nl, const char *v,
     lua_rawset(L, t);
 }
 
+static void fields_mt(lua_State *L);
+
 void lfields_push(lua_State *L, const char *p, size_t n, const char *xcache)
 {
     lua_createtable(L, 0, 8);
@@ -89,7 +91,7 @@ void lfields_push(lua_State *L, const char *p, size_t n, const char *xcache)
     }
     if (xcache)
         add_field(L, "X-Cache", 7, xcache, strlen(xcache));
-    luaL_getmetatable(L, FIELDS_MT);
+    fields_mt(L);
     lua_setmetatable(L, -2);
 }
 
@@ -120,14 +122,16 @@ static int l_fields_newindex(lua_State *L)
     return 0;
 }
 
-void ldeliver_open(lua_State *L)
+/* Push the header tables' metatable, made on first use (so a script that
+ * never sees one adds nothing to its registry: see l_origin.c reader_mt). */
+static void fields_mt(lua_State *L)
 {
-    luaL_newmetatable(L, FIELDS_MT);
+    if (!luaL_newmetatable(L, FIELDS_MT))
+        return;
     lua_pushcfunction(L, l_fields_index);
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, l_fields_newindex);
     lua_setfield(L, -2, "__newindex");
-    lua_pop(L, 1);
 }
 
 /* ==== the hook ==== */

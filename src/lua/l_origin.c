@@ -39,6 +39,7 @@ struct lreader {
 };
 
 static const struct req_op op_head, op_body;
+static void reader_mt(lua_State *L);
 
 /* ==== closing ==== */
 
@@ -350,7 +351,7 @@ static int l_origin_request(lua_State *L)
     int ud = lua_gettop(L);
     memset(rd, 0, sizeof *rd);
     rd->self_ref = LUA_NOREF;
-    luaL_getmetatable(L, READER_MT);
+    reader_mt(L);
     lua_setmetatable(L, -2);
     /* built whole before anything starts: a bad header raises with nothing
      * sent, and the buffer goes with the userdata (its __gc) */
@@ -477,20 +478,28 @@ static int l_reader_read(lua_State *L)
 
 /* ==== registration ==== */
 
-void lorigin_open(lua_State *L)
+/* Push the readers' metatable, made on first use: a script that never
+ * calls origin:request adds nothing to its registry (a registry that grows
+ * may move the runtime's integer refs from its array part to its hash
+ * part, which costs every request a little: scripts/instr hit-1k). */
+static void reader_mt(lua_State *L)
 {
     static const luaL_Reg reader_m[] = {
         {"read", l_reader_read},
         {"close", l_reader_close},
         {NULL, NULL},
     };
-    luaL_newmetatable(L, READER_MT);
+    if (!luaL_newmetatable(L, READER_MT))
+        return;
     lua_newtable(L);
     luaL_register(L, NULL, reader_m);
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, l_reader_gc);
     lua_setfield(L, -2, "__gc");
-    lua_pop(L, 1);
+}
+
+void lorigin_open(lua_State *L)
+{
     /* origin:request, beside l_cache.c's origin methods */
     luaL_getmetatable(L, LRT_ORIGIN_MT);
     lua_getfield(L, -1, "__index");

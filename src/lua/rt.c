@@ -469,7 +469,6 @@ static int luaopen_luring_core(lua_State *L)
     lua_setfield(L, -2, "_methods");
     lcache_open(L); /* luring.cache{}, luring.origin{} */
     lorigin_open(L); /* origin:request */
-    ldeliver_open(L);
     return 1;
 }
 

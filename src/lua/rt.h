@@ -144,8 +144,6 @@ void lorigin_cleanup(struct lrt *rt);
  * with any case works (a metatable lowercases the names). */
 void lfields_push(struct lua_State *L, const char *p, size_t n,
                   const char *xcache);
-/** Register the metatable lfields_push uses. */
-void ldeliver_open(struct lua_State *L);
 /** r's next head from a cache object goes through the deliver hook at
  * stack index fn, called as fn(req, res) with the request table at
  * req_idx (r->deliver_hook set). */

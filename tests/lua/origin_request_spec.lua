@@ -490,3 +490,54 @@ describe("origin:request", function()
     assert(srv:alive())
   end)
 end)
+
+describe("examples/stream_proxy.lua", function()
+  local ngx2, srv2
+
+  lazy_setup(function()
+    ngx2 = origin.start{ locations = LOCATIONS, files = {
+      ["files/big.bin"] = helper.payload(4 * 1024 * 1024, "ex"),
+    } }
+    srv2 = helper.start(nil, { file = helper.repo_root() .. "/examples/stream_proxy.lua",
+                               env = { ORIGIN = ngx2:url() } })
+  end)
+  lazy_teardown(origin.teardown)
+
+  local function ex(method, path, headers, body)
+    local c = helper.connect(srv2:port(), 20)
+    c:write(helper.request(method, path, headers, body))
+    local res = c:response{ method = method, timeout = 20 }
+    c:close()
+    return res
+  end
+
+  it("passes a POST with its fields and body, and the origin's answer (RFC 9110 §9.3.3)", function()
+    local res = ex("POST", "/echo/x?y=1", { ["X-Custom"] = "hello" }, "the body")
+    assert.are.equal(200, res.status)
+    assert.are.equal("luring stream_proxy.lua", res.headers["x-served-by"])
+    local e = kv(res.body)
+    assert.are.equal("POST", e.method)
+    assert.are.equal("/echo/x?y=1", e.uri)
+    assert.are.equal("hello", e.custom)
+    assert.are.equal("the body", e.body)
+  end)
+
+  it("streams a large body and keeps Set-Cookie lines apart (RFC 6265 §3)", function()
+    local res = ex("GET", "/files/big.bin")
+    assert.are.equal(4 * 1024 * 1024, #res.body)
+    assert(res.body == helper.payload(4 * 1024 * 1024, "ex"), "body differs")
+    res = ex("GET", "/cookies/x")
+    local n = 0
+    for _, f in ipairs(res.header_list) do
+      if f[1]:lower() == "set-cookie" then n = n + 1 end
+    end
+    assert.are.equal(2, n)
+  end)
+
+  it("answers 502 when the origin is down", function()
+    ngx2:stop()
+    local res = ex("GET", "/echo/x")
+    assert.are.equal(502, res.status)
+    assert.are.equal("bad gateway\n", res.body)
+  end)
+end)
