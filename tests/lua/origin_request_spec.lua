@@ -181,6 +181,19 @@ app:get("/abandon/:how", function(req)
   return 200, nil, "left\n"
 end)
 
+-- the client leaves while the handler holds a reader: parked elsewhere
+-- (a sleep), or waiting for a response head
+app:get("/leave/sleep", function(req)
+  local _, _, rd = o:request{ path = "/files/big.bin" }
+  assert(rd:read())
+  luring.sleep(1500)
+  return 200, nil, "not reached\n"
+end)
+app:get("/leave/head", function(req)
+  local status = o:request{ path = "/slow/leave" }
+  return 200, nil, "not reached\n"
+end)
+
 app:get("/stats", function(req)
   local s = o:stats()
   return 200, nil, ("requests=%d reused=%d connects=%d errors=%d idle=%d\n")
@@ -428,6 +441,27 @@ describe("origin:request", function()
         if e.uri == "/files/big.bin" then sent = e.bytes end
       end
       assert(sent and sent < BIG, "nginx sent " .. tostring(sent))
+    end)
+  end
+
+  for _, where in ipairs{ "sleep", "head" } do
+    it("closes a reader when its client leaves while the handler waits (" .. where .. ") (RFC 9112 §9.6)", function()
+      local before = stats()
+      local c = helper.connect(srv:port(), 5)
+      c:write(helper.request("GET", "/leave/" .. where))
+      socket.sleep(0.5)
+      c:abort()
+      -- the sleep ends at 1.5 s, the slow head comes at 2 s: then the
+      -- abandoned fill ends and its connection is closed
+      assert(helper.wait_until(function()
+        local s = stats()
+        return s.errors > before.errors and s.idle == 0
+      end, 6), "the abandoned response's connection was not closed")
+      local mid = stats()
+      assert.are.equal(200, get("/req/after-leave").status)
+      local after = stats()
+      assert.are.equal(mid.connects + 1, after.connects)
+      assert(srv:alive())
     end)
   end
 
