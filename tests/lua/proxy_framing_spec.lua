@@ -68,6 +68,10 @@ app:route("GET", "/r/*", function(req)
   if not ok and err == "truncated" then truncated = truncated + 1 end
 end)
 app:route("HEAD", "/r/*", function(req) return luring.proxy(req, o) end)
+local cache = luring.cache{ name = "c", ttl = 60 }
+app:get("/c/*", function(req)
+  return cache:fetch(req, req.path:match("^/c(/.*)$"), o)
+end)
 app:get("/ostats", function(req)
   local s = o:stats()
   return ("connects=%d reused=%d errors=%d requests=%d idle=%d truncated=%d")
@@ -252,6 +256,24 @@ describe("luring.proxy and odd origin framings", function()
       assert.is_nil(res.headers[h], h)
     end
     assert.is_nil(res.raw_head:find("s3cr3t", 1, true))
+  end)
+
+  it("Proxy-Authenticate is dropped; Date and Server are luring's; WWW-Authenticate passes, passed, filled and hit alike (RFC 9110 §11.7.1, §6.6.1, §10.2.4)", function()
+    for _, path in ipairs{ "/r/fields", "/c/fields", "/c/fields" } do
+      local res = exchange("GET", path)
+      assert.are.equal("fields", res.body, path)
+      assert.is_nil(res.headers["proxy-authenticate"], path)
+      assert.are.equal('Basic realm="site"', res.headers["www-authenticate"], path)
+      assert.is_nil(res.raw_head:find("origin-server", 1, true), path)
+      assert.is_nil(res.raw_head:find("1970", 1, true), path)
+      local dates = 0
+      for _, f in ipairs(res.header_list) do
+        if f[1]:lower() == "date" then dates = dates + 1 end
+      end
+      assert.are.equal(1, dates, path)
+      assert.are.equal("yes", res.headers["x-ok"], path)
+    end
+    assert.are.equal(1, raw:count("/fields"), "the second /c/fields is not a HIT")
   end)
 
   it("a body cut short of its Content-Length: fewer bytes, then the close (RFC 9112 §8, §6.3)", function()
