@@ -3,7 +3,7 @@
  * received (an absolute-form target becomes origin-form), HTTP/1.1, every
  * field but the hop-by-hop ones and those the client's Connection names,
  * Host as the client sent it unless the script sets another, Via and
- * X-Forwarded-For/-Proto added, and the body (already read whole, within
+ * X-Forwarded-For/-Proto added (Forwarded when asked), and the body (already read whole, within
  * max_body_size) re-framed with Content-Length. Expect is not forwarded:
  * the body is already here and goes out with the head. */
 #include "core/pass.h"
@@ -38,10 +38,10 @@ static void put_target(struct buf *out, const char *t, size_t n)
     buf_append(out, t, n);
 }
 
-/* Append "Name: <values of every field called name>, <add>\r\n". */
-static void put_joined(struct buf *out, const struct h1_msg *m,
-                       const char *name, size_t nl, const char *add,
-                       size_t alen)
+/* Append "Name: <values of every field called name>, " (what is to be
+ * added then goes last in the list). */
+static void put_list_start(struct buf *out, const struct h1_msg *m,
+                           const char *name, size_t nl)
 {
     const char *h = m->head.data;
     buf_append(out, name, nl);
@@ -53,8 +53,60 @@ static void put_joined(struct buf *out, const struct h1_msg *m,
             buf_append(out, ", ", 2);
         }
     }
+}
+
+/* Append "Name: <values of every field called name>, <add>\r\n". */
+static void put_joined(struct buf *out, const struct h1_msg *m,
+                       const char *name, size_t nl, const char *add,
+                       size_t alen)
+{
+    put_list_start(out, m, name, nl);
     buf_append(out, add, alen);
     buf_append(out, "\r\n", 2);
+}
+
+/* Append an RFC 7239 §4 value: as a token when it is one, else as a
+ * quoted-string (`"` and `\` escaped). Host values never hold either, but
+ * opts.host comes from a script. */
+static void put_fwd_value(struct buf *out, const char *v, size_t n)
+{
+    if (field_is_token(v, n)) {
+        buf_append(out, v, n);
+        return;
+    }
+    buf_append(out, "\"", 1);
+    for (size_t i = 0; i < n; i++) {
+        if (v[i] == '"' || v[i] == '\\')
+            buf_append(out, "\\", 1);
+        buf_append(out, v + i, 1);
+    }
+    buf_append(out, "\"", 1);
+}
+
+/* Append this hop's Forwarded element (RFC 7239 §4, §5, §6):
+ * for=<client>;host=<the Host received>;proto=http, the client as
+ * `unknown` when its address is gone, an IPv6 address bracketed and
+ * quoted (`for="[::1]"`), host left out when the client sent none. */
+static void put_forwarded(struct buf *out, const struct h1_msg *m)
+{
+    char addr[64], node[72];
+    int port;
+    size_t n;
+    if (h1_peer(m, addr, sizeof addr, &port) < 0)
+        n = (size_t)snprintf(node, sizeof node, "unknown");
+    else if (strchr(addr, ':')) /* IPv6 (§6.1) */
+        n = (size_t)snprintf(node, sizeof node, "[%s]", addr);
+    else
+        n = (size_t)snprintf(node, sizeof node, "%s", addr);
+    buf_append(out, "for=", 4);
+    put_fwd_value(out, node, n);
+    size_t hl;
+    const char *host = h1_header(m, "host", 4, &hl);
+    if (host != NULL && hl > 0) {
+        buf_append(out, ";host=", 6);
+        put_fwd_value(out, host, hl);
+    }
+    buf_append(out, ";proto=http", 11);
 }
 
 static int build_pass(void *arg, struct buf *out)
@@ -64,9 +116,10 @@ static int build_pass(void *arg, struct buf *out)
     const struct pass_opts *po = x->po;
     const char *h = m->head.data;
     /* everything below fits: the head's own lines (each field once, Via
-     * and X-Forwarded-For values twice at most, in the joined lines),
+     * and X-Forwarded-For and Forwarded values twice at most, in the
+     * joined lines, the Host once more, escaped, in Forwarded),
      * what is added, the body; so no append can fail half-way */
-    if (buf_reserve(out, 2 * m->head.len + m->body.len + 512 +
+    if (buf_reserve(out, 3 * m->head.len + m->body.len + 512 +
                              (po->host ? po->host_len : 0) +
                              (po->target ? po->target_len : 0)) < 0)
         return -1;
@@ -93,7 +146,8 @@ static int build_pass(void *arg, struct buf *out)
             NAME_IS(n, nl, "expect") ||
             (po->via && NAME_IS(n, nl, "via")) ||
             (po->xff && NAME_IS(n, nl, "x-forwarded-for")) ||
-            (po->xfp && NAME_IS(n, nl, "x-forwarded-proto")))
+            (po->xfp && NAME_IS(n, nl, "x-forwarded-proto")) ||
+            (po->fwd && NAME_IS(n, nl, "forwarded")))
             continue;
         if (NAME_IS(n, nl, "host")) {
             has_host = true;
@@ -130,6 +184,11 @@ static int build_pass(void *arg, struct buf *out)
     }
     if (po->xfp)
         buf_append(out, "X-Forwarded-Proto: http\r\n", 25);
+    if (po->fwd) { /* the client's elements, then ours (RFC 7239 §4) */
+        put_list_start(out, m, "Forwarded", 9);
+        put_forwarded(out, m);
+        buf_append(out, "\r\n", 2);
+    }
     /* the body, re-framed (RFC 9112 §6.2): never the client's chunks */
     if (framed || m->body.len > 0) {
         k = snprintf(line, sizeof line, "Content-Length: %zu\r\n",

@@ -20,6 +20,7 @@ struct pass_opts {
     bool via;           /* append "Via: 1.x luring" (RFC 9110 §7.6.3) */
     bool xff;           /* append the client to X-Forwarded-For */
     bool xfp;           /* set X-Forwarded-Proto: http */
+    bool fwd;           /* append this hop to Forwarded (RFC 7239) */
 };
 
 /** Send r's request to HTTP origin o and subscribe r to the response, in a

@@ -666,7 +666,8 @@ static bool opt_bool(lua_State *L, int t, const char *k, bool def)
  * came (core/pass.h) and the response comes back as it arrives, never
  * cached. Yields; true once the response is queued, nil, "truncated" when
  * it broke after its head (the connection then closes). opts: host (the
- * Host sent), via, x_forwarded_for, x_forwarded_proto (false: not added). */
+ * Host sent), via, x_forwarded_for, x_forwarded_proto (false: not added),
+ * forwarded (true: an RFC 7239 element appended). */
 static int l_proxy(lua_State *L)
 {
     struct req *r = check_active_req(L, 1);
@@ -677,6 +678,7 @@ static int l_proxy(lua_State *L)
         .via = opt_bool(L, 3, "via", true),
         .xff = opt_bool(L, 3, "x_forwarded_for", true),
         .xfp = opt_bool(L, 3, "x_forwarded_proto", true),
+        .fwd = opt_bool(L, 3, "forwarded", false),
     };
     if (!lua_isnoneornil(L, 3)) {
         lua_getfield(L, 3, "host");
