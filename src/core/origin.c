@@ -509,15 +509,22 @@ static bool up_reading(const struct upconn *u)
            u->phase != UP_FREE && u->phase != UP_IDLE;
 }
 
-/* fill_wake of a stream object: its reader caught up (or left: the next
- * bytes find it abandoned and end the fetch). */
+/* fill_wake of a stream object: its reader caught up, or left. A fetch
+ * nobody reads ends at once, its connection closed: waiting for the
+ * origin's head (up to first_byte_timeout) or next bytes would hold the
+ * connection for nothing. */
 static void up_wake(void *arg)
 {
     struct upconn *u = arg;
+    struct upstreams *us = u->o->us;
+    if (u->obj && cache_obj_abandoned(u->obj)) {
+        finish(u, false, 502);
+        up_close(us, u);
+        return;
+    }
     if (!u->paused)
         return;
     u->paused = false;
-    struct upstreams *us = u->o->us;
     up_arm(us, u, u->o->idle_timeout_ms);
     if (up_reading(u))
         stream_recv(us->loop, &u->s, OP_UP_RECV);

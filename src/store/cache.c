@@ -183,8 +183,12 @@ void cache_obj_unwatch(struct cache_obj *o, struct store_waiter *sw)
             break;
         }
     sw->next = NULL;
-    if (o->stream && o->waiters == NULL)
-        fill_resume(o); /* to find it abandoned and end */
+    if (o->stream && o->waiters == NULL && o->fill_wake) {
+        /* the reader left: tell the fill, paused or not (it may still be
+         * waiting for the origin's head), so it ends now */
+        o->fill_paused = false;
+        o->fill_wake(o->fill_arg);
+    }
 }
 
 /* o changed: tell every waiter (each may unwatch itself, or drop the last
