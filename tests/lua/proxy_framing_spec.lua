@@ -55,6 +55,15 @@ local RAW = {
   shortchunk = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n{close}",
   shorthead = "HTTP/1.1 200 OK\r\nContent-Le{close}",
   nothing = "{close}",
+  -- RFC 9112 §4, §5: heads luring refuses (H1_RESP_MAX_FIELDS, _MAX_HEAD)
+  manyfields = "HTTP/1.1 200 OK\r\n" .. ("X-F: 1\r\n"):rep(200) .. "Content-Length: 2\r\n\r\nno",
+  hugehead = "HTTP/1.1 200 OK\r\nX-Big: " .. ("b"):rep(70 * 1024) .. "\r\nContent-Length: 2\r\n\r\nno",
+  badstatus = "HTTP/1.1 2000 OK\r\nContent-Length: 2\r\n\r\nno",
+  badversion = "HTTP/2.0 200 OK\r\nContent-Length: 2\r\n\r\nno",
+  switching = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: upgrade\r\n\r\nno",
+  -- RFC 9112 §7.1.1, §7.1.2: extensions and trailers, not forwarded
+  trailer = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    .. "5;ext=1\r\nhello\r\n0\r\nX-Trailer: t\r\n\r\n",
 }
 
 local SCRIPT = [[
@@ -310,6 +319,30 @@ describe("luring.proxy and odd origin framings", function()
       assert.matches("^ok %d+$", r2.body)
       c:close()
     end
+  end)
+
+  it("a head with too many fields, too large, with a bad status or version, or a 101 not asked for: 502 (RFC 9112 §4, §2.3, RFC 9110 §15.2.2)", function()
+    for _, name in ipairs{ "manyfields", "hugehead", "badstatus", "badversion", "switching" } do
+      local c = helper.connect(srv:port())
+      c:write(helper.request("GET", "/r/" .. name) .. helper.request("GET", "/r/ok"))
+      local r1 = c:response{ timeout = 5 }
+      assert.are.equal(502, r1.status, name)
+      local r2 = c:response{ timeout = 5 }
+      assert.matches("^ok %d+$", r2.body)
+      c:close()
+    end
+  end)
+
+  it("chunk extensions and trailers are not forwarded; the body is (RFC 9112 §7.1.1, §7.1.2)", function()
+    local c = helper.connect(srv:port())
+    c:write(helper.request("GET", "/r/trailer") .. helper.request("GET", "/r/ok"))
+    local r1 = c:response{ timeout = 5 }
+    assert.are.equal("hello", r1.body)
+    assert.are.same({}, r1.trailers or {})
+    assert.are.same({ 5 }, r1.chunk_sizes)
+    local r2 = c:response{ timeout = 5 }
+    assert.matches("^ok %d+$", r2.body)
+    c:close()
   end)
 
   it("kept serving throughout, no crash", function()
