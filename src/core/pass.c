@@ -3,9 +3,10 @@
  * received (an absolute-form target becomes origin-form), HTTP/1.1, every
  * field but the hop-by-hop ones and those the client's Connection names,
  * Host as the client sent it unless the script sets another, Via and
- * X-Forwarded-For/-Proto added (Forwarded when asked), and the body (already read whole, within
- * max_body_size) re-framed with Content-Length. Expect is not forwarded:
- * the body is already here and goes out with the head. */
+ * X-Forwarded-For/-Proto added (Forwarded when asked), and the body
+ * (already read whole, within max_body_size) re-framed with
+ * Content-Length. Expect is not forwarded: the body is already here and
+ * goes out with the head. */
 #include "core/pass.h"
 #include "core/deliver.h"
 #include "core/origin.h"
@@ -66,8 +67,8 @@ static void put_joined(struct buf *out, const struct h1_msg *m,
 }
 
 /* Append an RFC 7239 §4 value: as a token when it is one, else as a
- * quoted-string (`"` and `\` escaped). Host values never hold either, but
- * opts.host comes from a script. */
+ * quoted-string (`"` and `\` escaped: a Host that h1_parse let through
+ * holds neither, but the value stays well-formed whatever it holds). */
 static void put_fwd_value(struct buf *out, const char *v, size_t n)
 {
     if (field_is_token(v, n)) {
