@@ -242,7 +242,9 @@ static int up_head(void *owner, int status, int64_t total)
     struct upconn *u = owner;
     if (u->obj == NULL)
         return 0;
-    if (u->flags & ORQ_PASS) /* never shared, never stored */
+    /* never shared, never stored: a pass, or a response whose Connection
+     * hid a field that decides sharing (h1_client.h) */
+    if ((u->flags & ORQ_PASS) || u->resp.hides_cache_field)
         cache_obj_head(u->obj, status, total, false, 0,
                        loop_now(u->o->us->loop));
     else

@@ -45,6 +45,14 @@ local RAW = {
   hop = "HTTP/1.1 200 OK\r\nConnection: X-Secret, keep-alive\r\nX-Secret: s3cr3t\r\n"
     .. "Keep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nX-Ok: yes\r\n"
     .. "Content-Length: {len}\r\n\r\nhop",
+  -- RFC 9110 §7.6.1 and RFC 9111 §3: fields a cache decides by, named
+  -- by Connection (meant for luring, not forwarded)
+  hidecc = "HTTP/1.1 200 OK\r\nConnection: Cache-Control\r\n"
+    .. "Cache-Control: private, max-age=60\r\nContent-Length: {len}\r\n\r\nmine {id}",
+  hidecookie = "HTTP/1.1 200 OK\r\nConnection: keep-alive, Set-Cookie\r\n"
+    .. "Set-Cookie: sid={id}\r\nContent-Length: {len}\r\n\r\nmine {id}",
+  hidevary = "HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nConnection: vary\r\n"
+    .. "Vary: *\r\nContent-Length: {len}\r\n\r\nmine {id}",
   -- RFC 9110 §11.7.1, §6.6.1, §10.2.4: what luring replaces or drops
   fields = "HTTP/1.1 200 OK\r\nProxy-Authenticate: Basic realm=\"origin\"\r\n"
     .. "Date: Thu, 01 Jan 1970 00:00:00 GMT\r\nServer: origin-server/1\r\n"
@@ -283,6 +291,22 @@ describe("luring.proxy and odd origin framings", function()
       assert.are.equal("yes", res.headers["x-ok"], path)
     end
     assert.are.equal(1, raw:count("/fields"), "the second /c/fields is not a HIT")
+  end)
+
+  it("a field a cache decides by, named by Connection: not forwarded, and the response never shared (RFC 9110 §7.6.1, RFC 9111 §3)", function()
+    for name, hidden in pairs{ hidecc = "cache-control", hidecookie = "set-cookie",
+                               hidevary = "vary" } do
+      local r = exchange("GET", "/r/" .. name)
+      assert.matches("^mine %d+$", r.body)
+      assert.is_nil(r.headers[hidden], name)
+      -- through a cache: two fetches, two bodies, never a HIT
+      local b1 = exchange("GET", "/c/" .. name)
+      local b2 = exchange("GET", "/c/" .. name)
+      assert.are.equal("MISS", b1.headers["x-cache"], name)
+      assert.are.equal("MISS", b2.headers["x-cache"], name)
+      assert.are_not.equal(b1.body, b2.body, name)
+      assert.are.equal(2, raw:count("/" .. name), name)
+    end
   end)
 
   it("a body cut short of its Content-Length: fewer bytes, then the close (RFC 9112 §8, §6.3)", function()
