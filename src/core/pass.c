@@ -6,11 +6,13 @@
  * X-Forwarded-For/-Proto added (Forwarded when asked), and the body
  * (already read whole, within max_body_size) re-framed with
  * Content-Length. Expect is not forwarded: the body is already here and
- * goes out with the head. */
+ * goes out with the head. A cache fill (pass_fill) sends the same fields
+ * but the credentials, conditionals and ranges, as a GET without body. */
 #include "core/pass.h"
 #include "core/deliver.h"
 #include "core/origin.h"
 #include "core/req.h"
+#include "core/vary.h"
 #include "http/fields.h"
 #include "http/h1_server.h"
 #include "store/cache.h"
@@ -110,33 +112,31 @@ static void put_forwarded(struct buf *out, const struct h1_msg *m)
     buf_append(out, ";proto=http", 11);
 }
 
-static int build_pass(void *arg, struct buf *out)
+/* A fill leaves out, besides what a pass does, the credentials (a cache
+ * looks a request up as if it had neither, docs/API.md) and the fields
+ * that would get less than the full 200 the cache stores: conditionals
+ * and ranges (RFC 9110 §13.1, §14.2; Varnish's miss strips them too). */
+static bool fill_drops(const char *n, size_t nl)
 {
-    const struct pass_ctx *x = arg;
+    return NAME_IS(n, nl, "cookie") || NAME_IS(n, nl, "authorization") ||
+           NAME_IS(n, nl, "range") || NAME_IS(n, nl, "if-range") ||
+           NAME_IS(n, nl, "if-match") || NAME_IS(n, nl, "if-none-match") ||
+           NAME_IS(n, nl, "if-modified-since") ||
+           NAME_IS(n, nl, "if-unmodified-since");
+}
+
+/* Append the fields of r's request that go to the origin (RFC 9110 §7.6):
+ * every one but the hop-by-hop ones, those the client's Connection names,
+ * Content-Length, Expect (and fill_drops for a fill), Host as po says, then
+ * Via, X-Forwarded-For/-Proto and Forwarded as po asks. The caller
+ * reserved room for 3 x the head plus 512 bytes and po's host. */
+static void put_fields(struct buf *out, const struct pass_ctx *x, bool fill)
+{
     const struct h1_msg *m = &x->r->m;
     const struct pass_opts *po = x->po;
     const char *h = m->head.data;
-    /* everything below fits: the head's own lines (each field once, Via
-     * and X-Forwarded-For and Forwarded values twice at most, in the
-     * joined lines, the Host once more, escaped, in Forwarded),
-     * what is added, the body; so no append can fail half-way */
-    if (buf_reserve(out, 3 * m->head.len + m->body.len + 512 +
-                             (po->host ? po->host_len : 0) +
-                             (po->target ? po->target_len : 0)) < 0)
-        return -1;
-    /* the request line: method and target as received, our version */
-    buf_append(out, h + m->method_off, m->method_len);
-    buf_append(out, " ", 1);
-    if (po->target)
-        buf_append(out, po->target, po->target_len);
-    else
-        put_target(out, h + m->url_off, m->url_len);
-    buf_append(out, " HTTP/1.1\r\n", 11);
+    bool has_host = false;
     /* the client's Connection options name more hop-by-hop fields */
-    bool has_host = false, framed = m->content_length >= 0;
-    for (unsigned i = 0; i < m->nhdrs; i++)
-        if (NAME_IS(h + m->hdrs[i].name, m->hdrs[i].nlen, "transfer-encoding"))
-            framed = true;
     struct h1_conn_names cn;
     h1_conn_names(&cn, h, m->hdrs, m->nhdrs);
     for (unsigned i = 0; i < m->nhdrs; i++) {
@@ -144,7 +144,7 @@ static int build_pass(void *arg, struct buf *out)
         const char *n = h + f->name;
         size_t nl = f->nlen;
         if (field_is_hop_by_hop(n, nl) || NAME_IS(n, nl, "content-length") ||
-            NAME_IS(n, nl, "expect") ||
+            NAME_IS(n, nl, "expect") || (fill && fill_drops(n, nl)) ||
             (po->via && NAME_IS(n, nl, "via")) ||
             (po->xff && NAME_IS(n, nl, "x-forwarded-for")) ||
             (po->xfp && NAME_IS(n, nl, "x-forwarded-proto")) ||
@@ -190,14 +190,73 @@ static int build_pass(void *arg, struct buf *out)
         put_forwarded(out, m);
         buf_append(out, "\r\n", 2);
     }
+}
+
+static int build_pass(void *arg, struct buf *out)
+{
+    const struct pass_ctx *x = arg;
+    const struct h1_msg *m = &x->r->m;
+    const struct pass_opts *po = x->po;
+    const char *h = m->head.data;
+    /* everything below fits: the head's own lines (each field once, Via
+     * and X-Forwarded-For and Forwarded values twice at most, in the
+     * joined lines, the Host once more, escaped, in Forwarded),
+     * what is added, the body; so no append can fail half-way */
+    if (buf_reserve(out, 3 * m->head.len + m->body.len + 512 +
+                             (po->host ? po->host_len : 0) +
+                             (po->target ? po->target_len : 0)) < 0)
+        return -1;
+    /* the request line: method and target as received, our version */
+    buf_append(out, h + m->method_off, m->method_len);
+    buf_append(out, " ", 1);
+    if (po->target)
+        buf_append(out, po->target, po->target_len);
+    else
+        put_target(out, h + m->url_off, m->url_len);
+    buf_append(out, " HTTP/1.1\r\n", 11);
+    bool framed = m->content_length >= 0;
+    for (unsigned i = 0; i < m->nhdrs; i++)
+        if (NAME_IS(h + m->hdrs[i].name, m->hdrs[i].nlen, "transfer-encoding"))
+            framed = true;
+    put_fields(out, x, false);
     /* the body, re-framed (RFC 9112 §6.2): never the client's chunks */
     if (framed || m->body.len > 0) {
-        k = snprintf(line, sizeof line, "Content-Length: %zu\r\n",
-                     m->body.len);
+        char line[64];
+        int k = snprintf(line, sizeof line, "Content-Length: %zu\r\n",
+                         m->body.len);
         buf_append(out, line, (size_t)k);
     }
     buf_append(out, "\r\n", 2);
     return buf_append(out, m->body.data, m->body.len);
+}
+
+/* A cache fill's request: GET target (a HEAD miss too: the cache stores
+ * the GET's response), the client's fields as put_fields(fill) leaves
+ * them, no body. */
+static int build_fill(void *arg, struct buf *out)
+{
+    const struct pass_ctx *x = arg;
+    const struct pass_opts *po = x->po;
+    if (buf_reserve(out, 3 * x->r->m.head.len + 512 + po->target_len +
+                             (po->host ? po->host_len : 0)) < 0)
+        return -1;
+    buf_append(out, "GET ", 4);
+    buf_append(out, po->target, po->target_len);
+    buf_append(out, " HTTP/1.1\r\n", 11);
+    put_fields(out, x, true);
+    return buf_append(out, "\r\n", 2);
+}
+
+void pass_fill(const struct req *r, struct origin *o, struct cache_obj *obj,
+               const struct pass_opts *po)
+{
+    if (o->kind != ORIGIN_HTTP) {
+        origin_fetch(o, po->target, po->target_len, obj);
+        return;
+    }
+    vary_capture(obj, &r->m); /* out of memory: a Vary response is not shared */
+    struct pass_ctx x = {r, o, po};
+    origin_request(o, obj, ORQ_IDEMPOTENT, build_fill, &x);
 }
 
 int pass_start(struct req *r, struct origin *o, struct cache *scratch,

@@ -161,6 +161,8 @@ static void obj_free(struct cache_obj *o)
     free(o->chunks);
     free(o->sent);
     buf_free(&o->hdrs);
+    free(o->vary_req);
+    free(o->vary);
     free(o->key);
     free(o);
 }
