@@ -129,7 +129,7 @@ local function finish(c)
   return res
 end
 
-describe("cache fills forward the client's request", function()
+describe("cache:fetch", function()
   setup(function()
     ngx = origin.start{ locations = LOCATIONS }
     srv = helper.start((SCRIPT:gsub("@ORIGIN@", ngx:url())))
@@ -140,6 +140,7 @@ describe("cache fills forward the client's request", function()
     origin.stop_all()
   end)
 
+describe("a fill forwards the client's request", function()
   it("sends the client's User-Agent, Accept and own fields, Host as sent (RFC 9110 §7.6)", function()
     local res = exchange("GET", "/echo/ua", { ["User-Agent"] = "curl/8.0", Accept = "text/html",
                                               ["X-Custom"] = "kept", Host = "client.test:8080" })
@@ -219,16 +220,6 @@ describe("cache fills forward the client's request", function()
 end)
 
 describe("a stored response with Vary (RFC 9111 §4.1)", function()
-  setup(function()
-    ngx = origin.start{ locations = LOCATIONS }
-    srv = helper.start((SCRIPT:gsub("@ORIGIN@", ngx:url())))
-  end)
-
-  teardown(function()
-    helper.stop_all()
-    origin.stop_all()
-  end)
-
   local GZ = { ["Accept-Encoding"] = "gzip" }
   local ID = { ["Accept-Encoding"] = "identity" }
 
@@ -286,7 +277,8 @@ describe("a stored response with Vary (RFC 9111 §4.1)", function()
   it("releases a coalesced waiter of another variant to fetch on its own", function()
     local before = stats()
     local a = start("/slowvary/c", GZ)
-    socket.sleep(0.15)
+    -- A's fill is in flight (its head comes after 0.6 s)
+    assert(helper.wait_until(function() return stats().misses > before.misses end, 3, 0.01))
     local b = start("/slowvary/c", ID)
     local d = start("/slowvary/c", GZ)
     local ra, rb, rd = finish(a), finish(b), finish(d)
@@ -303,16 +295,22 @@ describe("a stored response with Vary (RFC 9111 §4.1)", function()
 
   it("does not join a fill of another variant whose head is in", function()
     local a = start("/flushvary/f", GZ)
-    socket.sleep(0.3) -- the head and the first line are in, the body goes on
+    -- the head and the first line are in, the body comes 0.6 s later
+    local deadline = socket.gettime() + 3
+    while not a.buf:find("\r\n\r\n", 1, true) do assert(a:fill(deadline)) end
+    local d = start("/flushvary/f", GZ) -- joins A's fill (same variant)
+    while not d.buf:find("\r\n\r\n", 1, true) do assert(d:fill(deadline)) end
     local b = start("/flushvary/f", ID)
-    local d = start("/flushvary/f", GZ)
     local ra, rb, rd = finish(a), finish(b), finish(d)
     assert.are.equal("gzip", echoed(ra).ae)
+    assert.are.equal("COALESCED", rd.headers["x-cache"])
+    assert.are.equal("gzip", echoed(rd).ae)
     assert.are.equal("MISS", rb.headers["x-cache"])
     assert.are.equal("identity", echoed(rb).ae)
     assert.are.equal("end", rb.body:match("\n(end)\n$"))
-    assert.are.equal("gzip", echoed(rd).ae)
     assert.are.equal(2, ngx:count("/flushvary/f"))
+    -- B's response, the newest, is the key's one variant now
+    assert.are.equal("HIT", exchange("GET", "/flushvary/f", ID).headers["x-cache"])
   end)
 
   it("answers pipelined GET, HEAD and GET of two variants right (RFC 9112 §9.3.2)", function()
@@ -338,4 +336,5 @@ describe("a stored response with Vary (RFC 9111 §4.1)", function()
     c:close()
     assert.are.equal(2, ngx:count("/vary/p"))
   end)
+end)
 end)
