@@ -53,7 +53,8 @@ int vary_capture(struct cache_obj *o, const struct h1_msg *m)
     q->nf = m->nhdrs;
     memcpy(q->f, m->hdrs, fsz);
     char *h = (char *)q->f + fsz;
-    memcpy(h, m->head.data, m->head.len);
+    if (m->head.len > 0)
+        memcpy(h, m->head.data, m->head.len);
     q->head = h;
     free(o->vary_req);
     o->vary_req = q;
