@@ -23,6 +23,7 @@ int vary_capture(struct cache_obj *o, const struct h1_msg *m);
  * are not known (no copy, out of memory). `Vary: *` is fetch_head's. */
 bool vary_record(struct cache_obj *o);
 
+/** vary_match for an o with Vary (o->vary set). */
 bool vary_match_fields(const struct cache_obj *o, const struct h1_msg *m);
 
 /** May o's response go to the request m (the same values of every field
