@@ -53,6 +53,7 @@ local LOCATIONS = [[
       add_header Vary "Accept-Encoding";
       echo_sleep 0.6;
       echo "ae=$http_accept_encoding";
+      echo "host=$http_host";
     }
     location /flushvary/ {
       add_header Vary "Accept-Encoding";
@@ -79,6 +80,9 @@ end)
 app:get("/vary/*", function(req) return c:fetch(req, req.path, o) end)
 app:get("/vary2/*", function(req) return c:fetch(req, req.path, o) end)
 app:get("/slowvary/*", function(req) return c:fetch(req, req.path, o) end)
+app:get("/slowhost/*", function(req)
+  return c:fetch(req, req.path, o, { path = "/slowvary" .. req.path, host = "call.test" })
+end)
 app:get("/flushvary/*", function(req) return c:fetch(req, req.path, o) end)
 app:get("/direct/*", function(req)
   local status, _, body = o:fetch("/echo" .. req.path)
@@ -169,6 +173,12 @@ describe("a fill forwards the client's request", function()
     assert.are.equal("/echo/hostcache/a", e.uri)
     e = echoed(exchange("GET", "/hostcall/a", { Host = "client.test" }))
     assert.are.equal("call.test", e.host)
+    -- HTTP/1.0 without Host: the origin's
+    local c = helper.connect(srv:port())
+    c:write("GET /echo/ten HTTP/1.0\r\n\r\n")
+    e = echoed(c:response())
+    c:close()
+    assert.are.equal("127.0.0.1:" .. ngx:port(), e.host)
   end)
 
   it("never forwards Cookie, Authorization, Range or a conditional (RFC 9111 §3, RFC 9110 §13.1, §14.2)", function()
@@ -291,6 +301,19 @@ describe("a stored response with Vary (RFC 9111 §4.1)", function()
     local after = stats()
     assert.are.equal(before.released + 1, after.released)
     assert.are.equal(2, ngx:count("/slowvary/c"))
+  end)
+
+  it("a released waiter's own fill sends the call's host", function()
+    local before = stats()
+    local a = start("/slowhost/h", GZ)
+    assert(helper.wait_until(function() return stats().misses > before.misses end, 3, 0.01))
+    local b = start("/slowhost/h", ID)
+    local ra, rb = finish(a), finish(b)
+    assert.are.equal("call.test", echoed(ra).host)
+    assert.are.equal("MISS", rb.headers["x-cache"])
+    assert.are.equal("identity", echoed(rb).ae)
+    assert.are.equal("call.test", echoed(rb).host)
+    assert.are.equal(before.released + 1, stats().released)
   end)
 
   it("does not join a fill of another variant whose head is in", function()
