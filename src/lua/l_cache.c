@@ -452,8 +452,8 @@ static int l_cache_fetch(lua_State *L)
     const char *path = key;
     plen = klen;
     bool lk_cookie = c->lookup_cookie, lk_auth = c->lookup_auth;
-    size_t hl = strlen(c->fill_host);
-    const char *host = hl ? c->fill_host : NULL;
+    const char *host = c->fill_host[0] ? c->fill_host : NULL;
+    size_t hl = host ? strlen(host) : 0;
     if (lua_istable(L, 5)) { /* { path =, cookie =, authorization =, host = } */
         lua_getfield(L, 5, "path");
         if (!lua_isnil(L, -1))
