@@ -386,11 +386,14 @@ static const struct h1_server_ops h1_ops = {
     .conn_freed = conn_freed,
 };
 
-/* A deferred request: a released cache subscriber fetches on its own. */
+/* A deferred request: a released cache subscriber fetches on its own; a
+ * handler waiting on an origin:request reader goes on. */
 static void on_deferred(struct req *r)
 {
     if (r->released)
         lcache_refetch(r);
+    else
+        lorigin_wake(r);
 }
 
 int worker_run(struct worker *w)

@@ -111,21 +111,32 @@ static struct lreader *waiting(struct req *r)
     return NULL;
 }
 
-/* store_waiter: the response changed. Wakes the request if it waits on
- * this reader and what it waits for is there. */
+/* Is what r waits for on rd there? */
+static bool reader_ready(const struct lreader *rd)
+{
+    const struct cache_obj *o = rd->obj;
+    if (rd->wait == W_HEAD)
+        return o->head_ready || o->state != OBJ_FILLING;
+    return rd->wait == W_BODY && (o->len > rd->off || o->state != OBJ_FILLING);
+}
+
+/* store_waiter: the response changed. If the request waits on this reader
+ * and what it waits for is there, it is woken once the current completion
+ * is handled (req_defer, then lorigin_wake): never from inside the fill,
+ * which a script closing the reader would end under its feet. */
 static void reader_notify(struct store_waiter *sw)
 {
     struct lreader *rd = (struct lreader *)((char *)sw - offsetof(struct lreader, sub));
-    struct cache_obj *o = rd->obj;
-    bool ready;
-    if (rd->wait == W_HEAD)
-        ready = o->head_ready || o->state != OBJ_FILLING;
-    else if (rd->wait == W_BODY)
-        ready = o->len > rd->off || o->state != OBJ_FILLING;
-    else
-        return;
-    if (ready && req_parked_on(rd->r, rd->wait == W_HEAD ? &op_head : &op_body))
-        req_wake(rd->r);
+    if (reader_ready(rd))
+        req_defer(rd->r);
+}
+
+void lorigin_wake(struct req *r)
+{
+    struct lreader *rd = waiting(r);
+    if (rd && rd->obj && reader_ready(rd) &&
+        req_parked_on(r, rd->wait == W_HEAD ? &op_head : &op_body))
+        req_wake(r);
 }
 
 /* Park r on rd (the userdata at idx) and yield. */

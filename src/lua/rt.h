@@ -133,6 +133,10 @@ void lorigin_open(struct lua_State *L);
  * origin:request calls made are closed; a response not read to its end
  * stops and its origin connection is closed. */
 void lorigin_req_end(struct req *r);
+/** A deferred request (req_defer) that is not a released cache
+ * subscriber: wake it if it waits on a reader whose head or next piece
+ * has come. */
+void lorigin_wake(struct req *r);
 /** Close every reader (the worker ends; before the scratch cache goes). */
 void lorigin_cleanup(struct lrt *rt);
 
