@@ -387,11 +387,14 @@ static const struct h1_server_ops h1_ops = {
 };
 
 /* A deferred request: a released cache subscriber fetches on its own; a
- * handler waiting on an origin:request reader goes on. */
+ * subscriber with a deliver hook sends its head; a handler waiting on an
+ * origin:request reader goes on. */
 static void on_deferred(struct req *r)
 {
     if (r->released)
         lcache_refetch(r);
+    else if (r->obj)
+        serve_pump(r);
     else
         lorigin_wake(r);
 }

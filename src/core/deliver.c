@@ -146,6 +146,11 @@ static void on_obj_change(struct store_waiter *sw)
     } else if (r->collect) {
         if (o->state != OBJ_FILLING)
             sub_done(r, o->state == OBJ_COMPLETE);
+    } else if (r->deliver_hook) {
+        /* the script's hook runs once this completion is handled, not
+         * inside the fill (serve_pump from req_pool.on_deferred): a hook
+         * that fails unsubscribes, which ends a pass-through's fill */
+        req_defer(r);
     } else {
         serve_pump(r);
     }

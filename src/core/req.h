@@ -78,7 +78,8 @@ struct req {
     bool deferred;          /* on the pool's deferred list */
     struct req *def_prev, *def_next;
     bool deliver_hook;      /* the next head from a cache object goes
-                             * through req_pool.deliver (a script hook) */
+                             * through req_pool.deliver (a script hook),
+                             * outside any store notification (req_defer) */
     bool collect;           /* origin:fetch: wait for the whole object */
     struct cache_obj *collected; /* origin:fetch result (one ref) */
     struct store_waiter sub; /* watching obj (core/deliver.c) */

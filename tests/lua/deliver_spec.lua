@@ -22,6 +22,7 @@ local LOCATIONS = [[
       add_header Set-Cookie "b=2";
       return 200 "cookie\n";
     }
+    location ^~ /p/big/ { echo_duplicate 200000 "0123456789"; }
     location ~ ^/(p|nohook)/ {
       add_header X-Remove-Me gone;
       return 200 "proxied $request_method\n";
@@ -165,6 +166,21 @@ describe("deliver hook", function()
     local plain = get("/nohook/p/x")
     assert.is_nil(plain.headers["x-hook"])
     assert.are.equal("gone", plain.headers["x-remove-me"])
+  end)
+
+  it("answers 500 when the hook of a luring.proxy response fails, its origin connection closed (RFC 9112 §9.6)", function()
+    for _, mode in ipairs{ "error", "cl" } do
+      local c = helper.connect(srv:port(), 10)
+      c:write(helper.request("GET", "/p/big/x", { ["X-Mode"] = mode }))
+      local res = c:response{ timeout = 10 }
+      assert.are.equal(500, res.status, mode)
+      c:write(helper.request("GET", "/p/big/y"))
+      local ok = c:response{ timeout = 10 }
+      c:close()
+      assert.are.equal(200, ok.status)
+      assert.are.equal(2000000, #ok.body)
+    end
+    assert(srv:alive())
   end)
 
   it("runs for a HEAD: the head only, Content-Length kept (RFC 9110 §9.3.2)", function()
