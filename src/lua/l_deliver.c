@@ -23,19 +23,23 @@
 
 /* ==== header tables ==== */
 
-/* Push name[0..n) lowercased. */
+static char lower(char ch) { return (char)(ch >= 'A' && ch <= 'Z' ? ch + 32 : ch); }
+
+/* Push name[0..n) lowercased. No Lua function is called: L may be a
+ * suspended coroutine being given its results. */
 static void push_lower(lua_State *L, const char *name, size_t n)
 {
     char tmp[256];
-    if (n > sizeof tmp) { /* longer names: through the Lua string library */
-        lua_pushlstring(L, name, n);
-        lua_getfield(L, -1, "lower");
-        lua_insert(L, -2);
-        lua_call(L, 1, 1);
+    if (n > sizeof tmp) { /* a longer name (an origin may send one) */
+        luaL_Buffer b;
+        luaL_buffinit(L, &b);
+        for (size_t i = 0; i < n; i++)
+            luaL_addchar(&b, lower(name[i]));
+        luaL_pushresult(&b);
         return;
     }
     for (size_t i = 0; i < n; i++)
-        tmp[i] = (char)(name[i] >= 'A' && name[i] <= 'Z' ? name[i] + 32 : name[i]);
+        tmp[i] = lower(name[i]);
     lua_pushlstring(L, tmp, n);
 }
 

@@ -46,6 +46,8 @@ local RAW = {
   garbage = "HTTP/1.1 2OO OK\r\nContent-Length: 2\r\n\r\nok",
   -- RFC 9112 §6.3: fewer bytes than Content-Length, then nothing
   short = "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten..",
+  -- RFC 9110 §5.1: a field name is a token of any length
+  longname = "HTTP/1.1 200 OK\r\nX-" .. ("A"):rep(300) .. ": long\r\nContent-Length: 2\r\n\r\nok",
 }
 
 local BIG = 20 * 1024 * 1024
@@ -103,6 +105,15 @@ end)
 app:get("/rawhead", function(req)
   local _, _, rd = o:request{ path = "/rawhead/x", headers = { ["X-Multi"] = { "m1", "m2" } } }
   return 200, nil, (read_all(rd))
+end)
+
+app:get("/longname", function(req)
+  local status, headers, rd = raw:request{ path = "/longname" }
+  local out = {}
+  for k, v in pairs(headers) do
+    if #k > 100 then out[#out + 1] = #k .. " " .. k:sub(1, 4) .. " " .. v end
+  end
+  return 200, nil, table.concat(out, ",") .. " " .. headers["X-" .. ("a"):rep(300)] .. "\n"
 end)
 
 app:get("/host", function(req)
@@ -372,6 +383,10 @@ describe("origin:request", function()
     assert.are.equal("one, two", h["x-twice"])
     assert.are.equal("8", h["content-length"])
     assert.matches("%-%-\ncookies\n$", res.body)
+  end)
+
+  it("lowercases a long field name (RFC 9110 §5.1)", function()
+    assert.are.equal("302 x-aa long long\n", get("/longname").body)
   end)
 
   it("streams a response to the client through req:start/req:write (RFC 9110 §6.4)", function()
