@@ -44,7 +44,7 @@ static struct upconn *up_alloc(struct upstreams *us)
     }
     u->next = NULL;
     stream_open(&u->s, -1);
-    u->reused = u->got_bytes = u->paused = false;
+    u->reused = u->got_bytes = u->paused = u->recv_cancel = false;
     u->flags = 0;
     u->obj = NULL;
     u->out.len = 0;
@@ -101,17 +101,23 @@ static void up_close(struct upstreams *us, struct upconn *u)
     up_maybe_free(us, u);
 }
 
-/* An idle pooled connection carries nothing: no receive is armed on it,
- * so bytes an origin sends unasked stay in the socket, where pool_take
- * finds them (and an end of file) before the connection is reused. A
- * connection whose receive is still being cancelled is not taken: its
- * last completions may still hold such bytes. */
+/* An idle pooled connection keeps its multishot receive armed (no cancel
+ * when it goes idle, no new receive when it is reused): bytes or an end of
+ * file an origin sends unasked complete it, and origin_on_cqe closes the
+ * connection (up_data, up_eof). Before reuse, bytes may still be on their
+ * way to that handling: in the socket (the receive's task work has not run
+ * yet), which MSG_PEEK sees, or in a completion not handled yet, which
+ * loop_cqe_pending sees; either way the connection is not reused. One
+ * whose receive is still being cancelled (a paused fill's) is not taken
+ * either: its last completions may still hold such bytes. */
 static struct upconn *pool_take(struct upstreams *us, struct origin *o)
 {
     struct upconn **pp = &o->idle;
     while (*pp) {
         struct upconn *u = *pp;
-        if (u->s.recv_armed) {
+        if (u->recv_cancel ||
+            (u->s.recv_armed &&
+             loop_cqe_pending(us->loop, stream_ud(&u->s, OP_UP_RECV)))) {
             pp = &u->next;
             continue;
         }
@@ -432,9 +438,7 @@ static void up_done(struct upstreams *us, struct upconn *u)
     }
     u->phase = UP_IDLE;
     u->reused = false;
-    if (u->s.recv_armed) /* see pool_take */
-        loop_cancel(us->loop, stream_ud(&u->s, OP_UP_RECV),
-                    UD_MAKE(OP_CANCEL, 0, 0));
+    /* the receive stays armed: see pool_take */
     up_arm(us, u, o->keepalive_ms);
     u->next = o->idle;
     o->idle = u;
@@ -473,9 +477,11 @@ static void up_data(struct upstreams *us, struct upconn *u, const char *p,
          * (it waits on a full socket) until the reader catches up */
         u->paused = true;
         timer_disarm(&u->timer);
-        if (u->s.recv_armed)
+        if (u->s.recv_armed) {
             loop_cancel(us->loop, stream_ud(&u->s, OP_UP_RECV),
                         UD_MAKE(OP_CANCEL, 0, 0));
+            u->recv_cancel = true;
+        }
     } else if (res == H1_ERROR) {
         log_warn("origin %s: invalid response: %s", u->o->name,
                  h1_resp_error(&u->resp));
@@ -530,6 +536,8 @@ void origin_on_cqe(struct upstreams *us, const struct loop_cqe *cq)
     struct upconn *u = us->slots[idx];
     unsigned op = UD_OP(cq->ud);
     bool stale = !stream_completed(&u->s, cq, op == OP_UP_RECV);
+    if (op == OP_UP_RECV && !cq->more)
+        u->recv_cancel = false; /* the receive ended */
     if (op == OP_UP_RECV) {
         if (stale) {
             if (cq->has_buf)
@@ -542,7 +550,8 @@ void origin_on_cqe(struct upstreams *us, const struct loop_cqe *cq)
         } else if (cq->res == 0) {
             up_eof(us, u);
         } else if (u->phase == UP_IDLE && cq->res == -ECANCELED) {
-            /* the receive of a pooled connection ended (pool_take) */
+            /* a paused fill's receive, cancelled after its response
+             * ended (up_data): reused, the connection arms a new one */
         } else if (cq->res == -ECANCELED && u->obj) {
             /* a paused fill's receive ended; woken meanwhile: read on */
             if (up_reading(u))

@@ -40,6 +40,8 @@ struct loop {
     bool no_iowait;                /* waits are not iowait (FEAT_NO_IOWAIT) */
     bool reg_ring;                 /* ring fd registered: enter by index */
     bool stop;
+    unsigned cq_next;              /* CQ position of the first completion
+                                      not handed to on_cqe yet */
     int64_t now_ms;
 };
 
@@ -239,6 +241,18 @@ bool loop_cq_overflow(const struct loop *l)
            != 0;
 }
 
+bool loop_cqe_pending(const struct loop *l, uint64_t ud)
+{
+    if (loop_cq_overflow(l))
+        return true; /* some wait in the kernel's list: can't tell */
+    const struct io_uring_cq *cq = &l->ring.cq;
+    unsigned tail = io_uring_smp_load_acquire(cq->ktail);
+    for (unsigned h = l->cq_next; h != tail; h++)
+        if (cq->cqes[h & cq->ring_mask].user_data == ud)
+            return true;
+    return false;
+}
+
 void loop_read(struct loop *l, int fd, void *buf, size_t len, uint64_t off,
                uint64_t ud)
 {
@@ -372,6 +386,7 @@ static void iterate(struct loop *l, loop_cqe_pt on_cqe, loop_before_pt before,
     unsigned head, n = 0;
     io_uring_for_each_cqe(&l->ring, head, cqe)
     {
+        l->cq_next = head + 1; /* for loop_cqe_pending */
         struct loop_cqe c = {
             .ud = cqe->user_data,
             .res = cqe->res,
@@ -383,6 +398,7 @@ static void iterate(struct loop *l, loop_cqe_pt on_cqe, loop_before_pt before,
         n++;
     }
     io_uring_cq_advance(&l->ring, n);
+    l->cq_next = *l->ring.cq.khead;
 }
 
 void loop_run(struct loop *l, loop_cqe_pt on_cqe, loop_before_pt before,
