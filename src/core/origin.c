@@ -107,7 +107,10 @@ static void up_close(struct upstreams *us, struct upconn *u)
  * connection (up_data, up_eof). Before reuse, bytes may still be on their
  * way to that handling: in the socket (the receive's task work has not run
  * yet), which MSG_PEEK sees, or in a completion not handled yet, which
- * loop_cqe_pending sees; either way the connection is not reused. One
+ * loop_cqe_pending sees; either way the connection is not reused. The
+ * MSG_PEEK (a system call) is skipped when the ring has no task work
+ * queued at all (loop_work_pending): readable bytes would have queued the
+ * armed receive's. One
  * whose receive is still being cancelled (a paused fill's) is not taken
  * either: its last completions may still hold such bytes. */
 static struct upconn *pool_take(struct upstreams *us, struct origin *o)
@@ -124,6 +127,8 @@ static struct upconn *pool_take(struct upstreams *us, struct origin *o)
         *pp = u->next;
         u->next = NULL;
         o->nidle--;
+        if (u->s.recv_armed && !loop_work_pending(us->loop))
+            return u; /* bytes would have queued the receive's work */
         char b;
         ssize_t r = recv(u->s.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
         if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))

@@ -39,6 +39,8 @@ struct loop {
     bool imm;                      /* immediate sends (IORING_FEAT_CQE_SKIP) */
     bool no_iowait;                /* waits are not iowait (FEAT_NO_IOWAIT) */
     bool reg_ring;                 /* ring fd registered: enter by index */
+    bool taskrun_flag;             /* DEFER_TASKRUN + TASKRUN_FLAG: the SQ
+                                      flags say when task work is queued */
     bool stop;
     unsigned cq_next;              /* CQ position of the first completion
                                       not handed to on_cqe yet */
@@ -50,7 +52,8 @@ struct loop {
 static int ring_init(struct loop *l, unsigned entries, bool want_imm)
 {
     static const unsigned flag_sets[] = {
-        IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+        IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
+            IORING_SETUP_TASKRUN_FLAG,
         IORING_SETUP_COOP_TASKRUN,
         0,
     };
@@ -64,6 +67,7 @@ static int ring_init(struct loop *l, unsigned entries, bool want_imm)
         if (ret != -EINVAL) { /* success, or a reason no flag set will fix */
             l->imm = want_imm && (p.features & IORING_FEAT_CQE_SKIP);
             l->no_iowait = (p.features & IORING_FEAT_NO_IOWAIT) != 0;
+            l->taskrun_flag = i == 0;
             return ret;
         }
     }
@@ -239,6 +243,16 @@ bool loop_cq_overflow(const struct loop *l)
 {
     return (IO_URING_READ_ONCE(*l->ring.sq.kflags) & IORING_SQ_CQ_OVERFLOW)
            != 0;
+}
+
+bool loop_work_pending(const struct loop *l)
+{
+    /* with DEFER_TASKRUN, task work runs only inside our io_uring_enter;
+     * TASKRUN_FLAG makes the kernel set IORING_SQ_TASKRUN as soon as some
+     * is queued (an armed receive's socket became readable) and clear it
+     * when it has run */
+    return !l->taskrun_flag ||
+           (IO_URING_READ_ONCE(*l->ring.sq.kflags) & IORING_SQ_TASKRUN) != 0;
 }
 
 bool loop_cqe_pending(const struct loop *l, uint64_t ud)
