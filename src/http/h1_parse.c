@@ -126,7 +126,7 @@ bool h1_list_has(const char *v, size_t n, const char *tok, size_t tlen)
     const char *e;
     size_t elen;
     while (list_next(v, n, &pos, &e, &elen))
-        if (elen == tlen && strncasecmp(e, tok, tlen) == 0)
+        if (field_name_is(e, elen, tok, tlen))
             return true;
     return false;
 }
@@ -143,8 +143,8 @@ void h1_conn_names(struct h1_conn_names *cn, const char *head,
         const char *e;
         size_t elen;
         while (list_next(head + f[i].val, f[i].vlen, &pos, &e, &elen)) {
-            if (elen == 0 || (elen == 10 && !strncasecmp(e, "keep-alive", 10)) ||
-                (elen == 5 && !strncasecmp(e, "close", 5)))
+            if (elen == 0 || field_name_is(e, elen, "keep-alive", 10) ||
+                field_name_is(e, elen, "close", 5))
                 continue;
             if (cn->n == sizeof cn->tok / sizeof cn->tok[0]) {
                 cn->many = true;
@@ -161,7 +161,7 @@ bool h1_conn_named(const struct h1_conn_names *cn, const char *head,
                    size_t nl)
 {
     for (unsigned k = 0; k < cn->n; k++)
-        if (cn->tok[k].len == nl && strncasecmp(cn->tok[k].p, name, nl) == 0)
+        if (field_name_is(cn->tok[k].p, cn->tok[k].len, name, nl))
             return true;
     if (!cn->many)
         return false;
@@ -187,7 +187,7 @@ static int te_value(const char *v, size_t n)
         if (!field_is_token(e, elen))
             return -1; /* empty elements and parameters included */
         count++;
-        last_chunked = elen == 7 && strncasecmp(e, "chunked", 7) == 0;
+        last_chunked = field_name_is(e, elen, "chunked", 7);
         chunked += last_chunked;
     }
     if (!last_chunked || chunked != 1)
@@ -458,9 +458,15 @@ int h1_parse_head(enum h1_kind kind, const char *p, size_t n, struct h1_head *h,
             break;
         case 10:
             if (field_name_is(nm, nl, "connection", 10)) {
-                conn_close |= h1_list_has(v, vl, "close", 5);
-                conn_keep |= h1_list_has(v, vl, "keep-alive", 10);
-                conn_upgrade |= h1_list_has(v, vl, "upgrade", 7);
+                /* one pass over the options, as h1_list_has would
+                 * make three */
+                size_t pos = 0, ol;
+                const char *opt;
+                while (list_next(v, vl, &pos, &opt, &ol)) {
+                    conn_close |= field_name_is(opt, ol, "close", 5);
+                    conn_keep |= field_name_is(opt, ol, "keep-alive", 10);
+                    conn_upgrade |= field_name_is(opt, ol, "upgrade", 7);
+                }
             }
             break;
         case 14:
