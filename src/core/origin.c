@@ -226,6 +226,11 @@ static int up_field(void *owner, const char *n, size_t nl, const char *v,
         u->obj->head_cl = h1_content_length(v, vl); /* -1: not a length */
     if (!skip && u->obj) {
         struct buf *h = &u->obj->hdrs;
+        size_t ll = field_line_len(n, nl, v, vl);
+        if (ll > 0) { /* as received */
+            buf_append(h, n, ll);
+            return 0;
+        }
         buf_append(h, n, nl);
         buf_append(h, ": ", 2);
         buf_append(h, v, vl);

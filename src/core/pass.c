@@ -80,11 +80,12 @@ static int build_pass(void *arg, struct buf *out)
     buf_append(out, " HTTP/1.1\r\n", 11);
     /* the client's Connection options name more hop-by-hop fields */
     bool has_host = false, framed = m->content_length >= 0;
-    for (unsigned i = 0; i < m->nhdrs; i++)
-        if (NAME_IS(h + m->hdrs[i].name, m->hdrs[i].nlen, "transfer-encoding"))
-            framed = true;
     struct h1_conn_names cn;
     h1_conn_names(&cn, h, m->hdrs, m->nhdrs);
+    bool conn_opts = cn.n > 0 || cn.many;
+    /* the fields forwarded, each line as received when it is already
+     * "Name: value\r\n": runs of such lines go with one copy */
+    size_t run = 0, run_end = 0; /* offsets in the head; run_end 0: none */
     for (unsigned i = 0; i < m->nhdrs; i++) {
         const struct hdr *f = &m->hdrs[i];
         const char *n = h + f->name;
@@ -93,20 +94,38 @@ static int build_pass(void *arg, struct buf *out)
             NAME_IS(n, nl, "expect") ||
             (po->via && NAME_IS(n, nl, "via")) ||
             (po->xff && NAME_IS(n, nl, "x-forwarded-for")) ||
-            (po->xfp && NAME_IS(n, nl, "x-forwarded-proto")))
+            (po->xfp && NAME_IS(n, nl, "x-forwarded-proto"))) {
+            if (NAME_IS(n, nl, "transfer-encoding"))
+                framed = true;
             continue;
+        }
         if (NAME_IS(n, nl, "host")) {
             has_host = true;
             if (po->host)
                 continue;
         }
-        if (h1_conn_named(&cn, h, m->hdrs, m->nhdrs, n, nl))
+        if (conn_opts && h1_conn_named(&cn, h, m->hdrs, m->nhdrs, n, nl))
             continue;
+        size_t ll = field_line_len(n, nl, h + f->val, f->vlen);
+        if (ll > 0 && f->name == run_end) { /* the run goes on */
+            run_end += ll;
+            continue;
+        }
+        if (run_end > 0)
+            buf_append(out, h + run, run_end - run);
+        run_end = 0;
+        if (ll > 0) {
+            run = f->name;
+            run_end = f->name + ll;
+            continue;
+        }
         buf_append(out, n, nl);
         buf_append(out, ": ", 2);
         buf_append(out, h + f->val, f->vlen);
         buf_append(out, "\r\n", 2);
     }
+    if (run_end > 0)
+        buf_append(out, h + run, run_end - run);
     char line[160];
     int k;
     if (po->host) {

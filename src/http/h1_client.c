@@ -39,7 +39,9 @@ static enum h1_res take_head(struct h1_resp *r, const char *p, size_t n)
     h1_conn_names(&cn, p, h.fields, h.nfields);
     for (unsigned i = 0; i < h.nfields; i++) {
         const struct hdr *f = &h.fields[i];
-        if (!h1_conn_named(&cn, p, h.fields, h.nfields, p + f->name, f->nlen) &&
+        if (!((cn.n || cn.many) &&
+              h1_conn_named(&cn, p, h.fields, h.nfields, p + f->name,
+                            f->nlen)) &&
             r->ops->field(r->owner, p + f->name, f->nlen, p + f->val,
                           f->vlen) < 0)
             return fail(r, "response field refused");
