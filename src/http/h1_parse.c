@@ -27,6 +27,28 @@ static inline bool is_target_char(unsigned char ch)
 
 static inline bool is_ows(unsigned char ch) { return ch == ' ' || ch == '\t'; }
 
+/* Eight bytes at a time (SWAR): a field value is scanned a word at a time
+ * while no byte of the word can end or spoil it, then byte by byte. */
+#define ONES  0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+
+static inline uint64_t load8(const char *p)
+{
+    uint64_t x;
+    memcpy(&x, p, 8); /* unaligned; one load */
+    return x;
+}
+
+/* Is some byte of x below 0x20 or 0x7f? Bytes >= 0x80 are neither. (The
+ * classic exact "has a byte less than n" and "has a zero byte" tests.) A
+ * word without such a byte is all field-vchar and SP: value bytes; one
+ * with one (the CR, a HTAB, a control) is left to is_value_char. */
+static inline bool has_ctl_or_del(uint64_t x)
+{
+    uint64_t y = x ^ (ONES * 0x7f);
+    return (((x - ONES * 0x20) & ~x) | ((y - ONES) & ~y)) & HIGHS;
+}
+
 static inline int hex_val(unsigned char ch)
 {
     if (ch >= '0' && ch <= '9')
@@ -396,6 +418,12 @@ int h1_parse_head(enum h1_kind kind, const char *p, size_t n, struct h1_head *h,
         if (is_ows((unsigned char)p[i]))
             FAIL(H1E_BAD, "obs-fold (a field line continued)");
         size_t ns = i;
+        /* four at a time while all are tchar, then one at a time */
+        while (i + 4 <= n && (field_tchar[(unsigned char)p[i]] &
+                              field_tchar[(unsigned char)p[i + 1]] &
+                              field_tchar[(unsigned char)p[i + 2]] &
+                              field_tchar[(unsigned char)p[i + 3]]))
+            i += 4;
         while (i < n && field_is_tchar((unsigned char)p[i]))
             i++;
         size_t nl = i - ns;
@@ -419,6 +447,8 @@ int h1_parse_head(enum h1_kind kind, const char *p, size_t n, struct h1_head *h,
         while (i < n && is_ows((unsigned char)p[i]))
             i++;
         size_t vs = i;
+        while (i + 8 <= n && !has_ctl_or_del(load8(p + i)))
+            i += 8;
         while (i < n && is_value_char((unsigned char)p[i]))
             i++;
         if (i + 1 >= n || p[i] != '\r')
