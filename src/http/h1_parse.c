@@ -39,14 +39,28 @@ static inline uint64_t load8(const char *p)
     return x;
 }
 
-/* Is some byte of x below 0x20 or 0x7f? Bytes >= 0x80 are neither. (The
- * classic exact "has a byte less than n" and "has a zero byte" tests.) A
- * word without such a byte is all field-vchar and SP: value bytes; one
- * with one (the CR, a HTAB, a control) is left to is_value_char. */
-static inline bool has_ctl_or_del(uint64_t x)
+/* The bytes of x below 0x20 or 0x7f, flagged by their high bit (bytes
+ * >= 0x80 are neither); 0 when there are none. (The classic "has a byte
+ * less than n" and "has a zero byte" tests: exact about whether there is
+ * one, and about the first one in memory order, though a borrow may flag
+ * bytes after it.) A word without such a byte is all field-vchar and SP:
+ * value bytes; from the first one on (the CR, a HTAB, a control)
+ * is_value_char decides. */
+static inline uint64_t ctl_or_del(uint64_t x)
 {
     uint64_t y = x ^ (ONES * 0x7f);
     return (((x - ONES * 0x20) & ~x) | ((y - ONES) & ~y)) & HIGHS;
+}
+
+/* Index of the first flagged byte of a non-zero ctl_or_del() mask. */
+static inline size_t first_flagged(uint64_t m)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    return (size_t)__builtin_ctzll(m) / 8;
+#else
+    (void)m;
+    return 0; /* the byte loop finds it */
+#endif
 }
 
 static inline int hex_val(unsigned char ch)
@@ -447,8 +461,14 @@ int h1_parse_head(enum h1_kind kind, const char *p, size_t n, struct h1_head *h,
         while (i < n && is_ows((unsigned char)p[i]))
             i++;
         size_t vs = i;
-        while (i + 8 <= n && !has_ctl_or_del(load8(p + i)))
+        while (i + 8 <= n) {
+            uint64_t m = ctl_or_del(load8(p + i));
+            if (m) {
+                i += first_flagged(m);
+                break;
+            }
             i += 8;
+        }
         while (i < n && is_value_char((unsigned char)p[i]))
             i++;
         if (i + 1 >= n || p[i] != '\r')
