@@ -235,13 +235,17 @@ static int te_value(const char *v, size_t n)
  * RFC 3986 allows there (reg-name, IP literals, pct-encoding). */
 static bool host_ok(const char *v, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)v[i];
-        if (ch == 0 || !((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-                         (ch >= '0' && ch <= '9') ||
-                         strchr("-._~!$&'()*+,;=:[]%", ch)))
+    /* ALPHA / DIGIT / "-._~!$&'()*+,;=:[]%", by byte value (a strchr
+     * per "." or ":" of "127.0.0.1:8080" cost more than the rest) */
+    static const unsigned char ok[256] = {
+        ['!'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['('] = 1,
+        [')'] = 1, ['*'] = 1, ['+'] = 1, [','] = 1, ['-'] = 1, ['.'] = 1,
+        ['0' ... '9'] = 1, [':'] = 1, [';'] = 1, ['='] = 1, ['A' ... 'Z'] = 1,
+        ['['] = 1, [']'] = 1, ['_'] = 1, ['a' ... 'z'] = 1, ['~'] = 1,
+    };
+    for (size_t i = 0; i < n; i++)
+        if (!ok[(unsigned char)v[i]])
             return false;
-    }
     return true;
 }
 
