@@ -44,7 +44,7 @@ static struct upconn *up_alloc(struct upstreams *us)
     }
     u->next = NULL;
     stream_open(&u->s, -1);
-    u->reused = u->got_bytes = u->paused = false;
+    u->reused = u->got_bytes = u->paused = u->recv_cancel = false;
     u->flags = 0;
     u->obj = NULL;
     u->out.len = 0;
@@ -101,23 +101,34 @@ static void up_close(struct upstreams *us, struct upconn *u)
     up_maybe_free(us, u);
 }
 
-/* An idle pooled connection carries nothing: no receive is armed on it,
- * so bytes an origin sends unasked stay in the socket, where pool_take
- * finds them (and an end of file) before the connection is reused. A
- * connection whose receive is still being cancelled is not taken: its
- * last completions may still hold such bytes. */
+/* An idle pooled connection keeps its multishot receive armed (no cancel
+ * when it goes idle, no new receive when it is reused): bytes or an end of
+ * file an origin sends unasked complete it, and origin_on_cqe closes the
+ * connection (up_data, up_eof). Before reuse, bytes may still be on their
+ * way to that handling: in the socket (the receive's task work has not run
+ * yet), which MSG_PEEK sees, or in a completion not handled yet, which
+ * loop_cqe_pending sees; either way the connection is not reused. The
+ * MSG_PEEK (a system call) is skipped when the ring has no task work
+ * queued at all (loop_work_pending): readable bytes would have queued the
+ * armed receive's. One
+ * whose receive is still being cancelled (a paused fill's) is not taken
+ * either: its last completions may still hold such bytes. */
 static struct upconn *pool_take(struct upstreams *us, struct origin *o)
 {
     struct upconn **pp = &o->idle;
     while (*pp) {
         struct upconn *u = *pp;
-        if (u->s.recv_armed) {
+        if (u->recv_cancel ||
+            (u->s.recv_armed &&
+             loop_cqe_pending(us->loop, stream_ud(&u->s, OP_UP_RECV)))) {
             pp = &u->next;
             continue;
         }
         *pp = u->next;
         u->next = NULL;
         o->nidle--;
+        if (u->s.recv_armed && !loop_work_pending(us->loop))
+            return u; /* bytes would have queued the receive's work */
         char b;
         ssize_t r = recv(u->s.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
         if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -219,6 +230,11 @@ static int up_field(void *owner, const char *n, size_t nl, const char *v,
         u->obj->head_cl = h1_content_length(v, vl); /* -1: not a length */
     if (!skip && u->obj) {
         struct buf *h = &u->obj->hdrs;
+        size_t ll = field_line_len(n, nl, v, vl);
+        if (ll > 0) { /* as received */
+            buf_append(h, n, ll);
+            return 0;
+        }
         buf_append(h, n, nl);
         buf_append(h, ": ", 2);
         buf_append(h, v, vl);
@@ -438,9 +454,7 @@ static void up_done(struct upstreams *us, struct upconn *u)
     }
     u->phase = UP_IDLE;
     u->reused = false;
-    if (u->s.recv_armed) /* see pool_take */
-        loop_cancel(us->loop, stream_ud(&u->s, OP_UP_RECV),
-                    UD_MAKE(OP_CANCEL, 0, 0));
+    /* the receive stays armed: see pool_take */
     up_arm(us, u, o->keepalive_ms);
     u->next = o->idle;
     o->idle = u;
@@ -451,6 +465,8 @@ static void up_data(struct upstreams *us, struct upconn *u, const char *p,
                     size_t n)
 {
     if (u->phase == UP_IDLE) { /* unexpected bytes on an idle connection */
+        log_warn("origin %s: bytes on an idle connection before any "
+                 "request: connection closed", u->o->name);
         up_close(us, u);
         return;
     }
@@ -479,9 +495,11 @@ static void up_data(struct upstreams *us, struct upconn *u, const char *p,
          * (it waits on a full socket) until the reader catches up */
         u->paused = true;
         timer_disarm(&u->timer);
-        if (u->s.recv_armed)
+        if (u->s.recv_armed) {
             loop_cancel(us->loop, stream_ud(&u->s, OP_UP_RECV),
                         UD_MAKE(OP_CANCEL, 0, 0));
+            u->recv_cancel = true;
+        }
     } else if (res == H1_ERROR) {
         log_warn("origin %s: invalid response: %s", u->o->name,
                  h1_resp_error(&u->resp));
@@ -543,6 +561,8 @@ void origin_on_cqe(struct upstreams *us, const struct loop_cqe *cq)
     struct upconn *u = us->slots[idx];
     unsigned op = UD_OP(cq->ud);
     bool stale = !stream_completed(&u->s, cq, op == OP_UP_RECV);
+    if (op == OP_UP_RECV && !cq->more)
+        u->recv_cancel = false; /* the receive ended */
     if (op == OP_UP_RECV) {
         if (stale) {
             if (cq->has_buf)
@@ -555,7 +575,8 @@ void origin_on_cqe(struct upstreams *us, const struct loop_cqe *cq)
         } else if (cq->res == 0) {
             up_eof(us, u);
         } else if (u->phase == UP_IDLE && cq->res == -ECANCELED) {
-            /* the receive of a pooled connection ended (pool_take) */
+            /* a paused fill's receive, cancelled after its response
+             * ended (up_data): reused, the connection arms a new one */
         } else if (cq->res == -ECANCELED && u->obj) {
             /* a paused fill's receive ended; woken meanwhile: read on */
             if (up_reading(u))

@@ -68,6 +68,8 @@ struct upconn {
     struct cache_obj *obj;  /* destination of the fetch (one ref) */
     bool paused;            /* a stream fill stopped reading: its reader is
                              * behind (cache_obj_fill_pause) */
+    bool recv_cancel;       /* the paused fill's cancel of the recv is in
+                             * flight (until the recv's last completion) */
     unsigned flags;         /* ORQ_* of the request */
     struct buf out;         /* request bytes */
     size_t out_sent;

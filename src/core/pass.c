@@ -129,16 +129,21 @@ static bool fill_drops(const char *n, size_t nl)
  * every one but the hop-by-hop ones, those the client's Connection names,
  * Content-Length, Expect (and fill_drops for a fill), Host as po says, then
  * Via, X-Forwarded-For/-Proto and Forwarded as po asks. The caller
- * reserved room for 3 x the head plus 512 bytes and po's host. */
-static void put_fields(struct buf *out, const struct pass_ctx *x, bool fill)
+ * reserved room for 3 x the head plus 512 bytes and po's host. true when
+ * the request has a Transfer-Encoding (it has a body to re-frame). */
+static bool put_fields(struct buf *out, const struct pass_ctx *x, bool fill)
 {
     const struct h1_msg *m = &x->r->m;
     const struct pass_opts *po = x->po;
     const char *h = m->head.data;
-    bool has_host = false;
+    bool has_host = false, te = false;
     /* the client's Connection options name more hop-by-hop fields */
     struct h1_conn_names cn;
     h1_conn_names(&cn, h, m->hdrs, m->nhdrs);
+    bool conn_opts = cn.n > 0 || cn.many;
+    /* the fields forwarded, each line as received when it is already
+     * "Name: value\r\n": runs of such lines go with one copy */
+    size_t run = 0, run_end = 0; /* offsets in the head; run_end 0: none */
     for (unsigned i = 0; i < m->nhdrs; i++) {
         const struct hdr *f = &m->hdrs[i];
         const char *n = h + f->name;
@@ -148,20 +153,38 @@ static void put_fields(struct buf *out, const struct pass_ctx *x, bool fill)
             (po->via && NAME_IS(n, nl, "via")) ||
             (po->xff && NAME_IS(n, nl, "x-forwarded-for")) ||
             (po->xfp && NAME_IS(n, nl, "x-forwarded-proto")) ||
-            (po->fwd && NAME_IS(n, nl, "forwarded")))
+            (po->fwd && NAME_IS(n, nl, "forwarded"))) {
+            if (NAME_IS(n, nl, "transfer-encoding"))
+                te = true;
             continue;
+        }
         if (NAME_IS(n, nl, "host")) {
             has_host = true;
             if (po->host)
                 continue;
         }
-        if (h1_conn_named(&cn, h, m->hdrs, m->nhdrs, n, nl))
+        if (conn_opts && h1_conn_named(&cn, h, m->hdrs, m->nhdrs, n, nl))
             continue;
+        size_t ll = field_line_len(n, nl, h + f->val, f->vlen);
+        if (ll > 0 && f->name == run_end) { /* the run goes on */
+            run_end += ll;
+            continue;
+        }
+        if (run_end > 0)
+            buf_append(out, h + run, run_end - run);
+        run_end = 0;
+        if (ll > 0) {
+            run = f->name;
+            run_end = f->name + ll;
+            continue;
+        }
         buf_append(out, n, nl);
         buf_append(out, ": ", 2);
         buf_append(out, h + f->val, f->vlen);
         buf_append(out, "\r\n", 2);
     }
+    if (run_end > 0)
+        buf_append(out, h + run, run_end - run);
     char line[160];
     int k;
     if (po->host) {
@@ -190,6 +213,7 @@ static void put_fields(struct buf *out, const struct pass_ctx *x, bool fill)
         put_forwarded(out, m);
         buf_append(out, "\r\n", 2);
     }
+    return te;
 }
 
 static int build_pass(void *arg, struct buf *out)
@@ -214,11 +238,7 @@ static int build_pass(void *arg, struct buf *out)
     else
         put_target(out, h + m->url_off, m->url_len);
     buf_append(out, " HTTP/1.1\r\n", 11);
-    bool framed = m->content_length >= 0;
-    for (unsigned i = 0; i < m->nhdrs; i++)
-        if (NAME_IS(h + m->hdrs[i].name, m->hdrs[i].nlen, "transfer-encoding"))
-            framed = true;
-    put_fields(out, x, false);
+    bool framed = put_fields(out, x, false) || m->content_length >= 0;
     /* the body, re-framed (RFC 9112 §6.2): never the client's chunks */
     if (framed || m->body.len > 0) {
         char line[64];

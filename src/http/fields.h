@@ -13,12 +13,35 @@ extern const unsigned char field_tchar[256];
 
 /** tchar (RFC 9110 §5.6.2): ALPHA / DIGIT / "!#$%&'*+-.^_`|~". */
 static inline bool field_is_tchar(unsigned char ch) { return field_tchar[ch]; }
-/** Is the field name n[0..nl) `lit` (len bytes), ignoring case (RFC 9110
- * §5.1)? The lengths first: most names cost no comparison. */
+/** Is the field name n[0..nl) `lit` (len bytes, no NUL), ignoring ASCII
+ * case (RFC 9110 §5.1), as strncasecmp in the C locale? The lengths first:
+ * most names cost no comparison; then inline, byte by byte (names are
+ * short: a call to strncasecmp cost more than the comparison). */
 static inline bool field_name_is(const char *n, size_t nl, const char *lit,
                                  size_t len)
 {
-    return nl == len && strncasecmp(n, lit, len) == 0;
+    if (nl != len)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char a = (unsigned char)n[i], b = (unsigned char)lit[i];
+        /* equal, or the same letter in two cases */
+        if (a != b && ((a | 0x20) != (b | 0x20) ||
+                       (unsigned char)((a | 0x20) - 'a') > 'z' - 'a'))
+            return false;
+    }
+    return true;
+}
+
+/** The length of the field line at n if its bytes are exactly
+ * "<name>: <value>\r\n" (name n[0..nl), value v[0..vl), both inside one
+ * head that holds the line's CRLF), else 0: such a line is forwarded with
+ * one copy instead of four. */
+static inline size_t field_line_len(const char *n, size_t nl, const char *v,
+                                    size_t vl)
+{
+    if (v != n + nl + 2 || n[nl] != ':' || n[nl + 1] != ' ' || v[vl] != '\r')
+        return 0;
+    return nl + 2 + vl + 2;
 }
 
 /** token = 1*tchar: false for an empty string. */

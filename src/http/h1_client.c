@@ -55,7 +55,9 @@ static enum h1_res take_head(struct h1_resp *r, const char *p, size_t n)
     r->hides_cache_field = false;
     for (unsigned i = 0; i < h.nfields; i++) {
         const struct hdr *f = &h.fields[i];
-        if (h1_conn_named(&cn, p, h.fields, h.nfields, p + f->name, f->nlen)) {
+        if ((cn.n || cn.many) &&
+            h1_conn_named(&cn, p, h.fields, h.nfields, p + f->name,
+                          f->nlen)) {
             if (decides_sharing(p + f->name, f->nlen))
                 r->hides_cache_field = true;
         } else if (r->ops->field(r->owner, p + f->name, f->nlen, p + f->val,

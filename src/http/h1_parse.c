@@ -27,6 +27,42 @@ static inline bool is_target_char(unsigned char ch)
 
 static inline bool is_ows(unsigned char ch) { return ch == ' ' || ch == '\t'; }
 
+/* Eight bytes at a time (SWAR): a field value is scanned a word at a time
+ * while no byte of the word can end or spoil it, then byte by byte. */
+#define ONES  0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+
+static inline uint64_t load8(const char *p)
+{
+    uint64_t x;
+    memcpy(&x, p, 8); /* unaligned; one load */
+    return x;
+}
+
+/* The bytes of x below 0x20 or 0x7f, flagged by their high bit (bytes
+ * >= 0x80 are neither); 0 when there are none. (The classic "has a byte
+ * less than n" and "has a zero byte" tests: exact about whether there is
+ * one, and about the first one in memory order, though a borrow may flag
+ * bytes after it.) A word without such a byte is all field-vchar and SP:
+ * value bytes; from the first one on (the CR, a HTAB, a control)
+ * is_value_char decides. */
+static inline uint64_t ctl_or_del(uint64_t x)
+{
+    uint64_t y = x ^ (ONES * 0x7f);
+    return (((x - ONES * 0x20) & ~x) | ((y - ONES) & ~y)) & HIGHS;
+}
+
+/* Index of the first flagged byte of a non-zero ctl_or_del() mask. */
+static inline size_t first_flagged(uint64_t m)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    return (size_t)__builtin_ctzll(m) / 8;
+#else
+    (void)m;
+    return 0; /* the byte loop finds it */
+#endif
+}
+
 static inline int hex_val(unsigned char ch)
 {
     if (ch >= '0' && ch <= '9')
@@ -126,7 +162,7 @@ bool h1_list_has(const char *v, size_t n, const char *tok, size_t tlen)
     const char *e;
     size_t elen;
     while (list_next(v, n, &pos, &e, &elen))
-        if (elen == tlen && strncasecmp(e, tok, tlen) == 0)
+        if (field_name_is(e, elen, tok, tlen))
             return true;
     return false;
 }
@@ -143,8 +179,8 @@ void h1_conn_names(struct h1_conn_names *cn, const char *head,
         const char *e;
         size_t elen;
         while (list_next(head + f[i].val, f[i].vlen, &pos, &e, &elen)) {
-            if (elen == 0 || (elen == 10 && !strncasecmp(e, "keep-alive", 10)) ||
-                (elen == 5 && !strncasecmp(e, "close", 5)))
+            if (elen == 0 || field_name_is(e, elen, "keep-alive", 10) ||
+                field_name_is(e, elen, "close", 5))
                 continue;
             if (cn->n == sizeof cn->tok / sizeof cn->tok[0]) {
                 cn->many = true;
@@ -161,7 +197,7 @@ bool h1_conn_named(const struct h1_conn_names *cn, const char *head,
                    size_t nl)
 {
     for (unsigned k = 0; k < cn->n; k++)
-        if (cn->tok[k].len == nl && strncasecmp(cn->tok[k].p, name, nl) == 0)
+        if (field_name_is(cn->tok[k].p, cn->tok[k].len, name, nl))
             return true;
     if (!cn->many)
         return false;
@@ -187,7 +223,7 @@ static int te_value(const char *v, size_t n)
         if (!field_is_token(e, elen))
             return -1; /* empty elements and parameters included */
         count++;
-        last_chunked = elen == 7 && strncasecmp(e, "chunked", 7) == 0;
+        last_chunked = field_name_is(e, elen, "chunked", 7);
         chunked += last_chunked;
     }
     if (!last_chunked || chunked != 1)
@@ -199,13 +235,17 @@ static int te_value(const char *v, size_t n)
  * RFC 3986 allows there (reg-name, IP literals, pct-encoding). */
 static bool host_ok(const char *v, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)v[i];
-        if (ch == 0 || !((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-                         (ch >= '0' && ch <= '9') ||
-                         strchr("-._~!$&'()*+,;=:[]%", ch)))
+    /* ALPHA / DIGIT / "-._~!$&'()*+,;=:[]%", by byte value (a strchr
+     * per "." or ":" of "127.0.0.1:8080" cost more than the rest) */
+    static const unsigned char ok[256] = {
+        ['!'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['('] = 1,
+        [')'] = 1, ['*'] = 1, ['+'] = 1, [','] = 1, ['-'] = 1, ['.'] = 1,
+        ['0' ... '9'] = 1, [':'] = 1, [';'] = 1, ['='] = 1, ['A' ... 'Z'] = 1,
+        ['['] = 1, [']'] = 1, ['_'] = 1, ['a' ... 'z'] = 1, ['~'] = 1,
+    };
+    for (size_t i = 0; i < n; i++)
+        if (!ok[(unsigned char)v[i]])
             return false;
-    }
     return true;
 }
 
@@ -396,6 +436,12 @@ int h1_parse_head(enum h1_kind kind, const char *p, size_t n, struct h1_head *h,
         if (is_ows((unsigned char)p[i]))
             FAIL(H1E_BAD, "obs-fold (a field line continued)");
         size_t ns = i;
+        /* four at a time while all are tchar, then one at a time */
+        while (i + 4 <= n && (field_tchar[(unsigned char)p[i]] &
+                              field_tchar[(unsigned char)p[i + 1]] &
+                              field_tchar[(unsigned char)p[i + 2]] &
+                              field_tchar[(unsigned char)p[i + 3]]))
+            i += 4;
         while (i < n && field_is_tchar((unsigned char)p[i]))
             i++;
         size_t nl = i - ns;
@@ -419,6 +465,14 @@ int h1_parse_head(enum h1_kind kind, const char *p, size_t n, struct h1_head *h,
         while (i < n && is_ows((unsigned char)p[i]))
             i++;
         size_t vs = i;
+        while (i + 8 <= n) {
+            uint64_t m = ctl_or_del(load8(p + i));
+            if (m) {
+                i += first_flagged(m);
+                break;
+            }
+            i += 8;
+        }
         while (i < n && is_value_char((unsigned char)p[i]))
             i++;
         if (i + 1 >= n || p[i] != '\r')
@@ -458,9 +512,15 @@ int h1_parse_head(enum h1_kind kind, const char *p, size_t n, struct h1_head *h,
             break;
         case 10:
             if (field_name_is(nm, nl, "connection", 10)) {
-                conn_close |= h1_list_has(v, vl, "close", 5);
-                conn_keep |= h1_list_has(v, vl, "keep-alive", 10);
-                conn_upgrade |= h1_list_has(v, vl, "upgrade", 7);
+                /* one pass over the options, as h1_list_has would
+                 * make three */
+                size_t pos = 0, ol;
+                const char *opt;
+                while (list_next(v, vl, &pos, &opt, &ol)) {
+                    conn_close |= field_name_is(opt, ol, "close", 5);
+                    conn_keep |= field_name_is(opt, ol, "keep-alive", 10);
+                    conn_upgrade |= field_name_is(opt, ol, "upgrade", 7);
+                }
             }
             break;
         case 14:

@@ -39,7 +39,11 @@ struct loop {
     bool imm;                      /* immediate sends (IORING_FEAT_CQE_SKIP) */
     bool no_iowait;                /* waits are not iowait (FEAT_NO_IOWAIT) */
     bool reg_ring;                 /* ring fd registered: enter by index */
+    bool taskrun_flag;             /* DEFER_TASKRUN + TASKRUN_FLAG: the SQ
+                                      flags say when task work is queued */
     bool stop;
+    unsigned cq_next;              /* CQ position of the first completion
+                                      not handed to on_cqe yet */
     int64_t now_ms;
 };
 
@@ -48,7 +52,8 @@ struct loop {
 static int ring_init(struct loop *l, unsigned entries, bool want_imm)
 {
     static const unsigned flag_sets[] = {
-        IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+        IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
+            IORING_SETUP_TASKRUN_FLAG,
         IORING_SETUP_COOP_TASKRUN,
         0,
     };
@@ -62,6 +67,7 @@ static int ring_init(struct loop *l, unsigned entries, bool want_imm)
         if (ret != -EINVAL) { /* success, or a reason no flag set will fix */
             l->imm = want_imm && (p.features & IORING_FEAT_CQE_SKIP);
             l->no_iowait = (p.features & IORING_FEAT_NO_IOWAIT) != 0;
+            l->taskrun_flag = i == 0;
             return ret;
         }
     }
@@ -239,6 +245,28 @@ bool loop_cq_overflow(const struct loop *l)
            != 0;
 }
 
+bool loop_work_pending(const struct loop *l)
+{
+    /* with DEFER_TASKRUN, task work runs only inside our io_uring_enter;
+     * TASKRUN_FLAG makes the kernel set IORING_SQ_TASKRUN as soon as some
+     * is queued (an armed receive's socket became readable) and clear it
+     * when it has run */
+    return !l->taskrun_flag ||
+           (IO_URING_READ_ONCE(*l->ring.sq.kflags) & IORING_SQ_TASKRUN) != 0;
+}
+
+bool loop_cqe_pending(const struct loop *l, uint64_t ud)
+{
+    if (loop_cq_overflow(l))
+        return true; /* some wait in the kernel's list: can't tell */
+    const struct io_uring_cq *cq = &l->ring.cq;
+    unsigned tail = io_uring_smp_load_acquire(cq->ktail);
+    for (unsigned h = l->cq_next; h != tail; h++)
+        if (cq->cqes[h & cq->ring_mask].user_data == ud)
+            return true;
+    return false;
+}
+
 void loop_read(struct loop *l, int fd, void *buf, size_t len, uint64_t off,
                uint64_t ud)
 {
@@ -372,6 +400,7 @@ static void iterate(struct loop *l, loop_cqe_pt on_cqe, loop_before_pt before,
     unsigned head, n = 0;
     io_uring_for_each_cqe(&l->ring, head, cqe)
     {
+        l->cq_next = head + 1; /* for loop_cqe_pending */
         struct loop_cqe c = {
             .ud = cqe->user_data,
             .res = cqe->res,
@@ -383,6 +412,7 @@ static void iterate(struct loop *l, loop_cqe_pt on_cqe, loop_before_pt before,
         n++;
     }
     io_uring_cq_advance(&l->ring, n);
+    l->cq_next = *l->ring.cq.khead;
 }
 
 void loop_run(struct loop *l, loop_cqe_pt on_cqe, loop_before_pt before,

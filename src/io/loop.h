@@ -101,6 +101,15 @@ uint32_t loop_sendmsg_imm(struct loop *l, int fd, const struct msghdr *msg,
 uint32_t loop_sq_taken(const struct loop *l);
 /** Completions wait in the kernel's overflow list (the CQ was full). */
 bool loop_cq_overflow(const struct loop *l);
+/** Has the kernel queued completion work since the last io_uring_enter
+ * (e.g. a socket with an armed receive became readable)? false means no
+ * armed operation has anything to report yet; true when unsure (rings
+ * without DEFER_TASKRUN and TASKRUN_FLAG). */
+bool loop_work_pending(const struct loop *l);
+/** May a completion with user_data `ud` be in the CQ, not yet handed to
+ * the dispatcher (later in this iteration's batch, or in the kernel's
+ * overflow list)? Scans the few waiting CQEs; true when unsure. */
+bool loop_cqe_pending(const struct loop *l, uint64_t ud);
 void loop_connect(struct loop *l, int fd, const struct sockaddr *sa,
                   socklen_t salen, uint64_t ud);
 void loop_timeout(struct loop *l, const struct loop_ts *ts, uint64_t ud);

@@ -218,13 +218,15 @@ static void chunk_sent(struct cache_obj *o, unsigned i, uint32_t n)
 {
     if (i >= o->nchunks || o->chunks[i] == NULL)
         return;
+    /* only the last chunk may be smaller (ensure_chunk) */
+    size_t sz = i + 1 == o->nchunks ? o->last_sz : CACHE_CHUNK;
     o->sent[i] += n;
-    if (o->sent[i] < CACHE_CHUNK)
+    if (o->sent[i] < sz)
         return;
     free(o->chunks[i]);
     o->chunks[i] = NULL;
-    o->mem -= CACHE_CHUNK;
-    o->cache->bytes -= CACHE_CHUNK;
+    o->mem -= sz;
+    o->cache->bytes -= sz;
 }
 
 void cache_obj_release(struct worker *w, void *arg, intptr_t aux)
@@ -466,9 +468,13 @@ static int ensure_chunk(struct cache_obj *o)
     struct cache *c = o->cache;
     if (o->len % CACHE_CHUNK != 0 || o->len / CACHE_CHUNK < o->nchunks)
         return 0;
-    /* exactly sized when the rest of the body is smaller than a chunk */
+    /* exactly sized when the rest of the body is smaller than a chunk:
+     * also for a stream object, whose 1 KiB response would otherwise take
+     * (and give back) 64 KiB of heap per request; glibc trims a thread
+     * arena's top once it is that large (madvise, then page faults on
+     * the next fill) */
     size_t sz = CACHE_CHUNK;
-    if (!o->stream && o->total >= 0 && (size_t)o->total > o->len &&
+    if (o->total >= 0 && (size_t)o->total > o->len &&
         (size_t)o->total - o->len < sz)
         sz = (size_t)o->total - o->len;
     if (o->nchunks == o->chunks_cap) {
@@ -491,6 +497,7 @@ static int ensure_chunk(struct cache_obj *o)
     if (chunk == NULL)
         return -1;
     o->chunks[o->nchunks++] = chunk;
+    o->last_sz = (uint32_t)sz;
     o->mem += sz;
     c->bytes += sz;
     if (c->bytes > c->max_bytes) {

@@ -81,6 +81,9 @@ struct cache_obj {
     int64_t head_cl;     /* head_only: the origin's Content-Length, or -1 */
     size_t read_off;     /* stream: body bytes the reader has taken */
     uint32_t *sent;      /* stream: per chunk, bytes whose send is done */
+    uint32_t last_sz;    /* bytes of the last chunk allocated: CACHE_CHUNK,
+                          * or less when it holds the rest of a body of
+                          * known length (then no chunk follows it) */
     void (*fill_wake)(void *arg); /* stream: the paused fill may go on */
     void *fill_arg;
 };

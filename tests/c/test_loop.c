@@ -1,7 +1,8 @@
 /* test_loop.c - the io_uring loop on a real ring: user_data packing,
  * multishot receives into provided buffers (recycling, exhaustion and
  * re-arming), a full SQ, sends (short sends resumed), cancellation,
- * timeouts and the loop's clock, reads, closes, accept and connect.
+ * timeouts and the loop's clock, reads, closes, accept and connect, and
+ * what is pending (queued task work, completions not handled yet).
  * Exits 77 when io_uring is unavailable (seccomp, io_uring_disabled).
  *
  * Every loop_run is guarded by a timeout (GUARD_SEC) that stops the loop and
@@ -1173,6 +1174,61 @@ static void test_accept_connect(void)
     close(lfd);
 }
 
+/* ==== what is pending (origin.c's pool_take relies on both) ==== */
+
+struct pd {
+    struct base b;
+    unsigned seen;
+    bool other_pending, self_pending;
+};
+
+static void pd_cqe(void *ctx, const struct loop_cqe *c)
+{
+    struct pd *s = ctx;
+    if (base_cqe(&s->b, c))
+        return;
+    if (c->has_buf)
+        loop_buf_recycle(s->b.l, c->bid);
+    if (UD_OP(c->ud) != T_RECV || c->res <= 0)
+        return;
+    if (s->seen++ == 0) { /* the other receive's completion is behind us */
+        uint32_t other = UD_IDX(c->ud) == 1 ? 2 : 1;
+        s->other_pending = loop_cqe_pending(s->b.l, UD_MAKE(T_RECV, 0, other));
+        s->self_pending = loop_cqe_pending(s->b.l, c->ud);
+    }
+}
+
+static void test_pending(void)
+{
+    struct pd s = {0};
+    s.b.l = new_loop(8, 8, 64);
+    CHECK(s.b.l != NULL);
+    if (s.b.l == NULL)
+        return;
+    int a[2], b[2];
+    make_pair(a);
+    make_pair(b);
+    loop_recv_multishot(s.b.l, a[0], UD_MAKE(T_RECV, 0, 1));
+    loop_recv_multishot(s.b.l, b[0], UD_MAKE(T_RECV, 0, 2));
+    loop_poll(s.b.l, pd_cqe, no_before, &s);
+    CHECK_EQ(s.seen, 0u);
+    /* bytes for an armed receive: work is queued before any enter */
+    CHECK(write(a[1], "x", 1) == 1);
+    CHECK(write(b[1], "y", 1) == 1);
+    CHECK(loop_work_pending(s.b.l));
+    loop_poll(s.b.l, pd_cqe, no_before, &s);
+    CHECK_EQ(s.seen, 2u);
+    /* both writes came before the enter: one batch, so the first
+     * completion handled saw the other one waiting */
+    CHECK(s.other_pending);
+    CHECK(!s.self_pending);
+    /* everything handled: nothing pending */
+    CHECK(!loop_cqe_pending(s.b.l, UD_MAKE(T_RECV, 0, 1)));
+    CHECK(!loop_cqe_pending(s.b.l, UD_MAKE(T_RECV, 0, 2)));
+    close(a[0]); close(a[1]); close(b[0]); close(b[1]);
+    loop_free(s.b.l);
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -1206,5 +1262,6 @@ int main(void)
     TEST(test_now);
     TEST(test_read_close);
     TEST(test_accept_connect);
+    TEST(test_pending);
     return test_report();
 }
