@@ -477,8 +477,14 @@ static void up_data(struct upstreams *us, struct upconn *u, const char *p,
     if (!u->paused) /* a paused fill waits for its reader, not the origin */
         up_arm(us, u, u->o->idle_timeout_ms);
     size_t k;
+    u->feeding = true;
     enum h1_res res = h1_resp_feed(&u->resp, p, n, &k);
-    if (res == H1_DONE && k < n) {
+    u->feeding = false;
+    if (res == H1_MORE && cache_obj_abandoned(u->obj)) {
+        /* its reader left while the bytes were handed on (up_wake) */
+        finish(u, false, 502);
+        up_close(us, u);
+    } else if (res == H1_DONE && k < n) {
         /* more than the framing announced: the response itself is whole
          * (its clients get it), but an origin that says one length and
          * sends another is not trusted with the cache or the connection */
@@ -537,6 +543,8 @@ static void up_wake(void *arg)
 {
     struct upconn *u = arg;
     struct upstreams *us = u->o->us;
+    if (u->feeding)
+        return; /* inside up_data, which looks once the feed is over */
     if (u->obj && cache_obj_abandoned(u->obj)) {
         finish(u, false, 502);
         up_close(us, u);

@@ -66,6 +66,8 @@ struct upconn {
     struct timer timer;     /* the timeout of the current phase */
     struct origin *o;
     struct cache_obj *obj;  /* destination of the fetch (one ref) */
+    bool feeding;           /* in h1_resp_feed: a reader that leaves from
+                             * inside a notification is handled after it */
     bool paused;            /* a stream fill stopped reading: its reader is
                              * behind (cache_obj_fill_pause) */
     bool recv_cancel;       /* the paused fill's cancel of the recv is in
