@@ -386,11 +386,14 @@ static const struct h1_server_ops h1_ops = {
     .conn_freed = conn_freed,
 };
 
-/* A deferred request: a released cache subscriber fetches on its own. */
+/* A deferred request: a released cache subscriber fetches on its own; a
+ * parked one whose operation ended at once (req:body) goes on. */
 static void on_deferred(struct req *r)
 {
     if (r->released)
         lcache_refetch(r);
+    else if (req_parked(r))
+        req_wake(r); /* its operation ended before it could yield */
 }
 
 int worker_run(struct worker *w)

@@ -3,9 +3,11 @@
  * received (an absolute-form target becomes origin-form), HTTP/1.1, every
  * field but the hop-by-hop ones and those the client's Connection names,
  * Host as the client sent it unless the script sets another, Via and
- * X-Forwarded-For/-Proto added, and the body (already read whole, within
- * max_body_size) re-framed with Content-Length. Expect is not forwarded:
- * the body is already here and goes out with the head. */
+ * X-Forwarded-For/-Proto added, and the body: streamed as it arrives
+ * (origin_request_stream) with the client's Content-Length, or re-chunked
+ * when the client's was chunked; or, when the script read it whole first
+ * (req:body()), sent with Content-Length. Expect is not forwarded: luring
+ * answers it (100 Continue when the body is first demanded). */
 #include "core/pass.h"
 #include "core/deliver.h"
 #include "core/origin.h"
@@ -63,6 +65,8 @@ static int build_pass(void *arg, struct buf *out)
     const struct h1_msg *m = &x->r->m;
     const struct pass_opts *po = x->po;
     const char *h = m->head.data;
+    /* a body still to come is streamed after the head */
+    bool stream = m->body_st == H1_BODY_UNREAD;
     /* everything below fits: the head's own lines (each field once, Via
      * and X-Forwarded-For values twice at most, in the joined lines),
      * what is added, the body; so no append can fail half-way */
@@ -131,11 +135,19 @@ static int build_pass(void *arg, struct buf *out)
     if (po->xfp)
         buf_append(out, "X-Forwarded-Proto: http\r\n", 25);
     /* the body, re-framed (RFC 9112 §6.2): never the client's chunks */
-    if (framed || m->body.len > 0) {
+    if (stream && m->body_chunked) {
+        buf_append(out, "Transfer-Encoding: chunked\r\n", 28);
+    } else if (stream) {
+        k = snprintf(line, sizeof line, "Content-Length: %lld\r\n",
+                     (long long)m->content_length);
+        buf_append(out, line, (size_t)k);
+    } else if (framed || m->body.len > 0) {
         k = snprintf(line, sizeof line, "Content-Length: %zu\r\n",
                      m->body.len);
         buf_append(out, line, (size_t)k);
     }
+    if (stream)
+        return buf_append(out, "\r\n", 2);
     buf_append(out, "\r\n", 2);
     return buf_append(out, m->body.data, m->body.len);
 }
@@ -143,6 +155,9 @@ static int build_pass(void *arg, struct buf *out)
 int pass_start(struct req *r, struct origin *o, struct cache *scratch,
                const struct pass_opts *po)
 {
+    uint8_t bst = r->m.body_st;
+    if (bst != H1_BODY_NONE && bst != H1_BODY_UNREAD && bst != H1_BODY_READ)
+        return -2; /* streamed (or failed) already: not there to send */
     struct cache_obj *obj = cache_obj_new(scratch, "(pass)", 6);
     if (obj == NULL)
         return -1;
@@ -162,6 +177,7 @@ int pass_start(struct req *r, struct origin *o, struct cache *scratch,
     if (r->m.is_head)
         flags |= ORQ_HEAD;
     struct pass_ctx x = {r, o, po};
-    origin_request(o, obj, flags, build_pass, &x);
+    origin_request_stream(o, obj, flags, build_pass, &x,
+                          bst == H1_BODY_UNREAD ? &r->m : NULL);
     return 0;
 }
