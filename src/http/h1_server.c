@@ -422,8 +422,17 @@ static int parse_step(struct conn *c, const char *p, size_t len, size_t *used)
         int ev;
         *used = body_decode(c, NULL, p, len, &ev);
         if (ev > 1) {
-            conn_close(c); /* can't tell where the next request starts */
+            /* where the next request starts can't be told: what is
+             * queued goes out, then the connection closes */
+            c->flags &= (uint16_t)~CF_DISCARD;
+            c->rstate = RS_HEAD;
+            c->state = CS_DRAINING;
+            c->in.len = 0;
             *used = len;
+            if (outq_pending(&c->out) == 0)
+                conn_close(c);
+            else
+                update_timer(c, true);
             return 0;
         }
         if (ev == 1)
@@ -565,8 +574,11 @@ static void body_pump(struct conn *c)
         (c->flags & (CF_RECV_PAUSED | CF_BUDGET_WAIT)) == CF_RECV_PAUSED)
         conn_resume_recv(c);
     if ((c->flags & CF_RD_EOF) && c->in.len == 0) {
-        log_info("client closed mid-body: closing connection");
-        conn_close(c); /* the body can never end: the sink hears -1 */
+        /* the client's FIN cut the body short: it can never end (the
+         * client may still read: it gets a 400 if nothing was sent) */
+        log_info("request body rejected with 400: cut short by the "
+                 "client's FIN");
+        body_finish(c, 400);
     }
 }
 
