@@ -11,6 +11,10 @@ chunked, decoded here) and answered with
 The path chooses how it reads:
     /stall/<ms>/...  read nothing for <ms> ms after the head, then read
     /slow/<kib>/...  read <kib> KiB every 10 ms
+    /dropnext/...    answered; the next request on the same connection is
+                     not: the connection closes when its head arrives
+                     (logged "dropped <path>"), as an origin closing an
+                     idle keep-alive connection just as it is reused
     anything else    read as fast as it can
 Every request appends a line to DIR/log when its head arrives
 ("start <path>") and when it ends ("done <path> <n>", or "aborted <path>
@@ -73,6 +77,7 @@ class Reader:
 class Handler(socketserver.BaseRequestHandler):
     def handle(self):
         rd = Reader(self.request)
+        drop_next = False
         while True:
             try:
                 head = rd.until(b"\r\n\r\n")
@@ -85,8 +90,12 @@ class Handler(socketserver.BaseRequestHandler):
                 if ":" in ln:
                     k, v = ln.split(":", 1)
                     fields[k.strip().lower()] = v.strip()
+            if drop_next:
+                log("dropped " + path)
+                return
             log("start " + path)
             parts = path.split("/")
+            drop_next = len(parts) > 1 and parts[1] == "dropnext"
             rd.pace = None
             if len(parts) > 2 and parts[1] == "stall":
                 time.sleep(int(parts[2]) / 1000.0)

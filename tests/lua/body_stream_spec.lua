@@ -19,7 +19,7 @@ app:listen("@LISTEN@")
 local b = luring.origin{ name = "b", url = "@BODY@", keepalive = 16 }
 local n = luring.origin{ name = "n", url = "@NGINX@", keepalive = 16 }
 local function to_b(req) return luring.proxy(req, b) end
-for _, p in ipairs{ "/count/*", "/stall/*", "/slow/*" } do
+for _, p in ipairs{ "/count/*", "/stall/*", "/slow/*", "/dropnext/*" } do
   app:route("POST", p, to_b)
   app:route("PUT", p, to_b)
 end
@@ -363,6 +363,32 @@ describe("request body limits while streaming (issue 11.1)", function()
     push(c, helper.chunked(parts))
     res = c:response{ timeout = 5 }
     assert.are.equal(413, res.status)
+    c:close()
+  end)
+
+  it("retries an idempotent streamed request on a fresh connection, all of its body still in hand (RFC 9110 §9.2.2)", function()
+    local c = helper.connect(srv:port(), 10)
+    -- pools the origin connection, which fails the next request on it
+    c:write(helper.request("PUT", "/dropnext/1", nil, "a"))
+    assert.are.equal(200, c:response{ timeout = 5 }.status)
+    -- the head first: the retry happens while the body is still to come
+    c:write("PUT /count/retry HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\n")
+    assert(helper.wait_until(function() return bo.log():find("dropped /count/retry", 1, true) end, 5),
+           "the pooled connection was not used")
+    assert(helper.wait_until(function()
+      local _, k = bo.log():gsub("start /count/retry", "")
+      return k == 1
+    end, 5), "not sent again")
+    c:write("0123456789")
+    local got = kv(c:response{ timeout = 5 }.body)
+    assert.are.equal("10", got.n)
+    -- a POST is not idempotent: 502, never sent twice
+    c:write(helper.request("PUT", "/dropnext/2", nil, "a"))
+    assert.are.equal(200, c:response{ timeout = 5 }.status)
+    c:write(helper.request("POST", "/count/once", nil, "0123456789"))
+    local res = c:response{ timeout = 5 }
+    assert.are.equal(502, res.status)
+    assert.is_nil(bo.log():find("start /count/once", 1, true))
     c:close()
   end)
 
