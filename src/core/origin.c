@@ -342,7 +342,13 @@ static void up_body_end(struct h1_body_sink *s, int status)
     log_info("origin %s: request aborted: the client's body %s", u->o->name,
              status < 0 ? "ended with the client" : "failed");
     finish(u, false, status > 0 ? status : 502);
-    up_close(us, u);
+    if (u->phase == UP_FREE) { /* a fresh connection not started yet */
+        u->phase = UP_CLOSED;
+        stream_close(&u->s, false);
+        up_maybe_free(us, u);
+    } else {
+        up_close(us, u);
+    }
 }
 
 static void up_start_request(struct upstreams *us, struct upconn *u)
@@ -477,23 +483,38 @@ void origin_request_stream(struct origin *o, struct cache_obj *obj,
         return;
     }
     if (m) {
+        /* demanded before the request starts: what is buffered goes out
+         * with the head, in its send */
         static const struct h1_body_sink sink = {up_body_data, up_body_end};
         u->sink = sink;
         u->body_chunked = m->body_chunked;
+        u->body_m = m;
+        /* not started: its phase (UP_IDLE taken from the pool, UP_FREE
+         * fresh) sends nothing yet, and up_body_end closes it right */
+        int e = h1_body_start(m, &u->sink, up_room(u));
+        if (u->obj != obj)
+            return; /* the body failed or the client left: u is closed */
+        if (e < 0) { /* not there to read (pass.c checks first) */
+            u->body_m = NULL;
+            finish(u, false, 502);
+            u->streaming = false;
+        }
+    }
+    if (u->obj != obj) { /* failed before it started */
+        if (u->reused) {
+            u->phase = UP_WAIT;
+            up_close(us, u);
+        } else {
+            u->phase = UP_CLOSED;
+            stream_close(&u->s, false);
+            up_maybe_free(us, u);
+        }
+        return;
     }
     if (u->reused)
         up_start_request(us, u);
     else
         up_connect(us, u);
-    if (m == NULL || u->obj != obj)
-        return; /* no body, or failed already (socket) */
-    u->body_m = m;
-    if (h1_body_start(m, &u->sink, up_room(u)) < 0) {
-        u->body_m = NULL; /* not there to read (pass.c checks first) */
-        finish(u, false, 502);
-        up_close(us, u);
-    }
-    /* u may be closed now: the body failed or the client left at once */
 }
 
 /* A pooled connection failed before any response byte: the origin may

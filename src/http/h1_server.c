@@ -476,9 +476,15 @@ static size_t run_input(struct conn *c, const char *p, size_t len)
             http_error(c, r);
             return len;
         }
-        if (r == 1)
+        if (r == 1) {
+            /* a body its handler demands at once is taken from here */
+            c->pend = p + off;
+            c->pend_len = len - off;
+            c->pend_used = 0;
             run_request(c);
-        else if (n == 0)
+            off += c->pend_used;
+            c->pend = NULL;
+        } else if (n == 0)
             break; /* a partial head: kept by the caller */
     }
     c->flags = (uint16_t)((c->flags & ~CF_PARSING) | parsing);
@@ -549,9 +555,21 @@ static void body_finish(struct conn *c, int ev)
  * short. */
 static void body_pump(struct conn *c)
 {
-    if (c->flags & CF_PARSING)
-        return; /* the caller pumps once it has consumed its input */
     struct h1_msg *m = c->msg;
+    if (c->flags & CF_PARSING) {
+        /* demanded by a handler run_input is running: from the input it
+         * walks, straight to the sink (the head's own send can carry it);
+         * the rest (input buffer, FIN) once run_input is done */
+        if (c->pend && c->pend_used < c->pend_len && body_wanted(c)) {
+            int ev;
+            size_t n = body_decode(c, m->sink, c->pend + c->pend_used,
+                                   c->pend_len - c->pend_used, &ev);
+            c->pend_used += n;
+            if (ev)
+                body_finish(c, ev);
+        }
+        return;
+    }
     if (c->in.len && body_wanted(c)) {
         int ev;
         size_t n = body_decode(c, m->sink, c->in.data, c->in.len, &ev);

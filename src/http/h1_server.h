@@ -69,6 +69,10 @@ struct conn {
     size_t body_room;       /* body bytes its consumer takes now */
     struct h1_chunked chunk; /* RS_CHUNKED: the decoder */
     struct buf in;          /* received, not yet parsed (pipelined input) */
+    const char *pend;       /* CF_PARSING: the input after the head of the
+                             * request being run, which its body may be
+                             * taken from at once (pend_used bytes) */
+    size_t pend_len, pend_used;
     size_t in_held;         /* what `in` has charged the budget */
     struct outq out;
     /* timeout */
