@@ -567,6 +567,8 @@ static void body_pump(struct conn *c)
             c->pend_used += n;
             if (ev)
                 body_finish(c, ev);
+            else
+                update_timer(c, true);
         }
         return;
     }
@@ -703,7 +705,9 @@ void http_on_data(struct conn *c, const char *p, size_t len)
 
 void http_process(struct conn *c)
 {
-    if (c->state != CS_READING || c->in.len == 0)
+    /* nested in run_input (a handler answered inside it): the loop there
+     * goes on with the input */
+    if (c->state != CS_READING || c->in.len == 0 || (c->flags & CF_PARSING))
         return;
     size_t n = run_input(c, c->in.data, c->in.len);
     if (c->state >= CS_CLOSED)
@@ -755,6 +759,9 @@ void http_on_timeout(struct conn *c, enum tlist tl)
         body_finish(c, 408); /* its consumer answers 408 or closes */
     else if (tl == TL_BODY && (c->flags & CF_DISCARD))
         conn_close(c); /* the response went out already */
+    else if (tl == TL_BODY && c->state == CS_HANDLING)
+        update_timer(c, false); /* the body's consumer has no room: the
+                                   client is not waited for */
     else if ((tl == TL_HEAD && (c->flags & CF_IN_HEAD)) || tl == TL_BODY)
         http_error(c, 408);
     else
