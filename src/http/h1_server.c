@@ -531,7 +531,7 @@ static void body_finish(struct conn *c, int ev)
     struct h1_body_sink *s = m->sink;
     m->sink = NULL;
     if (ev == 1) {
-        m->body_st = H1_BODY_READ;
+        m->body_st = s && s->data ? H1_BODY_PASSED : H1_BODY_READ;
         ev = 0;
     } else {
         /* where the body ends can't be known any more: what follows it

@@ -119,7 +119,8 @@ enum h1_body_st {
                          the connection's input buffer (bounded, then the
                          receive pauses) */
     H1_BODY_READING,  /* a sink takes it as it arrives */
-    H1_BODY_READ,     /* complete (in m->body after a whole-body read) */
+    H1_BODY_READ,     /* complete, in m->body (a whole-body read) */
+    H1_BODY_PASSED,   /* complete, handed to a sink that took it along */
     H1_BODY_STOPPED,  /* its sink stopped part-way (h1_body_stop): the rest
                          is discarded or the connection closes */
     H1_BODY_FAILED,   /* failed (body_err) or the client is gone */
