@@ -289,6 +289,28 @@ static void up_send(struct upstreams *us, struct upconn *u)
 
 /* ==== HTTP: a request body streamed from the client ==== */
 
+/* Send u's request bytes once this batch of completions is handled: the
+ * body bytes of every receive in the batch go in one send (a 16 KiB body
+ * comes in four 4 KiB receive buffers). */
+static void up_send_later(struct upstreams *us, struct upconn *u)
+{
+    if (u->dirty)
+        return;
+    u->dirty = true;
+    u->next_dirty = us->dirty;
+    us->dirty = u;
+}
+
+void origin_flush(struct upstreams *us)
+{
+    struct upconn *u;
+    while ((u = us->dirty) != NULL) {
+        us->dirty = u->next_dirty;
+        u->dirty = false;
+        up_send(us, u); /* nothing when closed or sending */
+    }
+}
+
 /* Bytes of a streamed body out holds at most: its capacity past the head,
  * fixed when the request starts, so an append never moves the buffer
  * under a send in flight. */
@@ -321,7 +343,7 @@ static size_t up_body_data(struct h1_body_sink *s, const char *p, size_t n)
     } else {
         buf_append(&u->out, p, n);
     }
-    up_send(u->o->us, u);
+    up_send_later(u->o->us, u);
     return up_room(u);
 }
 
@@ -335,7 +357,7 @@ static void up_body_end(struct h1_body_sink *s, int status)
         u->body_done = true;
         if (u->body_chunked) /* the last chunk, no trailer (§7.1) */
             buf_append(&u->out, "0\r\n\r\n", 5);
-        up_send(us, u);
+        up_send_later(us, u);
         return;
     }
     /* never let the origin take a cut body for a whole one */
@@ -362,7 +384,10 @@ static void up_start_request(struct upstreams *us, struct upconn *u)
     up_arm(us, u, o->first_byte_timeout_ms);
     if (!u->s.recv_armed)
         stream_recv(us->loop, &u->s, OP_UP_RECV);
-    up_send(us, u);
+    if (u->streaming) /* with the body of this batch's receives */
+        up_send_later(us, u);
+    else
+        up_send(us, u);
 }
 
 static void up_connect(struct upstreams *us, struct upconn *u)

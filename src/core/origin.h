@@ -27,6 +27,7 @@ struct upstreams {
     struct upconn **slots;
     unsigned n;
     struct upconn *free;
+    struct upconn *dirty;   /* streamed bodies to send (origin_flush) */
 };
 
 enum origin_kind { ORIGIN_HTTP, ORIGIN_FILE };
@@ -82,6 +83,9 @@ struct upconn {
     struct h1_msg *body_m;  /* the client's request while its body streams
                              * here (unlinked by either side's end) */
     struct h1_body_sink sink; /* how h1_server hands it over */
+    bool dirty;             /* on us->dirty (kept across reuse of the slot:
+                             * the list skips what has nothing to send) */
+    struct upconn *next_dirty;
     struct h1_resp resp;    /* the response being parsed */
     uint64_t file_off;      /* file origin: next read offset */
     struct upconn *next;    /* pool / free list */
@@ -136,6 +140,9 @@ void origin_request(struct origin *o, struct cache_obj *obj, unsigned flags,
 void origin_request_stream(struct origin *o, struct cache_obj *obj,
                            unsigned flags, origin_build_pt build, void *arg,
                            struct h1_msg *m);
+/** Before the ring is submitted: send what streamed bodies added during
+ * this batch of completions, one send per connection. */
+void origin_flush(struct upstreams *us);
 /** Completion for OP_UP_* ops. */
 void origin_on_cqe(struct upstreams *us, const struct loop_cqe *cq);
 /** Completion for OP_FILE_READ. */
