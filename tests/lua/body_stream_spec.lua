@@ -24,6 +24,9 @@ for _, p in ipairs{ "/count/*", "/stall/*", "/slow/*", "/dropnext/*" } do
   app:route("PUT", p, to_b)
 end
 app:route("POST", "/ngx/*", function(req) return luring.proxy(req, n) end)
+-- a cache pass (a POST is never looked up) streams the same way
+local cache = luring.cache{ name = "c", max_bytes = 1024 * 1024 }
+app:route("POST", "/cp/*", function(req) return cache:fetch(req, req.path, b) end)
 -- answers without reading the body
 app:route("POST", "/auth/*", function(req) return 401, { ["WWW-Authenticate"] = "Basic" }, "no\n" end)
 -- reads it whole
@@ -177,6 +180,24 @@ describe("request bodies streamed (issue 11.1)", function()
     local got = kv(c:response{ timeout = 10 }.body)
     c:close()
     assert.are.equal(tostring(#whole), got.n)
+    assert.are.equal("chunked", got.te)
+    assert.are.equal(sha256_of(parts), got.sha)
+  end)
+
+  it("streams a cache pass (cache:fetch of a POST) the same way (RFC 9111 §3, RFC 9112 §7.1)", function()
+    local c = helper.connect(srv:port(), 10)
+    c:write("POST /cp/x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n")
+    -- the origin has the head before any of the body was sent
+    assert(helper.wait_until(function() return bo.log():find("start /cp/x", 1, true) end, 5),
+           "the origin did not get the head at once")
+    local parts = { helper.payload(100000, "cp1"), helper.payload(7, "cp2") }
+    c:write(helper.chunked(parts), 10)
+    local res = c:response{ timeout = 10 }
+    c:close()
+    assert.are.equal(200, res.status)
+    assert.are.equal("PASS", res.headers["x-cache"])
+    local got = kv(res.body)
+    assert.are.equal("100007", got.n)
     assert.are.equal("chunked", got.te)
     assert.are.equal(sha256_of(parts), got.sha)
   end)
