@@ -3,6 +3,9 @@
 --   GET /object/<id>    from the cache; a miss while the same object is
 --                       being fetched joins that fetch and streams with it;
 --                       otherwise one origin fetch fills the cache
+--                       (its request: the client's fields and Host, less
+--                       Cookie, Authorization, Range and conditionals;
+--                       set host = "..." in luring.cache{} to send another)
 --   GET /metrics        Prometheus text: cache and origin counters
 -- Run (an origin on 127.0.0.1:8081, e.g. nginx serving /object/*):
 --   luring examples/cache.lua

@@ -2,7 +2,10 @@
 --   Every method and every path goes to the origin in $ORIGIN (default
 --   http://127.0.0.1:8081). GET and HEAD go through the cache, keyed by the
 --   path and the query string (/a?x=1 and /a?x=2 are two objects); a HEAD
---   miss is fetched with GET and fills the cache, as Varnish does. Other
+--   miss is fetched with GET and fills the cache, as Varnish does; a fill
+--   sends the client's Host and fields (not Cookie, Authorization, Range or
+--   conditionals), and a response with Vary goes only to requests with the
+--   same values of the fields it names (one variant per key). Other
 --   methods, and requests with Cookie or Authorization, pass: the request
 --   goes to the origin as it came (headers and body, Via and
 --   X-Forwarded-For added) and the response comes back unstored

@@ -8,6 +8,7 @@
 
 #include "core/deliver.h"
 #include "core/req.h"
+#include "core/vary.h"
 #include "http/h1_server.h"
 #include "io/outq.h"
 #include "store/cache.h"
@@ -118,12 +119,14 @@ void serve_unsubscribe(struct req *r)
  * that may not go to anyone but the request that caused the fetch (RFC
  * 9111 §3) reaches only that one: every other subscriber joined while the
  * head was unknown and has received nothing yet, and is released to fetch
- * on its own once this completion is handled (req_defer). */
+ * on its own once this completion is handled (req_defer). So is one whose
+ * request does not match the response's Vary (RFC 9111 §4.1). */
 static void on_obj_change(struct store_waiter *sw)
 {
     struct req *r = (struct req *)((char *)sw - offsetof(struct req, sub));
     struct cache_obj *o = r->obj;
-    if (o->head_ready && !o->shareable && !r->sub_owner) {
+    if (o->head_ready && !r->sub_owner &&
+        (!o->shareable || !vary_match(o, &r->m))) {
         unlink_sub(r);
         o->cache->st.released++;
         r->released = true;

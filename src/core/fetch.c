@@ -1,5 +1,6 @@
 /* fetch.c - the verdict on a fetched response (see fetch.h). */
 #include "core/fetch.h"
+#include "core/vary.h"
 #include "http/cc.h"
 #include "store/cache.h"
 
@@ -16,6 +17,9 @@ void fetch_head(struct cache_obj *o, int status, int64_t total, int64_t now)
                  !cc.no_cache && !cc.is_private && !cc.vary_star &&
                  (!o->req_auth || cc.is_public || cc.s_maxage >= 0 ||
                   cc.must_revalidate);
+    /* the fill's request values of what Vary names (core/vary.h) */
+    if (share && !vary_record(o))
+        share = false;
     if (share && c->decide)
         ttl_ms = c->decide(c, o, ttl_ms, cc.set_cookie); /* admit/ttl hooks */
     else if (cc.set_cookie)

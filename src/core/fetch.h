@@ -14,9 +14,10 @@ struct cache_obj;
  * freshness lifetime, or the cache's default ttl when it gives none, is
  * above 0), without no-store, no-cache, private or Vary: *, with public,
  * s-maxage or must-revalidate when the request had Authorization (§3.5),
- * and without Set-Cookie unless the cache's decide hook stores it
- * explicitly. Stored for the TTL the decide hook (admit/ttl) leaves. `now`:
- * monotonic ms. */
+ * without Set-Cookie unless the cache's decide hook stores it
+ * explicitly, and with the values of what its Vary names recorded
+ * (core/vary.h). Stored for the TTL the decide hook (admit/ttl) leaves.
+ * `now`: monotonic ms. */
 void fetch_head(struct cache_obj *o, int status, int64_t total, int64_t now);
 
 #endif

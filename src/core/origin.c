@@ -207,17 +207,21 @@ int origin_init_http(struct origin *o, const char *url, char *err,
 /* ==== HTTP: the response, from h1_client ==== */
 
 /* A response field goes to the object (core/fetch.c decides from the
- * stored lines whether and how long to keep it); hop-by-hop and framing
- * fields are not forwarded (the server frames each response itself). */
+ * stored lines whether and how long to keep it), stored and forwarded
+ * alike, except (one rule for fills and passes, docs/API.md):
+ * - the hop-by-hop fields of field_is_hop_by_hop, the same list as for
+ *   requests (RFC 9110 §7.6.1; Proxy-Authenticate, §11.7.1, is meant for
+ *   the next client on the chain: luring, not its client; Varnish drops
+ *   it too) and those the Connection field names (h1_client.c);
+ * - Content-Length: the server frames each response itself;
+ * - Date and Server: the server sends its own, as nginx's proxy does. */
 static int up_field(void *owner, const char *n, size_t nl, const char *v,
                     size_t vl)
 {
     struct upconn *u = owner;
 #define IS(s) field_name_is(n, nl, s, sizeof(s) - 1)
-    bool skip = IS("connection") || IS("keep-alive") ||
-                IS("transfer-encoding") || IS("content-length") ||
-                IS("date") || IS("server") || IS("proxy-connection") ||
-                IS("te") || IS("trailer") || IS("upgrade");
+    bool skip = field_is_hop_by_hop(n, nl) || IS("content-length") ||
+                IS("date") || IS("server");
 #undef IS
     if (u->obj && (u->flags & ORQ_HEAD) && nl == 14 &&
         strncasecmp(n, "content-length", 14) == 0)
@@ -247,7 +251,9 @@ static int up_head(void *owner, int status, int64_t total)
     struct upconn *u = owner;
     if (u->obj == NULL)
         return 0;
-    if (u->flags & ORQ_PASS) /* never shared, never stored */
+    /* never shared, never stored: a pass, or a response whose Connection
+     * hid a field that decides sharing (h1_client.h) */
+    if ((u->flags & ORQ_PASS) || u->resp.hides_cache_field)
         cache_obj_head(u->obj, status, total, false, 0,
                        loop_now(u->o->us->loop));
     else
@@ -680,15 +686,22 @@ static bool up_reading(const struct upconn *u)
            u->phase != UP_FREE && u->phase != UP_IDLE;
 }
 
-/* fill_wake of a stream object: its reader caught up (or left: the next
- * bytes find it abandoned and end the fetch). */
+/* fill_wake of a stream object: its reader caught up, or left. A fetch
+ * nobody reads ends at once, its connection closed: waiting for the
+ * origin's head (up to first_byte_timeout) or next bytes would hold the
+ * connection for nothing. */
 static void up_wake(void *arg)
 {
     struct upconn *u = arg;
+    struct upstreams *us = u->o->us;
+    if (u->obj && cache_obj_abandoned(u->obj)) {
+        finish(u, false, 502);
+        up_close(us, u);
+        return;
+    }
     if (!u->paused)
         return;
     u->paused = false;
-    struct upstreams *us = u->o->us;
     up_arm(us, u, u->o->idle_timeout_ms);
     if (up_reading(u))
         stream_recv(us->loop, &u->s, OP_UP_RECV);

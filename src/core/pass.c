@@ -3,15 +3,18 @@
  * received (an absolute-form target becomes origin-form), HTTP/1.1, every
  * field but the hop-by-hop ones and those the client's Connection names,
  * Host as the client sent it unless the script sets another, Via and
- * X-Forwarded-For/-Proto added, and the body: streamed as it arrives
- * (origin_request_stream) with the client's Content-Length, or re-chunked
- * when the client's was chunked; or, when the script read it whole first
- * (req:body()), sent with Content-Length. Expect is not forwarded: luring
- * answers it (100 Continue when the body is first demanded). */
+ * X-Forwarded-For/-Proto added (Forwarded when asked), and the body:
+ * streamed as it arrives (origin_request_stream) with the client's
+ * Content-Length, or re-chunked when the client's was chunked; or, when
+ * the script read it whole first (req:body()), sent with Content-Length.
+ * Expect is not forwarded: luring answers it (100 Continue when the body
+ * is first demanded). A cache fill (pass_fill) sends the same fields but
+ * the credentials, conditionals and ranges, as a GET without body. */
 #include "core/pass.h"
 #include "core/deliver.h"
 #include "core/origin.h"
 #include "core/req.h"
+#include "core/vary.h"
 #include "http/fields.h"
 #include "http/h1_server.h"
 #include "store/cache.h"
@@ -40,10 +43,10 @@ static void put_target(struct buf *out, const char *t, size_t n)
     buf_append(out, t, n);
 }
 
-/* Append "Name: <values of every field called name>, <add>\r\n". */
-static void put_joined(struct buf *out, const struct h1_msg *m,
-                       const char *name, size_t nl, const char *add,
-                       size_t alen)
+/* Append "Name: <values of every field called name>, " (what is to be
+ * added then goes last in the list). */
+static void put_list_start(struct buf *out, const struct h1_msg *m,
+                           const char *name, size_t nl)
 {
     const char *h = m->head.data;
     buf_append(out, name, nl);
@@ -55,38 +58,87 @@ static void put_joined(struct buf *out, const struct h1_msg *m,
             buf_append(out, ", ", 2);
         }
     }
+}
+
+/* Append "Name: <values of every field called name>, <add>\r\n". */
+static void put_joined(struct buf *out, const struct h1_msg *m,
+                       const char *name, size_t nl, const char *add,
+                       size_t alen)
+{
+    put_list_start(out, m, name, nl);
     buf_append(out, add, alen);
     buf_append(out, "\r\n", 2);
 }
 
-static int build_pass(void *arg, struct buf *out)
+/* Append an RFC 7239 §4 value: as a token when it is one, else as a
+ * quoted-string (`"` and `\` escaped: a Host that h1_parse let through
+ * holds neither, but the value stays well-formed whatever it holds). */
+static void put_fwd_value(struct buf *out, const char *v, size_t n)
 {
-    const struct pass_ctx *x = arg;
+    if (field_is_token(v, n)) {
+        buf_append(out, v, n);
+        return;
+    }
+    buf_append(out, "\"", 1);
+    for (size_t i = 0; i < n; i++) {
+        if (v[i] == '"' || v[i] == '\\')
+            buf_append(out, "\\", 1);
+        buf_append(out, v + i, 1);
+    }
+    buf_append(out, "\"", 1);
+}
+
+/* Append this hop's Forwarded element (RFC 7239 §4, §5, §6):
+ * for=<client>;host=<the Host received>;proto=http, the client as
+ * `unknown` when its address is gone, an IPv6 address bracketed and
+ * quoted (`for="[::1]"`), host left out when the client sent none. */
+static void put_forwarded(struct buf *out, const struct h1_msg *m)
+{
+    char addr[64], node[72];
+    int port;
+    size_t n;
+    if (h1_peer(m, addr, sizeof addr, &port) < 0)
+        n = (size_t)snprintf(node, sizeof node, "unknown");
+    else if (strchr(addr, ':')) /* IPv6 (§6.1) */
+        n = (size_t)snprintf(node, sizeof node, "[%s]", addr);
+    else
+        n = (size_t)snprintf(node, sizeof node, "%s", addr);
+    buf_append(out, "for=", 4);
+    put_fwd_value(out, node, n);
+    size_t hl;
+    const char *host = h1_header(m, "host", 4, &hl);
+    if (host != NULL && hl > 0) {
+        buf_append(out, ";host=", 6);
+        put_fwd_value(out, host, hl);
+    }
+    buf_append(out, ";proto=http", 11);
+}
+
+/* A fill leaves out, besides what a pass does, the credentials (a cache
+ * looks a request up as if it had neither, docs/API.md) and the fields
+ * that would get less than the full 200 the cache stores: conditionals
+ * and ranges (RFC 9110 §13.1, §14.2; Varnish's miss strips them too). */
+static bool fill_drops(const char *n, size_t nl)
+{
+    return NAME_IS(n, nl, "cookie") || NAME_IS(n, nl, "authorization") ||
+           NAME_IS(n, nl, "range") || NAME_IS(n, nl, "if-range") ||
+           NAME_IS(n, nl, "if-match") || NAME_IS(n, nl, "if-none-match") ||
+           NAME_IS(n, nl, "if-modified-since") ||
+           NAME_IS(n, nl, "if-unmodified-since");
+}
+
+/* Append the fields of r's request that go to the origin (RFC 9110 §7.6):
+ * every one but the hop-by-hop ones, those the client's Connection names,
+ * Content-Length, Expect (and fill_drops for a fill), Host as po says, then
+ * Via, X-Forwarded-For/-Proto and Forwarded as po asks. The caller
+ * reserved room for 3 x the head plus 512 bytes and po's host. */
+static void put_fields(struct buf *out, const struct pass_ctx *x, bool fill)
+{
     const struct h1_msg *m = &x->r->m;
     const struct pass_opts *po = x->po;
     const char *h = m->head.data;
-    /* a body still to come is streamed after the head */
-    bool stream = m->body_st == H1_BODY_UNREAD;
-    /* everything below fits: the head's own lines (each field once, Via
-     * and X-Forwarded-For values twice at most, in the joined lines),
-     * what is added, the body; so no append can fail half-way */
-    if (buf_reserve(out, 2 * m->head.len + m->body.len + 512 +
-                             (po->host ? po->host_len : 0) +
-                             (po->target ? po->target_len : 0)) < 0)
-        return -1;
-    /* the request line: method and target as received, our version */
-    buf_append(out, h + m->method_off, m->method_len);
-    buf_append(out, " ", 1);
-    if (po->target)
-        buf_append(out, po->target, po->target_len);
-    else
-        put_target(out, h + m->url_off, m->url_len);
-    buf_append(out, " HTTP/1.1\r\n", 11);
+    bool has_host = false;
     /* the client's Connection options name more hop-by-hop fields */
-    bool has_host = false, framed = m->content_length >= 0;
-    for (unsigned i = 0; i < m->nhdrs; i++)
-        if (NAME_IS(h + m->hdrs[i].name, m->hdrs[i].nlen, "transfer-encoding"))
-            framed = true;
     struct h1_conn_names cn;
     h1_conn_names(&cn, h, m->hdrs, m->nhdrs);
     for (unsigned i = 0; i < m->nhdrs; i++) {
@@ -94,10 +146,11 @@ static int build_pass(void *arg, struct buf *out)
         const char *n = h + f->name;
         size_t nl = f->nlen;
         if (field_is_hop_by_hop(n, nl) || NAME_IS(n, nl, "content-length") ||
-            NAME_IS(n, nl, "expect") ||
+            NAME_IS(n, nl, "expect") || (fill && fill_drops(n, nl)) ||
             (po->via && NAME_IS(n, nl, "via")) ||
             (po->xff && NAME_IS(n, nl, "x-forwarded-for")) ||
-            (po->xfp && NAME_IS(n, nl, "x-forwarded-proto")))
+            (po->xfp && NAME_IS(n, nl, "x-forwarded-proto")) ||
+            (po->fwd && NAME_IS(n, nl, "forwarded")))
             continue;
         if (NAME_IS(n, nl, "host")) {
             has_host = true;
@@ -134,7 +187,45 @@ static int build_pass(void *arg, struct buf *out)
     }
     if (po->xfp)
         buf_append(out, "X-Forwarded-Proto: http\r\n", 25);
+    if (po->fwd) { /* the client's elements, then ours (RFC 7239 §4) */
+        put_list_start(out, m, "Forwarded", 9);
+        put_forwarded(out, m);
+        buf_append(out, "\r\n", 2);
+    }
+}
+
+static int build_pass(void *arg, struct buf *out)
+{
+    const struct pass_ctx *x = arg;
+    const struct h1_msg *m = &x->r->m;
+    const struct pass_opts *po = x->po;
+    const char *h = m->head.data;
+    /* a body still to come is streamed after the head */
+    bool stream = m->body_st == H1_BODY_UNREAD;
+    /* everything below fits: the head's own lines (each field once, Via
+     * and X-Forwarded-For and Forwarded values twice at most, in the
+     * joined lines, the Host once more, escaped, in Forwarded),
+     * what is added, the body; so no append can fail half-way */
+    if (buf_reserve(out, 3 * m->head.len + m->body.len + 512 +
+                             (po->host ? po->host_len : 0) +
+                             (po->target ? po->target_len : 0)) < 0)
+        return -1;
+    /* the request line: method and target as received, our version */
+    buf_append(out, h + m->method_off, m->method_len);
+    buf_append(out, " ", 1);
+    if (po->target)
+        buf_append(out, po->target, po->target_len);
+    else
+        put_target(out, h + m->url_off, m->url_len);
+    buf_append(out, " HTTP/1.1\r\n", 11);
+    bool framed = m->content_length >= 0;
+    for (unsigned i = 0; i < m->nhdrs; i++)
+        if (NAME_IS(h + m->hdrs[i].name, m->hdrs[i].nlen, "transfer-encoding"))
+            framed = true;
+    put_fields(out, x, false);
     /* the body, re-framed (RFC 9112 §6.2): never the client's chunks */
+    char line[64];
+    int k;
     if (stream && m->body_chunked) {
         buf_append(out, "Transfer-Encoding: chunked\r\n", 28);
     } else if (stream) {
@@ -150,6 +241,35 @@ static int build_pass(void *arg, struct buf *out)
         return buf_append(out, "\r\n", 2);
     buf_append(out, "\r\n", 2);
     return buf_append(out, m->body.data, m->body.len);
+}
+
+/* A cache fill's request: GET target (a HEAD miss too: the cache stores
+ * the GET's response), the client's fields as put_fields(fill) leaves
+ * them, no body. */
+static int build_fill(void *arg, struct buf *out)
+{
+    const struct pass_ctx *x = arg;
+    const struct pass_opts *po = x->po;
+    if (buf_reserve(out, 3 * x->r->m.head.len + 512 + po->target_len +
+                             (po->host ? po->host_len : 0)) < 0)
+        return -1;
+    buf_append(out, "GET ", 4);
+    buf_append(out, po->target, po->target_len);
+    buf_append(out, " HTTP/1.1\r\n", 11);
+    put_fields(out, x, true);
+    return buf_append(out, "\r\n", 2);
+}
+
+void pass_fill(const struct req *r, struct origin *o, struct cache_obj *obj,
+               const struct pass_opts *po)
+{
+    if (o->kind != ORIGIN_HTTP) {
+        origin_fetch(o, po->target, po->target_len, obj);
+        return;
+    }
+    vary_capture(obj, &r->m); /* out of memory: a Vary response is not shared */
+    struct pass_ctx x = {r, o, po};
+    origin_request(o, obj, ORQ_IDEMPOTENT, build_fill, &x);
 }
 
 int pass_start(struct req *r, struct origin *o, struct cache *scratch,

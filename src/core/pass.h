@@ -9,6 +9,7 @@
 #include <stddef.h>
 
 struct cache;
+struct cache_obj;
 struct origin;
 struct req;
 
@@ -20,6 +21,7 @@ struct pass_opts {
     bool via;           /* append "Via: 1.x luring" (RFC 9110 §7.6.3) */
     bool xff;           /* append the client to X-Forwarded-For */
     bool xfp;           /* set X-Forwarded-Proto: http */
+    bool fwd;           /* append this hop to Forwarded (RFC 7239) */
 };
 
 /** Send r's request to HTTP origin o and subscribe r to the response, in a
@@ -31,6 +33,15 @@ struct pass_opts {
  * (nothing started either way). The client may be gone on return
  * (r->m.c NULL). */
 int pass_start(struct req *r, struct origin *o, struct cache *scratch,
+               const struct pass_opts *po);
+
+/** Start the cache fill of obj (takes a ref on obj) for r. From an HTTP
+ * origin: `GET po->target` with r's fields as a pass sends them (po's
+ * host, via, xff, xfp, fwd) except Cookie, Authorization, Range, If-Range,
+ * If-Match, If-None-Match, If-Modified-Since and If-Unmodified-Since, and
+ * no body; r's fields are kept with obj for its Vary (core/vary.h). From a
+ * file origin: the file at po->target. */
+void pass_fill(const struct req *r, struct origin *o, struct cache_obj *obj,
                const struct pass_opts *po);
 
 #endif

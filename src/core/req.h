@@ -71,8 +71,10 @@ struct req {
                              * (still parked) to fetch on its own */
     struct cache *fetch_cache;   /* a joiner's cache:fetch arguments, */
     struct origin *fetch_origin; /* kept to fetch on its own if released */
-    struct buf fetch_kp;    /* key then path */
+    struct buf fetch_kp;    /* key, path, then the Host its fills send
+                             * (none: the client's) */
     uint32_t fetch_klen;
+    uint32_t fetch_plen;
     bool deferred;          /* on the pool's deferred list */
     struct req *def_prev, *def_next;
     bool collect;           /* origin:fetch: wait for the whole object */

@@ -1,5 +1,6 @@
 /* h1_client.c - parsing an origin's HTTP/1.1 response (see h1_client.h). */
 #include "http/h1_client.h"
+#include "http/fields.h"
 
 
 enum { RP_HEAD, RP_LENGTH, RP_CHUNKED, RP_CLOSE, RP_DONE, RP_ERROR };
@@ -10,6 +11,7 @@ void h1_resp_init(struct h1_resp *r, const struct h1_client_ops *ops,
     r->state = RP_HEAD;
     r->head_request = false;
     r->keep_alive = false;
+    r->hides_cache_field = false;
     h1_scan_init(&r->scan);
     r->head.len = 0;
     r->left = 0;
@@ -25,6 +27,19 @@ static enum h1_res fail(struct h1_resp *r, const char *why)
     return H1_ERROR;
 }
 
+/* Fields by which a cache decides whether to share a response (RFC 9111
+ * §3, §5; RFC 9110 §12.5.5; Set-Cookie, RFC 6265). Named by Connection
+ * they are meant for us, the next hop, and are not forwarded: the safe
+ * reading is "not shareable" (an origin's "Connection: Cache-Control"
+ * must not turn its Cache-Control: private into a cached response). */
+static bool decides_sharing(const char *n, size_t nl)
+{
+#define IS(s) field_name_is(n, nl, s, sizeof(s) - 1)
+    return IS("cache-control") || IS("expires") || IS("pragma") ||
+           IS("set-cookie") || IS("vary");
+#undef IS
+}
+
 /* The head p[0..n) is complete: report it. */
 static enum h1_res take_head(struct h1_resp *r, const char *p, size_t n)
 {
@@ -37,12 +52,16 @@ static enum h1_res take_head(struct h1_resp *r, const char *p, size_t n)
     /* fields the Connection field names are hop-by-hop (RFC 9110 §7.6.1) */
     struct h1_conn_names cn;
     h1_conn_names(&cn, p, h.fields, h.nfields);
+    r->hides_cache_field = false;
     for (unsigned i = 0; i < h.nfields; i++) {
         const struct hdr *f = &h.fields[i];
-        if (!h1_conn_named(&cn, p, h.fields, h.nfields, p + f->name, f->nlen) &&
-            r->ops->field(r->owner, p + f->name, f->nlen, p + f->val,
-                          f->vlen) < 0)
+        if (h1_conn_named(&cn, p, h.fields, h.nfields, p + f->name, f->nlen)) {
+            if (decides_sharing(p + f->name, f->nlen))
+                r->hides_cache_field = true;
+        } else if (r->ops->field(r->owner, p + f->name, f->nlen, p + f->val,
+                                 f->vlen) < 0) {
             return fail(r, "response field refused");
+        }
     }
     h1_scan_init(&r->scan);
     r->head.len = 0;

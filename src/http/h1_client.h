@@ -39,6 +39,9 @@ struct h1_resp {
     uint8_t state;          /* head, body by length, chunked, close, done */
     bool head_request;      /* set after init: the request was HEAD */
     bool keep_alive;
+    bool hides_cache_field; /* the final head's Connection named a field a
+                             * cache decides by (h1_client.c): it may not
+                             * be shared, whatever the rest says */
     struct h1_scan scan;
     struct buf head;        /* a head that came in pieces */
     struct hdr fields[H1_RESP_MAX_FIELDS];

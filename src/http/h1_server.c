@@ -1020,6 +1020,13 @@ void http_response_done(struct h1_msg *m)
     if (!keep) {
         c->state = CS_DRAINING;
         c->in.len = 0;
+        /* everything was sent already (a body delimited by the close
+         * whose last bytes went out before its end was known): no send
+         * completion is coming to close, so close now */
+        if (outq_pending(&c->out) == 0) {
+            http_on_sent(c, true);
+            return;
+        }
     } else {
         c->state = CS_READING;
         if (c->rstate == RS_LENGTH || c->rstate == RS_CHUNKED) {

@@ -18,6 +18,7 @@
 #include "core/origin.h"
 #include "core/pass.h"
 #include "core/req.h"
+#include "core/vary.h"
 #include "http/cc.h"
 #include "http/h1_server.h"
 #include "store/cache.h"
@@ -209,6 +210,22 @@ static bool opt_mode(lua_State *L, int t, const char *k, bool def,
     return v;
 }
 
+/* t.host, a Host value for the origin (no CR, LF or NUL, not empty), or
+ * NULL when absent; raises naming `who` otherwise. */
+static const char *opt_host(lua_State *L, int t, size_t *n, const char *who)
+{
+    lua_getfield(L, t, "host");
+    const char *h = NULL;
+    if (!lua_isnil(L, -1)) {
+        h = lua_isstring(L, -1) ? lua_tolstring(L, -1, n) : NULL;
+        if (h == NULL || *n == 0 || memchr(h, '\r', *n) ||
+            memchr(h, '\n', *n) || memchr(h, 0, *n))
+            luaL_error(L, "%s: bad host", who);
+    }
+    lua_pop(L, 1);
+    return h; /* kept alive by the table */
+}
+
 static struct cache *check_cache(lua_State *L, int idx)
 {
     struct cache **pc = luaL_checkudata(L, idx, CACHE_MT);
@@ -233,6 +250,10 @@ static int l_cache_new(lua_State *L)
         (int64_t)(opt_range(L, 1, "hit_for_miss", 120, true, MAX_SECONDS) * 1000);
     bool lk_cookie = opt_mode(L, 1, "cookie", false, "luring.cache");
     bool lk_auth = opt_mode(L, 1, "authorization", false, "luring.cache");
+    size_t hl = 0;
+    const char *host = opt_host(L, 1, &hl, "luring.cache");
+    if (host && hl >= sizeof((struct cache *)NULL)->fill_host)
+        return luaL_error(L, "luring.cache: host too long");
     set_hooks(L, name);
     struct cache **pc = lua_newuserdata(L, sizeof *pc);
     *pc = NULL;
@@ -259,6 +280,7 @@ static int l_cache_new(lua_State *L)
             c->hfm_ms = hfm_ms;
             c->lookup_cookie = lk_cookie;
             c->lookup_auth = lk_auth;
+            snprintf(c->fill_host, sizeof c->fill_host, "%s", host ? host : "");
             *pc = c;
             return 1;
         }
@@ -276,6 +298,7 @@ static int l_cache_new(lua_State *L)
     c->hfm_ms = hfm_ms;
     c->lookup_cookie = lk_cookie;
     c->lookup_auth = lk_auth;
+    snprintf(c->fill_host, sizeof c->fill_host, "%s", host ? host : "");
     *pc = c;
     return 1;
 }
@@ -374,12 +397,25 @@ static bool has_authorization(const struct req *r)
     return h1_header(&r->m, "authorization", 13, &n) != NULL;
 }
 
+/* The request a fill of `path` for r sends (core/pass.h): Host `host`
+ * (hl bytes) or, when NULL, the client's; Via and X-Forwarded-For/-Proto
+ * added, as for passes. */
+static void fill_opts(struct pass_opts *po, const char *path, size_t plen,
+                      const char *host, size_t hl)
+{
+    *po = (struct pass_opts){ .target = path, .target_len = plen,
+                              .host = host, .host_len = hl,
+                              .via = true, .xff = true, .xfp = true };
+}
+
 /* r fetches key from origin o into an object of its own, not indexed until
- * its head shows it storable (after a hit-for-miss marker, or released from
- * a fill that was not shareable): nobody waits for it, it waits for nobody. */
+ * its head shows it storable (after a hit-for-miss marker, released from
+ * a fill that was not shareable or whose Vary does not match r, or a fill
+ * in flight whose Vary does not match r): nobody waits for it, it waits
+ * for nobody. */
 static int fetch_alone(struct req *r, struct cache *c, struct origin *o,
                        const char *key, size_t klen, const char *path,
-                       size_t plen)
+                       size_t plen, const char *host, size_t hl)
 {
     struct cache_obj *obj = cache_obj_new(c, key, klen);
     if (obj == NULL)
@@ -387,8 +423,10 @@ static int fetch_alone(struct req *r, struct cache *c, struct origin *o,
     obj->index_late = true;
     obj->req_auth = has_authorization(r);
     serve_subscribe(r, obj, "MISS", true);
-    cache_obj_unref(obj); /* the subscription holds it */
-    origin_fetch(o, path, plen, obj);
+    struct pass_opts po;
+    fill_opts(&po, path, plen, host, hl);
+    pass_fill(r, o, obj, &po);
+    cache_obj_unref(obj); /* the subscription (or the fill) holds it */
     return 0;
 }
 
@@ -420,13 +458,21 @@ static int l_cache_fetch(lua_State *L)
     const char *path = key;
     plen = klen;
     bool lk_cookie = c->lookup_cookie, lk_auth = c->lookup_auth;
-    if (lua_istable(L, 5)) { /* { path =, cookie =, authorization = } */
+    const char *host = c->fill_host[0] ? c->fill_host : NULL;
+    size_t hl = host ? strlen(host) : 0;
+    if (lua_istable(L, 5)) { /* { path =, cookie =, authorization =, host = } */
         lua_getfield(L, 5, "path");
         if (!lua_isnil(L, -1))
             path = luaL_checklstring(L, -1, &plen); /* the table holds it */
         lua_pop(L, 1);
         lk_cookie = opt_mode(L, 5, "cookie", lk_cookie, "fetch");
         lk_auth = opt_mode(L, 5, "authorization", lk_auth, "fetch");
+        size_t n;
+        const char *h = opt_host(L, 5, &n, "fetch");
+        if (h) {
+            host = h;
+            hl = n;
+        }
     } else {
         path = luaL_optlstring(L, 5, key, &plen);
     }
@@ -458,8 +504,8 @@ static int l_cache_fetch(lua_State *L)
         if (plen == 0 || path[0] != '/')
             return luaL_error(L, "fetch: the path must start with /");
         c->st.passes++;
-        struct pass_opts po = { .target = path, .target_len = plen,
-                                .via = true, .xff = true, .xfp = true };
+        struct pass_opts po;
+        fill_opts(&po, path, plen, host, hl);
         int e = pass_start(r, o, scratch_cache(L, w), &po);
         if (e == -2)
             return luaL_error(L, "fetch: the request body was streamed "
@@ -472,33 +518,43 @@ static int l_cache_fetch(lua_State *L)
     struct cache_obj *obj = cache_lookup(c, key, klen, loop_now(w->loop));
     if (obj && obj->hfm) {
         c->st.hit_for_miss++;
-        if (fetch_alone(r, c, o, key, klen, path, plen) < 0)
+        if (fetch_alone(r, c, o, key, klen, path, plen, host, hl) < 0)
+            return luaL_error(L, "fetch: out of memory");
+    } else if (obj && obj->state == OBJ_FILLING && !vary_match(obj, &r->m)) {
+        /* the head is in and names fields r has other values of: the
+         * response is another variant (RFC 9111 §4.1) */
+        c->st.misses++;
+        if (fetch_alone(r, c, o, key, klen, path, plen, host, hl) < 0)
             return luaL_error(L, "fetch: out of memory");
     } else if (obj && obj->state == OBJ_FILLING) {
         c->st.coalesced++;
         if (!obj->head_ready) {
-            /* the response may turn out not shareable: keep what it takes
-             * to fetch on our own (lcache_refetch) */
+            /* the response may turn out not shareable, or not r's variant:
+             * keep what it takes to fetch on our own (lcache_refetch) */
             r->fetch_kp.len = 0;
             if (buf_append(&r->fetch_kp, key, klen) < 0 ||
-                buf_append(&r->fetch_kp, path, plen) < 0)
+                buf_append(&r->fetch_kp, path, plen) < 0 ||
+                (host && buf_append(&r->fetch_kp, host, hl) < 0))
                 return luaL_error(L, "fetch: out of memory");
             r->fetch_klen = (uint32_t)klen;
+            r->fetch_plen = (uint32_t)plen;
             r->fetch_cache = c;
             r->fetch_origin = o;
         }
         serve_subscribe(r, obj, "COALESCED", false);
-    } else if (obj) {
+    } else if (obj && vary_match(obj, &r->m)) {
         c->st.hits++;
         serve_subscribe(r, obj, "HIT", false);
-    } else {
+    } else { /* nothing stored, or another variant: replaced (one per key) */
         c->st.misses++;
         obj = cache_insert(c, key, klen);
         if (obj == NULL)
             return luaL_error(L, "fetch: out of memory");
         obj->req_auth = has_authorization(r);
         serve_subscribe(r, obj, "MISS", true);
-        origin_fetch(o, path, plen, obj);
+        struct pass_opts po;
+        fill_opts(&po, path, plen, host, hl);
+        pass_fill(r, o, obj, &po);
     }
     return wait_sub(L, r);
 }
@@ -509,9 +565,10 @@ void lcache_refetch(struct req *r)
     if (r->m.c == NULL || !req_parked_on(r, &op_fetch))
         return; /* gone meanwhile (conn_close drops parked requests) */
     const char *kp = r->fetch_kp.data;
-    size_t klen = r->fetch_klen;
+    size_t klen = r->fetch_klen, plen = r->fetch_plen;
+    size_t hl = r->fetch_kp.len - klen - plen; /* 0: the client's Host */
     if (fetch_alone(r, r->fetch_cache, r->fetch_origin, kp, klen, kp + klen,
-                    r->fetch_kp.len - klen) < 0) {
+                    plen, hl ? kp + klen + plen : NULL, hl) < 0) {
         serve_error(r, 503);
         req_wake(r);
     }
@@ -676,7 +733,8 @@ static bool opt_bool(lua_State *L, int t, const char *k, bool def)
  * came (core/pass.h) and the response comes back as it arrives, never
  * cached. Yields; true once the response is queued, nil, "truncated" when
  * it broke after its head (the connection then closes). opts: host (the
- * Host sent), via, x_forwarded_for, x_forwarded_proto (false: not added). */
+ * Host sent), via, x_forwarded_for, x_forwarded_proto (false: not added),
+ * forwarded (true: an RFC 7239 element appended). */
 static int l_proxy(lua_State *L)
 {
     struct req *r = check_active_req(L, 1);
@@ -687,6 +745,7 @@ static int l_proxy(lua_State *L)
         .via = opt_bool(L, 3, "via", true),
         .xff = opt_bool(L, 3, "x_forwarded_for", true),
         .xfp = opt_bool(L, 3, "x_forwarded_proto", true),
+        .fwd = opt_bool(L, 3, "forwarded", false),
     };
     if (!lua_isnoneornil(L, 3)) {
         lua_getfield(L, 3, "host");

@@ -161,6 +161,8 @@ static void obj_free(struct cache_obj *o)
     free(o->chunks);
     free(o->sent);
     buf_free(&o->hdrs);
+    free(o->vary_req);
+    free(o->vary);
     free(o->key);
     free(o);
 }
@@ -183,8 +185,12 @@ void cache_obj_unwatch(struct cache_obj *o, struct store_waiter *sw)
             break;
         }
     sw->next = NULL;
-    if (o->stream && o->waiters == NULL)
-        fill_resume(o); /* to find it abandoned and end */
+    if (o->stream && o->waiters == NULL && o->fill_wake) {
+        /* the reader left: tell the fill, paused or not (it may still be
+         * waiting for the origin's head), so it ends now */
+        o->fill_paused = false;
+        o->fill_wake(o->fill_arg);
+    }
 }
 
 /* o changed: tell every waiter (each may unwatch itself, or drop the last

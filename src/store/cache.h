@@ -56,6 +56,12 @@ struct cache_obj {
     bool index_late;     /* not indexed yet: indexed when its head turns out
                           * storable, replaced by a marker otherwise */
     bool req_auth;       /* the request behind the fill had Authorization */
+    void *vary_req;      /* the fill's request fields until its head
+                          * (core/vary.c); freed with the object */
+    char *vary;          /* the fill's request values of the fields the
+                          * response's Vary names (core/vary.c), vary_len
+                          * bytes; NULL: no Vary */
+    size_t vary_len;
     enum obj_state state;
     int status;          /* origin status, or 502/504 when failed early */
     struct buf hdrs;     /* origin header lines to forward, "N: v\r\n"... */
@@ -109,6 +115,8 @@ struct cache {
     int64_t hfm_ms;       /* hit-for-miss marker lifetime; 0: no markers */
     bool lookup_cookie;   /* requests with Cookie are looked up (else passed) */
     bool lookup_auth;     /* requests with Authorization are looked up */
+    char fill_host[256];  /* Host fills send (luring.cache{host}); "": the
+                           * client's */
     size_t bytes, nobj;   /* charged bytes (all live objects), indexed objects */
     struct cache_obj **buckets;
     unsigned nbuckets;

@@ -7,6 +7,7 @@
 
 #include "app/worker.h"
 #include "core/fetch.h"
+#include "core/vary.h"
 #include "store/cache.h"
 
 static int test_failures;
@@ -187,8 +188,9 @@ static void test_refs_and_failure(void)
     cache_free(c);
 }
 
-/* A fill for key whose origin answers `status` with header lines `hdrs`;
- * auth: the request had Authorization; late: fetched alone (index_late). */
+/* A fill for key, for a request without fields (its Vary values: all
+ * absent), whose origin answers `status` with header lines `hdrs`; auth:
+ * the request had Authorization; late: fetched alone (index_late). */
 static struct cache_obj *respond(struct cache *c, const char *key, int status,
                                  const char *hdrs, bool auth, bool late)
 {
@@ -201,6 +203,8 @@ static struct cache_obj *respond(struct cache *c, const char *key, int status,
         cache_obj_ref(o); /* the fetch's ref */
     }
     o->req_auth = auth;
+    static struct h1_msg none;
+    vary_capture(o, &none);
     buf_append(&o->hdrs, hdrs, strlen(hdrs));
     head(o, status, 2, -1);
     return o;

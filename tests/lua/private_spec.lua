@@ -202,6 +202,21 @@ describe("responses that may not be shared (RFC 9111 §3)", function()
     assert.is_true(w.maxlat < 0.58, ("slowest %.3fs"):format(w.maxlat))
   end)
 
+  it("50 concurrent requests for a cold private 300 ms key: the joiners are released at once, all done in well under 50 x 300 ms (issue 11 point 5)", function()
+    -- no marker yet: all 50 join the first fill, whose head says private;
+    -- the 49 joiners then fetch at the same time (about 0.6 s in all)
+    local s0 = stats("main")
+    local t0 = now()
+    local w = wave(50, "/c/main/private/cold50")
+    local elapsed = now() - t0
+    print(("\n[released] 50 cold private requests in %.3fs, slowest %.3fs"):format(elapsed, w.maxlat))
+    assert.are.equal(50, w.n)
+    assert.are.equal(50, w.xc.MISS)
+    assert.are.equal(50, ngx:wait_count("/private/cold50", 50, 3, 0.1))
+    assert.are.equal(49, delta(s0, stats("main"), "released"))
+    assert.is_true(elapsed < 1.5, ("50 requests took %.3fs"):format(elapsed))
+  end)
+
   it("the owner of a private fill leaves before its head: every joiner is released", function()
     local owner = helper.connect(srv:port())
     owner:write(helper.request("GET", "/c/main/private/owner"))

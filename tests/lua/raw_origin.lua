@@ -8,6 +8,7 @@
 --                        delay = 0.3 }
 --   o:url()            "http://127.0.0.1:PORT"
 --   o:count("/name")   requests whose path (without query) was /name
+--   o:connections()    connections accepted so far
 --   o:stop()
 local helper = require "helper"
 local socket = require "socket"
@@ -51,6 +52,11 @@ function Raw:count(path)
   for line in (readfile(self._dir .. "/requests.log") or ""):gmatch("[^\n]+") do
     if line:match("^[^?]*") == path then n = n + 1 end
   end
+  return n
+end
+
+function Raw:connections()
+  local _, n = (readfile(self._dir .. "/connections.log") or ""):gsub("\n", "")
   return n
 end
 

@@ -7,12 +7,16 @@ GET /<name>[?...] answers with the file DIR/<name>.http after DELAY seconds
 (DIR/delay, default 0.3), where {id} is replaced by a number unique to the
 request and {len} by the byte length of the body (what follows the last
 CRLF CRLF). A template may hold {then}: what follows it is sent 50 ms
-after the response, unasked, on the same connection. Unknown names get a 404. Each request's path is appended to
-DIR/requests.log. Keep-alive: requests on one connection are answered in
-order until the client closes. Stops by itself after 10 minutes.
+after the response, unasked, on the same connection. A template ending in
+{close} is followed by the origin closing the connection (a close-delimited
+or a truncated body). Unknown names get a 404. Each request's path is
+appended to DIR/requests.log, and a line to DIR/connections.log for each
+connection accepted. Keep-alive: requests on one connection are answered
+in order until the client closes. Stops by itself after 10 minutes.
 """
 import itertools
 import os
+import socket
 import socketserver
 import sys
 import threading
@@ -41,16 +45,22 @@ def response(path):
         with open(os.path.join(DIR, os.path.basename(name) + ".http"), "rb") as f:
             tmpl = f.read()
     except OSError:
-        return b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", b""
+        return b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", b"", False
     raw = tmpl.replace(b"{id}", b"%d" % n)
+    close = raw.endswith(b"{close}")
+    if close:
+        raw = raw[:-len(b"{close}")]
     raw, _, later = raw.partition(b"{then}")
     cut = raw.rfind(b"\r\n\r\n") + 4
     head, body = raw[:cut], raw[cut:]
-    return head.replace(b"{len}", b"%d" % len(body)) + body, later
+    return head.replace(b"{len}", b"%d" % len(body)) + body, later, close
 
 
 class Handler(socketserver.BaseRequestHandler):
     def handle(self):
+        with lock:
+            with open(os.path.join(DIR, "connections.log"), "a") as log:
+                log.write("1\n")
         buf = b""
         while True:
             while b"\r\n\r\n" not in buf:
@@ -61,11 +71,14 @@ class Handler(socketserver.BaseRequestHandler):
             head, buf = buf.split(b"\r\n\r\n", 1)
             path = head.split(b"\r\n", 1)[0].split(b" ")[1].decode("latin-1")
             time.sleep(delay())
-            now, later = response(path)
+            now, later, close = response(path)
             self.request.sendall(now)
             if later:
                 time.sleep(0.05)
                 self.request.sendall(later)
+            if close:
+                self.request.shutdown(socket.SHUT_WR)
+                return
 
 
 class Server(socketserver.ThreadingTCPServer):

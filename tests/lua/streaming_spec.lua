@@ -16,6 +16,12 @@ app:get("/stream", function(req)
   assert(req:write("three\n"))
 end)
 
+app:get("/stream-pause", function(req)
+  req:start(200, { ["Content-Type"] = "text/plain" })
+  assert(req:write("sent\n"))
+  luring.sleep(200) -- the body is out before the handler returns
+end)
+
 app:get("/stream-cl", function(req)
   req:start(200, { ["Content-Length"] = "11" })
   req:write("hello")
@@ -156,6 +162,19 @@ describe("streaming", function()
     -- after it never runs, so a loop ignoring write() errors can't spin
     assert.is_nil(srv:stderr():find("endless-ended", 1, true),
       "handler ran on after its client closed:\n" .. srv:stderr())
+  end)
+
+  it("an HTTP/1.0 client's stream ends with the close as soon as the handler returns (RFC 9112 §6.3 (8))", function()
+    -- the last write is out before the handler returns: nothing is left
+    -- to send, and the close must come anyway (it waited for send_timeout)
+    local c = helper.connect(srv:port())
+    c:write("GET /stream-pause HTTP/1.0\r\n\r\n")
+    local t0 = helper.now()
+    local res = c:response{ timeout = 5 }
+    c:close()
+    assert.is_true(res.until_close)
+    assert.are.equal("sent\n", res.body)
+    assert.is_true(helper.now() - t0 < 2, ("closed after %.1f s"):format(helper.now() - t0))
   end)
 
   it("HEAD on a streaming GET route sends no body", function()

@@ -1,0 +1,164 @@
+/* vary.c - one variant per key (see vary.h).
+ * o->vary holds one entry per field name Vary lists, in its order:
+ *     'P' name ':' value '\n'   the fill's request had the field
+ *     'A' name ':' '\n'         it had none
+ * name lowercased, value the field's lines, each trimmed of OWS, joined
+ * with ", " (RFC 9111 §4.1: a field absent from one request matches only
+ * its absence in the other). Field values hold no CR, LF or NUL
+ * (h1_parse), so '\n' ends an entry. */
+#include "core/vary.h"
+#include "http/fields.h"
+#include "http/h1_server.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* The fields of the request behind a fill, copied (o->vary_req). */
+struct vary_req {
+    const char *head; /* the bytes f's offsets point into (after f) */
+    unsigned nf;
+    struct hdr f[];
+};
+
+static bool is_ows(char ch) { return ch == ' ' || ch == '\t'; }
+
+/* The value of the next field called name[0..nl) in f[*i..nf), trimmed
+ * (*vl bytes), *i moved past it; NULL when there is none. */
+static const char *next_value(const char *h, const struct hdr *f, unsigned nf,
+                              unsigned *i, const char *name, size_t nl,
+                              size_t *vl)
+{
+    for (; *i < nf; (*i)++) {
+        const struct hdr *x = &f[*i];
+        if (!field_name_is(h + x->name, x->nlen, name, nl))
+            continue;
+        const char *v = h + x->val, *e = v + x->vlen;
+        while (v < e && is_ows(*v))
+            v++;
+        while (e > v && is_ows(e[-1]))
+            e--;
+        (*i)++;
+        *vl = (size_t)(e - v);
+        return v;
+    }
+    return NULL;
+}
+
+int vary_capture(struct cache_obj *o, const struct h1_msg *m)
+{
+    size_t fsz = m->nhdrs * sizeof(struct hdr);
+    struct vary_req *q = malloc(sizeof *q + fsz + m->head.len);
+    if (q == NULL)
+        return -1;
+    q->nf = m->nhdrs;
+    memcpy(q->f, m->hdrs, fsz);
+    char *h = (char *)q->f + fsz;
+    if (m->head.len > 0)
+        memcpy(h, m->head.data, m->head.len);
+    q->head = h;
+    free(o->vary_req);
+    o->vary_req = q;
+    return 0;
+}
+
+/* Append the entry of field name[0..nl) as the captured request q had it. */
+static int put_entry(struct buf *b, const struct vary_req *q, const char *name,
+                     size_t nl)
+{
+    size_t start = b->len, vl;
+    unsigned i = 0;
+    const char *v = next_value(q->head, q->f, q->nf, &i, name, nl, &vl);
+    if (buf_append(b, v ? "P" : "A", 1) < 0 || buf_reserve(b, nl + 2) < 0)
+        goto oom;
+    for (size_t k = 0; k < nl; k++) {
+        char ch = name[k];
+        ch = (char)(ch >= 'A' && ch <= 'Z' ? ch + 32 : ch);
+        buf_append(b, &ch, 1);
+    }
+    buf_append(b, ":", 1);
+    for (bool first = true; v; first = false) {
+        if ((!first && buf_append(b, ", ", 2) < 0) || buf_append(b, v, vl) < 0)
+            goto oom;
+        v = next_value(q->head, q->f, q->nf, &i, name, nl, &vl);
+    }
+    if (buf_append(b, "\n", 1) < 0)
+        goto oom;
+    return 0;
+oom:
+    b->len = start;
+    return -1;
+}
+
+bool vary_record(struct cache_obj *o)
+{
+    struct vary_req *q = o->vary_req;
+    o->vary_req = NULL;
+    struct buf b = {0};
+    bool ok = true;
+    const char *p = o->hdrs.data, *end = p + o->hdrs.len;
+    while (ok && p && p < end) { /* "Name: value\r\n" lines */
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        const char *le = eol ? eol : end;
+        const char *colon = memchr(p, ':', (size_t)(le - p));
+        if (colon && field_name_is(p, (size_t)(colon - p), "vary", 4)) {
+            const char *v = colon + 1;
+            if (le > v && le[-1] == '\r')
+                le--;
+            while (ok && v < le) { /* #field-name (RFC 9110 §12.5.5) */
+                while (v < le && (*v == ',' || is_ows(*v)))
+                    v++;
+                const char *e = v;
+                while (e < le && *e != ',' && !is_ows(*e))
+                    e++;
+                if (e == v)
+                    break;
+                ok = field_is_token(v, (size_t)(e - v)) && q != NULL &&
+                     put_entry(&b, q, v, (size_t)(e - v)) == 0;
+                v = e;
+            }
+        }
+        p = eol ? eol + 1 : end;
+    }
+    free(q);
+    if (!ok || b.len == 0) {
+        buf_free(&b);
+        return ok;
+    }
+    free(o->vary);
+    o->vary = b.data;
+    o->vary_len = b.len;
+    return true;
+}
+
+bool vary_match_fields(const struct cache_obj *o, const struct h1_msg *m)
+{
+    const char *p = o->vary, *end = p + o->vary_len;
+    const char *h = m->head.data;
+    while (p < end) {
+        bool present = *p++ == 'P';
+        const char *colon = memchr(p, ':', (size_t)(end - p));
+        const char *val = colon + 1;
+        const char *eol = memchr(val, '\n', (size_t)(end - val));
+        size_t nl = (size_t)(colon - p), svl = (size_t)(eol - val), pos = 0;
+        /* walk m's lines of the field along the stored value */
+        unsigned i = 0;
+        size_t vl;
+        const char *v;
+        bool found = false;
+        while ((v = next_value(h, m->hdrs, m->nhdrs, &i, p, nl, &vl))) {
+            if (found) {
+                if (svl - pos < 2 || memcmp(val + pos, ", ", 2) != 0)
+                    return false;
+                pos += 2;
+            }
+            if (svl - pos < vl || memcmp(val + pos, v, vl) != 0)
+                return false;
+            pos += vl;
+            found = true;
+        }
+        if (found != present || pos != svl)
+            return false;
+        p = eol + 1;
+    }
+    return true;
+}

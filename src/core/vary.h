@@ -1,0 +1,38 @@
+/* vary.h - one variant per key, never the wrong one (RFC 9111 §4.1), until
+ * several variants per key come: a stored response whose Vary names
+ * request fields remembers the values the request behind its fill sent
+ * (each field's lines trimmed and joined with ", ", or absent); a request
+ * presenting other values must not be served it. */
+#ifndef LURING_VARY_H
+#define LURING_VARY_H
+
+#include <stdbool.h>
+
+#include "store/cache.h"
+
+struct h1_msg;
+
+/** Keep a copy of m's fields with o (o->vary_req) until its head is known
+ * (vary_record). 0, or -1 when out of memory: a response with Vary then
+ * is not shared. */
+int vary_capture(struct cache_obj *o, const struct h1_msg *m);
+
+/** o's head is in o->hdrs: record in o->vary the captured values of the
+ * fields its Vary lines name, and drop the copy. false when o must not be
+ * shared: Vary names something that is not a field name, or the values
+ * are not known (no copy, out of memory). `Vary: *` is fetch_head's. */
+bool vary_record(struct cache_obj *o);
+
+/** vary_match for an o with Vary (o->vary set). */
+bool vary_match_fields(const struct cache_obj *o, const struct h1_msg *m);
+
+/** May o's response go to the request m (the same values of every field
+ * its Vary names as the request behind the fill)? Without Vary, true at
+ * the cost of one test. */
+static inline bool vary_match(const struct cache_obj *o,
+                              const struct h1_msg *m)
+{
+    return o->vary == NULL || vary_match_fields(o, m);
+}
+
+#endif
