@@ -11,6 +11,8 @@ chunked, decoded here) and answered with
 The path chooses how it reads:
     /stall/<ms>/...  read nothing for <ms> ms after the head, then read
     /slow/<kib>/...  read <kib> KiB every 10 ms
+    /dieafter/<n>/...  read <n> bytes of the body, then close without an
+                     answer (logged "died <path>")
     /dropnext/...    answered; the next request on the same connection is
                      not: the connection closes when its head arrives
                      (logged "dropped <path>"), as an origin closing an
@@ -103,6 +105,13 @@ class Handler(socketserver.BaseRequestHandler):
                 rd.pace = (int(parts[2]), 0)
             h = hashlib.sha256()
             got = [0]
+            if len(parts) > 2 and parts[1] == "dieafter":
+                try:
+                    rd.take(int(parts[2]), lambda b: None)
+                except Closed:
+                    pass
+                log("died " + path)
+                return
 
             def sink(b):
                 h.update(b)

@@ -19,7 +19,7 @@ app:listen("@LISTEN@")
 local b = luring.origin{ name = "b", url = "@BODY@", keepalive = 16 }
 local n = luring.origin{ name = "n", url = "@NGINX@", keepalive = 16 }
 local function to_b(req) return luring.proxy(req, b) end
-for _, p in ipairs{ "/count/*", "/stall/*", "/slow/*", "/dropnext/*" } do
+for _, p in ipairs{ "/count/*", "/stall/*", "/slow/*", "/dropnext/*", "/dieafter/*" } do
   app:route("POST", p, to_b)
   app:route("PUT", p, to_b)
 end
@@ -307,6 +307,31 @@ describe("request bodies streamed (issue 11.1)", function()
     assert.are.equal(401, c:response{ timeout = 5 }.status)
     c:write(helper.chunked({ "GET /stats HTTP/1.1\r\n\r\n", "x" }) .. "GET /hello HTTP/1.1\r\nHost: h\r\n\r\n")
     assert.are.equal("hello\n", c:response{ timeout = 5 }.body)
+    c:close()
+  end)
+
+  it("an origin that fails mid-body gives 502; the rest of the body is discarded and the connection goes on (RFC 9110 §15.6.3)", function()
+    local c = helper.connect(srv:port(), 10)
+    local body = helper.payload(MiB, "die")
+    c:write(helper.request("POST", "/dieafter/65536/x", nil, body), 10)
+    local res = c:response{ timeout = 10 }
+    assert.are.equal(502, res.status)
+    assert(bo.log():find("died /dieafter/65536/x", 1, true), "the origin did not fail mid-body")
+    c:write("GET /hello HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert.are.equal("hello\n", c:response{ timeout = 5 }.body)
+    c:close()
+  end)
+
+  it("a FIN before the body's end: 400, the origin request aborted (RFC 9112 §6.3, §9.6)", function()
+    local c = helper.connect(srv:port(), 10)
+    c:write("POST /count/fin HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\n0123456789")
+    assert(helper.wait_until(function() return bo.log():find("start /count/fin", 1, true) end, 5),
+           "the origin did not get the request")
+    c.sock:shutdown("send")
+    local res = c:response{ timeout = 5 }
+    assert.are.equal(400, res.status)
+    assert(helper.wait_until(function() return bo.log():find("aborted /count/fin 10", 1, true) end, 5),
+           "the origin request was not ended")
     c:close()
   end)
 
