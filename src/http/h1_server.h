@@ -169,7 +169,8 @@ struct h1_server_ops {
     /** A request begins on a connection: a fresh exchange (reset), or NULL
      * when out of memory (the connection gets a 503... or closes). */
     struct h1_msg *(*request)(struct worker *w);
-    /** m's head (and body) is parsed: run its handler. The response may be
+    /** m's head is parsed: run its handler (the body, if any, is read as
+     * the handler demands it: h1_body_start). The response may be
      * complete when it returns (http_response_done) or come later. */
     void (*run)(struct h1_msg *m);
     /** m is over (its response is done, or it never got to run). */
