@@ -1363,6 +1363,8 @@ static void budget_resume(struct h1_server *srv)
         if (c->state >= CS_DRAINING)
             continue; /* closing, or a slot used again */
         http_process(c);
+        if (body_wanted(c))
+            body_pump(c); /* a body that waited in the input buffer */
         if (c->state < CS_CLOSED && (c->flags & CF_RECV_PAUSED) &&
             !(c->flags & CF_BUDGET_WAIT) &&
             c->in.len < in_limit(srv->cfg))
