@@ -325,7 +325,8 @@ static void on_cqe(void *ctx, const struct loop_cqe *cq)
 
 /* Before the ring is submitted: settle the immediate sends the kernel has
  * taken, hand queued output to the kernel (one send per connection per
- * iteration), re-arm receives and accepts. Returns whether the loop may
+ * iteration, origin connections' streamed bodies too), re-arm receives
+ * and accepts. Returns whether the loop may
  * sleep (loop_before_pt). */
 static bool before_sleep(void *ctx)
 {
@@ -333,6 +334,8 @@ static bool before_sleep(void *ctx)
     outq_imm_settle(&w->h1.imm, on_cqe, w);
     if (w->rp.deferred)
         req_run_deferred(&w->rp);
+    if (w->up.dirty)
+        origin_flush(&w->up);
     h1_before_sleep(&w->h1);
     if (!w->accept_paused && !w->stopping)
         for (unsigned i = 0; i < w->nls; i++)
@@ -388,14 +391,14 @@ static const struct h1_server_ops h1_ops = {
 
 /* A deferred request: a released cache subscriber fetches on its own; a
  * subscriber with a deliver hook sends its head; a handler waiting on an
- * origin:request reader goes on. */
+ * origin:request reader goes on; so does one whose req:body ended at once. */
 static void on_deferred(struct req *r)
 {
     if (r->released)
         lcache_refetch(r);
     else if (r->obj)
         serve_pump(r);
-    else
+    else if (!lrt_body_wake(r))
         lorigin_wake(r);
 }
 

@@ -14,6 +14,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -49,6 +51,8 @@ static struct upconn *up_alloc(struct upstreams *us)
     u->obj = NULL;
     u->out.len = 0;
     u->out_sent = 0;
+    u->sending = u->streaming = false;
+    u->body_m = NULL;
     u->file_off = 0;
     return u;
 }
@@ -146,6 +150,11 @@ static struct upconn *pool_take(struct upstreams *us, struct origin *o)
 static void finish(struct upconn *u, bool ok, int status)
 {
     struct cache_obj *obj = u->obj;
+    if (u->body_m) { /* the rest of the client's body is not sent */
+        struct h1_msg *m = u->body_m;
+        u->body_m = NULL;
+        h1_body_stop(m);
+    }
     if (obj == NULL)
         return;
     u->obj = NULL;
@@ -284,11 +293,106 @@ static const struct h1_client_ops up_ops = {
 
 /* ==== HTTP: the fetch ==== */
 
+/* Send what out holds beyond out_sent, unless a send is in flight or the
+ * connection is not up. A streamed body's progress restarts the first
+ * byte timeout: it counts from the last byte sent. */
 static void up_send(struct upstreams *us, struct upconn *u)
 {
+    if (u->sending || u->out_sent == u->out.len ||
+        (u->phase != UP_SEND && u->phase != UP_WAIT && u->phase != UP_READ))
+        return;
     loop_send(us->loop, u->s.fd, u->out.data + u->out_sent,
               u->out.len - u->out_sent, stream_ud(&u->s, OP_UP_SEND));
     stream_started(&u->s);
+    u->sending = true;
+    if (u->streaming && u->phase == UP_SEND)
+        up_arm(us, u, u->o->first_byte_timeout_ms);
+}
+
+/* ==== HTTP: a request body streamed from the client ==== */
+
+/* Send u's request bytes once this batch of completions is handled: the
+ * body bytes of every receive in the batch go in one send (a 16 KiB body
+ * comes in four 4 KiB receive buffers). */
+static void up_send_later(struct upstreams *us, struct upconn *u)
+{
+    if (u->dirty)
+        return;
+    u->dirty = true;
+    u->next_dirty = us->dirty;
+    us->dirty = u;
+}
+
+void origin_flush(struct upstreams *us)
+{
+    struct upconn *u;
+    while ((u = us->dirty) != NULL) {
+        us->dirty = u->next_dirty;
+        u->dirty = false;
+        up_send(us, u); /* nothing when closed or sending */
+    }
+}
+
+/* Bytes of a streamed body out holds at most: its capacity past the head,
+ * fixed when the request starts, so an append never moves the buffer
+ * under a send in flight. */
+#define UP_WINDOW (128 * 1024)
+#define UP_FRAMING 32  /* a chunk's size line and CRLF, the last chunk */
+
+/* How many more body bytes out takes now. */
+static size_t up_room(const struct upconn *u)
+{
+    size_t free = u->out.cap - u->out.len;
+    return free > 4096 + UP_FRAMING ? free - UP_FRAMING : 0;
+}
+
+static struct upconn *up_of_sink(struct h1_body_sink *s)
+{
+    return (struct upconn *)((char *)s - offsetof(struct upconn, sink));
+}
+
+/* h1_body_sink data: decoded body bytes go after what out holds, chunked
+ * again when the client's were (never the client's chunk bytes). */
+static size_t up_body_data(struct h1_body_sink *s, const char *p, size_t n)
+{
+    struct upconn *u = up_of_sink(s);
+    if (u->body_chunked) {
+        char size[24];
+        int k = snprintf(size, sizeof size, "%zx\r\n", n);
+        buf_append(&u->out, size, (size_t)k);
+        buf_append(&u->out, p, n);
+        buf_append(&u->out, "\r\n", 2);
+    } else {
+        buf_append(&u->out, p, n);
+    }
+    up_send_later(u->o->us, u);
+    return up_room(u);
+}
+
+/* h1_body_sink end: the body is complete, or the client's side failed. */
+static void up_body_end(struct h1_body_sink *s, int status)
+{
+    struct upconn *u = up_of_sink(s);
+    struct upstreams *us = u->o->us;
+    u->body_m = NULL;
+    if (status == 0) {
+        u->body_done = true;
+        if (u->body_chunked) /* the last chunk, no trailer (§7.1) */
+            buf_append(&u->out, "0\r\n\r\n", 5);
+        up_send_later(us, u);
+        return;
+    }
+    /* never let the origin take a cut body for a whole one */
+    log_info("origin %s: request aborted: the client's body %s", u->o->name,
+             status < 0 ? "ended with the client" : "failed");
+    finish(u, false, status > 0 ? status : 502);
+    if (u->phase == UP_FREE) { /* a fresh connection not started yet */
+        u->phase = UP_CLOSED;
+        stream_close(&u->s, false);
+        up_maybe_free(us, u);
+    } else {
+        up_close(us, u);
+    }
 }
 
 static void up_start_request(struct upstreams *us, struct upconn *u)
@@ -302,7 +406,10 @@ static void up_start_request(struct upstreams *us, struct upconn *u)
     up_arm(us, u, o->first_byte_timeout_ms);
     if (!u->s.recv_armed)
         stream_recv(us->loop, &u->s, OP_UP_RECV);
-    up_send(us, u);
+    if (u->streaming) /* with the body of this batch's receives */
+        up_send_later(us, u);
+    else
+        up_send(us, u);
 }
 
 static void up_connect(struct upstreams *us, struct upconn *u)
@@ -317,6 +424,11 @@ static void up_connect(struct upstreams *us, struct upconn *u)
         up_maybe_free(us, u);
         return;
     }
+    /* a streamed body goes out in several sends: Nagle would hold each
+     * one under a full segment until the last is acknowledged (a delayed
+     * ACK, 40 ms); nginx sets it on upstream connections too */
+    int one = 1;
+    setsockopt(u->s.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     u->phase = UP_CONNECT;
     up_arm(us, u, o->connect_timeout_ms);
     o->st.connects++;
@@ -364,6 +476,13 @@ static void up_wake(void *arg);
 void origin_request(struct origin *o, struct cache_obj *obj, unsigned flags,
                     origin_build_pt build, void *arg)
 {
+    origin_request_stream(o, obj, flags, build, arg, NULL);
+}
+
+void origin_request_stream(struct origin *o, struct cache_obj *obj,
+                           unsigned flags, origin_build_pt build, void *arg,
+                           struct h1_msg *m)
+{
     struct upstreams *us = o->us;
     o->st.requests++;
     if (o->kind != ORIGIN_HTTP) {
@@ -393,9 +512,43 @@ void origin_request(struct origin *o, struct cache_obj *obj, unsigned flags,
         obj->fill_arg = u;
     }
     u->out.len = 0;
-    if (build(arg, &u->out) < 0) {
+    u->out_sent = 0;
+    u->sending = u->body_done = u->trimmed = false;
+    u->streaming = m != NULL;
+    u->body_m = NULL;
+    if (build(arg, &u->out) < 0 ||
+        (m && buf_reserve(&u->out, UP_WINDOW) < 0)) {
         finish(u, false, 502);
         if (u->reused) { /* back to the pool, untouched */
+            u->phase = UP_WAIT;
+            up_close(us, u);
+        } else {
+            u->phase = UP_CLOSED;
+            stream_close(&u->s, false);
+            up_maybe_free(us, u);
+        }
+        return;
+    }
+    if (m) {
+        /* demanded before the request starts: what is buffered goes out
+         * with the head, in its send */
+        static const struct h1_body_sink sink = {up_body_data, up_body_end};
+        u->sink = sink;
+        u->body_chunked = m->body_chunked;
+        u->body_m = m;
+        /* not started: its phase (UP_IDLE taken from the pool, UP_FREE
+         * fresh) sends nothing yet, and up_body_end closes it right */
+        int e = h1_body_start(m, &u->sink, up_room(u));
+        if (u->obj != obj)
+            return; /* the body failed or the client left: u is closed */
+        if (e < 0) { /* not there to read (pass.c checks first) */
+            u->body_m = NULL;
+            finish(u, false, 502);
+            u->streaming = false;
+        }
+    }
+    if (u->obj != obj) { /* failed before it started */
+        if (u->reused) {
             u->phase = UP_WAIT;
             up_close(us, u);
         } else {
@@ -415,12 +568,20 @@ void origin_request(struct origin *o, struct cache_obj *obj, unsigned flags,
  * have closed it while idle. Retry once on a fresh connection. */
 static bool retry_fresh(struct upstreams *us, struct upconn *u)
 {
+    /* a streamed body is sent again only while all of it that went out
+     * is still in out (nothing trimmed) */
     if (!u->reused || u->got_bytes || u->obj == NULL ||
-        !(u->flags & ORQ_IDEMPOTENT))
+        !(u->flags & ORQ_IDEMPOTENT) || u->trimmed)
         return false;
     struct upconn *n = up_alloc(us);
     if (n == NULL)
         return false;
+    if (buf_reserve(&n->out, u->out.cap) < 0) { /* the same window */
+        n->phase = UP_CLOSED;
+        stream_close(&n->s, false);
+        up_maybe_free(us, n);
+        return false;
+    }
     n->o = u->o;
     n->obj = u->obj;
     n->flags = u->flags;
@@ -428,6 +589,16 @@ static bool retry_fresh(struct upstreams *us, struct upconn *u)
     if (n->obj->stream)
         n->obj->fill_arg = n;
     buf_append(&n->out, u->out.data, u->out.len);
+    if (u->streaming) { /* the body goes on into n */
+        n->streaming = true;
+        n->body_chunked = u->body_chunked;
+        n->body_done = u->body_done;
+        n->sink = u->sink;
+        n->body_m = u->body_m;
+        u->body_m = NULL;
+        if (n->body_m)
+            h1_body_move(n->body_m, &n->sink);
+    }
     up_close(us, u);
     up_connect(us, n);
     return true;
@@ -445,8 +616,12 @@ static void up_fail(struct upstreams *us, struct upconn *u, int status)
 static void up_done(struct upstreams *us, struct upconn *u)
 {
     struct origin *o = u->o;
+    /* a request still going out (a body the origin answered before it
+     * read it all) leaves the connection out of step: not reused */
     bool keep = h1_resp_keep_alive(&u->resp) &&
-                o->nidle < o->keepalive_max;
+                o->nidle < o->keepalive_max && !u->sending &&
+                u->out_sent == u->out.len &&
+                (!u->streaming || u->body_done);
     finish(u, true, 0);
     if (!keep) {
         up_close(us, u);
@@ -607,15 +782,29 @@ void origin_on_cqe(struct upstreams *us, const struct loop_cqe *cq)
             }
         }
     } else if (op == OP_UP_SEND) {
+        u->sending = false;
         if (!stale) {
             if (cq->res <= 0) {
                 up_fail(us, u, 502);
             } else {
                 u->out_sent += (size_t)cq->res;
                 if (u->out_sent < u->out.len) {
-                    up_send(us, u); /* short send */
-                } else if (u->phase == UP_SEND) {
-                    u->phase = UP_WAIT;
+                    up_send(us, u); /* short send, or body added since */
+                } else if (!u->streaming || u->body_done) {
+                    if (u->phase == UP_SEND)
+                        u->phase = UP_WAIT;
+                } else {
+                    /* all sent, the client's body goes on: the buffer
+                     * starts again once its window runs low (what was
+                     * sent is gone: no retry after that) */
+                    if (u->out.cap - u->out.len < UP_WINDOW / 2) {
+                        u->out.len = u->out_sent = 0;
+                        u->trimmed = true;
+                    }
+                    if (u->phase == UP_SEND) /* the client's body_timeout */
+                        timer_disarm(&u->timer);
+                    if (u->body_m)
+                        h1_body_more(u->body_m, up_room(u));
                 }
             }
         }

@@ -11,6 +11,7 @@
 
 #include "base/buf.h"
 #include "http/h1_client.h"
+#include "http/h1_server.h"
 #include "io/loop.h"
 #include "io/stream.h"
 #include "io/timer.h"
@@ -26,6 +27,7 @@ struct upstreams {
     struct upconn **slots;
     unsigned n;
     struct upconn *free;
+    struct upconn *dirty;   /* streamed bodies to send (origin_flush) */
 };
 
 enum origin_kind { ORIGIN_HTTP, ORIGIN_FILE };
@@ -73,8 +75,21 @@ struct upconn {
     bool recv_cancel;       /* the paused fill's cancel of the recv is in
                              * flight (until the recv's last completion) */
     unsigned flags;         /* ORQ_* of the request */
-    struct buf out;         /* request bytes */
+    struct buf out;         /* request bytes (a streamed body: its head,
+                             * then a window of the body, see UP_WINDOW) */
     size_t out_sent;
+    bool sending;           /* an OP_UP_SEND is in flight on out */
+    /* a request body streamed from the client (origin_request_stream) */
+    bool streaming;         /* out's body comes from body_m as it arrives */
+    bool body_chunked;      /* re-chunked: the client's body was chunked */
+    bool body_done;         /* every body byte is in out */
+    bool trimmed;           /* sent bytes of out were dropped: no retry */
+    struct h1_msg *body_m;  /* the client's request while its body streams
+                             * here (unlinked by either side's end) */
+    struct h1_body_sink sink; /* how h1_server hands it over */
+    bool dirty;             /* on us->dirty (kept across reuse of the slot:
+                             * the list skips what has nothing to send) */
+    struct upconn *next_dirty;
     struct h1_resp resp;    /* the response being parsed */
     uint64_t file_off;      /* file origin: next read offset */
     struct upconn *next;    /* pool / free list */
@@ -112,6 +127,26 @@ typedef int (*origin_build_pt)(void *arg, struct buf *out);
  * the reader leaves. */
 void origin_request(struct origin *o, struct cache_obj *obj, unsigned flags,
                     origin_build_pt build, void *arg);
+/** origin_request, with the body of the client's request m streamed after
+ * the head `build` writes (its framing given there: the client's
+ * Content-Length, or Transfer-Encoding: chunked for a chunked body, which
+ * is re-chunked as it is decoded, RFC 9112 §7.1). The body is demanded
+ * at once (h1_body_start: a 100 Continue goes to the client then) and
+ * flows with backpressure both ways: at most UP_WINDOW bytes of it wait
+ * in the request buffer, the client's receive pauses while the origin
+ * reads slowly. A body that fails (max_body_size 413, body_timeout 408,
+ * malformed 400, the client gone) aborts the origin request (closed, not
+ * reused; the object fails with that status, 502 for a client gone). A
+ * response that ends before the body was all sent leaves the rest to
+ * h1_server (discarded or closed) and the connection is not reused.
+ * Retried on a fresh connection (ORQ_IDEMPOTENT) only while every byte
+ * sent is still in the buffer. m: NULL for no streamed body. */
+void origin_request_stream(struct origin *o, struct cache_obj *obj,
+                           unsigned flags, origin_build_pt build, void *arg,
+                           struct h1_msg *m);
+/** Before the ring is submitted: send what streamed bodies added during
+ * this batch of completions, one send per connection. */
+void origin_flush(struct upstreams *us);
 /** Completion for OP_UP_* ops. */
 void origin_on_cqe(struct upstreams *us, const struct loop_cqe *cq);
 /** Completion for OP_FILE_READ. */

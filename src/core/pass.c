@@ -3,11 +3,13 @@
  * received (an absolute-form target becomes origin-form), HTTP/1.1, every
  * field but the hop-by-hop ones and those the client's Connection names,
  * Host as the client sent it unless the script sets another, Via and
- * X-Forwarded-For/-Proto added (Forwarded when asked), and the body
- * (already read whole, within max_body_size) re-framed with
- * Content-Length. Expect is not forwarded: the body is already here and
- * goes out with the head. A cache fill (pass_fill) sends the same fields
- * but the credentials, conditionals and ranges, as a GET without body. */
+ * X-Forwarded-For/-Proto added (Forwarded when asked), and the body:
+ * streamed as it arrives (origin_request_stream) with the client's
+ * Content-Length, or re-chunked when the client's was chunked; or, when
+ * the script read it whole first (req:body()), sent with Content-Length.
+ * Expect is not forwarded: luring answers it (100 Continue when the body
+ * is first demanded). A cache fill (pass_fill) sends the same fields but
+ * the credentials, conditionals and ranges, as a GET without body. */
 #include "core/pass.h"
 #include "core/deliver.h"
 #include "core/origin.h"
@@ -222,6 +224,8 @@ static int build_pass(void *arg, struct buf *out)
     const struct h1_msg *m = &x->r->m;
     const struct pass_opts *po = x->po;
     const char *h = m->head.data;
+    /* a body still to come is streamed after the head */
+    bool stream = m->body_st == H1_BODY_UNREAD;
     /* everything below fits: the head's own lines (each field once, Via
      * and X-Forwarded-For and Forwarded values twice at most, in the
      * joined lines, the Host once more, escaped, in Forwarded),
@@ -240,12 +244,21 @@ static int build_pass(void *arg, struct buf *out)
     buf_append(out, " HTTP/1.1\r\n", 11);
     bool framed = put_fields(out, x, false) || m->content_length >= 0;
     /* the body, re-framed (RFC 9112 §6.2): never the client's chunks */
-    if (framed || m->body.len > 0) {
-        char line[64];
-        int k = snprintf(line, sizeof line, "Content-Length: %zu\r\n",
-                         m->body.len);
+    char line[64];
+    int k;
+    if (stream && m->body_chunked) {
+        buf_append(out, "Transfer-Encoding: chunked\r\n", 28);
+    } else if (stream) {
+        k = snprintf(line, sizeof line, "Content-Length: %lld\r\n",
+                     (long long)m->content_length);
+        buf_append(out, line, (size_t)k);
+    } else if (framed || m->body.len > 0) {
+        k = snprintf(line, sizeof line, "Content-Length: %zu\r\n",
+                     m->body.len);
         buf_append(out, line, (size_t)k);
     }
+    if (stream)
+        return buf_append(out, "\r\n", 2);
     buf_append(out, "\r\n", 2);
     return buf_append(out, m->body.data, m->body.len);
 }
@@ -282,6 +295,9 @@ void pass_fill(const struct req *r, struct origin *o, struct cache_obj *obj,
 int pass_start(struct req *r, struct origin *o, struct cache *scratch,
                const struct pass_opts *po)
 {
+    uint8_t bst = r->m.body_st;
+    if (bst != H1_BODY_NONE && bst != H1_BODY_UNREAD && bst != H1_BODY_READ)
+        return -2; /* streamed (or failed) already: not there to send */
     struct cache_obj *obj = cache_obj_new(scratch, "(pass)", 6);
     if (obj == NULL)
         return -1;
@@ -301,6 +317,7 @@ int pass_start(struct req *r, struct origin *o, struct cache *scratch,
     if (r->m.is_head)
         flags |= ORQ_HEAD;
     struct pass_ctx x = {r, o, po};
-    origin_request(o, obj, flags, build_pass, &x);
+    origin_request_stream(o, obj, flags, build_pass, &x,
+                          bst == H1_BODY_UNREAD ? &r->m : NULL);
     return 0;
 }

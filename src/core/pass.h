@@ -26,8 +26,12 @@ struct pass_opts {
 
 /** Send r's request to HTTP origin o and subscribe r to the response, in a
  * stream object of `scratch` (core/deliver.c sends it as it arrives; r->obj
- * is NULL again once it is queued or failed). 0, or -1 when out of memory
- * (nothing started). */
+ * is NULL again once it is queued or failed). A body not read yet is
+ * streamed to the origin as it arrives (core/origin.h
+ * origin_request_stream); one read whole by the script goes with the
+ * head. 0; -1 when out of memory; -2 when the body was streamed before
+ * (nothing started either way). The client may be gone on return
+ * (r->m.c NULL). */
 int pass_start(struct req *r, struct origin *o, struct cache *scratch,
                const struct pass_opts *po);
 

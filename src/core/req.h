@@ -83,6 +83,9 @@ struct req {
     bool collect;           /* origin:fetch: wait for the whole object */
     struct cache_obj *collected; /* origin:fetch result (one ref) */
     struct store_waiter sub; /* watching obj (core/deliver.c) */
+    struct h1_body_sink bsink; /* req:body(): reads the body into m.body */
+    int body_status;        /* bsink's end: 0, an HTTP status, -1 gone;
+                             * 1 while the read goes on */
     struct req *next_free;
 };
 

@@ -83,7 +83,7 @@ static void update_timer(struct conn *c, bool progress)
     case CS_READING:
         if (c->flags & CF_IN_HEAD)
             tl = TL_HEAD;
-        else if (c->msg)
+        else if (c->msg || (c->flags & CF_DISCARD))
             tl = TL_BODY;
         else if (outq_pending(&c->out))
             tl = TL_SEND;
@@ -91,11 +91,16 @@ static void update_timer(struct conn *c, bool progress)
             tl = TL_IDLE;
         break;
     case CS_HANDLING:
+        /* a body its consumer has room for: the client owes it */
+        if (c->msg && c->msg->body_st == H1_BODY_READING && c->body_room &&
+            !(c->flags & CF_RD_EOF))
+            tl = TL_BODY;
         /* after the client's FIN its handler has send_timeout to answer
          * (a client that closed for good would otherwise keep the slot
          * for as long as a handler waits) */
-        tl = outq_pending(&c->out) || (c->flags & CF_RD_EOF) ? TL_SEND
-                                                              : TL_NONE;
+        else
+            tl = outq_pending(&c->out) || (c->flags & CF_RD_EOF) ? TL_SEND
+                                                                  : TL_NONE;
         break;
     case CS_DRAINING: tl = TL_SEND; break;
     case CS_LINGER: tl = TL_LINGER; break;
@@ -177,13 +182,20 @@ static void http_error(struct conn *c, int status)
 /* ==== parsing requests (h1_parse.h) ==== */
 
 /* Where a connection is in the request it parses. */
-enum { RS_HEAD, RS_LENGTH, RS_CHUNKED };
+enum {
+    RS_HEAD,    /* a head, or between requests */
+    RS_LENGTH,  /* a body of body_left more bytes */
+    RS_CHUNKED, /* a chunked body (c->chunk) */
+    RS_BROKEN,  /* a body that failed: nothing more is read */
+};
 
 void http_conn_init(struct conn *c)
 {
     c->rstate = RS_HEAD;
     h1_scan_init(&c->scan);
     c->body_left = 0;
+    c->body_read = 0;
+    c->body_room = 0;
 }
 
 /* The longest head accepted: the request line (method, target, version)
@@ -200,10 +212,11 @@ static size_t in_limit(const struct config *cfg)
     return h > IN_LIMIT ? h : IN_LIMIT;
 }
 
+/* The head is parsed: the handler runs, whether a body follows or not (it
+ * is read as it is demanded, h1_body_start). */
 static void run_request(struct conn *c)
 {
     struct h1_msg *m = c->msg;
-    c->rstate = RS_HEAD;
     c->state = CS_HANDLING;
     update_timer(c, false);
     c->srv->ops->run(m); /* may finish at once (http_response_done) */
@@ -268,10 +281,12 @@ static int take_head(struct conn *c, const char *p, size_t n)
     m->keep_alive = h.keep_alive;
     m->content_length = -1;
     c->flags &= (uint16_t)~CF_IN_HEAD;
+    c->body_read = 0;
+    c->body_room = 0;
     switch (h.body) {
     case H1B_LENGTH:
         if ((uint64_t)h.content_length > cfg->max_body_size)
-            return 413;
+            return 413; /* before any 100 Continue (RFC 9110 §10.1.1) */
         m->content_length = h.content_length;
         c->body_left = h.content_length;
         c->rstate = h.content_length ? RS_LENGTH : RS_HEAD;
@@ -279,33 +294,94 @@ static int take_head(struct conn *c, const char *p, size_t n)
     case H1B_CHUNKED:
         h1_chunked_init(&c->chunk, (uint32_t)cfg->max_header_size);
         c->rstate = RS_CHUNKED;
+        m->body_chunked = true;
         break;
     default:
         c->rstate = RS_HEAD;
         break;
     }
-    if (h.expect_continue && h.minor == 1 && c->rstate != RS_HEAD) {
-        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-        outq_copy(&c->out, cont, sizeof cont - 1);
+    if (c->rstate != RS_HEAD) {
+        m->body_st = H1_BODY_UNREAD;
+        /* 100 Continue waits for the body's first demand (h1_body_start);
+         * HTTP/1.0 clients don't know it (RFC 9110 §10.1.1) */
+        m->expect = h.expect_continue && h.minor == 1;
     }
     update_timer(c, true);
     return 0;
 }
 
-/* Body bytes of the request being parsed. 0, or 413 / 503. */
-static int take_body(struct conn *c, const char *p, size_t n)
+/* Decode body bytes of the current request from p[0..len), as many as
+ * c->body_room allows, for sink s (NULL: discard them; s->data NULL:
+ * append them to m->body). Returns the bytes used; *ev is 0 (the body
+ * goes on: more input or more room needed), 1 (it ended: c->rstate is
+ * RS_HEAD again) or the HTTP status it fails with (400, 413, 503). */
+static size_t body_decode(struct conn *c, struct h1_body_sink *s,
+                          const char *p, size_t len, int *ev)
 {
-    struct h1_msg *m = c->msg;
-    if (m->body.len + n > c->srv->cfg->max_body_size)
-        return 413;
-    if (buf_append(&m->body, p, n) < 0) {
-        log_err("out of memory for a request body");
-        return 503;
+    const struct config *cfg = c->srv->cfg;
+    size_t off = 0;
+    *ev = 0;
+    while (off < len && c->body_room > 0) {
+        size_t in = len - off, used, dn;
+        const char *d;
+        bool end = false;
+        /* decoded data is never more than the input it comes from: giving
+         * the decoder at most body_room bytes keeps the sink's bound */
+        if (in > c->body_room)
+            in = c->body_room;
+        if (c->rstate == RS_LENGTH) {
+            if ((int64_t)in > c->body_left)
+                in = (size_t)c->body_left;
+            d = p + off;
+            dn = used = in;
+            c->body_left -= (int64_t)in;
+            end = c->body_left == 0;
+        } else {
+            switch (h1_chunked_feed(&c->chunk, p + off, in, &used, &d, &dn)) {
+            case H1C_DATA: break;
+            case H1C_DONE: end = true; dn = 0; break;
+            case H1C_BAD:
+                log_info("request body rejected with 400: invalid chunked "
+                         "framing");
+                *ev = 400;
+                return off + used;
+            default: dn = 0; break;
+            }
+        }
+        off += used;
+        if (dn) {
+            c->body_read += (int64_t)dn;
+            if ((uint64_t)c->body_read > cfg->max_body_size) {
+                log_info("request body rejected with 413: over max_body_size "
+                         "(%zu bytes)", cfg->max_body_size);
+                *ev = 413;
+                return off;
+            }
+            if (s == NULL) {
+                /* discarded */
+            } else if (s->data) {
+                c->body_room = s->data(s, d, dn);
+            } else {
+                struct h1_msg *m = c->msg;
+                if (buf_append(&m->body, d, dn) < 0) {
+                    log_err("out of memory for a request body");
+                    *ev = 503;
+                    return off;
+                }
+                msg_account(m);
+                if (over_budget(c->srv))
+                    budget_wait(c); /* what has arrived is kept */
+            }
+        }
+        if (end) {
+            c->rstate = RS_HEAD;
+            *ev = 1;
+            return off;
+        }
+        if (used == 0 && dn == 0)
+            break;
     }
-    msg_account(m);
-    if (over_budget(c->srv))
-        budget_wait(c); /* what has arrived is kept; no more is read */
-    return 0;
+    return off;
 }
 
 /* Parse one step of the request from p[0..len): *used bytes taken. 1: the
@@ -337,41 +413,32 @@ static int parse_step(struct conn *c, const char *p, size_t len, size_t *used)
         if (e)
             return e;
         *used = end;
-        return c->rstate == RS_HEAD;
+        return 1; /* a body, if any, is read as its handler demands it */
     }
-    case RS_LENGTH: {
-        size_t take = len;
-        if ((int64_t)take > c->body_left)
-            take = (size_t)c->body_left;
-        int e = take_body(c, p, take);
-        if (e)
-            return e;
-        *used = take;
-        c->body_left -= (int64_t)take;
-        update_timer(c, true);
-        if (c->body_left)
-            return 0;
-        c->rstate = RS_HEAD;
-        return 1;
-    }
+    case RS_LENGTH:
     case RS_CHUNKED: {
-        const char *d;
-        size_t dn;
-        enum h1_chunk_res r = h1_chunked_feed(&c->chunk, p, len, used, &d, &dn);
-        switch (r) {
-        case H1C_DATA: {
-            int e = take_body(c, d, dn);
-            if (e)
-                return e;
-            update_timer(c, true);
+        /* the unread body of a request already answered (CF_DISCARD):
+         * read and dropped, under max_body_size and body_timeout */
+        int ev;
+        *used = body_decode(c, NULL, p, len, &ev);
+        if (ev > 1) {
+            /* where the next request starts can't be told: what is
+             * queued goes out, then the connection closes */
+            c->flags &= (uint16_t)~CF_DISCARD;
+            c->rstate = RS_HEAD;
+            c->state = CS_DRAINING;
+            c->in.len = 0;
+            *used = len;
+            if (outq_pending(&c->out) == 0)
+                conn_close(c);
+            else
+                update_timer(c, true);
             return 0;
         }
-        case H1C_DONE: c->rstate = RS_HEAD; return 1;
-        case H1C_BAD:
-            log_info("request rejected with 400: invalid chunked body");
-            return 400;
-        default: update_timer(c, true); return 0;
-        }
+        if (ev == 1)
+            c->flags &= (uint16_t)~CF_DISCARD;
+        update_timer(c, true);
+        return 0;
     }
     }
     return 400;
@@ -382,6 +449,8 @@ static int parse_step(struct conn *c, const char *p, size_t len, size_t *used)
 static size_t run_input(struct conn *c, const char *p, size_t len)
 {
     size_t off = 0;
+    uint16_t parsing = c->flags & CF_PARSING;
+    c->flags |= CF_PARSING;
     while (off < len && c->state == CS_READING &&
            outq_pending(&c->out) < OUT_HIGH) {
         if (c->rstate == RS_HEAD && !(c->flags & CF_IN_HEAD) &&
@@ -395,6 +464,7 @@ static size_t run_input(struct conn *c, const char *p, size_t len)
                 break;
             }
             budget_log(c->srv, "503 to a new request");
+            c->flags = (uint16_t)((c->flags & ~CF_PARSING) | parsing);
             http_error(c, 503);
             return len;
         }
@@ -402,14 +472,22 @@ static size_t run_input(struct conn *c, const char *p, size_t len)
         int r = parse_step(c, p + off, len - off, &n);
         off += n;
         if (r > 1) {
+            c->flags = (uint16_t)((c->flags & ~CF_PARSING) | parsing);
             http_error(c, r);
             return len;
         }
-        if (r == 1)
+        if (r == 1) {
+            /* a body its handler demands at once is taken from here */
+            c->pend = p + off;
+            c->pend_len = len - off;
+            c->pend_used = 0;
             run_request(c);
-        else if (n == 0)
+            off += c->pend_used;
+            c->pend = NULL;
+        } else if (n == 0)
             break; /* a partial head: kept by the caller */
     }
+    c->flags = (uint16_t)((c->flags & ~CF_PARSING) | parsing);
     if (c->state == CS_DRAINING || c->state == CS_LINGER ||
         c->state >= CS_CLOSED)
         return len; /* closing: the rest is discarded */
@@ -434,8 +512,173 @@ static void keep_input(struct conn *c, const char *p, size_t len)
         budget_wait(c);
 }
 
+/* ==== request bodies (see h1_server.h) ==== */
+
+/* Does c's running request have a consumer with room for body bytes? */
+static bool body_wanted(const struct conn *c)
+{
+    return c->state == CS_HANDLING && c->msg &&
+           c->msg->body_st == H1_BODY_READING && c->body_room > 0;
+}
+
+/* The body of c's request ended (ev 1) or failed (ev: an HTTP status; -1
+ * the client is gone): its sink is detached, then told. The sink's end
+ * may finish the response, release the exchange or close c: nothing of
+ * them is touched after it. */
+static void body_finish(struct conn *c, int ev)
+{
+    struct h1_msg *m = c->msg;
+    struct h1_body_sink *s = m->sink;
+    m->sink = NULL;
+    if (ev == 1) {
+        m->body_st = s && s->data ? H1_BODY_PASSED : H1_BODY_READ;
+        ev = 0;
+    } else {
+        /* where the body ends can't be known any more: what follows it
+         * is never read as a request, the connection closes after the
+         * response */
+        m->body_st = H1_BODY_FAILED;
+        m->body_err = ev;
+        m->keep_alive = false;
+        m->expect = false;
+        c->rstate = RS_BROKEN;
+        c->flags |= CF_CLOSE_AFTER;
+        c->in.len = 0;
+    }
+    update_timer(c, true);
+    if (s)
+        s->end(s, ev);
+}
+
+/* Hand c's buffered input to the body's sink, as far as it has room;
+ * read again below the input limit; close once a FIN leaves the body
+ * short. */
+static void body_pump(struct conn *c)
+{
+    struct h1_msg *m = c->msg;
+    if (c->flags & CF_PARSING) {
+        /* demanded by a handler run_input is running: from the input it
+         * walks, straight to the sink (the head's own send can carry it);
+         * the rest (input buffer, FIN) once run_input is done */
+        if (c->pend && c->pend_used < c->pend_len && body_wanted(c)) {
+            int ev;
+            size_t n = body_decode(c, m->sink, c->pend + c->pend_used,
+                                   c->pend_len - c->pend_used, &ev);
+            c->pend_used += n;
+            if (ev)
+                body_finish(c, ev);
+            else
+                update_timer(c, true);
+        }
+        return;
+    }
+    if (c->in.len && body_wanted(c)) {
+        int ev;
+        size_t n = body_decode(c, m->sink, c->in.data, c->in.len, &ev);
+        buf_consume(&c->in, n);
+        if (ev) {
+            if ((c->flags & (CF_RECV_PAUSED | CF_BUDGET_WAIT)) ==
+                    CF_RECV_PAUSED && ev == 1 &&
+                c->in.len < in_limit(c->srv->cfg))
+                conn_resume_recv(c);
+            body_finish(c, ev);
+            return;
+        }
+        if (n)
+            update_timer(c, true);
+    }
+    if (c->state != CS_HANDLING || m == NULL ||
+        m->body_st != H1_BODY_READING)
+        return;
+    if (c->in.len < in_limit(c->srv->cfg) &&
+        (c->flags & (CF_RECV_PAUSED | CF_BUDGET_WAIT)) == CF_RECV_PAUSED)
+        conn_resume_recv(c);
+    if ((c->flags & CF_RD_EOF) && c->in.len == 0) {
+        /* the client's FIN cut the body short: it can never end (the
+         * client may still read: it gets a 400 if nothing was sent) */
+        log_info("request body rejected with 400: cut short by the "
+                 "client's FIN");
+        body_finish(c, 400);
+    }
+}
+
+int h1_body_start(struct h1_msg *m, struct h1_body_sink *s, size_t room)
+{
+    struct conn *c = m->c;
+    if (c == NULL || m->body_st != H1_BODY_UNREAD)
+        return -1;
+    m->sink = s;
+    m->body_st = H1_BODY_READING;
+    c->body_room = room;
+    if (m->expect) {
+        /* the body is wanted now: tell the client to send it, unless a
+         * final response already went out (RFC 9110 §10.1.1) */
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        m->expect = false;
+        if (!m->head_sent)
+            outq_copy(&c->out, cont, sizeof cont - 1);
+    }
+    update_timer(c, true);
+    body_pump(c);
+    return 0;
+}
+
+void h1_body_more(struct h1_msg *m, size_t room)
+{
+    struct conn *c = m->c;
+    if (c == NULL || m->body_st != H1_BODY_READING)
+        return;
+    bool was = c->body_room > 0;
+    c->body_room = room;
+    if (!was)
+        update_timer(c, true);
+    body_pump(c);
+}
+
+void h1_body_stop(struct h1_msg *m)
+{
+    if (m->body_st != H1_BODY_READING)
+        return;
+    m->sink = NULL;
+    m->body_st = H1_BODY_STOPPED;
+    if (m->c) {
+        m->c->body_room = 0;
+        update_timer(m->c, false);
+    }
+}
+
+void h1_body_move(struct h1_msg *m, struct h1_body_sink *s)
+{
+    if (m->body_st == H1_BODY_READING)
+        m->sink = s;
+}
+
+/* A sink still attached when its exchange ends early (the response is
+ * done or aborted, the client is gone): it hears -1. */
+static void body_detach(struct h1_msg *m)
+{
+    struct h1_body_sink *s = m->sink;
+    if (s == NULL)
+        return;
+    m->sink = NULL;
+    m->body_st = H1_BODY_FAILED;
+    m->body_err = -1;
+    s->end(s, -1);
+}
+
 void http_on_data(struct conn *c, const char *p, size_t len)
 {
+    if (c->in.len == 0 && body_wanted(c)) {
+        /* straight from the receive buffer to the sink: one copy */
+        int ev;
+        size_t n = body_decode(c, c->msg->sink, p, len, &ev);
+        p += n;
+        len -= n;
+        if (ev)
+            body_finish(c, ev); /* may end the response: state changes */
+        else
+            update_timer(c, true);
+    }
     switch (c->state) {
     case CS_READING:
         if (c->in.len == 0) {
@@ -445,9 +688,15 @@ void http_on_data(struct conn *c, const char *p, size_t len)
             keep_input(c, p, len);
             http_process(c);
         }
+        if (c->in.len && body_wanted(c))
+            body_pump(c); /* demanded while the head was being parsed */
         break;
     case CS_HANDLING:
+        if (c->rstate == RS_BROKEN)
+            break; /* after a failed body nothing more is read */
         keep_input(c, p, len);
+        if (c->state == CS_HANDLING && body_wanted(c))
+            body_pump(c);
         break;
     default: /* draining, lingering or closed: input is discarded */
         break;
@@ -456,7 +705,9 @@ void http_on_data(struct conn *c, const char *p, size_t len)
 
 void http_process(struct conn *c)
 {
-    if (c->state != CS_READING || c->in.len == 0)
+    /* nested in run_input (a handler answered inside it): the loop there
+     * goes on with the input */
+    if (c->state != CS_READING || c->in.len == 0 || (c->flags & CF_PARSING))
         return;
     size_t n = run_input(c, c->in.data, c->in.len);
     if (c->state >= CS_CLOSED)
@@ -465,6 +716,8 @@ void http_process(struct conn *c)
     if (c->in.len < in_limit(c->srv->cfg) &&
         (c->flags & (CF_RECV_PAUSED | CF_BUDGET_WAIT)) == CF_RECV_PAUSED)
         conn_resume_recv(c);
+    if (body_wanted(c))
+        body_pump(c); /* demanded while the head was being parsed */
 }
 
 /* The client half-closed (or closed) its side: nothing more will come.
@@ -492,13 +745,24 @@ static void http_on_eof(struct conn *c)
     update_timer(c, false);
     if (c->state == CS_READING)
         http_process(c);
+    else if (c->state == CS_HANDLING && c->msg &&
+             c->msg->body_st == H1_BODY_READING)
+        body_pump(c); /* the body is cut short unless all of it is in */
     if (c->state < CS_CLOSED)
         eof_finish(c);
 }
 
 void http_on_timeout(struct conn *c, enum tlist tl)
 {
-    if ((tl == TL_HEAD && (c->flags & CF_IN_HEAD)) || tl == TL_BODY)
+    if (tl == TL_BODY && c->state == CS_HANDLING && c->msg &&
+        c->msg->body_st == H1_BODY_READING)
+        body_finish(c, 408); /* its consumer answers 408 or closes */
+    else if (tl == TL_BODY && (c->flags & CF_DISCARD))
+        conn_close(c); /* the response went out already */
+    else if (tl == TL_BODY && c->state == CS_HANDLING)
+        update_timer(c, false); /* the body's consumer has no room: the
+                                   client is not waited for */
+    else if ((tl == TL_HEAD && (c->flags & CF_IN_HEAD)) || tl == TL_BODY)
         http_error(c, 408);
     else
         conn_close(c); /* idle, no send progress, or linger over */
@@ -655,7 +919,10 @@ void http_head_end(struct h1_msg *m, int64_t content_length)
         PUT("Transfer-Encoding: chunked\r\n");
         m->chunked = !m->is_head;
     }
-    if ((c->flags & CF_CLOSE_AFTER) || srv->stopping)
+    /* answered before the body it asked to send was wanted: the client
+     * may send it or not, so where the next request starts is unknown
+     * (RFC 9110 §10.1.1: say that the connection closes) */
+    if ((c->flags & CF_CLOSE_AFTER) || srv->stopping || m->expect)
         m->keep_alive = false;
     if (!m->keep_alive)
         PUT("Connection: close\r\n");
@@ -743,6 +1010,9 @@ void http_response_done(struct h1_msg *m)
         m->keep_alive = false;
     }
     bool keep = m->keep_alive;
+    body_detach(m); /* a consumer still attached: the body isn't wanted */
+    if (c->state >= CS_CLOSED)
+        return;
     c->msg = NULL;
     m->srv->ops->release(m);
     if (c->state >= CS_CLOSED)
@@ -759,6 +1029,13 @@ void http_response_done(struct h1_msg *m)
         }
     } else {
         c->state = CS_READING;
+        if (c->rstate == RS_LENGTH || c->rstate == RS_CHUNKED) {
+            /* a body nobody read (all of it, or the rest after its
+             * consumer stopped): read and dropped before the next
+             * request (nginx's discarded body) */
+            c->flags |= CF_DISCARD;
+            c->body_room = SIZE_MAX;
+        }
     }
     /* Pipelined input left in c->in is parsed by the caller: run_input's
      * loop when the handler finished at once, the resumed handler
@@ -769,6 +1046,9 @@ void http_response_done(struct h1_msg *m)
 void http_response_abort(struct h1_msg *m)
 {
     struct conn *c = m->c;
+    body_detach(m);
+    if (c->state >= CS_CLOSED)
+        return;
     c->msg = NULL;
     m->srv->ops->release(m);
     if (c->state >= CS_CLOSED)
@@ -797,6 +1077,10 @@ void h1_msg_reset(struct h1_msg *m)
     m->method = H1_M_OTHER;
     m->nhdrs = 0;
     m->body.len = 0;
+    m->sink = NULL;
+    m->body_st = H1_BODY_NONE;
+    m->body_chunked = m->expect = false;
+    m->body_err = 0;
     m->content_length = -1;
     m->keep_alive = false;
     m->is_head = false;
@@ -962,6 +1246,7 @@ void conn_close(struct conn *c)
     if (m) {
         c->msg = NULL;
         m->c = NULL;
+        body_detach(m); /* a consumer of its body hears -1 */
         c->srv->ops->abort(m); /* whatever it is parked on is cancelled */
     }
     /* wakes the multishot recv (ends with 0) and fails pending sends */
@@ -1078,6 +1363,8 @@ static void budget_resume(struct h1_server *srv)
         if (c->state >= CS_DRAINING)
             continue; /* closing, or a slot used again */
         http_process(c);
+        if (body_wanted(c))
+            body_pump(c); /* a body that waited in the input buffer */
         if (c->state < CS_CLOSED && (c->flags & CF_RECV_PAUSED) &&
             !(c->flags & CF_BUDGET_WAIT) &&
             c->in.len < in_limit(srv->cfg))

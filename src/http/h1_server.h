@@ -44,6 +44,10 @@ enum {
     CF_CLOSE_AFTER = 1 << 7, /* close once the response is sent */
     CF_BUDGET_WAIT = 1 << 8, /* on the budget list: input paused until the
                                 connection buffers are below the budget */
+    CF_DISCARD = 1 << 9,     /* reading the unread body of a request already
+                                answered, to drop it (keep-alive) */
+    CF_PARSING = 1 << 10,    /* run_input walks its input: body bytes are
+                                taken from `in` only once it is done */
 };
 
 /* Which timeout a connection waits under (io/timer.h queues, one per
@@ -58,11 +62,17 @@ struct conn {
     unsigned listener;
     struct h1_msg *msg;     /* the exchange being parsed or handled */
     /* the request being parsed */
-    uint8_t rstate;         /* RS_HEAD, RS_LENGTH, RS_CHUNKED */
+    uint8_t rstate;         /* RS_HEAD, RS_LENGTH, RS_CHUNKED, RS_BROKEN */
     struct h1_scan scan;    /* RS_HEAD: how far its end was looked for */
     int64_t body_left;      /* RS_LENGTH: body bytes still to come */
+    int64_t body_read;      /* decoded body bytes so far (max_body_size) */
+    size_t body_room;       /* body bytes its consumer takes now */
     struct h1_chunked chunk; /* RS_CHUNKED: the decoder */
     struct buf in;          /* received, not yet parsed (pipelined input) */
+    const char *pend;       /* CF_PARSING: the input after the head of the
+                             * request being run, which its body may be
+                             * taken from at once (pend_used bytes) */
+    size_t pend_len, pend_used;
     size_t in_held;         /* what `in` has charged the budget */
     struct outq out;
     /* timeout */
@@ -85,6 +95,37 @@ struct conn {
  * parsed request head and body, and the response's framing. The layer
  * above embeds it in its own request (core/req.h) and makes it through
  * h1_server_ops.request. */
+/* The consumer of a request body that is read as it arrives (struct
+ * h1_msg's sink): an origin request streaming it, or a whole-body read. */
+struct h1_body_sink {
+    /** n decoded body bytes at p (valid during the call only). Returns how
+     * many more bytes it takes now; 0: it has no room, h1_body_more tells
+     * when it has. NULL: the bytes are appended to m->body (a whole-body
+     * read; max_body_size bounds it). */
+    size_t (*data)(struct h1_body_sink *s, const char *p, size_t n);
+    /** The body ended and the sink is detached: 0 complete; an HTTP status
+     * when it failed: 400 malformed chunked framing, 408 body_timeout,
+     * 413 max_body_size (RFC 9110 §15.5.14), 503 out of memory (the
+     * exchange will not keep its connection); -1 the client is gone (the
+     * exchange is being aborted: don't answer). May run inside any
+     * h1_server call that reads input. */
+    void (*end)(struct h1_body_sink *s, int status);
+};
+
+/* Where a request's body is (struct h1_msg's body_st). */
+enum h1_body_st {
+    H1_BODY_NONE,     /* no body (none announced, or Content-Length: 0) */
+    H1_BODY_UNREAD,   /* announced, not demanded yet: arriving bytes wait in
+                         the connection's input buffer (bounded, then the
+                         receive pauses) */
+    H1_BODY_READING,  /* a sink takes it as it arrives */
+    H1_BODY_READ,     /* complete, in m->body (a whole-body read) */
+    H1_BODY_PASSED,   /* complete, handed to a sink that took it along */
+    H1_BODY_STOPPED,  /* its sink stopped part-way (h1_body_stop): the rest
+                         is discarded or the connection closes */
+    H1_BODY_FAILED,   /* failed (body_err) or the client is gone */
+};
+
 struct h1_msg {
     struct conn *c;         /* NULL once the client is gone */
     struct h1_server *srv;  /* the server that parsed it */
@@ -95,8 +136,14 @@ struct h1_msg {
     uint32_t method_off, method_len; /* the method in head */
     struct hdr hdrs[H1_MAX_HEADERS]; /* field lines, offsets into head */
     unsigned nhdrs;
-    struct buf body;
+    struct buf body;        /* after a whole-body read (h1_body_read) */
     size_t held;            /* what head and body have charged srv->budget */
+    struct h1_body_sink *sink; /* H1_BODY_READING: its consumer */
+    uint8_t body_st;        /* enum h1_body_st */
+    bool body_chunked;      /* the client framed it chunked (else by
+                             * content_length) */
+    bool expect;            /* Expect: 100-continue, 100 not sent yet */
+    int body_err;           /* H1_BODY_FAILED: the status, -1 gone */
     uint8_t method;         /* enum h1_method */
     uint8_t http_minor;
     bool keep_alive;
@@ -122,7 +169,8 @@ struct h1_server_ops {
     /** A request begins on a connection: a fresh exchange (reset), or NULL
      * when out of memory (the connection gets a 503... or closes). */
     struct h1_msg *(*request)(struct worker *w);
-    /** m's head (and body) is parsed: run its handler. The response may be
+    /** m's head is parsed: run its handler (the body, if any, is read as
+     * the handler demands it: h1_body_start). The response may be
      * complete when it returns (http_response_done) or come later. */
     void (*run)(struct h1_msg *m);
     /** m is over (its response is done, or it never got to run). */
@@ -225,6 +273,33 @@ void http_response_done(struct h1_msg *m);
  * connection closes, cutting this response short. */
 void http_response_abort(struct h1_msg *m);
 const char *http_reason(int status);
+
+/* ==== request bodies, read as they arrive ====
+ * The handler runs once the head is parsed. Body bytes that arrive before
+ * anyone demands them wait in the connection's input buffer, at most
+ * IN_LIMIT (64 KiB or one head), then the receive pauses. A demand sends
+ * 100 Continue first when the client asked for it (RFC 9110 §10.1.1). The
+ * body is decoded from its framing (RFC 9112 §6.3, §7.1) and bounded by
+ * max_body_size (413) and body_timeout (408). A body nobody read is
+ * discarded at the response's end when the connection stays open (read
+ * and dropped under the same bounds), or the connection closes; the next
+ * pipelined request is parsed only after the body's end. */
+
+/** Stream m's body to s, which takes `room` bytes now. Sends 100 Continue
+ * if the client expects it. s->end may run before this returns (the body
+ * was all buffered, or failed). 0, or -1 when the body is not there to
+ * read: none, already read, streamed or failed (s is not attached). */
+int h1_body_start(struct h1_msg *m, struct h1_body_sink *s, size_t room);
+/** The sink has room for `room` more bytes: buffered bytes go to it now,
+ * and the receive goes on. Its data/end may run before this returns. */
+void h1_body_more(struct h1_msg *m, size_t room);
+/** The sink wants no more (its origin failed or answered): detached
+ * without its end; the rest of the body is discarded or the connection
+ * closes at the response's end. */
+void h1_body_stop(struct h1_msg *m);
+/** s takes the place of the attached sink (a retry on a new origin
+ * connection). */
+void h1_body_move(struct h1_msg *m, struct h1_body_sink *s);
 /** The client's address (text, into addr[n]) and port: 0, or -1 when the
  * client is gone or the socket has no peer (getpeername each call). */
 int h1_peer(const struct h1_msg *m, char *addr, size_t n, int *port);

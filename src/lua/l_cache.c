@@ -408,6 +408,12 @@ static const struct req_op op_collect = {
 /* Yield until the subscription ends, unless it already has. */
 static int wait_sub(lua_State *L, struct req *r)
 {
+    if (r->m.c == NULL) { /* the client left while it started */
+        serve_unsubscribe(r);
+        lua_pushnil(L);
+        lua_pushliteral(L, "closed");
+        return 2;
+    }
     if (r->obj) {
         req_park(r, &op_fetch);
         return lua_yield(L, 0);
@@ -541,7 +547,11 @@ static int l_cache_fetch(lua_State *L)
         c->st.passes++;
         struct pass_opts po;
         fill_opts(&po, path, plen, host, hl);
-        if (pass_start(r, o, scratch_cache(L, w), &po) < 0)
+        int e = pass_start(r, o, scratch_cache(L, w), &po);
+        if (e == -2)
+            return luaL_error(L, "fetch: the request body was streamed "
+                                 "already");
+        if (e < 0)
             return luaL_error(L, "fetch: out of memory");
         r->xcache = "PASS";
         return wait_sub(L, r);
@@ -807,7 +817,11 @@ static int l_proxy(lua_State *L)
         return 1;
     }
     struct cache *scratch = scratch_cache(L, lrt_current());
-    if (pass_start(r, o, scratch, &po) < 0)
+    int e = pass_start(r, o, scratch, &po);
+    if (e == -2)
+        return luaL_error(L, "luring.proxy: the request body was streamed "
+                             "already");
+    if (e < 0)
         return luaL_error(L, "luring.proxy: out of memory");
     return wait_sub(L, r);
 }

@@ -8,6 +8,7 @@
 #include <lauxlib.h>
 #include <lualib.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,11 +90,96 @@ static int l_req_headers(lua_State *L)
     return 1;
 }
 
+/* req:body(): the whole body, read as it arrives (h1_body_start with a
+ * sink that appends to m.body; max_body_size and body_timeout apply).
+ * A body that fails (400, 408, 413) ends the handler there: the client
+ * gets that status, or the connection closes if the response started (as
+ * OpenResty's ngx.req.read_body finalizes the request). */
+static void body_end(struct h1_body_sink *s, int status)
+{
+    struct req *r = (struct req *)((char *)s - offsetof(struct req, bsink));
+    r->body_status = status;
+    /* gone (-1): the abort that follows cancels the wait */
+    if (status >= 0 && req_parked(r))
+        req_wake(r);
+}
+
+static bool body_cancel(struct req *r)
+{
+    (void)r;
+    return true; /* the sink was detached before the abort */
+}
+
+static void respond_status(struct req *r, int status);
+
+static void body_resume(struct req *r)
+{
+    if (r->body_status == 0) {
+        lua_pushlstring(r->co, r->m.body.data ? r->m.body.data : "",
+                        r->m.body.len);
+        lrt_continue(r, 1);
+        return;
+    }
+    /* the handler ends at its req:body() */
+    lrt_drop_thread(r);
+    r->running = false;
+    if (r->m.c == NULL)
+        req_put(r);
+    else if (r->m.head_sent)
+        http_response_abort(&r->m);
+    else
+        respond_status(r, r->body_status);
+}
+
+static const struct req_op op_body = {
+    "body", body_cancel, body_resume, NULL,
+};
+
 static int l_req_body(lua_State *L)
 {
     struct req *r = lrt_check_req(L, 1);
-    lua_pushlstring(L, r->m.body.data ? r->m.body.data : "", r->m.body.len);
-    return 1;
+    switch (r->m.body_st) {
+    case H1_BODY_NONE:
+    case H1_BODY_READ:
+        lua_pushlstring(L, r->m.body.data ? r->m.body.data : "",
+                        r->m.body.len);
+        return 1;
+    case H1_BODY_UNREAD:
+        break;
+    default:
+        lua_pushnil(L);
+        lua_pushstring(L, r->m.c == NULL ? "closed" : "consumed");
+        return 2;
+    }
+    if (cur_rt->cur != r || L != r->co)
+        return luaL_error(L, "req:body: only in the handler's own coroutine "
+                             "(it may wait for the body)");
+    static const struct h1_body_sink ops = {NULL, body_end};
+    r->bsink = ops;
+    r->body_status = 1;
+    h1_body_start(&r->m, &r->bsink, SIZE_MAX);
+    if (r->body_status == 0) { /* all of it was buffered already */
+        lua_pushlstring(L, r->m.body.data ? r->m.body.data : "",
+                        r->m.body.len);
+        return 1;
+    }
+    if (r->body_status < 0) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "closed");
+        return 2;
+    }
+    req_park(r, &op_body);
+    if (r->body_status > 1)
+        req_defer(r); /* failed at once: ended from outside the handler */
+    return lua_yield(L, 0);
+}
+
+bool lrt_body_wake(struct req *r)
+{
+    if (!req_parked_on(r, &op_body))
+        return false;
+    req_wake(r);
+    return true;
 }
 
 /* ==== script states ==== */
@@ -813,6 +899,20 @@ static void respond_500(struct req *r)
     http_head_add(&r->m, "Content-Type", 12, "text/plain", 10);
     http_head_end(&r->m, sizeof body - 1);
     http_body(&r->m, body, sizeof body - 1, NULL, NULL, 0);
+    http_response_done(&r->m);
+}
+
+/* A plain-text response with `status` (a failed body: 400, 408, 413, 503;
+ * the connection closes after it, see h1_server.c body_finish). */
+static void respond_status(struct req *r, int status)
+{
+    const char *reason = http_reason(status);
+    size_t n = strlen(reason);
+    http_head_begin(&r->m, status);
+    http_head_add(&r->m, "Content-Type", 12, "text/plain", 10);
+    http_head_end(&r->m, (int64_t)n + 1);
+    http_body(&r->m, reason, n, NULL, NULL, 0);
+    http_body(&r->m, "\n", 1, NULL, NULL, 0);
     http_response_done(&r->m);
 }
 

@@ -137,6 +137,10 @@ void lorigin_req_end(struct req *r);
  * subscriber: wake it if it waits on a reader whose head or next piece
  * has come. */
 void lorigin_wake(struct req *r);
+/** A deferred request parked in req:body() whose body ended at once (it
+ * failed while the handler was still on the stack): resume it. false when
+ * r is not parked there (nothing done). */
+bool lrt_body_wake(struct req *r);
 /** Close every reader (the worker ends; before the scratch cache goes). */
 void lorigin_cleanup(struct lrt *rt);
 
