@@ -1,0 +1,156 @@
+-- Cache poisoning and request forging through what fills now forward (the
+-- client's Host and fields, core/pass.c) and through Vary (core/vary.c):
+-- a hostile client or origin must not get a response stored for other
+-- clients that they would not get from the origin themselves, nor make
+-- luring send the origin anything but one well-formed request per fill.
+-- Origins: a real nginx echoing what it received ($http_*), and
+-- raw_origin.py for responses nginx can't be made to send.
+local helper = require "helper"
+local origin = require "origin"
+local raw_origin = require "raw_origin"
+local socket = require "socket"
+
+local LOCATIONS = [[
+    location /page/ {
+      add_header Cache-Control "max-age=60";
+      echo "host=$http_host";
+    }
+    location /cors/ {
+      add_header Cache-Control "max-age=60";
+      add_header Vary "Origin";
+      echo "origin=$http_origin";
+    }
+    location /ip/ {
+      add_header Cache-Control "max-age=60";
+      add_header Vary "X-Forwarded-For";
+      echo "xff=$http_x_forwarded_for";
+    }
+    location /echo/ {
+      echo "host=$http_host";
+    }
+]]
+
+local SCRIPT = [[
+local app = luring.app()
+app:listen("@LISTEN@")
+local o = luring.origin{ name = "o", url = "@ORIGIN@" }
+local r = luring.origin{ name = "r", url = "@RAW@" }
+local c = luring.cache{ name = "c" }
+local function unescape(s)
+  return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+app:get("/cors/*", function(req) return c:fetch(req, req.path, o) end)
+app:get("/ip/*", function(req) return c:fetch(req, req.path, o) end)
+app:get("/echo/*", function(req) return c:fetch(req, req.path, o) end)
+app:get("/bomb/*", function(req) return c:fetch(req, req.path, r, "/bomb") end)
+-- a script that builds the origin path from decoded client input
+app:get("/decoded/*", function(req)
+  return c:fetch(req, "k", r, "/" .. unescape(req.params["*"]))
+end)
+app:get("/decoded-pass/*", function(req)
+  return c:fetch(req, "k", r, "/" .. unescape(req.params["*"]))
+end)
+app:get("/direct/*", function(req)
+  local st, _, body = r:fetch("/" .. unescape(req.params["*"]))
+  return st, nil, body
+end)
+]]
+
+-- Vary: a,a,a,... filling most of a 64 KiB response head
+local BOMB = "HTTP/1.1 200 OK\r\nCache-Control: max-age=600\r\nVary: "
+  .. ("a,"):rep(30000) .. "a\r\nContent-Length: {len}\r\n\r\nbomb {id}"
+
+local ngx, raw, srv, proxy
+
+local function exchange(port, path, headers, version)
+  local c = helper.connect(port)
+  c:write(helper.request("GET", path, headers, nil, version))
+  local res = assert(c:response{ timeout = 10 })
+  c:close()
+  return res
+end
+
+-- A connection from another loopback address (another client).
+local function connect_from(src, port)
+  local probe = helper.connect(port)
+  local mt = getmetatable(probe)
+  probe:close()
+  local s = socket.tcp()
+  s:settimeout(5)
+  assert(s:bind(src, 0))
+  assert(s:connect("127.0.0.1", port))
+  s:setoption("tcp-nodelay", true)
+  s:settimeout(0)
+  return setmetatable({ sock = s, buf = "", closed = false, timeout = 5 }, mt)
+end
+
+local function rss_kb(pid)
+  local s = helper.readfile("/proc/" .. math.floor(pid) .. "/status") or ""
+  return tonumber(s:match("VmRSS:%s*(%d+)")) or 0
+end
+
+describe("poisoning through fills and Vary", function()
+  lazy_setup(function()
+    ngx = origin.start{ locations = LOCATIONS }
+    raw = raw_origin.start{ responses = { bomb = BOMB, ok = "HTTP/1.1 200 OK\r\n"
+      .. "Cache-Control: max-age=60\r\nContent-Length: {len}\r\n\r\nok {id}",
+      smuggled = "HTTP/1.1 200 OK\r\nContent-Length: {len}\r\n\r\nsmuggled {id}" },
+      delay = 0 }
+    srv = helper.start((SCRIPT:gsub("@ORIGIN@", ngx:url()):gsub("@RAW@", raw:url())))
+    proxy = helper.start(nil, { file = helper.repo_root() .. "/examples/proxy.lua",
+                                env = { ORIGIN = ngx:url() } })
+  end)
+  lazy_teardown(function()
+    raw_origin.stop_all()
+    origin.teardown()
+  end)
+
+  it("a field the client's Connection names is recorded for Vary as absent, as the fill sent it (RFC 9110 §7.6.1, RFC 9111 §4.1)", function()
+    -- the attacker: Origin named by Connection, so the fill sends none and
+    -- nginx answers the variant without Origin
+    local a = exchange(srv:port(), "/cors/1", { Origin = "https://app.test",
+                                               Connection = "Origin" })
+    assert.are.equal("origin=\n", a.body)
+    -- a browser of app.test must get its own variant, not that one
+    local v = exchange(srv:port(), "/cors/1", { Origin = "https://app.test" })
+    assert.are.equal("origin=https://app.test\n", v.body)
+    assert.are.equal("MISS", v.headers["x-cache"])
+    -- the attacker's response still serves requests without Origin
+    exchange(srv:port(), "/cors/2", { Origin = "https://app.test", Connection = "Origin" })
+    local n = exchange(srv:port(), "/cors/2")
+    assert.are.equal("origin=\n", n.body)
+    assert.are.equal("HIT", n.headers["x-cache"])
+  end)
+
+  it("Vary naming X-Forwarded-For (whose value a fill makes) is not shared: one client's response never reaches another (RFC 9111 §4.1)", function()
+    local function get_from(src)
+      local c = connect_from(src, srv:port())
+      c:write(helper.request("GET", "/ip/1"))
+      local res = assert(c:response{ timeout = 10 })
+      c:close()
+      return res
+    end
+    local one = get_from("127.0.0.2")
+    assert.are.equal("xff=127.0.0.2\n", one.body)
+    local two = get_from("127.0.0.3")
+    assert.are.equal("xff=127.0.0.3\n", two.body)
+    assert.are.equal("MISS", two.headers["x-cache"])
+  end)
+
+  it("a Vary repeating a name does not make an object hold its request's values thousands of times", function()
+    local pid = srv:pid()
+    local before = rss_kb(pid)
+    local value = ("x"):rep(8000)
+    local r1 = exchange(srv:port(), "/bomb/1", { a = value })
+    assert.are.equal(200, r1.status)
+    assert.matches("^bomb %d+$", r1.body)
+    local r2 = exchange(srv:port(), "/bomb/1", { a = value })
+    -- not shared: its values would take more than vary.c keeps
+    assert.are.equal("MISS", r2.headers["x-cache"])
+    if not helper.sanitized() then
+      local grown = rss_kb(pid) - before
+      assert(grown < 32 * 1024, ("RSS grew by %d KiB"):format(grown))
+    end
+  end)
+
+end)
