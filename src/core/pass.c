@@ -150,13 +150,13 @@ static void put_fields(struct buf *out, const struct pass_ctx *x, bool fill)
             (po->xfp && NAME_IS(n, nl, "x-forwarded-proto")) ||
             (po->fwd && NAME_IS(n, nl, "forwarded")))
             continue;
-        if (NAME_IS(n, nl, "host")) {
-            has_host = true;
+        if (NAME_IS(n, nl, "host")) { /* never dropped for `Connection: */
+            has_host = true;          /* Host`: HTTP/1.1 needs it (§3.2) */
             if (po->host)
                 continue;
-        }
-        if (h1_conn_named(&cn, h, m->hdrs, m->nhdrs, n, nl))
+        } else if (h1_conn_named(&cn, h, m->hdrs, m->nhdrs, n, nl)) {
             continue;
+        }
         buf_append(out, n, nl);
         buf_append(out, ": ", 2);
         buf_append(out, h + f->val, f->vlen);

@@ -137,6 +137,12 @@ describe("poisoning through fills and Vary", function()
     assert.are.equal("MISS", two.headers["x-cache"])
   end)
 
+  it("Connection: Host does not take the Host out of a fill (RFC 9112 §3.2: an HTTP/1.1 request has one)", function()
+    local res = exchange(srv:port(), "/echo/1", { Host = "www.test", Connection = "Host" })
+    assert.are.equal(200, res.status)
+    assert.are.equal("host=www.test\n", res.body)
+  end)
+
   it("a Vary repeating a name does not make an object hold its request's values thousands of times", function()
     local pid = srv:pid()
     local before = rss_kb(pid)
