@@ -159,4 +159,17 @@ describe("poisoning through fills and Vary", function()
     end
   end)
 
+  it("a fill's path from decoded client input can't split the origin request (RFC 9112 §3: the request-target has no CR, LF or SP)", function()
+    local inj = "ok%20HTTP/1.1%0d%0aHost:%20x%0d%0a%0d%0aGET%20/smuggled"
+    for _, case in ipairs{ { "/decoded/" }, { "/decoded-pass/", { Cookie = "c=1" } },
+                           { "/direct/" } } do
+      local res = exchange(srv:port(), case[1] .. inj, case[2])
+      assert.are.equal(500, res.status, case[1])
+    end
+    socket.sleep(0.2)
+    assert.are.equal(0, raw:count("/smuggled"))
+    assert.are.equal(0, raw:count("/ok"))
+    -- a plain path still works
+    assert.are.equal(200, exchange(srv:port(), "/direct/ok").status)
+  end)
 end)
