@@ -105,6 +105,20 @@ describe("poisoning through fills and Vary", function()
     origin.teardown()
   end)
 
+  it("examples/proxy.lua: a client's Host does not choose what other hosts get (the key has the Host, as Varnish's vcl_hash)", function()
+    -- the origin answers by Host (name-based hosts, absolute links);
+    -- fills send the client's Host (RFC 9110 §7.2, §7.6)
+    local evil = exchange(proxy:port(), "/page/a", { Host = "evil.test" })
+    assert.are.equal("host=evil.test\n", evil.body)
+    local victim = exchange(proxy:port(), "/page/a", { Host = "www.test" })
+    assert.are.equal("host=www.test\n", victim.body)
+    assert.are.equal("MISS", victim.headers["x-cache"])
+    -- each host's response is still cached, names compared case-blind
+    local again = exchange(proxy:port(), "/page/a", { Host = "WWW.test" })
+    assert.are.equal("HIT", again.headers["x-cache"])
+    assert.are.equal("host=www.test\n", again.body)
+  end)
+
   it("a field the client's Connection names is recorded for Vary as absent, as the fill sent it (RFC 9110 §7.6.1, RFC 9111 §4.1)", function()
     -- the attacker: Origin named by Connection, so the fill sends none and
     -- nginx answers the variant without Origin
