@@ -45,6 +45,7 @@ app:get("/echo/*", function(req) return c:fetch(req, req.path, o) end)
 app:get("/bomb/*", function(req) return c:fetch(req, req.path, r, "/bomb") end)
 app:get("/aged", function(req) return c:fetch(req, req.path, r) end)
 app:get("/young", function(req) return c:fetch(req, req.path, r) end)
+app:get("/hidden_age", function(req) return c:fetch(req, req.path, r) end)
 -- a script that builds the origin path from decoded client input
 app:get("/decoded/*", function(req)
   return c:fetch(req, "k", r, "/" .. unescape(req.params["*"]))
@@ -99,6 +100,8 @@ describe("poisoning through fills and Vary", function()
       smuggled = "HTTP/1.1 200 OK\r\nContent-Length: {len}\r\n\r\nsmuggled {id}",
       aged = "HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nAge: 100000\r\n"
         .. "Content-Length: {len}\r\n\r\naged {id}",
+      hidden_age = "HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nConnection: Age\r\n"
+        .. "Age: 100000\r\nContent-Length: {len}\r\n\r\nhidden {id}",
       young = "HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nAge: 30\r\n"
         .. "Content-Length: {len}\r\n\r\nyoung {id}" },
       delay = 0 }
@@ -198,6 +201,10 @@ describe("poisoning through fills and Vary", function()
     local a2 = exchange(srv:port(), "/aged")
     assert.are.equal("MISS", a2.headers["x-cache"])
     assert.are_not.equal(a1.body, a2.body)
+    -- nor when its Connection names Age (hop-by-hop, meant for luring: not
+    -- forwarded, and what it said can't be ignored, RFC 9110 §7.6.1)
+    exchange(srv:port(), "/hidden_age")
+    assert.are.equal("MISS", exchange(srv:port(), "/hidden_age").headers["x-cache"])
     -- one with lifetime left is
     exchange(srv:port(), "/young")
     assert.are.equal("HIT", exchange(srv:port(), "/young").headers["x-cache"])
