@@ -129,11 +129,22 @@ bool vary_record(struct cache_obj *o)
     struct h1_conn_names cn = {0};
     if (q != NULL)
         h1_conn_names(&cn, q->head, q->f, q->nf);
+    bool encoded = false, names_ae = false;
     const char *p = o->hdrs.data, *end = p + o->hdrs.len;
     while (ok && p && p < end) { /* "Name: value\r\n" lines */
         const char *eol = memchr(p, '\n', (size_t)(end - p));
         const char *le = eol ? eol : end;
         const char *colon = memchr(p, ':', (size_t)(le - p));
+        if (colon && field_name_is(p, (size_t)(colon - p), "content-encoding",
+                                   16)) {
+            const char *v = colon + 1, *ve = le;
+            while (v < ve && is_ows(*v))
+                v++;
+            while (ve > v && (is_ows(ve[-1]) || ve[-1] == '\r'))
+                ve--;
+            encoded |= !(ve - v == 8 && field_name_is(v, 8, "identity", 8)) &&
+                       ve > v;
+        }
         if (colon && field_name_is(p, (size_t)(colon - p), "vary", 4)) {
             const char *v = colon + 1;
             if (le > v && le[-1] == '\r')
@@ -146,6 +157,8 @@ bool vary_record(struct cache_obj *o)
                     e++;
                 if (e == v)
                     break;
+                names_ae |= field_name_is(v, (size_t)(e - v),
+                                          "accept-encoding", 15);
                 ok = field_is_token(v, (size_t)(e - v)) && q != NULL &&
                      !set_by_fill(v, (size_t)(e - v)) &&
                      put_entry(&b, q, &cn, v, (size_t)(e - v)) == 0 &&
@@ -155,6 +168,14 @@ bool vary_record(struct cache_obj *o)
         }
         p = eol ? eol + 1 : end;
     }
+    /* A coded body (Content-Encoding) answers the Accept-Encoding the fill
+     * forwarded, whether the origin says so or not (nginx's gzip_vary is
+     * off by default): without Vary: Accept-Encoding it would reach
+     * clients that can't decode it (a gzip or br body for curl), so it
+     * varies on it anyway. Varnish asks its backends for gzip only and
+     * gunzips for clients without it. */
+    if (ok && encoded && !names_ae)
+        ok = q != NULL && put_entry(&b, q, &cn, "accept-encoding", 15) == 0;
     free(q);
     if (!ok || b.len == 0) {
         buf_free(&b);

@@ -45,6 +45,7 @@ app:get("/echo/*", function(req) return c:fetch(req, req.path, o) end)
 app:get("/bomb/*", function(req) return c:fetch(req, req.path, r, "/bomb") end)
 app:get("/aged", function(req) return c:fetch(req, req.path, r) end)
 app:get("/young", function(req) return c:fetch(req, req.path, r) end)
+app:get("/gz", function(req) return c:fetch(req, req.path, r) end)
 app:get("/hidden_age", function(req) return c:fetch(req, req.path, r) end)
 -- a script that builds the origin path from decoded client input
 app:get("/decoded/*", function(req)
@@ -102,6 +103,8 @@ describe("poisoning through fills and Vary", function()
         .. "Content-Length: {len}\r\n\r\naged {id}",
       hidden_age = "HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nConnection: Age\r\n"
         .. "Age: 100000\r\nContent-Length: {len}\r\n\r\nhidden {id}",
+      gz = "HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Encoding: gzip\r\n"
+        .. "Content-Length: {len}\r\n\r\ngz {id}",
       young = "HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nAge: 30\r\n"
         .. "Content-Length: {len}\r\n\r\nyoung {id}" },
       delay = 0 }
@@ -195,6 +198,20 @@ describe("poisoning through fills and Vary", function()
     -- a plain path still works
     assert.are.equal(200, exchange(srv:port(), "/direct/ok").status)
   end)
+  it("a coded response (Content-Encoding) without Vary: Accept-Encoding reaches only requests with the fill's Accept-Encoding (RFC 9110 §8.4, §12.5.3)", function()
+    -- fills forward the client's Accept-Encoding; an origin that compresses
+    -- without saying Vary (nginx: gzip on, gzip_vary off by default)
+    local a = exchange(srv:port(), "/gz", { ["Accept-Encoding"] = "gzip, br" })
+    assert.are.equal("gzip", a.headers["content-encoding"])
+    local a2 = exchange(srv:port(), "/gz", { ["Accept-Encoding"] = "gzip, br" })
+    assert.are.equal("HIT", a2.headers["x-cache"])
+    assert.are.equal(a.body, a2.body)
+    -- a client that accepts no coding never gets that body from the cache
+    local b = exchange(srv:port(), "/gz")
+    assert.are.equal("MISS", b.headers["x-cache"])
+    assert.are_not.equal(a.body, b.body)
+  end)
+
   it("a response older than its lifetime (Age, from a cache upstream) is not stored as fresh (RFC 9111 §4.2.3, §5.1)", function()
     local a1 = exchange(srv:port(), "/aged")
     assert.are.equal(200, a1.status)
