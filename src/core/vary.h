@@ -23,7 +23,8 @@ int vary_capture(struct cache_obj *o, const struct h1_msg *m);
  * value the fill makes (X-Forwarded-For, Via), the values take more than
  * 16 KiB, or they are not known (no copy, out of memory). A field the
  * request's Connection names is recorded absent (the fill did not send
- * it). `Vary: *` is fetch_head's. */
+ * it). A response with a Content-Encoding varies on Accept-Encoding
+ * whether its Vary says so or not. `Vary: *` is fetch_head's. */
 bool vary_record(struct cache_obj *o);
 
 /** vary_match for an o with Vary (o->vary set). */
