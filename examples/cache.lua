@@ -31,8 +31,12 @@ app:get("/health", function(req)
 end)
 
 app:get("/object/:id", function(req)
-    local key = "/object/" .. req.params.id
-    return cache:fetch(req, key, origin)
+    -- the Host is in the key: fills send the client's (an origin serving
+    -- several names answers each by its own; without it one client could
+    -- store another site's object for everyone)
+    local path = "/object/" .. req.params.id
+    local host = (req:header("host") or ""):lower()
+    return cache:fetch(req, host .. path, origin, path)
 end)
 
 app:get("/metrics", function(req)

@@ -1,7 +1,12 @@
 -- proxy.lua: a reverse proxy cache in front of one site (issue 11, point 8).
 --   Every method and every path goes to the origin in $ORIGIN (default
 --   http://127.0.0.1:8081). GET and HEAD go through the cache, keyed by the
---   path and the query string (/a?x=1 and /a?x=2 are two objects); a HEAD
+--   Host, the path and the query string (/a?x=1 and /a?x=2 are two objects,
+--   and so are a.example/a and b.example/a: a fill sends the client's Host,
+--   so an origin serving several names answers each by its own; keyed on
+--   the path alone, one client's `Host: other.example` would store the
+--   other site's page for everyone, as Varnish avoids by hashing Host);
+--   a HEAD
 --   miss is fetched with GET and fills the cache, as Varnish does; a fill
 --   sends the client's Host and fields (not Cookie, Authorization, Range or
 --   conditionals), and a response with Vary goes only to requests with the
@@ -34,6 +39,7 @@ app:listen("127.0.0.1:8080")   -- --listen replaces it
 
 -- Any method, any path: cache:fetch looks up GET and HEAD and passes the rest.
 app:route("*", "/*", function(req)
-    local key = req.query and (req.path .. "?" .. req.query) or req.path
-    return cache:fetch(req, key, origin)
+    local target = req.query and (req.path .. "?" .. req.query) or req.path
+    local host = (req:header("host") or ""):lower()
+    return cache:fetch(req, host .. target, origin, target)
 end)

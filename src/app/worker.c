@@ -59,6 +59,8 @@ static void on_tick(struct worker *w)
     h1_refresh_date(&w->h1);
     budget_flush(&w->h1.budget); /* the shared count exact when idle */
     timers_expire(&w->timers, now);
+    for (unsigned i = 0; i < w->nls; i++)
+        w->ls[i].backoff = false; /* before_sleep re-arms */
     if (!w->stopping)
         arm_tick(w);
 }
@@ -196,8 +198,17 @@ static void on_accept(struct worker *w, const struct loop_cqe *cq)
     if (!cq->more)
         w->ls[i].accepting = false; /* before_sleep re-arms */
     if (cq->res < 0) {
-        if (cq->res != -ECANCELED)
-            log_warn("accept on %s: %s", w->ls[i].addr, strerror(-cq->res));
+        /* out of descriptors (EMFILE, ENFILE) or memory: the connection
+         * stays in the backlog and a re-armed accept fails again at once,
+         * so without a pause the worker spun at 100 % CPU and logged this
+         * 200,000 times a second. Wait for the tick (nginx: 500 ms). */
+        if (cq->res != -ECANCELED && !w->ls[i].backoff) {
+            log_warn("accept on %s: %s (pausing accept for %d ms)",
+                     w->ls[i].addr, strerror(-cq->res), TICK_MS);
+            w->ls[i].backoff = true;
+            if (cq->more)
+                cancel_accept(w, i);
+        }
         return;
     }
     if (h1_accept(&w->h1, cq->res, i) == NULL)
@@ -339,7 +350,8 @@ static bool before_sleep(void *ctx)
     h1_before_sleep(&w->h1);
     if (!w->accept_paused && !w->stopping)
         for (unsigned i = 0; i < w->nls; i++)
-            if (!w->ls[i].accepting && !w->ls[i].full) {
+            if (!w->ls[i].accepting && !w->ls[i].full &&
+                !w->ls[i].backoff) {
                 loop_accept_multishot(w->loop, w->ls[i].fd,
                                       UD_MAKE(OP_ACCEPT, 0, i));
                 w->ls[i].accepting = true;

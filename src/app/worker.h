@@ -25,6 +25,8 @@ struct listener {
     char addr[64];
     bool accepting;
     bool full;          /* at its own max_connections: not accepting */
+    bool backoff;       /* accept failed (no fd left, EMFILE...): not
+                           accepting until the next tick */
     unsigned max_conns; /* its own limit in this worker (0: none) */
     unsigned nconns;    /* its connections open in this worker */
 };

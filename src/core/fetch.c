@@ -13,6 +13,11 @@ void fetch_head(struct cache_obj *o, int status, int64_t total, int64_t now)
     cc_parse(&cc, o->hdrs.data, o->hdrs.len);
     int64_t life = cc_lifetime(&cc, (int64_t)time(NULL));
     int64_t ttl_ms = life < 0 ? c->ttl_ms : life * 1000;
+    /* what it spent in caches upstream counts (RFC 9111 §4.2.3: fresh
+     * while the lifetime exceeds the current age; Varnish dates its ttl
+     * from now - Age): Age 100000 with max-age=60 is stale already */
+    if (cc.age > 0)
+        ttl_ms = ttl_ms > cc.age * 1000 ? ttl_ms - cc.age * 1000 : 0;
     bool share = status == 200 && ttl_ms > 0 && !cc.no_store &&
                  !cc.no_cache && !cc.is_private && !cc.vary_star &&
                  (!o->req_auth || cc.is_public || cc.s_maxage >= 0 ||

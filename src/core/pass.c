@@ -160,13 +160,14 @@ static bool put_fields(struct buf *out, const struct pass_ctx *x, bool fill)
                 te = true;
             continue;
         }
-        if (NAME_IS(n, nl, "host")) {
-            has_host = true;
+        if (NAME_IS(n, nl, "host")) { /* never dropped for `Connection: */
+            has_host = true;          /* Host`: HTTP/1.1 needs it (§3.2) */
             if (po->host)
                 continue;
-        }
-        if (conn_opts && h1_conn_named(&cn, h, m->hdrs, m->nhdrs, n, nl))
+        } else if (conn_opts &&
+                   h1_conn_named(&cn, h, m->hdrs, m->nhdrs, n, nl)) {
             continue;
+        }
         size_t ll = field_line_len(n, nl, h + f->val, f->vlen);
         if (ll > 0 && f->name == run_end) { /* the run goes on */
             run_end += ll;

@@ -22,6 +22,15 @@ struct vary_req {
 
 static bool is_ows(char ch) { return ch == ' ' || ch == '\t'; }
 
+/* The most bytes the values a Vary names may take (o->vary). Each name of
+ * a Vary list costs a copy of the request's value of it, and a list may
+ * repeat a name: `Vary: a,a,a,...` in a 64 KiB head times an 8 KiB request
+ * field made 240 MB per object, outside max_bytes, compared on every hit.
+ * Above this the response is not shared (nginx caches no response whose
+ * Vary is over 128 bytes; Varnish fails one whose values overflow its
+ * workspace). */
+#define VARY_MAX_RECORD (16 * 1024)
+
 /* The value of the next field called name[0..nl) in f[*i..nf), trimmed
  * (*vl bytes), *i moved past it; NULL when there is none. */
 static const char *next_value(const char *h, const struct hdr *f, unsigned nf,
@@ -61,13 +70,23 @@ int vary_capture(struct cache_obj *o, const struct h1_msg *m)
     return 0;
 }
 
-/* Append the entry of field name[0..nl) as the captured request q had it. */
-static int put_entry(struct buf *b, const struct vary_req *q, const char *name,
+/* Append the entry of field name[0..nl) as the fill sent it to the
+ * origin: the captured request's value, or absent when that request's
+ * Connection named the field (hop-by-hop, RFC 9110 §7.6.1: put_fields in
+ * pass.c does not forward it, so the response is the one for its absence;
+ * recording the client's value would let anyone store that response for
+ * every client that sends the value, e.g. `Origin: x` + `Connection:
+ * Origin` against `Vary: Origin`). Host is always sent. */
+static int put_entry(struct buf *b, const struct vary_req *q,
+                     const struct h1_conn_names *cn, const char *name,
                      size_t nl)
 {
     size_t start = b->len, vl;
     unsigned i = 0;
-    const char *v = next_value(q->head, q->f, q->nf, &i, name, nl, &vl);
+    const char *v = NULL;
+    if (field_name_is(name, nl, "host", 4) ||
+        !h1_conn_named(cn, q->head, q->f, q->nf, name, nl))
+        v = next_value(q->head, q->f, q->nf, &i, name, nl, &vl);
     if (buf_append(b, v ? "P" : "A", 1) < 0 || buf_reserve(b, nl + 2) < 0)
         goto oom;
     for (size_t k = 0; k < nl; k++) {
@@ -89,17 +108,43 @@ oom:
     return -1;
 }
 
+/* Fields a fill sends with a value of luring's making (put_fields in
+ * pass.c appends the client's address to X-Forwarded-For, its own hop to
+ * Via, which depends on the client's HTTP version): the client's values do
+ * not say what the origin saw, so a response that varies on them is not
+ * shared (Varnish appends to X-Forwarded-For before the lookup, so its
+ * variants are per client). */
+static bool set_by_fill(const char *n, size_t nl)
+{
+    return field_name_is(n, nl, "x-forwarded-for", 15) ||
+           field_name_is(n, nl, "via", 3);
+}
+
 bool vary_record(struct cache_obj *o)
 {
     struct vary_req *q = o->vary_req;
     o->vary_req = NULL;
     struct buf b = {0};
     bool ok = true;
+    struct h1_conn_names cn = {0};
+    if (q != NULL)
+        h1_conn_names(&cn, q->head, q->f, q->nf);
+    bool encoded = false, names_ae = false;
     const char *p = o->hdrs.data, *end = p + o->hdrs.len;
     while (ok && p && p < end) { /* "Name: value\r\n" lines */
         const char *eol = memchr(p, '\n', (size_t)(end - p));
         const char *le = eol ? eol : end;
         const char *colon = memchr(p, ':', (size_t)(le - p));
+        if (colon && field_name_is(p, (size_t)(colon - p), "content-encoding",
+                                   16)) {
+            const char *v = colon + 1, *ve = le;
+            while (v < ve && is_ows(*v))
+                v++;
+            while (ve > v && (is_ows(ve[-1]) || ve[-1] == '\r'))
+                ve--;
+            encoded |= !(ve - v == 8 && field_name_is(v, 8, "identity", 8)) &&
+                       ve > v;
+        }
         if (colon && field_name_is(p, (size_t)(colon - p), "vary", 4)) {
             const char *v = colon + 1;
             if (le > v && le[-1] == '\r')
@@ -112,13 +157,25 @@ bool vary_record(struct cache_obj *o)
                     e++;
                 if (e == v)
                     break;
+                names_ae |= field_name_is(v, (size_t)(e - v),
+                                          "accept-encoding", 15);
                 ok = field_is_token(v, (size_t)(e - v)) && q != NULL &&
-                     put_entry(&b, q, v, (size_t)(e - v)) == 0;
+                     !set_by_fill(v, (size_t)(e - v)) &&
+                     put_entry(&b, q, &cn, v, (size_t)(e - v)) == 0 &&
+                     b.len <= VARY_MAX_RECORD;
                 v = e;
             }
         }
         p = eol ? eol + 1 : end;
     }
+    /* A coded body (Content-Encoding) answers the Accept-Encoding the fill
+     * forwarded, whether the origin says so or not (nginx's gzip_vary is
+     * off by default): without Vary: Accept-Encoding it would reach
+     * clients that can't decode it (a gzip or br body for curl), so it
+     * varies on it anyway. Varnish asks its backends for gzip only and
+     * gunzips for clients without it. */
+    if (ok && encoded && !names_ae)
+        ok = q != NULL && put_entry(&b, q, &cn, "accept-encoding", 15) == 0;
     free(q);
     if (!ok || b.len == 0) {
         buf_free(&b);

@@ -19,8 +19,12 @@ int vary_capture(struct cache_obj *o, const struct h1_msg *m);
 
 /** o's head is in o->hdrs: record in o->vary the captured values of the
  * fields its Vary lines name, and drop the copy. false when o must not be
- * shared: Vary names something that is not a field name, or the values
- * are not known (no copy, out of memory). `Vary: *` is fetch_head's. */
+ * shared: Vary names something that is not a field name, or a field whose
+ * value the fill makes (X-Forwarded-For, Via), the values take more than
+ * 16 KiB, or they are not known (no copy, out of memory). A field the
+ * request's Connection names is recorded absent (the fill did not send
+ * it). A response with a Content-Encoding varies on Accept-Encoding
+ * whether its Vary says so or not. `Vary: *` is fetch_head's. */
 bool vary_record(struct cache_obj *o);
 
 /** vary_match for an o with Vary (o->vary set). */

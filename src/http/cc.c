@@ -179,6 +179,9 @@ void cc_parse(struct cc_resp *rr, const char *lines, size_t len)
                 parse_cache_control(rr, v, ve);
             else if (same(p, nn, "expires") && rr->expires < 0)
                 rr->expires = parse_expires(v, (size_t)(ve - v));
+            else if (same(p, nn, "age") && rr->age == 0 &&
+                     (rr->age = cc_delta_seconds(v, (size_t)(ve - v))) < 0)
+                rr->age = 0; /* invalid: ignored (RFC 9111 §5.1) */
             else if (same(p, nn, "set-cookie"))
                 rr->set_cookie = true;
             else if (same(p, nn, "vary") && has_star(v, ve))

@@ -1,6 +1,6 @@
 /* cc.h - what a response's header fields say about storing it in
  * a shared cache (RFC 9111): the Cache-Control response directives
- * (§5.2.2), Expires (§5.3), Set-Cookie and Vary: *. Pure functions over the
+ * (§5.2.2), Expires (§5.3), Age (§5.1), Set-Cookie and Vary: *. Pure functions over the
  * header lines of a response; no I/O, no allocation. */
 #ifndef LURING_CC_H
 #define LURING_CC_H
@@ -28,6 +28,8 @@ struct cc_resp {
     int64_t max_age;      /* seconds, -1: absent (first occurrence wins) */
     int64_t s_maxage;     /* seconds, -1: absent */
     int64_t expires;      /* seconds since the epoch, -1: absent */
+    int64_t age;          /* Age (§5.1): seconds the response has already
+                           * spent in caches upstream, 0: absent or invalid */
 };
 
 /** Parse delta-seconds (RFC 9111 §1.2.2): one or more digits, optionally

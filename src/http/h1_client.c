@@ -28,7 +28,7 @@ static enum h1_res fail(struct h1_resp *r, const char *why)
 }
 
 /* Fields by which a cache decides whether to share a response (RFC 9111
- * §3, §5; RFC 9110 §12.5.5; Set-Cookie, RFC 6265). Named by Connection
+ * §3, §5, Age §5.1; RFC 9110 §12.5.5; Set-Cookie, RFC 6265). Named by Connection
  * they are meant for us, the next hop, and are not forwarded: the safe
  * reading is "not shareable" (an origin's "Connection: Cache-Control"
  * must not turn its Cache-Control: private into a cached response). */
@@ -36,7 +36,7 @@ static bool decides_sharing(const char *n, size_t nl)
 {
 #define IS(s) field_name_is(n, nl, s, sizeof(s) - 1)
     return IS("cache-control") || IS("expires") || IS("pragma") ||
-           IS("set-cookie") || IS("vary");
+           IS("set-cookie") || IS("vary") || IS("age");
 #undef IS
 }
 

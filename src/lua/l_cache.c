@@ -484,6 +484,22 @@ static bool must_pass(const struct req *r, bool lk_cookie, bool lk_auth)
     return !lk_auth && has_authorization(r);
 }
 
+/* path goes into an origin request line as its target: origin-form
+ * (RFC 9112 §3.2.1), visible ASCII only. A CR, LF or SP there would let a
+ * path the script built from client input (a decoded %0d%0a) end the
+ * request line early and add fields or a whole second request on the
+ * origin connection (request splitting; its response then answers
+ * whoever takes the pooled connection next). */
+static void check_target(lua_State *L, const char *path, size_t plen,
+                         const char *who)
+{
+    for (size_t i = 0; i < plen; i++)
+        if ((unsigned char)path[i] <= 0x20 || (unsigned char)path[i] >= 0x7f)
+            luaL_error(L, "%s: the path must be visible ASCII", who);
+    if (plen == 0 || path[0] != '/')
+        luaL_error(L, "%s: the path must start with /", who);
+}
+
 static int l_cache_fetch(lua_State *L)
 {
     struct cache *c = check_cache(L, 1);
@@ -525,6 +541,8 @@ static int l_cache_fetch(lua_State *L)
         return 2;
     }
     struct lrt *w = lrt_current();
+    if (o->kind == ORIGIN_HTTP) /* passes and fills alike */
+        check_target(L, path, plen, "fetch");
     if (o->kind != ORIGIN_HTTP) { /* a file origin only reads: */
         lk_cookie = lk_auth = true; /* no credentials to forward */
         if (must_pass(r, true, true)) {
@@ -539,11 +557,6 @@ static int l_cache_fetch(lua_State *L)
             lua_pushboolean(L, 1);
             return 1;
         }
-        for (size_t i = 0; i < plen; i++) /* a request-target (RFC 9112 §3.2) */
-            if ((unsigned char)path[i] <= 0x20 || (unsigned char)path[i] >= 0x7f)
-                return luaL_error(L, "fetch: the path must be visible ASCII");
-        if (plen == 0 || path[0] != '/')
-            return luaL_error(L, "fetch: the path must start with /");
         c->st.passes++;
         struct pass_opts po;
         fill_opts(&po, path, plen, host, hl);
@@ -728,6 +741,8 @@ static int l_origin_fetch(lua_State *L)
     struct origin *o = check_origin(L, 1);
     size_t plen;
     const char *path = luaL_checklstring(L, 2, &plen);
+    if (o->kind == ORIGIN_HTTP)
+        check_target(L, path, plen, "origin:fetch");
     struct lrt *w = lrt_current();
     struct req *r = w ? w->cur : NULL;
     if (r == NULL || r->co != L)
