@@ -231,9 +231,7 @@ static int te_value(const char *v, size_t n)
     return count == 1 ? 1 : 0;
 }
 
-/* Host (RFC 9110 §7.2): uri-host [ ":" port ], checked for the characters
- * RFC 3986 allows there (reg-name, IP literals, pct-encoding). */
-static bool host_ok(const char *v, size_t n)
+bool h1_host_ok(const char *v, size_t n)
 {
     /* ALPHA / DIGIT / "-._~!$&'()*+,;=:[]%", by byte value (a strchr
      * per "." or ":" of "127.0.0.1:8080" cost more than the rest) */
@@ -333,7 +331,7 @@ static int request_line(const char *p, size_t n, size_t base, struct h1_head *h,
         bool port_ok = colon && pl >= 1 && pl <= 5;
         for (size_t k = 0; port_ok && k < pl; k++)
             port_ok = isdigit((unsigned char)colon[1 + k]);
-        if (!port_ok || hl == 0 || !host_ok(tg, hl))
+        if (!port_ok || hl == 0 || !h1_host_ok(tg, hl))
             FAIL(H1E_BAD, "CONNECT target not in authority-form");
     } else if (tg[0] != '/' && !(tl == 1 && tg[0] == '*' &&
                                  h->method == H1_M_OPTIONS)) {
@@ -497,7 +495,7 @@ int h1_parse_head(enum h1_kind kind, const char *p, size_t n, struct h1_head *h,
             if (field_name_is(nm, nl, "host", 4)) {
                 if (++nhost > 1)
                     FAIL(H1E_BAD, "Host repeated");
-                if (!host_ok(v, vl))
+                if (!h1_host_ok(v, vl))
                     FAIL(H1E_BAD, "malformed Host");
             }
             break;

@@ -124,6 +124,12 @@ enum {
     H1E_VERSION = 505,   /* not HTTP/1.x */
 };
 
+/** A Host value (RFC 9110 §7.2): uri-host [ ":" port ], only the bytes
+ * RFC 3986 allows there (reg-name, IP literals, pct-encoding); no
+ * userinfo ("@" is not among them). Empty is accepted (HTTP/1.1 allows
+ * an empty Host when the target has no authority). */
+bool h1_host_ok(const char *v, size_t n);
+
 /** Parse the complete head p[0..n) (as h1_scan found it) of a request or a
  * response into h (whose fields array the caller set). `max_target`:
  * the longest request target accepted (414). `head_request`: responses

@@ -275,6 +275,36 @@ static int take_head(struct conn *c, const char *p, size_t n)
             q++;
         m->url_off = (uint32_t)(q - m->head.data);
         m->url_len = (uint32_t)(te - q);
+        /* its authority is the request's Host (§3.2.2: a recipient
+         * ignores the Host field; a proxy generates Host from the
+         * target): the Host field, or one added for HTTP/1.0, now reads
+         * it, for routing keys, fills and passes alike. No userinfo
+         * (RFC 9110 §4.2.4), no empty host (§4.2.1). */
+        size_t al = (size_t)(q - a);
+        if (al == 0 || !h1_host_ok(a, al) || a[0] == ':') {
+            log_info("request rejected with 400: absolute-form target "
+                     "without a valid authority");
+            return 400;
+        }
+        struct hdr *host = NULL;
+        for (unsigned i = 0; i < m->nhdrs && host == NULL; i++)
+            if (field_name_is(m->head.data + m->hdrs[i].name,
+                              m->hdrs[i].nlen, "host", 4))
+                host = &m->hdrs[i];
+        if (host == NULL && m->nhdrs < H1_MAX_HEADERS) {
+            /* its name after the head (m->head.len grows by 4) */
+            uint32_t a_off = (uint32_t)(a - m->head.data);
+            if (buf_append(&m->head, "Host", 4) < 0)
+                return 503;
+            host = &m->hdrs[m->nhdrs++];
+            host->name = (uint32_t)n;
+            host->nlen = 4;
+            a = m->head.data + a_off; /* the buffer may have moved */
+        }
+        if (host != NULL) {
+            host->val = (uint32_t)(a - m->head.data);
+            host->vlen = (uint32_t)al;
+        }
     }
     m->http_minor = h.minor;
     m->is_head = h.method == H1_M_HEAD;

@@ -227,27 +227,40 @@ describe("poisoning through fills and Vary", function()
     assert.are.equal("HIT", exchange(srv:port(), "/young").headers["x-cache"])
   end)
 
-  -- PENDING (not fixed here: the rewrite belongs in h1_server.c's reading of
-  -- the request line, which is being restructured). RFC 9112 §3.2.2: a
-  -- proxy (and an origin server) receiving an absolute-form target MUST
-  -- ignore the Host field and use the target's authority; a proxy that
-  -- forwards the request MUST generate Host from the target. luring routes
-  -- by the target's path and forwards the Host field as received, so
-  -- `GET http://www.test/x` with `Host: evil.test` reaches the origin as
-  -- evil.test's /x, while nginx (observed: the authority picks the server
-  -- block) and Varnish (HTTP1_DissectRequest moves the authority into Host)
-  -- read www.test. Anything in front of luring that routes, filters or
-  -- caches by the authority (as the RFC says) then disagrees with what the
-  -- origin serves. Fix: when h1_server strips an absolute-form target to
-  -- its path, validate the authority as a Host (no userinfo, RFC 9110
-  -- §4.2.4; host_ok; else 400) and point the Host field's value at it
-  -- (every reader, req:header("host"), fills, passes, Vary and the
-  -- examples' keys, then sees one Host).
-  pending("an absolute-form target's authority is the Host the origin gets (RFC 9112 §3.2.2)", function()
+  -- RFC 9112 §3.2.2: a proxy (and an origin server) receiving an
+  -- absolute-form target MUST ignore the Host field and use the target's
+  -- authority; a proxy that forwards the request MUST generate Host from
+  -- the target. Anything in front of luring that routes, filters or caches
+  -- by the authority must agree with what the origin serves (nginx: the
+  -- authority picks the server block; Varnish moves it into Host).
+  it("an absolute-form target's authority is the Host the origin gets (RFC 9112 §3.2.2)", function()
     local c = helper.connect(srv:port())
     c:write("GET http://www.test/echo/abs HTTP/1.1\r\nHost: evil.test\r\n\r\n")
     local res = assert(c:response{ timeout = 10 })
     c:close()
     assert.are.equal("host=www.test\n", res.body)
   end)
+
+  it("an HTTP/1.0 absolute-form request without Host: the authority is its Host (RFC 9112 §3.2.2)", function()
+    local c = helper.connect(srv:port())
+    c:write("GET http://old.test:8080/echo/abs10 HTTP/1.0\r\n\r\n")
+    local res = assert(c:response{ timeout = 10 })
+    c:close()
+    assert.are.equal("host=old.test:8080\n", res.body)
+  end)
+
+  for _, t in ipairs{
+    { "userinfo (RFC 9110 §4.2.4)", "http://user@www.test/echo/ui" },
+    { "an empty host (RFC 9110 §4.2.1)", "http:///echo/empty" },
+    { "a port without a host", "http://:80/echo/port" },
+    { "a fragment in the authority", "http://www.test#x" },
+  } do
+    it("an absolute-form target with " .. t[1] .. " gets 400", function()
+      local c = helper.connect(srv:port())
+      c:write("GET " .. t[2] .. " HTTP/1.1\r\nHost: www.test\r\n\r\n")
+      local res = assert(c:response{ timeout = 10 })
+      c:close()
+      assert.are.equal(400, res.status)
+    end)
+  end
 end)
