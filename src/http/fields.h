@@ -44,6 +44,19 @@ static inline size_t field_line_len(const char *n, size_t nl, const char *v,
     return nl + 2 + vl + 2;
 }
 
+/** A field value a sender may generate (RFC 9110 §5.5): field-vchar
+ * (VCHAR, obs-text), SP and HTAB; no other control character (CR, LF,
+ * NUL, VT, DEL...). */
+static inline bool field_value_ok(const char *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char b = (unsigned char)v[i];
+        if ((b < 0x20 && b != '\t') || b == 0x7f)
+            return false;
+    }
+    return true;
+}
+
 /** token = 1*tchar: false for an empty string. */
 bool field_is_token(const char *s, size_t n);
 

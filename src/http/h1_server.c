@@ -903,8 +903,7 @@ void http_head_begin(struct h1_msg *m, int status)
 int http_head_add(struct h1_msg *m, const char *name, size_t nlen,
                   const char *val, size_t vlen)
 {
-    if (!field_is_token(name, nlen) || memchr(val, '\r', vlen) ||
-        memchr(val, '\n', vlen) || memchr(val, '\0', vlen))
+    if (!field_is_token(name, nlen) || !field_value_ok(val, vlen))
         return -1;
     struct h1_server *srv = m->srv;
     if (srv->rhead_oom || buf_reserve(&srv->rhead, nlen + vlen + 4) < 0) {

@@ -253,7 +253,8 @@ void http_on_timeout(struct conn *c, enum tlist tl);
 void http_on_sent(struct conn *c, bool all);
 void http_head_begin(struct h1_msg *m, int status);
 /** Add a header line; -1 (nothing added) when the name is not a token or
- * the value holds CR, LF or NUL. */
+ * the value holds a control character other than HTAB (CR, LF, NUL, VT,
+ * DEL...: RFC 9110 §5.5, field_value_ok). */
 int http_head_add(struct h1_msg *m, const char *name, size_t nlen,
                   const char *val, size_t vlen);
 /** content_length < 0: chunked. */

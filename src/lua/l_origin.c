@@ -218,10 +218,10 @@ static void put(lua_State *L, struct buf *b, const void *p, size_t n)
         luaL_error(L, "origin:request: out of memory");
 }
 
-/* A field value: no CR, LF or NUL (nothing that could end the line). */
+/* A field value: no control character but HTAB (RFC 9110 §5.5). */
 static bool value_ok(const char *v, size_t n)
 {
-    return !memchr(v, '\r', n) && !memchr(v, '\n', n) && !memchr(v, 0, n);
+    return field_value_ok(v, n);
 }
 
 /* One "name: value" line per value of the field at the stack top: a

@@ -37,6 +37,9 @@ local SCRIPT = table.concat({
   '  req:start(200, { ["X-Ok"] = "a\\nX-Injected: 1" })',
   '  req:write("never")',
   'end)',
+  'app:get("/ctl/*", function(req)',
+  '  return 200, { ["X-Ok"] = "a" .. string.char(tonumber(req.params["*"])) .. "b" }, "b"',
+  'end)',
 }, "\n") .. "\n"
 
 describe("handler errors", function()
@@ -99,6 +102,22 @@ describe("handler errors", function()
     assert.are.equal("fine", c:response().body)
     c:close()
     assert.truthy(srv:wait_stderr("invalid header", 2), srv:stderr())
+  end)
+
+  it("a header value with any control character but HTAB gives 500 (RFC 9110 §5.5); HTAB and obs-text pass", function()
+    local c = helper.connect(srv:port())
+    for _, b in ipairs({ 0, 1, 8, 10, 11, 12, 13, 27, 31, 127 }) do
+      c:write(helper.request("GET", "/ctl/" .. b))
+      local res = c:response()
+      assert.are.equal(500, res.status, "byte " .. b)
+      assert.is_nil(res.headers["x-ok"], "byte " .. b)
+    end
+    for _, b in ipairs({ 9, 32, 126, 128, 255 }) do
+      c:write(helper.request("GET", "/ctl/" .. b))
+      local res = c:response()
+      assert.are.equal(200, res.status, "byte " .. b)
+    end
+    c:close()
   end)
 
   it("several errors in a row on one keep-alive connection do not wedge it", function()
