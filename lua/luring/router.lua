@@ -7,6 +7,7 @@ local setmetatable = setmetatable
 local str_find = string.find
 local str_sub = string.sub
 local str_gmatch = string.gmatch
+local str_byte = string.byte
 
 local _M = { _VERSION = "0.1.0" }
 local mt = { __index = _M }
@@ -77,6 +78,19 @@ function _M.add(self, method, path, fn)
 end
 
 
+-- A path's segments joined by "/" (what a "/*" route gives as params["*"])
+-- when that is the path less its leading "/": it starts with "/", has
+-- more, and has no empty segment ("//", a trailing "/"). Otherwise nil.
+local function plain_rest(path)
+    local len = #path
+    if len > 1 and str_byte(path, 1) == 47 and str_byte(path, len) ~= 47 and
+       not str_find(path, "//", 1, true) then
+        return str_sub(path, 2)
+    end
+    return nil
+end
+
+
 local function lookup(self, method, path)
     local e = self.exact[method]
     local fn = e and e[path]
@@ -86,6 +100,15 @@ local function lookup(self, method, path)
     local list = self.patterns[method]
     if not list then
         return nil
+    end
+    local first = list[1]
+    if first.n == 0 and first.star then
+        -- "/*" first (a catch-all: luring.proxy for every path): when the
+        -- path's segments need no splitting, its params without it
+        local rest = plain_rest(path)
+        if rest then
+            return first.fn, { ["*"] = rest }
+        end
     end
     local segs, n = split(path)
     for k = 1, #list do
