@@ -6,7 +6,6 @@ local type = type
 local setmetatable = setmetatable
 local str_find = string.find
 local str_sub = string.sub
-local str_gmatch = string.gmatch
 local str_byte = string.byte
 
 local _M = { _VERSION = "0.1.0" }
@@ -24,11 +23,19 @@ function _M.new()
 end
 
 
+-- The path's segments: its maximal runs of bytes other than "/" (as
+-- str_gmatch(path, "[^/]+") gives them, but with string.find, which LuaJIT
+-- compiles: a trace aborts at gmatch).
 local function split(path)
     local segs, n = {}, 0
-    for s in str_gmatch(path, "[^/]+") do
-        n = n + 1
-        segs[n] = s
+    local i, len = 1, #path
+    while i <= len do
+        local j = str_find(path, "/", i, true) or len + 1
+        if j > i then
+            n = n + 1
+            segs[n] = str_sub(path, i, j - 1)
+        end
+        i = j + 1
     end
     return segs, n
 end
