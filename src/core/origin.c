@@ -110,18 +110,24 @@ static void up_close(struct upstreams *us, struct upconn *u)
  * file an origin sends unasked complete it, and origin_on_cqe closes the
  * connection (up_data, up_eof). Before reuse, bytes may still be on their
  * way to that handling: in the socket (the receive's task work has not run
- * yet), which MSG_PEEK sees, or in a completion not handled yet, which
- * loop_cqe_pending sees; either way the connection is not reused. The
- * MSG_PEEK (a system call) is skipped when the ring has no task work
- * queued at all (loop_work_pending): readable bytes would have queued the
- * armed receive's. One
- * whose receive is still being cancelled (a paused fill's) is not taken
- * either: its last completions may still hold such bytes. */
+ * yet), or in a completion not handled yet, which loop_cqe_pending sees;
+ * either way the connection is not reused. When the ring has task work
+ * queued (loop_work_pending: some armed receive's socket became readable,
+ * maybe this one's), it is run first (loop_run_work, one io_uring_enter
+ * for all the connections taken until more arrives), which turns such
+ * bytes into a completion; with no task work queued, readable bytes would
+ * have queued the armed receive's. Only when that cannot tell (work queued
+ * again at once, or a ring without TASKRUN_FLAG) a MSG_PEEK (a system
+ * call per connection) looks at the socket. One whose receive is still
+ * being cancelled (a paused fill's) is not taken either: its last
+ * completions may still hold such bytes. */
 static struct upconn *pool_take(struct upstreams *us, struct origin *o)
 {
     struct upconn **pp = &o->idle;
     while (*pp) {
         struct upconn *u = *pp;
+        if (u->s.recv_armed && loop_work_pending(us->loop))
+            loop_run_work(us->loop);
         if (u->recv_cancel ||
             (u->s.recv_armed &&
              loop_cqe_pending(us->loop, stream_ud(&u->s, OP_UP_RECV)))) {
