@@ -6,7 +6,7 @@ local type = type
 local setmetatable = setmetatable
 local str_find = string.find
 local str_sub = string.sub
-local str_gmatch = string.gmatch
+local str_byte = string.byte
 
 local _M = { _VERSION = "0.1.0" }
 local mt = { __index = _M }
@@ -23,11 +23,19 @@ function _M.new()
 end
 
 
+-- The path's segments: its maximal runs of bytes other than "/" (as
+-- str_gmatch(path, "[^/]+") gives them, but with string.find, which LuaJIT
+-- compiles: a trace aborts at gmatch).
 local function split(path)
     local segs, n = {}, 0
-    for s in str_gmatch(path, "[^/]+") do
-        n = n + 1
-        segs[n] = s
+    local i, len = 1, #path
+    while i <= len do
+        local j = str_find(path, "/", i, true) or len + 1
+        if j > i then
+            n = n + 1
+            segs[n] = str_sub(path, i, j - 1)
+        end
+        i = j + 1
     end
     return segs, n
 end
@@ -77,6 +85,19 @@ function _M.add(self, method, path, fn)
 end
 
 
+-- A path's segments joined by "/" (what a "/*" route gives as params["*"])
+-- when that is the path less its leading "/": it starts with "/", has
+-- more, and has no empty segment ("//", a trailing "/"). Otherwise nil.
+local function plain_rest(path)
+    local len = #path
+    if len > 1 and str_byte(path, 1) == 47 and str_byte(path, len) ~= 47 and
+       not str_find(path, "//", 1, true) then
+        return str_sub(path, 2)
+    end
+    return nil
+end
+
+
 local function lookup(self, method, path)
     local e = self.exact[method]
     local fn = e and e[path]
@@ -86,6 +107,15 @@ local function lookup(self, method, path)
     local list = self.patterns[method]
     if not list then
         return nil
+    end
+    local first = list[1]
+    if first.n == 0 and first.star then
+        -- "/*" first (a catch-all: luring.proxy for every path): when the
+        -- path's segments need no splitting, its params without it
+        local rest = plain_rest(path)
+        if rest then
+            return first.fn, { ["*"] = rest }
+        end
     end
     local segs, n = split(path)
     for k = 1, #list do

@@ -343,6 +343,8 @@ static bool before_sleep(void *ctx)
 {
     struct worker *w = ctx;
     outq_imm_settle(&w->h1.imm, on_cqe, w);
+    if (w->up.imm_head)
+        origin_imm_settle(&w->up);
     if (w->rp.deferred)
         req_run_deferred(&w->rp);
     if (w->up.dirty)
@@ -359,7 +361,11 @@ static bool before_sleep(void *ctx)
     /* Sleeping with immediate sends not yet settled is fine when settling
      * them only frees buffers: the next completion (at worst the tick)
      * settles them. Otherwise come straight back after this submit. */
-    return w->h1.imm.head == NULL || (!w->stopping && !h1_imm_busy(&w->h1));
+    if (w->h1.imm.head != NULL && (w->stopping || h1_imm_busy(&w->h1)))
+        return false;
+    /* an origin request's settling only marks it sent (its response
+     * settles it first, origin.c) unless more of a body is to follow */
+    return w->up.imm_head == NULL || !origin_imm_busy(&w->up);
 }
 
 /* ==== the thread ==== */

@@ -110,18 +110,24 @@ static void up_close(struct upstreams *us, struct upconn *u)
  * file an origin sends unasked complete it, and origin_on_cqe closes the
  * connection (up_data, up_eof). Before reuse, bytes may still be on their
  * way to that handling: in the socket (the receive's task work has not run
- * yet), which MSG_PEEK sees, or in a completion not handled yet, which
- * loop_cqe_pending sees; either way the connection is not reused. The
- * MSG_PEEK (a system call) is skipped when the ring has no task work
- * queued at all (loop_work_pending): readable bytes would have queued the
- * armed receive's. One
- * whose receive is still being cancelled (a paused fill's) is not taken
- * either: its last completions may still hold such bytes. */
+ * yet), or in a completion not handled yet, which loop_cqe_pending sees;
+ * either way the connection is not reused. When the ring has task work
+ * queued (loop_work_pending: some armed receive's socket became readable,
+ * maybe this one's), it is run first (loop_run_work, one io_uring_enter
+ * for all the connections taken until more arrives), which turns such
+ * bytes into a completion; with no task work queued, readable bytes would
+ * have queued the armed receive's. Only when that cannot tell (work queued
+ * again at once, or a ring without TASKRUN_FLAG) a MSG_PEEK (a system
+ * call per connection) looks at the socket. One whose receive is still
+ * being cancelled (a paused fill's) is not taken either: its last
+ * completions may still hold such bytes. */
 static struct upconn *pool_take(struct upstreams *us, struct origin *o)
 {
     struct upconn **pp = &o->idle;
     while (*pp) {
         struct upconn *u = *pp;
+        if (u->s.recv_armed && loop_work_pending(us->loop))
+            loop_run_work(us->loop);
         if (u->recv_cancel ||
             (u->s.recv_armed &&
              loop_cqe_pending(us->loop, stream_ud(&u->s, OP_UP_RECV)))) {
@@ -293,20 +299,115 @@ static const struct h1_client_ops up_ops = {
 
 /* ==== HTTP: the fetch ==== */
 
+/* ==== immediate sends: us->imm_head, in SQ order ====
+ * A request send is immediate when the ring can do it (loop_send_imm, as
+ * the client's responses, io/outq.c): tried once as the kernel takes the
+ * SQE, it posts a completion only if it did not go whole. Until settled it
+ * counts as in flight (u->sending, the stream's inflight). It is settled
+ * as having gone whole once the kernel has taken its SQE and no completion
+ * of it is waiting: in origin_imm_settle (before the ring is submitted, the
+ * CQ drained), or at once when a response byte for u is handled first
+ * (up_settle_one), so the response finds its request sent. */
+
+static void imm_link(struct upstreams *us, struct upconn *u, uint32_t pos,
+                     size_t len)
+{
+    u->imm_pos = pos;
+    u->imm_len = (int)len;
+    u->imm_pending = true;
+    u->imm_next = NULL;
+    u->imm_prev = us->imm_tail;
+    if (us->imm_tail)
+        us->imm_tail->imm_next = u;
+    else
+        us->imm_head = u;
+    us->imm_tail = u;
+}
+
+static void imm_unlink(struct upstreams *us, struct upconn *u)
+{
+    if (!u->imm_pending)
+        return;
+    u->imm_pending = false;
+    if (u->imm_prev)
+        u->imm_prev->imm_next = u->imm_next;
+    else
+        us->imm_head = u->imm_next;
+    if (u->imm_next)
+        u->imm_next->imm_prev = u->imm_prev;
+    else
+        us->imm_tail = u->imm_prev;
+    u->imm_prev = u->imm_next = NULL;
+}
+
 /* Send what out holds beyond out_sent, unless a send is in flight or the
- * connection is not up. A streamed body's progress restarts the first
- * byte timeout: it counts from the last byte sent. */
-static void up_send(struct upstreams *us, struct upconn *u)
+ * connection is not up; `imm`: as an immediate send if the ring can (not
+ * the rest of a short send: that one waits for socket space). A streamed
+ * body's progress restarts the first byte timeout: it counts from the last
+ * byte sent. */
+static void up_send_go(struct upstreams *us, struct upconn *u, bool imm)
 {
     if (u->sending || u->out_sent == u->out.len ||
         (u->phase != UP_SEND && u->phase != UP_WAIT && u->phase != UP_READ))
         return;
-    loop_send(us->loop, u->s.fd, u->out.data + u->out_sent,
-              u->out.len - u->out_sent, stream_ud(&u->s, OP_UP_SEND));
+    size_t len = u->out.len - u->out_sent;
+    const char *p = u->out.data + u->out_sent;
+    uint64_t ud = stream_ud(&u->s, OP_UP_SEND);
+    /* out: owned by the kernel until this OP_UP_SEND completes (or, for an
+     * immediate send, is settled); a streamed body only appends within
+     * its reserved capacity meanwhile */
+    if (imm && loop_has_imm(us->loop) && len <= INT32_MAX)
+        imm_link(us, u, loop_send_imm(us->loop, u->s.fd, p, len, ud), len);
+    else
+        loop_send(us->loop, u->s.fd, p, len, ud);
     stream_started(&u->s);
     u->sending = true;
     if (u->streaming && u->phase == UP_SEND)
         up_arm(us, u, u->o->first_byte_timeout_ms);
+}
+
+static void up_send(struct upstreams *us, struct upconn *u)
+{
+    up_send_go(us, u, true);
+}
+
+void origin_imm_settle(struct upstreams *us)
+{
+    if (us->imm_head == NULL || loop_cq_overflow(us->loop))
+        return;
+    /* as outq_imm_settle: a send taken before this SQ head has its
+     * failure (if any) handled already; positions are taken in order */
+    uint32_t taken = loop_sq_taken(us->loop);
+    struct upconn *u;
+    while ((u = us->imm_head) != NULL &&
+           (int32_t)(taken - u->imm_pos) > 0) {
+        struct loop_cqe cq = {.ud = stream_ud(&u->s, OP_UP_SEND),
+                              .res = u->imm_len};
+        origin_on_cqe(us, &cq); /* unlinks u */
+    }
+}
+
+bool origin_imm_busy(const struct upstreams *us)
+{
+    for (const struct upconn *u = us->imm_head; u; u = u->imm_next)
+        if (!u->s.closed &&
+            (u->out_sent + (size_t)u->imm_len < u->out.len ||
+             (u->streaming && !u->body_done)))
+            return true;
+    return false;
+}
+
+/* Settle u's immediate send now if it can be (a completion of u is being
+ * handled, so u is open and its sends' completions carry its current
+ * generation): taken by the kernel and no failure of it in the CQ. */
+static void up_settle_one(struct upstreams *us, struct upconn *u)
+{
+    uint64_t ud = stream_ud(&u->s, OP_UP_SEND);
+    if ((int32_t)(loop_sq_taken(us->loop) - u->imm_pos) <= 0 ||
+        loop_cqe_pending(us->loop, ud)) /* also true on CQ overflow */
+        return;
+    struct loop_cqe cq = {.ud = ud, .res = u->imm_len};
+    origin_on_cqe(us, &cq);
 }
 
 /* ==== HTTP: a request body streamed from the client ==== */
@@ -743,6 +844,9 @@ void origin_on_cqe(struct upstreams *us, const struct loop_cqe *cq)
     }
     struct upconn *u = us->slots[idx];
     unsigned op = UD_OP(cq->ud);
+    if (op == OP_UP_RECV && u->imm_pending && !u->s.closed &&
+        UD_GEN(cq->ud) == u->s.gen)
+        up_settle_one(us, u); /* the request first, then its response */
     bool stale = !stream_completed(&u->s, cq, op == OP_UP_RECV);
     if (op == OP_UP_RECV && !cq->more)
         u->recv_cancel = false; /* the receive ended */
@@ -782,14 +886,21 @@ void origin_on_cqe(struct upstreams *us, const struct loop_cqe *cq)
             }
         }
     } else if (op == OP_UP_SEND) {
+        bool imm = u->imm_pending;
+        int imm_len = u->imm_len;
+        imm_unlink(us, u); /* settled, or an immediate send that failed */
         u->sending = false;
         if (!stale) {
-            if (cq->res <= 0) {
+            if (imm && cq->res == -EAGAIN) {
+                up_send_go(us, u, false); /* socket full: nothing went */
+            } else if (cq->res <= 0) {
                 up_fail(us, u, 502);
             } else {
                 u->out_sent += (size_t)cq->res;
                 if (u->out_sent < u->out.len) {
-                    up_send(us, u); /* short send, or body added since */
+                    /* short send (waits for socket space), or body added
+                     * since the send (immediate again) */
+                    up_send_go(us, u, imm && cq->res == imm_len);
                 } else if (!u->streaming || u->body_done) {
                     if (u->phase == UP_SEND)
                         u->phase = UP_WAIT;

