@@ -184,7 +184,7 @@ static void emit(lua_State *L, struct req *r, const char *n, size_t nl, int vi)
         else
             lua_pushvalue(L, vi);
         int ty = lua_type(L, -1);
-        size_t vl;
+        size_t vl = 0; /* luaL_error does not return, not known to the compiler */
         const char *v = ty == LUA_TSTRING || ty == LUA_TNUMBER
                             ? lua_tolstring(L, -1, &vl) : NULL;
         if (v == NULL)

@@ -236,7 +236,7 @@ static void put_field(lua_State *L, struct buf *b, const char *name, size_t nl)
         else
             lua_pushvalue(L, t);
         int ty = lua_type(L, -1);
-        size_t vl;
+        size_t vl = 0; /* luaL_error does not return, not known to the compiler */
         const char *v = ty == LUA_TSTRING || ty == LUA_TNUMBER
                             ? lua_tolstring(L, -1, &vl) : NULL;
         if (v == NULL)

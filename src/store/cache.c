@@ -194,15 +194,21 @@ void cache_obj_unwatch(struct cache_obj *o, struct store_waiter *sw)
 }
 
 /* o changed: tell every waiter (each may unwatch itself, or drop the last
- * ref but ours). */
-static void notify(struct cache_obj *o)
+ * ref but the caller's). The caller holds a ref across the call. */
+static void notify_held(struct cache_obj *o)
 {
-    cache_obj_ref(o);
     struct store_waiter *sw = o->waiters, *next;
     for (; sw; sw = next) {
         next = sw->next;
         sw->notify(sw);
     }
+}
+
+/* notify for a caller that holds no ref of its own across the call */
+static void notify(struct cache_obj *o)
+{
+    cache_obj_ref(o);
+    notify_held(o);
     cache_obj_unref(o);
 }
 
@@ -458,7 +464,7 @@ void cache_obj_head(struct cache_obj *o, int status, int64_t total,
         cache_enforce(c);
     }
     o->index_late = false;
-    notify(o);
+    notify_held(o); /* the ref taken above keeps o */
     cache_obj_unref(o);
 }
 
@@ -571,7 +577,7 @@ void cache_obj_done(struct cache_obj *o, bool ok, int status)
         c->st.fill_errors++;
         cache_unindex(o); /* never served as complete */
     }
-    notify(o);
+    notify_held(o); /* the ref taken above keeps o */
     cache_obj_unref(o);
 }
 
