@@ -572,6 +572,21 @@ void origin_fetch(struct origin *o, const char *path, size_t plen,
     origin_request(o, obj, ORQ_IDEMPOTENT, build_get, &g);
 }
 
+/* A request that failed before anything was sent on u: a pooled
+ * connection is closed (it was taken out of the pool: nothing tells
+ * whether the origin is still in step), a fresh one never connected. */
+static void up_drop_unstarted(struct upstreams *us, struct upconn *u)
+{
+    if (u->reused) {
+        u->phase = UP_WAIT;
+        up_close(us, u);
+    } else {
+        u->phase = UP_CLOSED;
+        stream_close(&u->s, false);
+        up_maybe_free(us, u);
+    }
+}
+
 static void up_wake(void *arg);
 
 void origin_request(struct origin *o, struct cache_obj *obj, unsigned flags,
@@ -620,14 +635,7 @@ void origin_request_stream(struct origin *o, struct cache_obj *obj,
     if (build(arg, &u->out) < 0 ||
         (m && buf_reserve(&u->out, UP_WINDOW) < 0)) {
         finish(u, false, 502);
-        if (u->reused) { /* back to the pool, untouched */
-            u->phase = UP_WAIT;
-            up_close(us, u);
-        } else {
-            u->phase = UP_CLOSED;
-            stream_close(&u->s, false);
-            up_maybe_free(us, u);
-        }
+        up_drop_unstarted(us, u);
         return;
     }
     if (m) {
@@ -649,14 +657,7 @@ void origin_request_stream(struct origin *o, struct cache_obj *obj,
         }
     }
     if (u->obj != obj) { /* failed before it started */
-        if (u->reused) {
-            u->phase = UP_WAIT;
-            up_close(us, u);
-        } else {
-            u->phase = UP_CLOSED;
-            stream_close(&u->s, false);
-            up_maybe_free(us, u);
-        }
+        up_drop_unstarted(us, u);
         return;
     }
     if (u->reused)

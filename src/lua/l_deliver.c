@@ -192,7 +192,7 @@ static void emit(lua_State *L, struct req *r, const char *n, size_t nl, int vi)
                           "them expected", n);
         if (http_head_add(&r->m, n, nl, v, vl) < 0)
             luaL_error(L, "deliver: invalid header '%s' (the name must be a "
-                          "token, the value without CR, LF or NUL)", n);
+                          "token, the value without control characters but HTAB)", n);
         lua_pop(L, 1);
     }
 }

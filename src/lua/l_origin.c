@@ -243,8 +243,8 @@ static void put_field(lua_State *L, struct buf *b, const char *name, size_t nl)
             luaL_error(L, "origin:request: header '%s': string, number or "
                           "list of them expected", name);
         if (!value_ok(v, vl))
-            luaL_error(L, "origin:request: header '%s': the value holds CR, "
-                          "LF or NUL", name);
+            luaL_error(L, "origin:request: header '%s': the value holds a "
+                          "control character", name);
         put(L, b, name, nl);
         put(L, b, ": ", 2);
         put(L, b, v, vl);

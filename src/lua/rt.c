@@ -906,13 +906,7 @@ static void respond_500(struct req *r)
  * the connection closes after it, see h1_server.c body_finish). */
 static void respond_status(struct req *r, int status)
 {
-    const char *reason = http_reason(status);
-    size_t n = strlen(reason);
-    http_head_begin(&r->m, status);
-    http_head_add(&r->m, "Content-Type", 12, "text/plain", 10);
-    http_head_end(&r->m, (int64_t)n + 1);
-    http_body(&r->m, reason, n, NULL, NULL, 0);
-    http_body(&r->m, "\n", 1, NULL, NULL, 0);
+    serve_error(r, status);
     http_response_done(&r->m);
 }
 

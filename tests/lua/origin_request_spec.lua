@@ -506,9 +506,9 @@ describe("origin:request", function()
   local errors = {
     name = "invalid header name 'bad name'",
     colon = "invalid header name 'X%-A:'",
-    crlf = "header 'X%-A': the value holds CR, LF or NUL",
-    lf = "header 'X%-A': the value holds CR, LF or NUL",
-    nul = "header 'X%-A': the value holds CR, LF or NUL",
+    crlf = "header 'X%-A': the value holds a control character",
+    lf = "header 'X%-A': the value holds a control character",
+    nul = "header 'X%-A': the value holds a control character",
     value = "header 'X%-A': string, number or list of them expected",
     path_space = "the path must be visible ASCII",
     path_crlf = "the path must be visible ASCII",
