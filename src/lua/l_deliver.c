@@ -177,16 +177,10 @@ static void emit(lua_State *L, struct req *r, const char *n, size_t nl, int vi)
                       "(RFC 9112 §6, RFC 9110 §7.6.1)", n);
     if (NAME_IS(n, nl, "date") || NAME_IS(n, nl, "server"))
         luaL_error(L, "deliver: %s can't be set: luring sends its own", n);
-    int count = lua_istable(L, vi) ? (int)lua_objlen(L, vi) : 1;
+    int count = lrt_values(L, vi);
     for (int i = 1; i <= count; i++) {
-        if (lua_istable(L, vi))
-            lua_rawgeti(L, vi, i);
-        else
-            lua_pushvalue(L, vi);
-        int ty = lua_type(L, -1);
-        size_t vl = 0; /* luaL_error does not return, not known to the compiler */
-        const char *v = ty == LUA_TSTRING || ty == LUA_TNUMBER
-                            ? lua_tolstring(L, -1, &vl) : NULL;
+        size_t vl;
+        const char *v = lrt_value(L, vi, i, &vl);
         if (v == NULL)
             luaL_error(L, "deliver: header '%s': string, number or list of "
                           "them expected", n);

@@ -229,16 +229,10 @@ static bool value_ok(const char *v, size_t n)
 static void put_field(lua_State *L, struct buf *b, const char *name, size_t nl)
 {
     int t = lua_gettop(L);
-    int n = lua_istable(L, t) ? (int)lua_objlen(L, t) : 1;
+    int n = lrt_values(L, t);
     for (int i = 1; i <= n; i++) {
-        if (lua_istable(L, t))
-            lua_rawgeti(L, t, i);
-        else
-            lua_pushvalue(L, t);
-        int ty = lua_type(L, -1);
-        size_t vl = 0; /* luaL_error does not return, not known to the compiler */
-        const char *v = ty == LUA_TSTRING || ty == LUA_TNUMBER
-                            ? lua_tolstring(L, -1, &vl) : NULL;
+        size_t vl;
+        const char *v = lrt_value(L, t, i, &vl);
         if (v == NULL)
             luaL_error(L, "origin:request: header '%s': string, number or "
                           "list of them expected", name);

@@ -20,6 +20,7 @@
 #include "base/log.h"
 #include "core/deliver.h"
 #include "core/req.h"
+#include "http/fields.h"
 #include "http/h1_server.h"
 #include "io/ops.h"
 #include "io/outq.h"
@@ -231,11 +232,24 @@ static void queue_body(lua_State *L, struct req *r, int idx)
     }
 }
 
-/* Header `name` (nlen bytes) is `lit`, ignoring case; the length check
- * first, so most names cost no strcasecmp. */
-static bool name_is(const char *name, size_t nlen, const char *lit)
+/* Header `name` (nlen bytes) is the literal `lit`, ignoring case. */
+#define name_is(name, nlen, lit) field_name_is(name, nlen, lit, sizeof(lit) - 1)
+
+int lrt_values(lua_State *L, int vi)
 {
-    return nlen == strlen(lit) && strcasecmp(name, lit) == 0;
+    return lua_istable(L, vi) ? (int)lua_objlen(L, vi) : 1;
+}
+
+const char *lrt_value(lua_State *L, int vi, int i, size_t *vl)
+{
+    if (lua_istable(L, vi))
+        lua_rawgeti(L, vi, i);
+    else
+        lua_pushvalue(L, vi);
+    int ty = lua_type(L, -1);
+    *vl = 0;
+    return ty == LUA_TSTRING || ty == LUA_TNUMBER ? lua_tolstring(L, -1, vl)
+                                                  : NULL;
 }
 
 /* The list at the stack top as field lines `name`: 0, or -1 with an
@@ -243,13 +257,10 @@ static bool name_is(const char *name, size_t nlen, const char *lit)
 static int add_list(lua_State *L, struct req *r, const char *name, size_t nlen)
 {
     int t = lua_gettop(L);
-    int n = (int)lua_objlen(L, t);
+    int n = lrt_values(L, t);
     for (int i = 1; i <= n; i++) {
-        lua_rawgeti(L, t, i);
         size_t vlen;
-        int ty = lua_type(L, -1);
-        const char *v = ty == LUA_TSTRING || ty == LUA_TNUMBER
-                            ? lua_tolstring(L, -1, &vlen) : NULL;
+        const char *v = lrt_value(L, t, i, &vlen);
         if (v == NULL) {
             lua_pushfstring(L, "header '%s': string, number or list of them "
                                "expected", name);

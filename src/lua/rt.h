@@ -112,6 +112,13 @@ void lrt_unref(struct worker *w, void *arg, intptr_t ref);
 struct lrt *lrt_current(void);
 /** The request behind the table at idx; raises unless it is active. */
 struct req *lrt_check_req(struct lua_State *L, int idx);
+/** A header value given from Lua at stack index vi (absolute): a string,
+ * a number, or a list of them (one field line each). How many values. */
+int lrt_values(struct lua_State *L, int vi);
+/** Push value i (1-based) of vi and return it as a string of *vl bytes,
+ * or NULL (*vl 0) when it is neither a string nor a number; the value
+ * stays pushed either way (the caller pops it). */
+const char *lrt_value(struct lua_State *L, int vi, int i, size_t *vl);
 
 /* l_cache.c */
 void lcache_open(struct lua_State *L);
