@@ -57,6 +57,17 @@ static inline bool field_value_ok(const char *v, size_t n)
     return true;
 }
 
+/** Only visible ASCII (0x21-0x7e): what a request-target may hold (RFC
+ * 9112 §3.2, RFC 3986: anything else percent-encoded). A SP, CR or LF
+ * there would end the request line early (request splitting). */
+static inline bool target_is_visible(const char *t, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)t[i] <= 0x20 || (unsigned char)t[i] >= 0x7f)
+            return false;
+    return true;
+}
+
 /** token = 1*tchar: false for an empty string. */
 bool field_is_token(const char *s, size_t n);
 

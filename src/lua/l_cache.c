@@ -20,6 +20,7 @@
 #include "core/req.h"
 #include "core/vary.h"
 #include "http/cc.h"
+#include "http/fields.h"
 #include "http/h1_server.h"
 #include "store/cache.h"
 
@@ -493,9 +494,8 @@ static bool must_pass(const struct req *r, bool lk_cookie, bool lk_auth)
 static void check_target(lua_State *L, const char *path, size_t plen,
                          const char *who)
 {
-    for (size_t i = 0; i < plen; i++)
-        if ((unsigned char)path[i] <= 0x20 || (unsigned char)path[i] >= 0x7f)
-            luaL_error(L, "%s: the path must be visible ASCII", who);
+    if (!target_is_visible(path, plen))
+        luaL_error(L, "%s: the path must be visible ASCII", who);
     if (plen == 0 || path[0] != '/')
         luaL_error(L, "%s: the path must start with /", who);
 }

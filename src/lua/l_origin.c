@@ -345,11 +345,10 @@ static int l_origin_request(lua_State *L)
     bool star = pl == 1 && path[0] == '*' && ml == 7 && !memcmp(method, "OPTIONS", 7);
     if (pl == 0 || (path[0] != '/' && !star))
         return luaL_error(L, "origin:request: the path must start with /");
-    for (size_t i = 0; i < pl; i++)
-        if ((unsigned char)path[i] <= 0x20 || (unsigned char)path[i] >= 0x7f)
-            return luaL_error(L, "origin:request: the path must be visible "
-                                 "ASCII (no space, CR, LF, NUL, control or "
-                                 "non-ASCII byte: percent-encode them)");
+    if (!target_is_visible(path, pl))
+        return luaL_error(L, "origin:request: the path must be visible "
+                             "ASCII (no space, CR, LF, NUL, control or "
+                             "non-ASCII byte: percent-encode them)");
     const char *body = lua_isnil(L, bi) ? NULL : lua_tolstring(L, bi, &bl);
 
     struct lreader *rd = lua_newuserdata(L, sizeof *rd);
