@@ -2,6 +2,7 @@
  * head, for a shared cache (see cc.h). */
 #define _GNU_SOURCE
 #include "http/cc.h"
+#include "http/date.h"
 #include "http/fields.h"
 
 #include <string.h>
@@ -34,21 +35,14 @@ int64_t cc_delta_seconds(const char *p, size_t n)
     return v < DELTA_SECONDS_MAX ? v : DELTA_SECONDS_MAX;
 }
 
-/* An IMF-fixdate (RFC 9110 §5.6.7) as seconds since the epoch, or 0 (a
- * time in the past) when invalid: RFC 9111 §5.3. */
-static int64_t parse_expires(const char *p, size_t n)
+/* An HTTP-date in any of its three formats (RFC 9110 §5.6.7) as seconds
+ * since the epoch, or `bad` when invalid. Times before 1970 read as 0.
+ * The clock is read only to place an RFC 850 date's two-digit year. */
+static int64_t parse_date(const char *p, size_t n, int64_t bad)
 {
-    char s[64];
-    if (n >= sizeof s || memchr(p, 0, n))
-        return 0; /* a NUL would end strptime's string early */
-    memcpy(s, p, n);
-    s[n] = 0;
-    struct tm tm;
-    memset(&tm, 0, sizeof tm);
-    const char *end = strptime(s, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-    if (end == NULL || *end != 0)
-        return 0;
-    int64_t t = (int64_t)timegm(&tm);
+    int64_t t = http_date_parse(p, n, (int64_t)time(NULL));
+    if (t == INT64_MIN)
+        return bad;
     return t > 0 ? t : 0;
 }
 
@@ -134,6 +128,12 @@ static void parse_cache_control(struct cc_resp *rr, const char *p,
             rr->is_public = true;
         else if (same(name, nn, "must-revalidate"))
             rr->must_revalidate = true;
+        else if (same(name, nn, "proxy-revalidate"))
+            rr->proxy_revalidate = true;
+        else if (same(name, nn, "stale-while-revalidate") && rr->swr < 0)
+            rr->swr = has_arg ? cc_delta_seconds(v, vn) : -1;
+        else if (same(name, nn, "stale-if-error") && rr->sie < 0)
+            rr->sie = has_arg ? cc_delta_seconds(v, vn) : -1;
         else if (same(name, nn, "max-age"))
             set_delta(rr, &rr->max_age, has_arg, v, vn);
         else if (same(name, nn, "s-maxage"))
@@ -161,6 +161,7 @@ void cc_parse(struct cc_resp *rr, const char *lines, size_t len)
 {
     memset(rr, 0, sizeof *rr);
     rr->max_age = rr->s_maxage = rr->expires = -1;
+    rr->date = rr->last_modified = rr->swr = rr->sie = -1;
     const char *p = lines, *end = lines + len;
     while (p && p < end) {
         const char *eol = memchr(p, '\n', (size_t)(end - p));
@@ -178,7 +179,13 @@ void cc_parse(struct cc_resp *rr, const char *lines, size_t len)
             if (same(p, nn, "cache-control"))
                 parse_cache_control(rr, v, ve);
             else if (same(p, nn, "expires") && rr->expires < 0)
-                rr->expires = parse_expires(v, (size_t)(ve - v));
+                rr->expires = parse_date(v, (size_t)(ve - v), 0);
+            else if (same(p, nn, "date") && rr->date < 0)
+                rr->date = parse_date(v, (size_t)(ve - v), -1);
+            else if (same(p, nn, "last-modified") && rr->last_modified < 0)
+                rr->last_modified = parse_date(v, (size_t)(ve - v), -1);
+            else if (same(p, nn, "etag"))
+                rr->has_etag = true;
             else if (same(p, nn, "age") && rr->age == 0 &&
                      (rr->age = cc_delta_seconds(v, (size_t)(ve - v))) < 0)
                 rr->age = 0; /* invalid: ignored (RFC 9111 §5.1) */
@@ -199,7 +206,10 @@ int64_t cc_lifetime(const struct cc_resp *rr, int64_t now)
         return rr->s_maxage;
     if (rr->max_age >= 0)
         return rr->max_age;
-    if (rr->expires >= 0)
-        return rr->expires > now ? rr->expires - now : 0;
+    if (rr->expires >= 0) {
+        int64_t base = rr->date >= 0 ? rr->date : now;
+        int64_t life = rr->expires > base ? rr->expires - base : 0;
+        return life < DELTA_SECONDS_MAX ? life : DELTA_SECONDS_MAX;
+    }
     return -1;
 }

@@ -1,7 +1,9 @@
 /* cc.h - what a response's header fields say about storing it in
  * a shared cache (RFC 9111): the Cache-Control response directives
- * (§5.2.2), Expires (§5.3), Age (§5.1), Set-Cookie and Vary: *. Pure functions over the
- * header lines of a response; no I/O, no allocation. */
+ * (§5.2.2, and RFC 5861's stale-while-revalidate and stale-if-error),
+ * Expires (§5.3), Age (§5.1), Date, the validators (ETag, Last-Modified),
+ * Set-Cookie and Vary: *. Pure functions over the header lines of a
+ * response; no I/O, no allocation. */
 #ifndef LURING_CC_H
 #define LURING_CC_H
 
@@ -20,6 +22,8 @@ struct cc_resp {
     bool is_private;      /* §5.2.2.7, qualified or not */
     bool is_public;       /* §5.2.2.9 */
     bool must_revalidate; /* §5.2.2.2 */
+    bool proxy_revalidate; /* §5.2.2.8 */
+    bool has_etag;        /* an ETag field is present (RFC 9110 §8.8.3) */
     bool set_cookie;      /* a Set-Cookie field is present */
     bool vary_star;       /* Vary contains "*" (RFC 9110 §12.5.5) */
     bool invalid;         /* max-age or s-maxage present but invalid, or
@@ -27,7 +31,15 @@ struct cc_resp {
                            * directives: the response is stale (§4.2.1) */
     int64_t max_age;      /* seconds, -1: absent (first occurrence wins) */
     int64_t s_maxage;     /* seconds, -1: absent */
-    int64_t expires;      /* seconds since the epoch, -1: absent */
+    int64_t expires;      /* seconds since the epoch, -1: absent; 0 (long
+                           * past) when invalid, RFC 9111 §5.3 */
+    int64_t date;         /* Date (RFC 9110 §6.6.1), seconds since the
+                           * epoch; -1: absent or invalid */
+    int64_t last_modified; /* Last-Modified (RFC 9110 §8.8.2), seconds
+                            * since the epoch; -1: absent or invalid */
+    int64_t swr;          /* stale-while-revalidate (RFC 5861 §3), seconds,
+                           * -1: absent or invalid */
+    int64_t sie;          /* stale-if-error (RFC 5861 §4), seconds, -1 */
     int64_t age;          /* Age (§5.1): seconds the response has already
                            * spent in caches upstream, 0: absent or invalid */
 };
@@ -45,9 +57,10 @@ int64_t cc_delta_seconds(const char *p, size_t n);
 void cc_parse(struct cc_resp *rr, const char *lines, size_t len);
 
 /** The freshness lifetime for a shared cache in seconds (RFC 9111 §4.2.1):
- * s-maxage, else max-age, else Expires minus `now` (seconds since the
- * epoch; an Expires in the past gives 0). 0 when the response is invalid
- * (stale); -1 when the response gives none (the cache's default applies). */
+ * s-maxage, else max-age, else Expires minus Date (minus `now`, seconds
+ * since the epoch, when there is no valid Date; an Expires before it
+ * gives 0). 0 when the response is invalid (stale); -1 when the response
+ * gives none (a heuristic or the cache's default applies). */
 int64_t cc_lifetime(const struct cc_resp *rr, int64_t now);
 
 #endif

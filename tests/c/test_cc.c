@@ -146,9 +146,47 @@ static void test_expires(void)
     cc_parse(&rr, nul, sizeof nul - 1);
     CHECK_EQ(rr.expires, 0);
     CHECK_EQ(cc_lifetime(&rr, 1000), 0);
+    /* the three formats of RFC 9110 §5.6.7 */
+    rr = parse("Expires: Tuesday, 01-Jan-30 00:00:00 GMT\r\n");
+    CHECK_EQ(rr.expires, 1893456000LL);
+    rr = parse("Expires: Tue Jan  1 00:00:00 2030\r\n");
+    CHECK_EQ(rr.expires, 1893456000LL);
+    /* Expires - Date, not Expires - now (RFC 9111 §4.2.1): the origin's
+     * clock decides */
+    rr = parse("Date: Tue, 01 Jan 2030 00:00:00 GMT\r\n"
+               "Expires: Tue, 01 Jan 2030 00:10:00 GMT\r\n");
+    CHECK_EQ(rr.date, 1893456000LL);
+    CHECK_EQ(cc_lifetime(&rr, 5), 600);
+    rr = parse("Date: Tue, 01 Jan 2030 00:10:00 GMT\r\n"
+               "Expires: Tue, 01 Jan 2030 00:00:00 GMT\r\n");
+    CHECK_EQ(cc_lifetime(&rr, 5), 0);
     /* nothing about freshness: the cache's default applies */
     rr = parse("Content-Type: text/plain\r\n");
     CHECK_EQ(cc_lifetime(&rr, 1000), -1);
+}
+
+/* stale-while-revalidate, stale-if-error (RFC 5861), proxy-revalidate
+ * (RFC 9111 §5.2.2.8), validators and Date */
+static void test_stale_and_validators(void)
+{
+    struct cc_resp rr = parse("Cache-Control: max-age=1, stale-while-revalidate=30,"
+                              " stale-if-error=\"600\", proxy-revalidate\r\n");
+    CHECK_EQ(rr.swr, 30);
+    CHECK_EQ(rr.sie, 600);
+    CHECK(rr.proxy_revalidate && !rr.must_revalidate);
+    CHECK(!rr.invalid);
+    rr = parse("Cache-Control: stale-while-revalidate=x, stale-if-error\r\n");
+    CHECK_EQ(rr.swr, -1);
+    CHECK_EQ(rr.sie, -1);
+    CHECK(!rr.invalid); /* RFC 5861: an invalid value is ignored */
+    rr = parse("Content-Type: text/plain\r\n");
+    CHECK(rr.swr == -1 && rr.sie == -1 && rr.date == -1 &&
+          rr.last_modified == -1 && !rr.has_etag);
+    rr = parse("ETag: \"x\"\r\nLast-Modified: Sun, 06 Nov 1994 08:49:37 GMT\r\n"
+               "Date: garbage\r\n");
+    CHECK(rr.has_etag);
+    CHECK_EQ(rr.last_modified, 784111777LL);
+    CHECK_EQ(rr.date, -1);
 }
 
 static void test_cookie_and_vary(void)
@@ -175,6 +213,7 @@ int main(void)
     TEST(test_delta_seconds);
     TEST(test_cache_control);
     TEST(test_expires);
+    TEST(test_stale_and_validators);
     TEST(test_cookie_and_vary);
     return test_report();
 }

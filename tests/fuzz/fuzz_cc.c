@@ -4,19 +4,22 @@
  * a broken invariant:
  *   - cc_delta_seconds agrees with a plain reference (digits, optionally
  *     quoted, clamped to 2^31);
- *   - max-age and s-maxage in [-1, 2^31], Expires -1 or a time in years
- *     0..9999 (a leap second of 9999-12-31 at most); a lifetime in [-1, 2^31] or, from Expires, at most
- *     Expires - now; an invalid head is stale (0);
+ *   - max-age, s-maxage, stale-while-revalidate and stale-if-error in
+ *     [-1, 2^31]; Expires, Date and Last-Modified -1 or a time in years
+ *     1970..9999; a lifetime in [-1, 2^31] or, from Expires, at most
+ *     Expires - Date (Expires - now without a Date); an invalid head is
+ *     stale (0);
  *   - a field that is absent sets nothing (no "cache-control" in the
  *     input: no directive; no "vary": no Vary: *; ...);
  *   - field names and directive names are case-insensitive: the input in
- *     upper case reads the same (Expires aside). */
+ *     upper case reads the same (dates aside). */
 #include <ctype.h>
 #include <stdbool.h>
 #include <string.h>
 
 #include "fuzz.h"
 #include "http/cc.h"
+#include "http/date.h"
 
 static int64_t ref_delta_seconds(const uint8_t *p, size_t n)
 {
@@ -51,8 +54,8 @@ static bool has_ci(const uint8_t *p, size_t n, const char *lit)
     return false;
 }
 
-/* The latest Expires: 9999-12-31T23:59:61Z (strptime's %S goes to 61) */
-#define EXPIRES_MAX (253402300800LL + 1)
+/* The latest HTTP-date: 9999-12-31T23:59:59Z (http/date.h) */
+#define EXPIRES_MAX HTTP_DATE_MAX
 
 static void check_lifetime(const struct cc_resp *rr, int64_t now)
 {
@@ -65,7 +68,8 @@ static void check_lifetime(const struct cc_resp *rr, int64_t now)
     } else if (rr->max_age >= 0) {
         FUZZ_CHECK(life == rr->max_age);
     } else if (rr->expires >= 0) {
-        FUZZ_CHECK(life >= 0 && life <= (rr->expires > now ? rr->expires - now : 0));
+        int64_t base = rr->date >= 0 ? rr->date : now; /* §4.2.1 */
+        FUZZ_CHECK(life >= 0 && life <= (rr->expires > base ? rr->expires - base : 0));
     } else {
         FUZZ_CHECK(life == -1);
     }
@@ -98,6 +102,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(rr.max_age >= -1 && rr.max_age <= DELTA_SECONDS_MAX);
     FUZZ_CHECK(rr.s_maxage >= -1 && rr.s_maxage <= DELTA_SECONDS_MAX);
     FUZZ_CHECK(rr.expires >= -1 && rr.expires <= EXPIRES_MAX);
+    FUZZ_CHECK(rr.date >= -1 && rr.date <= EXPIRES_MAX);
+    FUZZ_CHECK(rr.last_modified >= -1 && rr.last_modified <= EXPIRES_MAX);
+    FUZZ_CHECK(rr.swr >= -1 && rr.swr <= DELTA_SECONDS_MAX);
+    FUZZ_CHECK(rr.sie >= -1 && rr.sie <= DELTA_SECONDS_MAX);
     if (!has_ci(data, size, "cache-control")) {
         FUZZ_CHECK(!rr.no_store && !rr.no_cache && !rr.is_private &&
                    !rr.is_public && !rr.must_revalidate && !rr.invalid);
@@ -120,8 +128,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check_lifetime(&rr, EXPIRES_MAX);
 
     /* case-insensitive names: the input in upper case reads the same
-     * (Expires aside: IMF-fixdate is case-sensitive, RFC 9110 §5.6.7, and
-     * strptime matches "GMT" exactly but day and month names in any case) */
+     * (dates aside: HTTP-date is case-sensitive, RFC 9110 §5.6.7) */
     if (size <= sizeof upper) {
         for (size_t i = 0; i < size; i++)
             upper[i] = (uint8_t)toupper(data[i]);
