@@ -4,6 +4,7 @@
  * more than OUT_HIGH queued at once: a slow client holds object memory,
  * never a growing buffer of its own. */
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "core/deliver.h"
@@ -35,6 +36,22 @@ static void sub_done(struct req *r, bool ok)
     req_wake(r); /* unless cache:fetch is still on the stack: it returns */
 }
 
+/* Age (RFC 9111 §5.1) for a response from a stored object: how long it
+ * has been in this cache plus its corrected initial age (§4.2.3), whole
+ * seconds. The owner of a fill gets one only when the origin said the
+ * response was already old (Age on a response the origin generated for
+ * this very request would claim otherwise); every other request gets it,
+ * "Age: 0" included. Passes forward the origin's Age as it came. */
+static void put_age(struct req *r, const struct cache_obj *o)
+{
+    if (o->stream || !o->head_ready || (r->sub_owner && o->init_age <= 0))
+        return;
+    int64_t ms = loop_now(r->m.srv->loop) - o->born;
+    char v[24];
+    int n = snprintf(v, sizeof v, "%lld", ms > 0 ? (long long)(ms / 1000) : 0LL);
+    http_head_add(&r->m, "Age", 3, v, (size_t)n);
+}
+
 /* Queue o's head for r: false when r's deliver hook failed (nothing
  * queued). */
 static bool send_head(struct req *r, struct cache_obj *o)
@@ -42,14 +59,17 @@ static bool send_head(struct req *r, struct cache_obj *o)
     int64_t len = o->state == OBJ_COMPLETE ? (int64_t)o->len : o->total;
     if (o->head_only) /* a passed HEAD: what the origin said (RFC 9110 §9.3.2) */
         len = o->head_cl;
-    http_head_begin(&r->m, o->status);
+    http_head_begin_at(&r->m, o->status, !o->has_date);
     if (!r->deliver_hook) {
         http_head_raw(&r->m, o->hdrs.data, o->hdrs.len);
+        put_age(r, o);
         if (r->xcache)
             http_head_add(&r->m, "X-Cache", 7, r->xcache, strlen(r->xcache));
     } else if (r->pool->deliver(r, o->status, o->hdrs.data, o->hdrs.len,
                                 r->xcache) < 0) {
         return false;
+    } else {
+        put_age(r, o);
     }
     http_head_end(&r->m, len);
     return true;

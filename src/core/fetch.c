@@ -6,19 +6,66 @@
 
 #include <time.h>
 
+/* Statuses a cache may give a heuristic freshness lifetime (RFC 9110
+ * §15.1: "heuristically cacheable"). */
+static bool heuristic_status(int status)
+{
+    switch (status) {
+    case 200: case 203: case 204: case 300: case 301: case 308:
+    case 404: case 405: case 410: case 414: case 501:
+        return true;
+    default:
+        return false;
+    }
+}
+
+int64_t fetch_heuristic_ms(const struct cache *c, const struct cc_resp *cc,
+                           int64_t now)
+{
+    if (cc->last_modified < 0 || c->heuristic_fraction <= 0)
+        return c->ttl_ms;
+    int64_t base = cc->date >= 0 ? cc->date : now;
+    int64_t since = base > cc->last_modified ? base - cc->last_modified : 0;
+    double ms = (double)since * 1000.0 * c->heuristic_fraction;
+    int64_t lo = c->ttl_ms, hi = c->heuristic_max_ms > lo ? c->heuristic_max_ms : lo;
+    if (ms < (double)lo)
+        return lo;
+    return ms > (double)hi ? hi : (int64_t)ms;
+}
+
 void fetch_head(struct cache_obj *o, int status, int64_t total, int64_t now)
 {
     struct cache *c = o->cache;
     struct cc_resp cc;
     cc_parse(&cc, o->hdrs.data, o->hdrs.len);
-    int64_t life = cc_lifetime(&cc, (int64_t)time(NULL));
-    int64_t ttl_ms = life < 0 ? c->ttl_ms : life * 1000;
-    /* what it spent in caches upstream counts (RFC 9111 §4.2.3: fresh
-     * while the lifetime exceeds the current age; Varnish dates its ttl
-     * from now - Age): Age 100000 with max-age=60 is stale already */
-    if (cc.age > 0)
-        ttl_ms = ttl_ms > cc.age * 1000 ? ttl_ms - cc.age * 1000 : 0;
-    bool share = status == 200 && ttl_ms > 0 && !cc.no_store &&
+    int64_t wall = (int64_t)time(NULL);
+    int64_t life = cc_lifetime(&cc, wall);
+    int64_t ttl_ms;
+    /* what a cache may store (RFC 9111 §3): a final response it can
+     * stand behind as a whole (never a 206, which luring did not ask
+     * for, nor a 304 to a request that was not conditional), whose
+     * freshness is explicit, or whose status is heuristically cacheable,
+     * or which is marked public (§4.2.2) */
+    bool storable = status >= 200 && status != 206 && status != 304;
+    if (life >= 0)
+        ttl_ms = life * 1000;
+    else if (heuristic_status(status) || cc.is_public)
+        ttl_ms = fetch_heuristic_ms(c, &cc, wall); /* §4.2.2 */
+    else
+        ttl_ms = 0;
+    /* the corrected initial age (§4.2.3): the Age the origin sent (what
+     * the response spent in caches upstream), or the apparent age from
+     * its Date if larger; a response older than its freshness lifetime
+     * arrives stale. Varnish dates its ttl from now - Age likewise. Date
+     * and the clock read in whole seconds, so one second apart may be a
+     * millisecond: the apparent age is the difference less one (else a
+     * max-age=1 response could arrive stale). */
+    int64_t age = o->origin_age > 0 ? o->origin_age : 0;
+    if (cc.date >= 0 && wall - 1 > cc.date && wall - 1 - cc.date > age)
+        age = wall - 1 - cc.date;
+    o->init_age = age;
+    ttl_ms = ttl_ms > age * 1000 ? ttl_ms - age * 1000 : 0;
+    bool share = storable && ttl_ms > 0 && !cc.no_store &&
                  !cc.no_cache && !cc.is_private && !cc.vary_star &&
                  (!o->req_auth || cc.is_public || cc.s_maxage >= 0 ||
                   cc.must_revalidate);

@@ -6,17 +6,30 @@
 
 #include <stdint.h>
 
+struct cache;
 struct cache_obj;
+struct cc_resp;
+
+/** A heuristic freshness lifetime in ms (RFC 9111 §4.2.2) for a response
+ * without an explicit one: with Last-Modified, c->heuristic_fraction of
+ * the time between it and Date (or `now`, seconds since the epoch, when
+ * Date is absent), within c->ttl_ms .. c->heuristic_max_ms (the largest
+ * of the two); without Last-Modified (or a fraction of 0), c->ttl_ms. */
+int64_t fetch_heuristic_ms(const struct cache *c, const struct cc_resp *cc,
+                           int64_t now);
 
 /** The head of o's response is known: `status`, `total` (body length or
  * -1), header lines in o->hdrs. Reads them (http/cc.h) and calls
- * cache_obj_head with the verdict. Shareable: a 200 that is fresh (its
- * freshness lifetime, or the cache's default ttl when it gives none, is
- * above 0), without no-store, no-cache, private or Vary: *, with public,
- * s-maxage or must-revalidate when the request had Authorization (§3.5),
- * without Set-Cookie unless the cache's decide hook stores it
- * explicitly, and with the values of what its Vary names recorded
- * (core/vary.h). Stored for the TTL the decide hook (admit/ttl) leaves.
+ * cache_obj_head with the verdict. Shareable: a final status other than
+ * 206 and 304 that is fresh (RFC 9111 §4.2: its freshness lifetime less
+ * its corrected initial age, §4.2.3, is above 0; without an explicit
+ * lifetime only the heuristically cacheable statuses of RFC 9110 §15.1,
+ * or a public response, get fetch_heuristic_ms), without no-store,
+ * no-cache, private or Vary: *, with public, s-maxage or
+ * must-revalidate when the request had Authorization (§3.5), without
+ * Set-Cookie unless the cache's decide hook stores it explicitly, and
+ * with the values of what its Vary names recorded (core/vary.h). Stored
+ * for the TTL the decide hook (admit/ttl) leaves. Sets o->init_age.
  * `now`: monotonic ms. */
 void fetch_head(struct cache_obj *o, int status, int64_t total, int64_t now);
 

@@ -7,6 +7,8 @@
 #include "core/fetch.h"
 #include "io/ops.h"
 #include "base/log.h"
+#include "http/cc.h"
+#include "http/date.h"
 #include "http/fields.h"
 #include "http/h1_server.h"
 #include "store/cache.h"
@@ -231,14 +233,32 @@ int origin_init_http(struct origin *o, const char *url, char *err,
  *   the next client on the chain: luring, not its client; Varnish drops
  *   it too) and those the Connection field names (h1_client.c);
  * - Content-Length: the server frames each response itself;
- * - Date and Server: the server sends its own, as nginx's proxy does. */
+ * - Server: the server sends its own, as nginx's proxy does;
+ * - Date: the origin's first valid one is kept (RFC 9110 §6.6.1: it says
+ *   when the response was generated, and the cache computes ages from
+ *   it; Varnish keeps it too); an invalid or repeated one is dropped and
+ *   the server's own is sent when none is kept;
+ * - Age, for a response that may be stored: kept aside (o->origin_age)
+ *   and sent recomputed as the stored response ages (RFC 9111 §5.1).
+ *   A pass forwards it as it came. */
 static int up_field(void *owner, const char *n, size_t nl, const char *v,
                     size_t vl)
 {
     struct upconn *u = owner;
 #define IS(s) field_name_is(n, nl, s, sizeof(s) - 1)
     bool skip = field_is_hop_by_hop(n, nl) || IS("content-length") ||
-                IS("date") || IS("server");
+                IS("server");
+    if (!skip && u->obj && IS("date")) {
+        skip = u->obj->has_date ||
+               (!(u->flags & ORQ_PASS) && /* a pass forwards it as is */
+                http_date_parse(v, vl, (int64_t)time(NULL)) == INT64_MIN);
+        u->obj->has_date = !skip || u->obj->has_date;
+    } else if (!skip && u->obj && !(u->flags & ORQ_PASS) && IS("age")) {
+        int64_t a = cc_delta_seconds(v, vl);
+        if (u->obj->origin_age < 0 && a >= 0)
+            u->obj->origin_age = a; /* the first valid one (§5.1) */
+        skip = true;
+    }
 #undef IS
     if (u->obj && (u->flags & ORQ_HEAD) && nl == 14 &&
         strncasecmp(n, "content-length", 14) == 0)
@@ -265,6 +285,8 @@ static void up_interim(void *owner)
     if (u->obj) {
         u->obj->hdrs.len = 0;
         u->obj->head_cl = -1;
+        u->obj->has_date = false;
+        u->obj->origin_age = -1;
     }
 }
 
@@ -949,7 +971,9 @@ static void file_simple(struct cache_obj *obj, int status, int64_t now)
     const char *reason = http_reason(status);
     size_t n = strlen(reason);
     buf_append(&obj->hdrs, "Content-Type: text/plain\r\n", 26);
-    fetch_head(obj, status, (int64_t)n + 1, now);
+    /* shared with the requests that joined, never stored: a missing file
+     * may appear at any moment, and looking again costs a stat */
+    cache_obj_head(obj, status, (int64_t)n + 1, true, 0, now);
     cache_obj_data(obj, reason, n);
     cache_obj_data(obj, "\n", 1);
     cache_obj_done(obj, true, 0);

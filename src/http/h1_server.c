@@ -882,6 +882,11 @@ static size_t put_dec(char *p, uint64_t v)
 
 void http_head_begin(struct h1_msg *m, int status)
 {
+    http_head_begin_at(m, status, true);
+}
+
+void http_head_begin_at(struct h1_msg *m, int status, bool date)
+{
     struct h1_server *srv = m->srv;
     const char *reason = http_reason(status);
     size_t rlen = strlen(reason);
@@ -897,7 +902,8 @@ void http_head_begin(struct h1_msg *m, int status)
     head_put(srv, line, 13);
     head_put(srv, reason, rlen);
     head_put(srv, "\r\nServer: luring\r\n", 18);
-    head_put(srv, srv->date, srv->date_len);
+    if (date)
+        head_put(srv, srv->date, srv->date_len);
 }
 
 int http_head_add(struct h1_msg *m, const char *name, size_t nlen,

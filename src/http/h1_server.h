@@ -251,7 +251,12 @@ void http_process(struct conn *c);
 void http_on_timeout(struct conn *c, enum tlist tl);
 /** A send completed; `all`: the out queue is now empty. */
 void http_on_sent(struct conn *c, bool all);
+/** Start m's response head: the status line, Server and the server's
+ * Date. */
 void http_head_begin(struct h1_msg *m, int status);
+/** Like http_head_begin; `date` false leaves Date out (the fields added
+ * next carry the origin's, RFC 9110 §6.6.1). */
+void http_head_begin_at(struct h1_msg *m, int status, bool date);
 /** Add a header line; -1 (nothing added) when the name is not a token or
  * the value holds a control character other than HTAB (CR, LF, NUL, VT,
  * DEL...: RFC 9110 §5.5, field_value_ok). */

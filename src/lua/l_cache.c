@@ -280,6 +280,9 @@ static int l_cache_new(lua_State *L)
     int64_t ttl_ms = ttl_fn ? 60000 : (int64_t)(opt_num(L, 1, "ttl", 60, MAX_SECONDS) * 1000);
     int64_t hfm_ms =
         (int64_t)(opt_range(L, 1, "hit_for_miss", 120, true, MAX_SECONDS) * 1000);
+    double h_frac = opt_range(L, 1, "heuristic_fraction", 0.1, true, 1.0);
+    int64_t h_max_ms =
+        (int64_t)(opt_range(L, 1, "heuristic_max", 86400, true, MAX_SECONDS) * 1000);
     bool lk_cookie = opt_mode(L, 1, "cookie", false, "luring.cache");
     bool lk_auth = opt_mode(L, 1, "authorization", false, "luring.cache");
     size_t hl = 0;
@@ -313,6 +316,8 @@ static int l_cache_new(lua_State *L)
                                 err, sizeof err) < 0)
                 return luaL_error(L, "luring.cache %s: %s", name, err);
             c->hfm_ms = hfm_ms;
+            c->heuristic_fraction = h_frac;
+            c->heuristic_max_ms = h_max_ms;
             c->lookup_cookie = lk_cookie;
             c->lookup_auth = lk_auth;
             snprintf(c->fill_host, sizeof c->fill_host, "%s", host ? host : "");
@@ -332,6 +337,8 @@ static int l_cache_new(lua_State *L)
     c->decide = lua_decide;
     c->decide_ctx = w;
     c->hfm_ms = hfm_ms;
+    c->heuristic_fraction = h_frac;
+    c->heuristic_max_ms = h_max_ms;
     c->lookup_cookie = lk_cookie;
     c->lookup_auth = lk_auth;
     snprintf(c->fill_host, sizeof c->fill_host, "%s", host ? host : "");

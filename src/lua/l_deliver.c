@@ -78,7 +78,8 @@ static void add_field(lua_State *L, const char *n, size_t nl, const char *v,
 
 static void fields_mt(lua_State *L);
 
-void lfields_push(lua_State *L, const char *p, size_t n, const char *xcache)
+void lfields_push(lua_State *L, const char *p, size_t n, const char *xcache,
+                  bool hook)
 {
     lua_createtable(L, 0, 8);
     const char *end = p + n;
@@ -90,7 +91,9 @@ void lfields_push(lua_State *L, const char *p, size_t n, const char *xcache)
         const char *v = colon + 1;
         while (v < eol && *v == ' ')
             v++;
-        add_field(L, p, (size_t)(colon - p), v, (size_t)(eol - v));
+        /* a deliver hook neither sees nor sets Date (ldeliver_call) */
+        if (!hook || !NAME_IS(p, (size_t)(colon - p), "date"))
+            add_field(L, p, (size_t)(colon - p), v, (size_t)(eol - v));
         p = eol + 2;
     }
     if (xcache)
@@ -234,7 +237,7 @@ static int deliver_protected(lua_State *L)
     lua_createtable(L, 0, 2);                             /* 5: res */
     lua_pushinteger(L, x->status);
     lua_setfield(L, 5, "status");
-    lfields_push(L, x->fields, x->flen, x->xcache);
+    lfields_push(L, x->fields, x->flen, x->xcache, true);
     lua_setfield(L, 5, "headers");
     lua_pushvalue(L, 3);
     lua_pushvalue(L, 4);
@@ -253,7 +256,10 @@ static int deliver_protected(lua_State *L)
         const char *eol = memchr(p, '\r', (size_t)(end - p));
         if (!colon || !eol || colon > eol)
             break;
-        emit_original(L, r, p, (size_t)(colon - p), 7, 8);
+        if (NAME_IS(p, (size_t)(colon - p), "date")) /* the origin's */
+            http_head_raw(&r->m, p, (size_t)(eol + 2 - p));
+        else
+            emit_original(L, r, p, (size_t)(colon - p), 7, 8);
         p = eol + 2;
     }
     if (x->xcache)

@@ -183,7 +183,7 @@ static int push_head(lua_State *L, struct lreader *rd, int idx)
         return 2;
     }
     lua_pushinteger(L, o->status);
-    lfields_push(L, o->hdrs.data, o->hdrs.len, NULL);
+    lfields_push(L, o->hdrs.data, o->hdrs.len, NULL, false);
     /* the body's length, when the origin announced one (luring keeps the
      * framing fields out of o->hdrs) */
     int64_t cl = o->head_only ? o->head_cl : o->total;

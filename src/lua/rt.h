@@ -3,6 +3,7 @@
 #ifndef LURING_RT_H
 #define LURING_RT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -156,9 +157,11 @@ void lorigin_cleanup(struct lrt *rt);
  * X-Cache: xcache when not NULL: lowercased names; a repeated field's
  * values joined with ", " (RFC 9110 §5.3), except Set-Cookie, always a
  * list of strings (RFC 6265 §3: its values can't be joined). Indexing it
- * with any case works (a metatable lowercases the names). */
+ * with any case works (a metatable lowercases the names). `hook`: the
+ * table is a deliver hook's view, which leaves Date out (luring sends the
+ * origin's as it is). */
 void lfields_push(struct lua_State *L, const char *p, size_t n,
-                  const char *xcache);
+                  const char *xcache, bool hook);
 /** r's next head from a cache object goes through the deliver hook at
  * stack index fn, called as fn(req, res) with the request table at
  * req_idx (r->deliver_hook set). */

@@ -62,6 +62,8 @@ struct cache *cache_new(const char *name, size_t max_bytes,
     c->max_objects = max_objects;
     c->ttl_ms = ttl_ms;
     c->hfm_ms = 120000;
+    c->heuristic_fraction = 0.1;
+    c->heuristic_max_ms = 86400000;
     if (rehash(c, 1024) < 0) {
         policy_free(c->pol);
         free(c);
@@ -349,6 +351,7 @@ struct cache_obj *cache_obj_new(struct cache *c, const char *key,
     o->total = -1;
     o->cacheable = true;
     o->head_cl = -1;
+    o->origin_age = -1;
     o->mem = sizeof *o + klen;
     c->bytes += o->mem;
     o->refs = 1;
@@ -451,6 +454,7 @@ void cache_obj_head(struct cache_obj *o, int status, int64_t total,
     o->head_ready = true;
     o->shareable = shareable;
     o->expires = now + ttl_ms;
+    o->born = now - o->init_age * 1000;
     if (!shareable || ttl_ms <= 0 ||
         (total > 0 && (size_t)total > c->max_bytes)) {
         o->cacheable = false;

@@ -71,6 +71,16 @@ struct cache_obj {
     unsigned nchunks, chunks_cap;
     size_t mem;          /* bytes charged to the cache's budget */
     int64_t expires;     /* monotonic ms */
+    int64_t born;        /* monotonic ms at which the stored response's
+                          * age was 0: when its head came (cache_obj_head)
+                          * minus init_age; Age = (now - born) / 1000
+                          * (core/deliver.c) */
+    int64_t init_age;    /* its corrected initial age in seconds (RFC 9111
+                          * §4.2.3), set before cache_obj_head; 0: none */
+    int64_t origin_age;  /* the Age the origin sent (delta-seconds), -1:
+                          * none; kept out of hdrs, sent recomputed */
+    bool has_date;       /* hdrs hold the origin's Date (RFC 9110 §6.6.1),
+                          * sent instead of the server's own */
     struct store_waiter *waiters; /* told about every change */
     /* a stream object (cache_obj_stream): a pass-through response with one
      * reader, never indexed; the chunks its reader's sends are done with
@@ -114,7 +124,11 @@ struct cache {
     void *decide_ctx;       /* for decide: the Lua runtime (struct lrt) whose
                              * current script runs the hooks */
     size_t max_bytes, max_objects;
-    int64_t ttl_ms;       /* default TTL when the origin gives none */
+    int64_t ttl_ms;       /* default TTL when the origin gives none, and
+                           * the least heuristic lifetime (core/fetch.h) */
+    double heuristic_fraction; /* of the Last-Modified age (RFC 9111
+                                * §4.2.2), 0: no heuristic, ttl_ms */
+    int64_t heuristic_max_ms;  /* the greatest heuristic lifetime */
     int64_t hfm_ms;       /* hit-for-miss marker lifetime; 0: no markers */
     bool lookup_cookie;   /* requests with Cookie are looked up (else passed) */
     bool lookup_auth;     /* requests with Authorization are looked up */

@@ -2,12 +2,14 @@
  * max_objects eviction, the byte budget, TTL expiry, refcounts that keep
  * unindexed objects alive, failed fills, chunk boundaries. */
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "app/worker.h"
 #include "core/fetch.h"
 #include "core/vary.h"
+#include "http/date.h"
 #include "store/cache.h"
 
 static int test_failures;
@@ -101,14 +103,15 @@ static void test_ttl(void)
     CHECK(cache_lookup(c, "k", 1, now + 1500) == NULL);
     CHECK(c->st.expired == 1);
     CHECK(c->nobj == 0);
-    /* max-age=0 and non-200 statuses are never stored: a hit-for-miss
-     * marker takes their place for hfm_ms */
+    /* max-age=0, and statuses that are not heuristically cacheable
+     * without explicit freshness, are never stored: a hit-for-miss marker
+     * takes their place for hfm_ms */
     struct cache_obj *n = fill(c, "n", 10, 0);
     struct cache_obj *m = cache_lookup(c, "n", 1, now);
     CHECK(m != NULL && m != n && m->hfm && m->len == 0);
     struct cache_obj *o = cache_insert(c, "e", 1);
     cache_obj_ref(o);
-    head(o, 404, 0, -1);
+    head(o, 500, 0, -1);
     CHECK(!o->indexed && !o->shareable);
     m = cache_lookup(c, "e", 1, now);
     CHECK(m != NULL && m->hfm);
@@ -257,9 +260,20 @@ static void test_shareable(void)
         {200, "Cache-Control: public\r\n", true, true},
         {200, "Cache-Control: s-maxage=60\r\n", true, true},
         {200, "Cache-Control: must-revalidate, max-age=60\r\n", true, true},
-        {404, "", false, false},
-        {302, "Cache-Control: max-age=60\r\n", false, false},
+        /* RFC 9111 §3, §4.2.2: heuristically cacheable statuses (RFC 9110
+         * §15.1) are stored without explicit freshness (negative caching);
+         * others only with it, or with public; never 206 nor 304 */
+        {404, "", false, true},
+        {410, "", false, true},
+        {501, "", false, true},
+        {302, "Cache-Control: max-age=60\r\n", false, true},
+        {302, "", false, false},
+        {307, "", false, false},
         {500, "", false, false},
+        {503, "Expires: 0\r\n", false, false},
+        {500, "Cache-Control: public\r\n", false, true},
+        {206, "Cache-Control: max-age=60\r\n", false, false},
+        {304, "Cache-Control: max-age=60\r\n", false, false},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char key[16];
@@ -378,6 +392,56 @@ static void test_policies(void)
     CHECK(strstr(err, "nope") != NULL);
 }
 
+/* RFC 9111 §4.2.2 heuristic freshness and §4.2.3 initial age */
+static void test_heuristic_and_age(void)
+{
+    struct cache *c = cache_new("t", 1 << 30, 1000, 60000, "lru", err, sizeof err);
+    int64_t now = loop_now(w.loop);
+    char date[40], lm[40], line[160];
+    time_t t = time(NULL);
+    static const struct { int64_t lm_age; int64_t ttl; } cases[] = {
+        { 100, 60 },          /* 10 s < the cache's ttl: the ttl */
+        { 10000, 1000 },      /* 10 % of the Last-Modified age */
+        { 100 * 86400, 86400 }, /* capped at heuristic_max */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        http_date_format((int64_t)t, date);
+        date[HTTP_DATE_LEN] = 0;
+        http_date_format((int64_t)t - cases[i].lm_age, lm);
+        lm[HTTP_DATE_LEN] = 0;
+        snprintf(line, sizeof line, "Date: %s\r\nLast-Modified: %s\r\n", date, lm);
+        struct cache_obj *o = cache_insert(c, "h", 1);
+        cache_obj_ref(o);
+        buf_append(&o->hdrs, line, strlen(line));
+        fetch_head(o, 200, 2, now);
+        int64_t ttl = (o->expires - now) / 1000;
+        /* a second may pass between Date and the fetch's clock */
+        CHECK(ttl >= cases[i].ttl - 2 && ttl <= cases[i].ttl);
+        CHECK(o->shareable);
+        finish_fill(o);
+    }
+    /* Age and an old Date both make a response older on arrival */
+    struct cache_obj *o = cache_insert(c, "a", 1);
+    cache_obj_ref(o);
+    o->origin_age = 50;
+    buf_append(&o->hdrs, "Cache-Control: max-age=60\r\n", 27);
+    fetch_head(o, 200, 2, now);
+    CHECK(o->init_age == 50);
+    CHECK(o->expires - now == 10000);
+    CHECK(now - o->born == 50000);
+    finish_fill(o);
+    o = cache_insert(c, "d", 1);
+    cache_obj_ref(o);
+    http_date_format((int64_t)time(NULL) - 100, date);
+    snprintf(line, sizeof line, "Cache-Control: max-age=60\r\nDate: %.29s\r\n", date);
+    buf_append(&o->hdrs, line, strlen(line));
+    fetch_head(o, 200, 2, now);
+    CHECK(o->init_age >= 99 && o->init_age <= 101);
+    CHECK(!o->shareable); /* arrived stale */
+    finish_fill(o);
+    cache_free(c);
+}
+
 int main(void)
 {
     struct loop_config lc = {.entries = 8, .nbufs = 8, .buf_size = 64};
@@ -391,6 +455,7 @@ int main(void)
     test_budget_and_lru();
     test_refs_and_failure();
     test_shareable();
+    test_heuristic_and_age();
     test_policies();
     loop_free(w.loop);
     printf("%s (%d failures)\n", test_failures ? "FAIL" : "PASS", test_failures);

@@ -22,6 +22,7 @@ local LOCATIONS = [[
     location /hdr/ { add_header X-Test "hello-origin"; }
     location /slowfill/ { echo "a"; echo_flush; echo_sleep 1; echo "b"; }
     location /latehead/ { echo_sleep 0.6; echo "late"; }
+    location /status/500 { return 500 "error\n"; }
 @EXTRA@
 ]]
 
@@ -656,14 +657,22 @@ describe("cache: TTL and uncacheable responses", function()
     assert.is_true(cache_stats(srv, "main").uncacheable >= 6)
   end)
 
-  it("a 404 from the origin is served but not cached", function()
+  it("a 404 from the origin is cached: heuristically cacheable (RFC 9110 §15.1, RFC 9111 §4.2.2)", function()
     for i = 1, 2 do
       local r = get(srv, "/c/main/o/static/missing.txt")
       assert.are.equal(404, r.status, describe_res(r))
-      assert.are_not.equal("HIT", r.headers["x-cache"])
+      assert.are.equal(i == 1 and "MISS" or "HIT", r.headers["x-cache"])
       assert.is_truthy(r.body:find("404", 1, true))
     end
-    assert.are.equal(2, ngx:wait_count("/static/missing.txt", 2, 3, 0.1))
+    assert.are.equal(1, ngx:wait_count("/static/missing.txt", 1, 3, 0.1))
+  end)
+
+  it("a 500 without explicit freshness is not cached (RFC 9111 §3)", function()
+    for _ = 1, 2 do
+      local r = get(srv, "/c/main/o/status/500")
+      assert.are.equal(500, r.status, describe_res(r))
+      assert.are_not.equal("HIT", r.headers["x-cache"])
+    end
   end)
 end)
 

@@ -6,7 +6,9 @@
 GET /<name>[?...] answers with the file DIR/<name>.http after DELAY seconds
 (DIR/delay, default 0.3), where {id} is replaced by a number unique to the
 request and {len} by the byte length of the body (what follows the last
-CRLF CRLF). A template may hold {then}: what follows it is sent 50 ms
+CRLF CRLF). {imf}, {rfc850} and {asctime}, optionally with a signed offset
+in seconds ({imf-30}, {asctime+60}), are replaced by the current time in
+that HTTP-date format (RFC 9110 §5.6.7). A template may hold {then}: what follows it is sent 50 ms
 after the response, unasked, on the same connection. A template ending in
 {close} is followed by the origin closing the connection (a close-delimited
 or a truncated body). Unknown names get a 404. Each request's path is
@@ -14,8 +16,10 @@ appended to DIR/requests.log, and a line to DIR/connections.log for each
 connection accepted. Keep-alive: requests on one connection are answered
 in order until the client closes. Stops by itself after 10 minutes.
 """
+import email.utils
 import itertools
 import os
+import re
 import socket
 import socketserver
 import sys
@@ -35,6 +39,24 @@ def delay():
         return 0.3
 
 
+def http_date(m):
+    t = time.time() + int(m.group(2) or 0)
+    g = time.gmtime(t)
+    if m.group(1) == b"imf":
+        return email.utils.formatdate(t, usegmt=True).encode()
+    days = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday",
+            "Saturday", "Sunday"]
+    months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep",
+              "Oct", "Nov", "Dec"]
+    if m.group(1) == b"rfc850":
+        return ("%s, %02d-%s-%02d %02d:%02d:%02d GMT" % (
+            days[g.tm_wday], g.tm_mday, months[g.tm_mon - 1], g.tm_year % 100,
+            g.tm_hour, g.tm_min, g.tm_sec)).encode()
+    return ("%s %s %2d %02d:%02d:%02d %d" % (
+        days[g.tm_wday][:3], months[g.tm_mon - 1], g.tm_mday, g.tm_hour,
+        g.tm_min, g.tm_sec, g.tm_year)).encode()
+
+
 def response(path):
     name = path.split("?", 1)[0].lstrip("/")
     with lock:
@@ -47,6 +69,7 @@ def response(path):
     except OSError:
         return b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", b"", False
     raw = tmpl.replace(b"{id}", b"%d" % n)
+    raw = re.sub(rb"\{(imf|rfc850|asctime)([+-][0-9]+)?\}", http_date, raw)
     close = raw.endswith(b"{close}")
     if close:
         raw = raw[:-len(b"{close}")]
