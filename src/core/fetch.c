@@ -41,15 +41,17 @@ void fetch_head(struct cache_obj *o, int status, int64_t total, int64_t now)
     int64_t wall = (int64_t)time(NULL);
     int64_t life = cc_lifetime(&cc, wall);
     int64_t ttl_ms;
-    /* what a cache may store (RFC 9111 §3): a final response it can
-     * stand behind as a whole (never a 206, which luring did not ask
-     * for, nor a 304 to a request that was not conditional), whose
-     * freshness is explicit, or whose status is heuristically cacheable,
-     * or which is marked public (§4.2.2) */
-    bool storable = status >= 200 && status != 206 && status != 304;
+    /* what is stored (RFC 9111 §3 allows any final status with explicit
+     * freshness; luring, as Varnish, is narrower): the heuristically
+     * cacheable statuses, and the temporary redirects 302 and 307 when
+     * their freshness is explicit. Never a 206 (luring asked for the
+     * whole) nor a 304 (it asked for no validation), nor a 201, 500 or
+     * 503 whatever it says. */
+    bool heur = heuristic_status(status);
+    bool storable = heur || ((status == 302 || status == 307) && life >= 0);
     if (life >= 0)
         ttl_ms = life * 1000;
-    else if (heuristic_status(status) || cc.is_public)
+    else if (heur)
         ttl_ms = fetch_heuristic_ms(c, &cc, wall); /* §4.2.2 */
     else
         ttl_ms = 0;

@@ -20,11 +20,11 @@ int64_t fetch_heuristic_ms(const struct cache *c, const struct cc_resp *cc,
 
 /** The head of o's response is known: `status`, `total` (body length or
  * -1), header lines in o->hdrs. Reads them (http/cc.h) and calls
- * cache_obj_head with the verdict. Shareable: a final status other than
- * 206 and 304 that is fresh (RFC 9111 §4.2: its freshness lifetime less
- * its corrected initial age, §4.2.3, is above 0; without an explicit
- * lifetime only the heuristically cacheable statuses of RFC 9110 §15.1,
- * or a public response, get fetch_heuristic_ms), without no-store,
+ * cache_obj_head with the verdict. Shareable: a heuristically cacheable
+ * status (RFC 9110 §15.1), or a 302/307 with explicit freshness (as
+ * Varnish), that is fresh (RFC 9111 §4.2: its freshness lifetime, or
+ * else fetch_heuristic_ms, less its corrected initial age, §4.2.3, is
+ * above 0), without no-store,
  * no-cache, private or Vary: *, with public, s-maxage or
  * must-revalidate when the request had Authorization (§3.5), without
  * Set-Cookie unless the cache's decide hook stores it explicitly, and

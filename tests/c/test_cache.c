@@ -262,7 +262,7 @@ static void test_shareable(void)
         {200, "Cache-Control: must-revalidate, max-age=60\r\n", true, true},
         /* RFC 9111 §3, §4.2.2: heuristically cacheable statuses (RFC 9110
          * §15.1) are stored without explicit freshness (negative caching);
-         * others only with it, or with public; never 206 nor 304 */
+         * 302 and 307 only with it (as Varnish); others never */
         {404, "", false, true},
         {410, "", false, true},
         {501, "", false, true},
@@ -271,7 +271,10 @@ static void test_shareable(void)
         {307, "", false, false},
         {500, "", false, false},
         {503, "Expires: 0\r\n", false, false},
-        {500, "Cache-Control: public\r\n", false, true},
+        {500, "Cache-Control: public\r\n", false, false},
+        {500, "Cache-Control: max-age=60\r\n", false, false},
+        {201, "Cache-Control: max-age=60\r\n", false, false},
+        {307, "Cache-Control: max-age=60\r\n", false, true},
         {206, "Cache-Control: max-age=60\r\n", false, false},
         {304, "Cache-Control: max-age=60\r\n", false, false},
     };

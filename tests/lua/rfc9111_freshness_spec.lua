@@ -57,6 +57,8 @@ local R = {
   s302 = resp("302 Found", "Location: /x\r\n"),
   s302fresh = resp("302 Found", "Location: /x\r\nCache-Control: max-age=60\r\n"),
   s307 = resp("307 Temporary Redirect", "Location: /x\r\n"),
+  s307fresh = resp("307 Temporary Redirect", "Location: /x\r\nExpires: {imf+60}\r\n"),
+  s500fresh = resp("500 Internal Server Error", "Cache-Control: max-age=60\r\n"),
   s500 = resp("500 Internal Server Error", ""),
   s503public = resp("503 Service Unavailable", "Cache-Control: public\r\n"),
   s206 = resp("206 Partial Content", "Cache-Control: max-age=60\r\nContent-Range: bytes 0-8/20\r\n"),
@@ -223,13 +225,13 @@ describe("RFC 9111 freshness", function()
     end
   end)
 
-  it("§3: other statuses are stored only with explicit freshness or public; never a 206", function()
-    for _, name in ipairs{ "s302", "s307", "s500", "s206" } do
+  it("§3: 302 and 307 are stored only with explicit freshness; 500, 503, 206 never (as Varnish)", function()
+    for _, name in ipairs{ "s302", "s307", "s500", "s206", "s503public", "s500fresh" } do
       local _, b, n = twice(name)
       assert.are.equal(2, n, name)
       assert.are_not.equal("HIT", b.headers["x-cache"], name)
     end
-    for _, name in ipairs{ "s302fresh", "s503public" } do
+    for _, name in ipairs{ "s302fresh", "s307fresh" } do
       local _, b, n = twice(name)
       assert.are.equal(1, n, name)
       assert.are.equal("HIT", b.headers["x-cache"], name)
