@@ -4,7 +4,7 @@
  * more than OUT_HIGH queued at once: a slow client holds object memory,
  * never a growing buffer of its own. */
 #include <stddef.h>
-#include <stdio.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "core/deliver.h"
@@ -47,9 +47,16 @@ static void put_age(struct req *r, const struct cache_obj *o)
     if (o->stream || !o->head_ready || (r->sub_owner && o->init_age <= 0))
         return;
     int64_t ms = loop_now(r->m.srv->loop) - o->born;
-    char v[24];
-    int n = snprintf(v, sizeof v, "%lld", ms > 0 ? (long long)(ms / 1000) : 0LL);
-    http_head_add(&r->m, "Age", 3, v, (size_t)n);
+    uint64_t age = ms > 0 ? (uint64_t)ms / 1000 : 0;
+    char line[32] = "Age: ", *e = line + sizeof line, *p = e;
+    *--p = '\n';
+    *--p = '\r';
+    do
+        *--p = (char)('0' + age % 10);
+    while ((age /= 10) != 0);
+    size_t n = (size_t)(e - p);
+    memmove(line + 5, p, n);
+    http_head_raw(&r->m, line, 5 + n);
 }
 
 /* Queue o's head for r: false when r's deliver hook failed (nothing
