@@ -169,6 +169,7 @@ static void on_obj_change(struct store_waiter *sw)
         unlink_sub(r);
         o->cache->st.released++;
         r->released = true;
+        r->relookup = o->shareable; /* another variant: look up again */
         req_defer(r);
     } else if (r->collect) {
         if (o->state != OBJ_FILLING)

@@ -69,6 +69,8 @@ struct req {
                              * response even when it is not shareable */
     bool released;          /* a joined fill was not shareable: waits
                              * (still parked) to fetch on its own */
+    bool relookup;          /* released: the fill was another variant
+                             * (RFC 9111 §4.1): looks up again */
     struct cache *fetch_cache;   /* a joiner's cache:fetch arguments, */
     struct origin *fetch_origin; /* kept to fetch on its own if released */
     struct buf fetch_kp;    /* key, path, then the Host its fills send

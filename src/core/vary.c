@@ -1,11 +1,13 @@
-/* vary.c - one variant per key (see vary.h).
- * o->vary holds one entry per field name Vary lists, in its order:
+/* vary.c - the request values a stored response's Vary selects on (see
+ * vary.h). o->vary holds one entry per field name Vary lists, in its
+ * order:
  *     'P' name ':' value '\n'   the fill's request had the field
  *     'A' name ':' '\n'         it had none
- * name lowercased, value the field's lines, each trimmed of OWS, joined
- * with ", " (RFC 9111 §4.1: a field absent from one request matches only
- * its absence in the other). Field values hold no CR, LF or NUL
- * (h1_parse), so '\n' ends an entry. */
+ * name lowercased, value the field's lines normalized (struct norm; RFC
+ * 9111 §4.1: a field absent from one request matches only its absence in
+ * the other). Field values hold no CR, LF or NUL (h1_parse), so '\n' ends
+ * an entry. Two objects with the same bytes in o->vary are the same
+ * variant (store/variants.c). */
 #include "core/vary.h"
 #include "http/fields.h"
 #include "http/h1_server.h"
@@ -53,6 +55,68 @@ static const char *next_value(const char *h, const struct hdr *f, unsigned nf,
     return NULL;
 }
 
+/* ==== normalization (RFC 9111 §4.1) ====
+ * A field's value as recorded and compared: its lines in order, as one
+ * list (RFC 9110 §5.3: several lines of a field are one comma-separated
+ * list), each element trimmed of OWS and the elements joined with ", ";
+ * a comma inside a quoted-string (RFC 9110 §5.6.4) is not a separator,
+ * and nothing else changes (case included): `gzip,br`, `gzip ,  br` and
+ * the lines `gzip` + `br` are all "gzip, br". Empty elements are kept
+ * ("a, , b"): dropping them is safe only for fields known to be lists.
+ * The same walk records a value (out) or compares one with a record
+ * (cmp), so a match allocates nothing. */
+struct norm {
+    struct buf *out;  /* recording: appended here; else */
+    const char *cmp;  /* matching: compared with cmp[0..cmplen) */
+    size_t cmplen, pos;
+    bool bad;         /* recording: out of memory; matching: differs */
+    bool any;         /* a line was taken: the next starts with ", " */
+};
+
+static void emit(struct norm *n, const char *p, size_t len)
+{
+    if (n->bad || len == 0)
+        return;
+    if (n->out) {
+        n->bad = buf_append(n->out, p, len) < 0;
+    } else if (n->cmplen - n->pos < len || memcmp(n->cmp + n->pos, p, len)) {
+        n->bad = true;
+    } else {
+        n->pos += len;
+    }
+}
+
+/* Take one line's value v[0..vl). */
+static void norm_line(struct norm *n, const char *v, size_t vl)
+{
+    const char *p = v, *e = v + vl;
+    bool quoted = false;
+    if (n->any)
+        emit(n, ", ", 2);
+    n->any = true;
+    for (;;) {
+        while (p < e && is_ows(*p))
+            p++;
+        const char *s = p;
+        for (; p < e; p++) {
+            if (quoted && *p == '\\' && p + 1 < e)
+                p++;
+            else if (*p == '"')
+                quoted = !quoted;
+            else if (*p == ',' && !quoted)
+                break;
+        }
+        const char *t = p;
+        while (t > s && is_ows(t[-1]))
+            t--;
+        emit(n, s, (size_t)(t - s));
+        if (p == e)
+            return;
+        emit(n, ", ", 2);
+        p++;
+    }
+}
+
 int vary_capture(struct cache_obj *o, const struct h1_msg *m)
 {
     size_t fsz = m->nhdrs * sizeof(struct hdr);
@@ -95,12 +159,10 @@ static int put_entry(struct buf *b, const struct vary_req *q,
         buf_append(b, &ch, 1);
     }
     buf_append(b, ":", 1);
-    for (bool first = true; v; first = false) {
-        if ((!first && buf_append(b, ", ", 2) < 0) || buf_append(b, v, vl) < 0)
-            goto oom;
-        v = next_value(q->head, q->f, q->nf, &i, name, nl, &vl);
-    }
-    if (buf_append(b, "\n", 1) < 0)
+    struct norm n = {.out = b};
+    for (; v; v = next_value(q->head, q->f, q->nf, &i, name, nl, &vl))
+        norm_line(&n, v, vl);
+    if (n.bad || buf_append(b, "\n", 1) < 0)
         goto oom;
     return 0;
 oom:
@@ -196,26 +258,22 @@ bool vary_match_fields(const struct cache_obj *o, const struct h1_msg *m)
         const char *colon = memchr(p, ':', (size_t)(end - p));
         const char *val = colon + 1;
         const char *eol = memchr(val, '\n', (size_t)(end - val));
-        size_t nl = (size_t)(colon - p), svl = (size_t)(eol - val), pos = 0;
-        /* walk m's lines of the field along the stored value */
+        size_t nl = (size_t)(colon - p);
+        /* normalize m's lines of the field along the stored value */
+        struct norm n = {.cmp = val, .cmplen = (size_t)(eol - val)};
         unsigned i = 0;
         size_t vl;
         const char *v;
-        bool found = false;
-        while ((v = next_value(h, m->hdrs, m->nhdrs, &i, p, nl, &vl))) {
-            if (found) {
-                if (svl - pos < 2 || memcmp(val + pos, ", ", 2) != 0)
-                    return false;
-                pos += 2;
-            }
-            if (svl - pos < vl || memcmp(val + pos, v, vl) != 0)
-                return false;
-            pos += vl;
-            found = true;
-        }
-        if (found != present || pos != svl)
+        while (!n.bad && (v = next_value(h, m->hdrs, m->nhdrs, &i, p, nl, &vl)))
+            norm_line(&n, v, vl);
+        if (n.bad || n.any != present || n.pos != n.cmplen)
             return false;
         p = eol + 1;
     }
     return true;
+}
+
+bool vary_match_req(const struct cache_obj *o, const void *m)
+{
+    return vary_match_fields(o, m);
 }

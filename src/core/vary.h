@@ -1,8 +1,10 @@
-/* vary.h - one variant per key, never the wrong one (RFC 9111 §4.1), until
- * several variants per key come: a stored response whose Vary names
- * request fields remembers the values the request behind its fill sent
- * (each field's lines trimmed and joined with ", ", or absent); a request
- * presenting other values must not be served it. */
+/* vary.h - never the wrong variant (RFC 9111 §4.1): a stored response
+ * whose Vary names request fields remembers the values the request behind
+ * its fill sent (each field's lines normalized: one list, elements
+ * trimmed, joined with ", "; or absent); a request presenting other
+ * values must not be served it. The store keeps several such responses
+ * per key side by side and picks the newest that matches (cache_select,
+ * store/cache.h); this module decides what matches. */
 #ifndef LURING_VARY_H
 #define LURING_VARY_H
 
@@ -29,6 +31,10 @@ bool vary_record(struct cache_obj *o);
 
 /** vary_match for an o with Vary (o->vary set). */
 bool vary_match_fields(const struct cache_obj *o, const struct h1_msg *m);
+
+/** vary_match_fields for cache_select (a cache_match_pt): m is the
+ * request's struct h1_msg. */
+bool vary_match_req(const struct cache_obj *o, const void *m);
 
 /** May o's response go to the request m (the same values of every field
  * its Vary names as the request behind the fill)? Without Vary, true at

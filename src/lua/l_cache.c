@@ -274,6 +274,8 @@ static int l_cache_new(lua_State *L)
         return luaL_error(L, "luring.cache: name is required");
     size_t max_bytes = (size_t)opt_num(L, 1, "max_bytes", 64 << 20, MAX_BYTES);
     size_t max_objects = (size_t)opt_num(L, 1, "max_objects", 1000000, MAX_COUNT);
+    unsigned max_variants =
+        (unsigned)opt_num(L, 1, "max_variants", CACHE_MAX_VARIANTS, 65535);
     lua_getfield(L, 1, "ttl");
     bool ttl_fn = lua_isfunction(L, -1);
     lua_pop(L, 1);
@@ -316,6 +318,7 @@ static int l_cache_new(lua_State *L)
                                 err, sizeof err) < 0)
                 return luaL_error(L, "luring.cache %s: %s", name, err);
             c->hfm_ms = hfm_ms;
+            c->max_variants = max_variants;
             c->heuristic_fraction = h_frac;
             c->heuristic_max_ms = h_max_ms;
             c->lookup_cookie = lk_cookie;
@@ -337,6 +340,7 @@ static int l_cache_new(lua_State *L)
     c->decide = lua_decide;
     c->decide_ctx = w;
     c->hfm_ms = hfm_ms;
+    c->max_variants = max_variants;
     c->heuristic_fraction = h_frac;
     c->heuristic_max_ms = h_max_ms;
     c->lookup_cookie = lk_cookie;
@@ -474,6 +478,56 @@ static int fetch_alone(struct req *r, struct cache *c, struct origin *o,
     return 0;
 }
 
+/* r looks key up and is subscribed to what it finds (store/cache.h
+ * cache_select): a hit-for-miss marker (its own fetch), the newest stored
+ * response of its variant (HIT, RFC 9111 §4.1), a fill in flight of its
+ * variant or whose head is unknown (COALESCED; released when that head
+ * says another variant or not shareable), else a fill of its own (MISS),
+ * indexed at once so that requests of its variant join it, in front of
+ * the key's other variants. 0, or -1 when out of memory. */
+static int lookup(struct req *r, struct cache *c, struct origin *o,
+                  const char *key, size_t klen, const char *path,
+                  size_t plen, const char *host, size_t hl, int64_t now)
+{
+    struct cache_obj *obj =
+        cache_select(c, key, klen, now, vary_match_req, &r->m);
+    if (obj && obj->hfm) {
+        c->st.hit_for_miss++;
+        return fetch_alone(r, c, o, key, klen, path, plen, host, hl);
+    } else if (obj && obj->state == OBJ_FILLING) {
+        c->st.coalesced++;
+        if (!obj->head_ready && key != r->fetch_kp.data) {
+            /* the response may turn out not shareable, or not r's variant:
+             * keep what it takes to fetch on our own (lcache_refetch; a
+             * refetch's key is in fetch_kp already) */
+            r->fetch_kp.len = 0;
+            if (buf_append(&r->fetch_kp, key, klen) < 0 ||
+                buf_append(&r->fetch_kp, path, plen) < 0 ||
+                (host && buf_append(&r->fetch_kp, host, hl) < 0))
+                return -1;
+            r->fetch_klen = (uint32_t)klen;
+            r->fetch_plen = (uint32_t)plen;
+            r->fetch_cache = c;
+            r->fetch_origin = o;
+        }
+        serve_subscribe(r, obj, "COALESCED", false);
+    } else if (obj) {
+        c->st.hits++;
+        serve_subscribe(r, obj, "HIT", false);
+    } else { /* nothing stored for r's variant: one more variant */
+        c->st.misses++;
+        obj = cache_insert(c, key, klen);
+        if (obj == NULL)
+            return -1;
+        obj->req_auth = has_authorization(r);
+        serve_subscribe(r, obj, "MISS", true);
+        struct pass_opts po;
+        fill_opts(&po, path, plen, host, hl);
+        pass_fill(r, o, obj, &po);
+    }
+    return 0;
+}
+
 #define scratch_cache lcache_scratch
 
 /* Whether cache:fetch passes r instead of looking it up (RFC 9111 §3, and
@@ -576,47 +630,8 @@ static int l_cache_fetch(lua_State *L)
         r->xcache = "PASS";
         return wait_sub(L, r);
     }
-    struct cache_obj *obj = cache_lookup(c, key, klen, loop_now(w->loop));
-    if (obj && obj->hfm) {
-        c->st.hit_for_miss++;
-        if (fetch_alone(r, c, o, key, klen, path, plen, host, hl) < 0)
-            return luaL_error(L, "fetch: out of memory");
-    } else if (obj && obj->state == OBJ_FILLING && !vary_match(obj, &r->m)) {
-        /* the head is in and names fields r has other values of: the
-         * response is another variant (RFC 9111 §4.1) */
-        c->st.misses++;
-        if (fetch_alone(r, c, o, key, klen, path, plen, host, hl) < 0)
-            return luaL_error(L, "fetch: out of memory");
-    } else if (obj && obj->state == OBJ_FILLING) {
-        c->st.coalesced++;
-        if (!obj->head_ready) {
-            /* the response may turn out not shareable, or not r's variant:
-             * keep what it takes to fetch on our own (lcache_refetch) */
-            r->fetch_kp.len = 0;
-            if (buf_append(&r->fetch_kp, key, klen) < 0 ||
-                buf_append(&r->fetch_kp, path, plen) < 0 ||
-                (host && buf_append(&r->fetch_kp, host, hl) < 0))
-                return luaL_error(L, "fetch: out of memory");
-            r->fetch_klen = (uint32_t)klen;
-            r->fetch_plen = (uint32_t)plen;
-            r->fetch_cache = c;
-            r->fetch_origin = o;
-        }
-        serve_subscribe(r, obj, "COALESCED", false);
-    } else if (obj && vary_match(obj, &r->m)) {
-        c->st.hits++;
-        serve_subscribe(r, obj, "HIT", false);
-    } else { /* nothing stored, or another variant: replaced (one per key) */
-        c->st.misses++;
-        obj = cache_insert(c, key, klen);
-        if (obj == NULL)
-            return luaL_error(L, "fetch: out of memory");
-        obj->req_auth = has_authorization(r);
-        serve_subscribe(r, obj, "MISS", true);
-        struct pass_opts po;
-        fill_opts(&po, path, plen, host, hl);
-        pass_fill(r, o, obj, &po);
-    }
+    if (lookup(r, c, o, key, klen, path, plen, host, hl, loop_now(w->loop)) < 0)
+        return luaL_error(L, "fetch: out of memory");
     return wait_sub(L, r);
 }
 
@@ -628,8 +643,16 @@ void lcache_refetch(struct req *r)
     const char *kp = r->fetch_kp.data;
     size_t klen = r->fetch_klen, plen = r->fetch_plen;
     size_t hl = r->fetch_kp.len - klen - plen; /* 0: the client's Host */
-    if (fetch_alone(r, r->fetch_cache, r->fetch_origin, kp, klen, kp + klen,
-                    plen, hl ? kp + klen + plen : NULL, hl) < 0) {
+    const char *host = hl ? kp + klen + plen : NULL;
+    /* released from another variant's fill: looked up again, so that the
+     * requests of one variant share one fill (and find a variant stored
+     * meanwhile); from a response not shareable: a fetch of its own, as
+     * the hit-for-miss marker it left says */
+    if (r->relookup ? lookup(r, r->fetch_cache, r->fetch_origin, kp, klen,
+                             kp + klen, plen, host, hl,
+                             loop_now(r->m.srv->loop)) < 0
+                    : fetch_alone(r, r->fetch_cache, r->fetch_origin, kp, klen,
+                                  kp + klen, plen, host, hl) < 0) {
         serve_error(r, 503);
         req_wake(r);
     }
@@ -655,6 +678,7 @@ static int l_cache_stats(lua_State *L)
     F("objects", c->nobj);
     F("max_bytes", c->max_bytes);
     F("max_objects", c->max_objects);
+    F("max_variants", c->max_variants);
     F("hit_for_miss_ttl", (lua_Number)c->hfm_ms / 1000);
 #undef F
     lua_pushstring(L, c->name);
@@ -669,11 +693,8 @@ static int l_cache_purge(lua_State *L)
     struct cache *c = check_cache(L, 1);
     size_t klen;
     const char *key = luaL_checklstring(L, 2, &klen);
-    struct cache_obj *o = cache_lookup(c, key, klen, INT64_MIN);
-    bool stored = o != NULL && !o->hfm;
-    if (o)
-        cache_unindex(o); /* a hit-for-miss marker goes too */
-    lua_pushboolean(L, stored);
+    /* every variant, fills in flight, a hit-for-miss marker */
+    lua_pushboolean(L, cache_unindex_key(c, key, klen) > 0);
     return 1;
 }
 

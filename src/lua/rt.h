@@ -126,7 +126,8 @@ void lcache_open(struct lua_State *L);
 /** Push an ended origin:fetch's results: status, headers, body | nil, err. */
 int lcache_push_collected(struct lua_State *L, struct req *r);
 /** A released subscriber (r->released) fetches its response on its own,
- * with the arguments of the cache:fetch it joined with. */
+ * with the arguments of the cache:fetch it joined with; one released from
+ * another variant's fill (r->relookup) looks the key up again first. */
 void lcache_refetch(struct req *r);
 void lcache_cleanup(struct lrt *rt);
 /** The worker's cache of objects nobody looks up (origin:fetch and

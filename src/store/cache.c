@@ -11,9 +11,10 @@
 
 /* ==== hashing ==== */
 
-/* One hash per key: it picks the bucket and is the key id the eviction
- * policy knows the object by (ghost lists). */
-static uint64_t hash_key(const char *p, size_t n)
+/* One hash per key: it picks the bucket (o->hash) and is the key id the
+ * eviction policy knows the object by (ghost lists), except for a variant
+ * with Vary, which has an id of its own (store/variants.h). */
+uint64_t cache_hash(const char *p, size_t n)
 {
     uint64_t h = 14695981039346656037ull; /* FNV-1a 64 */
     for (size_t i = 0; i < n; i++) {
@@ -29,11 +30,18 @@ static int rehash(struct cache *c, unsigned n)
     if (b == NULL)
         return -1;
     for (unsigned i = 0; i < c->nbuckets; i++) {
-        struct cache_obj *o = c->buckets[i], *next;
+        /* reversed first, so that pushing keeps the order of each key's
+         * variants (newest first, store/variants.h) */
+        struct cache_obj *o = c->buckets[i], *next, *rev = NULL;
         for (; o; o = next) {
             next = o->hnext;
-            o->hnext = b[o->pn.key & (n - 1)];
-            b[o->pn.key & (n - 1)] = o;
+            o->hnext = rev;
+            rev = o;
+        }
+        for (o = rev; o; o = next) {
+            next = o->hnext;
+            o->hnext = b[o->hash & (n - 1)];
+            b[o->hash & (n - 1)] = o;
         }
     }
     free(c->buckets);
@@ -62,6 +70,7 @@ struct cache *cache_new(const char *name, size_t max_bytes,
     c->max_objects = max_objects;
     c->ttl_ms = ttl_ms;
     c->hfm_ms = 120000;
+    c->max_variants = CACHE_MAX_VARIANTS;
     c->heuristic_fraction = 0.1;
     c->heuristic_max_ms = 86400000;
     if (rehash(c, 1024) < 0) {
@@ -292,7 +301,7 @@ void cache_unindex(struct cache_obj *o)
     struct cache *c = o->cache;
     if (!o->indexed)
         return;
-    struct cache_obj **pp = &c->buckets[o->pn.key & (c->nbuckets - 1)];
+    struct cache_obj **pp = &c->buckets[o->hash & (c->nbuckets - 1)];
     while (*pp && *pp != o)
         pp = &(*pp)->hnext;
     if (*pp)
@@ -313,7 +322,7 @@ static struct cache_obj *find(const struct cache *c, const char *key,
 {
     struct cache_obj *o = c->buckets[h & (c->nbuckets - 1)];
     for (; o; o = o->hnext)
-        if (o->pn.key == h && o->klen == klen && memcmp(o->key, key, klen) == 0)
+        if (o->hash == h && o->klen == klen && memcmp(o->key, key, klen) == 0)
             break;
     return o;
 }
@@ -321,7 +330,7 @@ static struct cache_obj *find(const struct cache *c, const char *key,
 struct cache_obj *cache_lookup(struct cache *c, const char *key, size_t klen,
                                int64_t now)
 {
-    struct cache_obj *o = find(c, key, klen, hash_key(key, klen));
+    struct cache_obj *o = find(c, key, klen, cache_hash(key, klen));
     if (o == NULL)
         return NULL;
     if (o->state == OBJ_COMPLETE && o->expires <= now) {
@@ -345,7 +354,7 @@ struct cache_obj *cache_obj_new(struct cache *c, const char *key,
     memcpy(o->key, key, klen);
     o->key[klen] = 0;
     o->klen = klen;
-    o->pn.key = hash_key(key, klen);
+    o->hash = o->pn.key = cache_hash(key, klen);
     o->cache = c;
     o->state = OBJ_FILLING;
     o->total = -1;
@@ -358,17 +367,15 @@ struct cache_obj *cache_obj_new(struct cache *c, const char *key,
     return o;
 }
 
-/* Link o into the index under its key, replacing any older object there.
- * The index takes a ref. */
+/* Link o into the index under its key, in front of the objects already
+ * there (older variants: cache_variants_stored decides which stay). The
+ * index takes a ref. */
 static void index_obj(struct cache *c, struct cache_obj *o)
 {
-    struct cache_obj *old = find(c, o->key, o->klen, o->pn.key);
-    if (old)
-        cache_unindex(old);
     if (c->nobj >= c->nbuckets && rehash(c, c->nbuckets * 2) < 0) {
         /* keep the smaller table: chains get longer, nothing breaks */
     }
-    unsigned b = (unsigned)(o->pn.key & (c->nbuckets - 1));
+    unsigned b = (unsigned)(o->hash & (c->nbuckets - 1));
     o->hnext = c->buckets[b];
     c->buckets[b] = o;
     policy_miss(c->pol, &o->pn); /* s3fifo: ghost hit decides placement */
@@ -416,20 +423,29 @@ void cache_free(struct cache *c)
 /* A response for o's key was not shareable: until hfm_ms from now,
  * requests for the key fetch on their own instead of waiting for each
  * other (Varnish's hit-for-miss). The newest response decides: whatever
- * is under the key goes, except a fill whose head is still unknown (it
- * will decide for itself). */
+ * is under the key goes, every variant (markers are per key), except
+ * while a fill whose head is still unknown is there (it will decide for
+ * itself: only o goes). */
 static void set_marker(struct cache *c, struct cache_obj *o, int64_t now)
 {
-    struct cache_obj *cur = find(c, o->key, o->klen, o->pn.key);
-    if (cur && cur != o && cur->state == OBJ_FILLING && !cur->head_ready)
-        return;
+    struct cache_obj *x, *next, *cur = NULL;
+    for (x = cache_first(c, o->key, o->klen); x; x = cache_next_variant(x))
+        if (x != o && x->state == OBJ_FILLING && !x->head_ready) {
+            cache_unindex(o);
+            return;
+        }
     int64_t until = now + c->hfm_ms;
-    if (cur && cur->hfm && c->hfm_ms > 0) {
+    for (x = cache_first(c, o->key, o->klen); x; x = next) {
+        next = cache_next_variant(x);
+        if (x->hfm && c->hfm_ms > 0 && cur == NULL)
+            cur = x; /* kept, refreshed */
+        else
+            cache_unindex(x);
+    }
+    if (cur) {
         cur->expires = until;
         return;
     }
-    if (cur)
-        cache_unindex(cur);
     if (c->hfm_ms <= 0)
         return;
     struct cache_obj *m = cache_obj_new(c, o->key, o->klen);
@@ -463,8 +479,15 @@ void cache_obj_head(struct cache_obj *o, int status, int64_t total,
             set_marker(c, o, now);
         else
             cache_unindex(o); /* waiters keep it alive */
-    } else if (o->index_late) {
-        index_obj(c, o); /* a fetch of its own turned out storable */
+    } else if (o->indexed || o->index_late) {
+        if (o->vary != NULL) { /* the policy knows each variant apart */
+            o->pn.key = cache_variant_key(o);
+            if (o->indexed)
+                policy_miss(c->pol, &o->pn); /* again: s3fifo's ghosts */
+        }
+        if (o->index_late)
+            index_obj(c, o); /* a fetch of its own turned out storable */
+        cache_variants_stored(c, o); /* older ones of its variant go */
         cache_enforce(c);
     }
     o->index_late = false;

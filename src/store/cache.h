@@ -41,7 +41,9 @@ struct cache_obj {
     struct cache *cache;
     char *key;
     size_t klen;
-    struct cache_obj *hnext;         /* hash chain (bucket: pn.key) */
+    struct cache_obj *hnext;         /* hash chain (bucket: hash); the
+                                      * variants of a key newest first */
+    uint64_t hash;                   /* cache_hash(key) */
     struct policy_node pn; /* eviction policy state (key id, size) */
     bool in_policy;      /* complete and linked in the cache's policy */
     int refs;            /* index + subscribers + queued send segments */
@@ -130,6 +132,8 @@ struct cache {
                                 * §4.2.2), 0: no heuristic, ttl_ms */
     int64_t heuristic_max_ms;  /* the greatest heuristic lifetime */
     int64_t hfm_ms;       /* hit-for-miss marker lifetime; 0: no markers */
+    unsigned max_variants; /* stored responses per key, at least 1
+                            * (store/variants.h) */
     bool lookup_cookie;   /* requests with Cookie are looked up (else passed) */
     bool lookup_auth;     /* requests with Authorization are looked up */
     char fill_host[256];  /* Host fills send (luring.cache{host}); "": the
@@ -159,8 +163,10 @@ void cache_free(struct cache *c);
  * complete object is reported to the eviction policy. */
 struct cache_obj *cache_lookup(struct cache *c, const char *key, size_t klen,
                                int64_t now);
-/** A new object in the FILLING state, indexed under key (replacing any
- * older one). refs: 1 for the index. NULL when out of memory. */
+/** A new object in the FILLING state, indexed under key in front of the
+ * objects already there (variants of the key; when its head is stored,
+ * the older responses of its variant go: store/variants.h). refs: 1 for
+ * the index. NULL when out of memory. */
 struct cache_obj *cache_insert(struct cache *c, const char *key, size_t klen);
 
 /** A FILLING object that is not indexed (private to its creator), refs 1.
@@ -218,5 +224,65 @@ const char *cache_obj_at(const struct cache_obj *o, size_t off, size_t *n);
 
 /** Evict until within budget. */
 void cache_enforce(struct cache *c);
+
+/* ==== variants (store/variants.c) ====
+ *
+ * Several stored responses per key (RFC 9111 §4.1). The
+ * objects of one key sit side by side in its hash chain, newest first
+ * (index order, kept by rehash); each records in o->vary the request
+ * values its Vary selects on (core/vary.c), NULL without Vary. A lookup
+ * takes the first (most recent, §4.1) whose values match the request; a
+ * stored response replaces the older ones of its own variant only, and a
+ * key keeps at most c->max_variants of them (the oldest goes). Varnish
+ * does the same under one objhead: every variant kept, the first match
+ * taken, most recent first (without a per-key limit).
+ *
+ * Iterating a key's objects (purge, bans): cache_first, then
+ * cache_next_variant until NULL; take the next before cache_unindex.
+ */
+/* max_variants unless luring.cache{ max_variants } says otherwise */
+#define CACHE_MAX_VARIANTS 8
+
+/** Does the stored response o (with Vary: o->vary set) go to the request
+ * arg? (core/vary.h vary_match_req) */
+typedef bool (*cache_match_pt)(const struct cache_obj *o, const void *arg);
+
+/** FNV-1a 64 of key[0..n): its bucket and, without Vary, its policy id. */
+uint64_t cache_hash(const char *p, size_t n);
+
+/** The newest indexed object under key (any state, expired or not), or
+ * NULL. */
+struct cache_obj *cache_first(struct cache *c, const char *key, size_t klen);
+/** The next older indexed object with o's key, or NULL (o indexed). */
+struct cache_obj *cache_next_variant(const struct cache_obj *o);
+
+/** What a request finds under key at `now` (monotonic ms): a hit-for-miss
+ * marker (per key); else the newest object whose head is known and that
+ * goes to the request (no Vary, or match(o, arg)): complete (a hit) or
+ * still filling (to join); else the newest fill whose head is unknown (to
+ * join: its waiters of another variant are released when it comes); else
+ * NULL. Expired objects met on the way are unindexed (st.expired); the
+ * one returned, if complete, counts as a hit for the policy. Without Vary
+ * it costs what cache_lookup does. */
+struct cache_obj *cache_select(struct cache *c, const char *key, size_t klen,
+                               int64_t now, cache_match_pt match,
+                               const void *arg);
+
+/** Unindex every object under key (all variants, fills in flight, a
+ * marker). Returns how many were not hit-for-miss markers. */
+size_t cache_unindex_key(struct cache *c, const char *key, size_t klen);
+
+/** o (indexed, head known, to be stored) is the newest response of its
+ * variant: the older objects of the key whose head is known and that it
+ * makes unreachable go (all of them when o has no Vary, else those with
+ * the same recorded values), a hit-for-miss marker goes, and while more
+ * than c->max_variants remain the oldest other goes (st.evictions).
+ * Called by cache_obj_head. */
+void cache_variants_stored(struct cache *c, struct cache_obj *o);
+
+/** The policy id of a variant: cache_hash of its key continued over its
+ * recorded values, so that each variant is a key of its own to the
+ * policy (Lua policies refuse two resident nodes with one id). */
+uint64_t cache_variant_key(const struct cache_obj *o);
 
 #endif

@@ -445,6 +445,185 @@ static void test_heuristic_and_age(void)
     cache_free(c);
 }
 
+
+/* respond() for a request with the fields `req` ("Name: v\r\n"...). */
+static void req_msg(struct h1_msg *m, const char *lines);
+static struct cache_obj *respond_req(struct cache *c, const char *key,
+                                     const char *req, const char *hdrs,
+                                     bool late)
+{
+    struct cache_obj *o;
+    if (late) {
+        o = cache_obj_new(c, key, strlen(key));
+        o->index_late = true;
+    } else {
+        o = cache_insert(c, key, strlen(key));
+        cache_obj_ref(o); /* the fetch's ref */
+    }
+    struct h1_msg m;
+    req_msg(&m, req);
+    vary_capture(o, &m);
+    free(m.head.data);
+    buf_append(&o->hdrs, hdrs, strlen(hdrs));
+    head(o, 200, 2, 60000);
+    return o;
+}
+
+/* ==== variants (RFC 9111 §4.1) ==== */
+
+/* A request whose fields are `lines` ("Name: value\r\n"...). */
+static void req_msg(struct h1_msg *m, const char *lines)
+{
+    memset(m, 0, sizeof *m);
+    size_t n = strlen(lines);
+    m->head.data = malloc(n + 1);
+    memcpy(m->head.data, lines, n + 1);
+    m->head.len = m->head.cap = n;
+    const char *h = m->head.data, *p = h;
+    while (*p) {
+        const char *colon = strchr(p, ':'), *eol = strstr(p, "\r\n");
+        struct hdr *f = &m->hdrs[m->nhdrs++];
+        f->name = (uint32_t)(p - h);
+        f->nlen = (uint32_t)(colon - p);
+        f->val = (uint32_t)(colon + 1 - h);
+        f->vlen = (uint32_t)(eol - colon - 1);
+        p = eol + 2;
+    }
+}
+
+/* A complete fill of key for the request `req` whose response has the
+ * header lines `hdrs` (max-age=60 added); late: fetched alone. Returns the
+ * object (indexed or not; alive while the cache holds it). */
+static struct cache_obj *vfill(struct cache *c, const char *key,
+                               const char *req, const char *hdrs, bool late)
+{
+    struct cache_obj *o = respond_req(c, key, req, hdrs, late);
+    cache_obj_ref(o); /* kept for the caller's checks (vdrop) */
+    finish_fill(o);
+    return o;
+}
+
+static void vdrop(struct cache_obj *o) { cache_obj_unref(o); }
+
+static struct cache_obj *vselect(struct cache *c, const char *key,
+                                 const char *req, int64_t now)
+{
+    struct h1_msg m;
+    req_msg(&m, req);
+    struct cache_obj *o =
+        cache_select(c, key, strlen(key), now, vary_match_req, &m);
+    free(m.head.data);
+    return o;
+}
+
+static size_t count_key(struct cache *c, const char *key)
+{
+    size_t n = 0;
+    for (struct cache_obj *o = cache_first(c, key, strlen(key)); o;
+         o = cache_next_variant(o))
+        n++;
+    return n;
+}
+
+static void test_variants(void)
+{
+    struct cache *c = cache_new("v", 1 << 30, 100000, 60000, "lru", err, sizeof err);
+    int64_t now = loop_now(w.loop);
+    const char *ae = "Vary: Accept-Encoding\r\n";
+    /* side by side, each selected by its values */
+    struct cache_obj *g = vfill(c, "k", "Accept-Encoding: gzip\r\n", ae, false);
+    struct cache_obj *i = vfill(c, "k", "Accept-Encoding: identity\r\n", ae, true);
+    CHECK(g->indexed && i->indexed && c->nobj == 2 && count_key(c, "k") == 2);
+    CHECK(g->pn.key != i->pn.key && g->hash == i->hash); /* policy ids */
+    CHECK(vselect(c, "k", "Accept-Encoding: gzip\r\n", now) == g);
+    CHECK(vselect(c, "k", "accept-encoding:  identity \r\n", now) == i);
+    CHECK(vselect(c, "k", "Accept-Encoding: br\r\n", now) == NULL);
+    CHECK(vselect(c, "k", "", now) == NULL);
+    /* a request without the field: only a variant stored without it */
+    struct cache_obj *none = vfill(c, "k", "", ae, false);
+    CHECK(vselect(c, "k", "", now) == none && c->nobj == 3);
+    /* the same variant again replaces that one only */
+    struct cache_obj *g2 = vfill(c, "k", "Accept-Encoding: gzip\r\n", ae, false);
+    CHECK(!g->indexed && g2->indexed && i->indexed && none->indexed);
+    CHECK(vselect(c, "k", "Accept-Encoding: gzip\r\n", now) == g2);
+    CHECK(c->nobj == 3);
+    /* normalized values select the same variant */
+    struct cache_obj *gb = vfill(c, "k", "Accept-Encoding: gzip\r\nAccept-Encoding: br\r\n", ae, false);
+    CHECK(vselect(c, "k", "Accept-Encoding: gzip,  br\r\n", now) == gb);
+    CHECK(vselect(c, "k", "Accept-Encoding: gzip ,br\r\n", now) == gb);
+    /* budget: every variant charged, all of it back once gone */
+    size_t sum = 0;
+    for (struct cache_obj *o = cache_first(c, "k", 1); o; o = cache_next_variant(o))
+        sum += o->mem;
+    CHECK(c->bytes == sum + g->mem); /* g: unindexed, still referenced */
+    CHECK(c->pol->count == 4);       /* each its own policy node */
+    /* a fill in flight (head unknown) in front: stored variants still hit,
+     * other requests join the fill */
+    struct cache_obj *f = cache_insert(c, "k", 1);
+    CHECK(vselect(c, "k", "Accept-Encoding: identity\r\n", now) == i);
+    CHECK(vselect(c, "k", "Accept-Encoding: zstd\r\n", now) == f);
+    /* purge: every variant, the fill too */
+    CHECK(cache_unindex_key(c, "k", 1) == 5);
+    CHECK(count_key(c, "k") == 0 && c->nobj == 0 && c->pol->count == 0);
+    vdrop(g); vdrop(i); vdrop(none); vdrop(g2); vdrop(gb);
+    CHECK(c->bytes == 0);
+
+    /* the per-key limit: the oldest variant goes */
+    c->max_variants = 3;
+    struct cache_obj *v[4];
+    char req[64];
+    for (int k = 0; k < 4; k++) {
+        snprintf(req, sizeof req, "X-V: %d\r\n", k);
+        v[k] = vfill(c, "l", req, "Vary: X-V\r\n", k % 2);
+    }
+    uint64_t ev = c->st.evictions;
+    CHECK(!v[0]->indexed && v[1]->indexed && v[2]->indexed && v[3]->indexed);
+    CHECK(count_key(c, "l") == 3 && ev >= 1);
+    CHECK(vselect(c, "l", "X-V: 0\r\n", now) == NULL);
+    CHECK(vselect(c, "l", "X-V: 3\r\n", now) == v[3]);
+    /* a response without Vary makes every older variant unreachable */
+    struct cache_obj *plain = vfill(c, "l", "X-V: 9\r\n", "X-A: 1\r\n", false);
+    CHECK(count_key(c, "l") == 1 && vselect(c, "l", "X-V: 1\r\n", now) == plain);
+    for (int k = 0; k < 4; k++)
+        vdrop(v[k]);
+    vdrop(plain);
+
+    /* a response not shareable: the whole key is hit-for-miss */
+    c->max_variants = 8;
+    struct cache_obj *a = vfill(c, "m", "X-V: a\r\n", "Vary: X-V\r\n", false);
+    struct cache_obj *b = vfill(c, "m", "X-V: b\r\n", "Vary: X-V\r\n", false);
+    struct cache_obj *p = respond_req(c, "m", "X-V: c\r\n",
+                                      "Vary: X-V\r\nCache-Control: private\r\n", false);
+    finish_fill(p);
+    CHECK(!a->indexed && !b->indexed && count_key(c, "m") == 1);
+    CHECK(vselect(c, "m", "X-V: a\r\n", now)->hfm);
+    /* a storable response replaces the marker */
+    struct cache_obj *d = vfill(c, "m", "X-V: d\r\n", "Vary: X-V\r\n", true);
+    CHECK(count_key(c, "m") == 1 && vselect(c, "m", "X-V: d\r\n", now) == d);
+    CHECK(vselect(c, "m", "X-V: a\r\n", now) == NULL);
+    vdrop(a); vdrop(b); vdrop(d);
+
+    /* two variants both matching a request: the most recent, also after
+     * the index grew (rehash keeps each key's order) */
+    struct cache_obj *x1 = vfill(c, "n", "X-V: 1\r\nX-W: 1\r\n", "Vary: X-V\r\n", false);
+    struct cache_obj *x2 = vfill(c, "n", "X-V: 1\r\nX-W: 1\r\n", "Vary: X-W\r\n", false);
+    CHECK(vselect(c, "n", "X-V: 1\r\nX-W: 1\r\n", now) == x2);
+    CHECK(vselect(c, "n", "X-V: 1\r\nX-W: 2\r\n", now) == x1);
+    unsigned nb = c->nbuckets;
+    for (unsigned k = 0; k < 2 * nb; k++) {
+        char key[32];
+        snprintf(key, sizeof key, "fill%u", k);
+        vdrop(vfill(c, key, "", "X-A: 1\r\n", false));
+    }
+    CHECK(c->nbuckets > nb);
+    CHECK(vselect(c, "n", "X-V: 1\r\nX-W: 1\r\n", now) == x2);
+    vdrop(x1); vdrop(x2);
+    /* expired variants go when met */
+    CHECK(vselect(c, "n", "X-V: 1\r\nX-W: 1\r\n", now + 61000) == NULL);
+    CHECK(count_key(c, "n") == 0);
+    cache_free(c);
+}
+
 int main(void)
 {
     struct loop_config lc = {.entries = 8, .nbufs = 8, .buf_size = 64};
@@ -460,6 +639,7 @@ int main(void)
     test_shareable();
     test_heuristic_and_age();
     test_policies();
+    test_variants();
     loop_free(w.loop);
     printf("%s (%d failures)\n", test_failures ? "FAIL" : "PASS", test_failures);
     return test_failures ? 1 : 0;

@@ -83,17 +83,46 @@ static void test_one_field(void)
     done(&o);
 }
 
-/* lines joined with ", " on both sides; "gzip,br" is another value */
+/* lines joined as one list, elements trimmed, joined with ", " on both
+ * sides (RFC 9111 §4.1 normalization): "gzip,br" is "gzip, br" */
 static void test_joined(void)
 {
     struct cache_obj o;
     CHECK(filled(&o, "Accept-Encoding: gzip\r\nX-A: 1\r\nAccept-Encoding: br\r\n",
                  "Vary: Accept-Encoding\r\n"));
+    CHECK(strcmp(o.vary, "Paccept-encoding:gzip, br\n") == 0);
     CHECK(matches(&o, "Accept-Encoding: gzip, br\r\n"));
     CHECK(matches(&o, "Accept-Encoding: gzip\r\nAccept-Encoding: br\r\n"));
-    CHECK(!matches(&o, "Accept-Encoding: gzip,br\r\n"));
+    CHECK(matches(&o, "Accept-Encoding: gzip,br\r\n"));
+    CHECK(matches(&o, "Accept-Encoding: gzip \t,  br\r\n"));
+    CHECK(matches(&o, "Accept-Encoding: gzip,\r\nAccept-Encoding: br\r\n") == false);
+    CHECK(!matches(&o, "Accept-Encoding: br, gzip\r\n")); /* order kept */
+    CHECK(!matches(&o, "Accept-Encoding: GZIP, br\r\n")); /* case kept */
+    CHECK(!matches(&o, "Accept-Encoding: gzip br\r\n"));
     CHECK(!matches(&o, "Accept-Encoding: gzip\r\n"));
     CHECK(!matches(&o, "Accept-Encoding: gzip, br, x\r\n"));
+    done(&o);
+}
+
+/* commas inside a quoted-string are not separators; empty elements and
+ * spaces inside an element are kept */
+static void test_normalized(void)
+{
+    struct cache_obj o;
+    CHECK(filled(&o, "X-Q: a ;q=\" x , y \" ,b\r\n", "Vary: X-Q\r\n"));
+    CHECK(strcmp(o.vary, "Px-q:a ;q=\" x , y \", b\n") == 0);
+    CHECK(matches(&o, "X-Q: a ;q=\" x , y \",  b \r\n"));
+    CHECK(!matches(&o, "X-Q: a ;q=\" x, y \", b\r\n"));
+    CHECK(!matches(&o, "X-Q: a;q=\" x , y \", b\r\n"));
+    done(&o);
+    CHECK(filled(&o, "X-Q: a,,b\r\n", "Vary: X-Q\r\n"));
+    CHECK(matches(&o, "X-Q: a , ,b\r\n"));
+    CHECK(matches(&o, "X-Q: a,\r\nX-Q: b\r\n"));
+    CHECK(!matches(&o, "X-Q: a, b\r\n"));
+    done(&o);
+    CHECK(filled(&o, "X-Q: \"a\\\",b\"\r\n", "Vary: X-Q\r\n")); /* "a\",b" */
+    CHECK(matches(&o, "X-Q: \"a\\\",b\"\r\n"));
+    CHECK(!matches(&o, "X-Q: \"a\\\", b\"\r\n"));
     done(&o);
 }
 
@@ -151,6 +180,7 @@ int main(void)
     TEST(test_no_vary);
     TEST(test_one_field);
     TEST(test_joined);
+    TEST(test_normalized);
     TEST(test_absent);
     TEST(test_several);
     TEST(test_refused);
