@@ -485,7 +485,7 @@ static int fetch_alone(struct req *r, struct cache *c, struct origin *o,
  * says another variant or not shareable), else a fill of its own (MISS),
  * indexed at once so that requests of its variant join it, in front of
  * the key's other variants. 0, or -1 when out of memory. */
-static int lookup(struct req *r, struct cache *c, struct origin *o,
+static inline int lookup(struct req *r, struct cache *c, struct origin *o,
                   const char *key, size_t klen, const char *path,
                   size_t plen, const char *host, size_t hl, int64_t now)
 {

@@ -11,18 +11,10 @@
 
 /* ==== hashing ==== */
 
-/* One hash per key: it picks the bucket (o->hash) and is the key id the
- * eviction policy knows the object by (ghost lists), except for a variant
- * with Vary, which has an id of its own (store/variants.h). */
-uint64_t cache_hash(const char *p, size_t n)
-{
-    uint64_t h = 14695981039346656037ull; /* FNV-1a 64 */
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)p[i];
-        h *= 1099511628211ull;
-    }
-    return h;
-}
+/* One hash per key (cache_hash, cache.h): it picks the bucket (o->hash)
+ * and is the key id the eviction policy knows the object by (ghost lists),
+ * except for a variant with Vary, which has an id of its own
+ * (store/variants.c). */
 
 static int rehash(struct cache *c, unsigned n)
 {

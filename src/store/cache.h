@@ -247,8 +247,17 @@ void cache_enforce(struct cache *c);
  * arg? (core/vary.h vary_match_req) */
 typedef bool (*cache_match_pt)(const struct cache_obj *o, const void *arg);
 
-/** FNV-1a 64 of key[0..n): its bucket and, without Vary, its policy id. */
-uint64_t cache_hash(const char *p, size_t n);
+/** FNV-1a 64 of key[0..n): its bucket and, without Vary, its policy id
+ * (inline: computed on every lookup). */
+static inline uint64_t cache_hash(const char *p, size_t n)
+{
+    uint64_t h = 14695981039346656037ull; /* FNV-1a 64 */
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)p[i];
+        h *= 1099511628211ull;
+    }
+    return h;
+}
 
 /** The newest indexed object under key (any state, expired or not), or
  * NULL. */
