@@ -52,6 +52,12 @@ static bool matches(const struct cache_obj *o, const char *req)
     return ok;
 }
 
+/* o->vary (not NUL-terminated) is exactly s */
+static bool recorded(const struct cache_obj *o, const char *s)
+{
+    return o->vary_len == strlen(s) && memcmp(o->vary, s, o->vary_len) == 0;
+}
+
 static void done(struct cache_obj *o)
 {
     buf_free(&o->hdrs);
@@ -90,7 +96,7 @@ static void test_joined(void)
     struct cache_obj o;
     CHECK(filled(&o, "Accept-Encoding: gzip\r\nX-A: 1\r\nAccept-Encoding: br\r\n",
                  "Vary: Accept-Encoding\r\n"));
-    CHECK(strcmp(o.vary, "Paccept-encoding:gzip, br\n") == 0);
+    CHECK(recorded(&o, "Paccept-encoding:gzip, br\n"));
     CHECK(matches(&o, "Accept-Encoding: gzip, br\r\n"));
     CHECK(matches(&o, "Accept-Encoding: gzip\r\nAccept-Encoding: br\r\n"));
     CHECK(matches(&o, "Accept-Encoding: gzip,br\r\n"));
@@ -110,7 +116,7 @@ static void test_normalized(void)
 {
     struct cache_obj o;
     CHECK(filled(&o, "X-Q: a ;q=\" x , y \" ,b\r\n", "Vary: X-Q\r\n"));
-    CHECK(strcmp(o.vary, "Px-q:a ;q=\" x , y \", b\n") == 0);
+    CHECK(recorded(&o, "Px-q:a ;q=\" x , y \", b\n"));
     CHECK(matches(&o, "X-Q: a ;q=\" x , y \",  b \r\n"));
     CHECK(!matches(&o, "X-Q: a ;q=\" x, y \", b\r\n"));
     CHECK(!matches(&o, "X-Q: a;q=\" x , y \", b\r\n"));
