@@ -624,6 +624,36 @@ static void test_variants(void)
     cache_free(c);
 }
 
+/* Variants under a Lua policy (which refuses two resident nodes with one
+ * id) and s3fifo: each variant is a key of its own to the policy, evicted
+ * by it like any object. */
+static void test_variant_policies(void)
+{
+    char lua_lru[1024];
+    snprintf(lua_lru, sizeof lua_lru, "%s", __FILE__);
+    char *slash = strrchr(lua_lru, '/');
+    snprintf(slash ? slash + 1 : lua_lru, 200, "../../examples/policies/lru.lua");
+    const char *specs[] = {lua_lru, "s3fifo", "lfu"};
+    for (size_t k = 0; k < sizeof specs / sizeof specs[0]; k++) {
+        struct cache *c = cache_new("vp", 1 << 20, 1000, 60000, specs[k], err, sizeof err);
+        CHECK(c != NULL);
+        if (c == NULL)
+            continue;
+        int64_t now = loop_now(w.loop);
+        struct cache_obj *a = vfill(c, "k", "X-V: a\r\n", "Vary: X-V\r\n", false);
+        struct cache_obj *b = vfill(c, "k", "X-V: b\r\n", "Vary: X-V\r\n", true);
+        struct cache_obj *a2 = vfill(c, "k", "X-V: a\r\n", "Vary: X-V\r\n", false);
+        CHECK(policy_error(c->pol) == NULL);
+        CHECK(b->in_policy && a2->in_policy && !a->in_policy);
+        CHECK(vselect(c, "k", "X-V: a\r\n", now) == a2);
+        CHECK(vselect(c, "k", "X-V: b\r\n", now) == b);
+        CHECK(cache_unindex_key(c, "k", 1) == 2 && c->pol->count == 0);
+        CHECK(policy_error(c->pol) == NULL);
+        vdrop(a); vdrop(b); vdrop(a2);
+        cache_free(c);
+    }
+}
+
 int main(void)
 {
     struct loop_config lc = {.entries = 8, .nbufs = 8, .buf_size = 64};
@@ -640,6 +670,7 @@ int main(void)
     test_heuristic_and_age();
     test_policies();
     test_variants();
+    test_variant_policies();
     loop_free(w.loop);
     printf("%s (%d failures)\n", test_failures ? "FAIL" : "PASS", test_failures);
     return test_failures ? 1 : 0;
