@@ -23,7 +23,7 @@ static int rehash(struct cache *c, unsigned n)
         return -1;
     for (unsigned i = 0; i < c->nbuckets; i++) {
         /* reversed first, so that pushing keeps the order of each key's
-         * variants (newest first, store/variants.h) */
+         * variants (newest first, cache.h: variants) */
         struct cache_obj *o = c->buckets[i], *next, *rev = NULL;
         for (; o; o = next) {
             next = o->hnext;

@@ -133,7 +133,7 @@ struct cache {
     int64_t heuristic_max_ms;  /* the greatest heuristic lifetime */
     int64_t hfm_ms;       /* hit-for-miss marker lifetime; 0: no markers */
     unsigned max_variants; /* stored responses per key, at least 1
-                            * (store/variants.h) */
+                            * (the variants section below) */
     bool lookup_cookie;   /* requests with Cookie are looked up (else passed) */
     bool lookup_auth;     /* requests with Authorization are looked up */
     char fill_host[256];  /* Host fills send (luring.cache{host}); "": the
@@ -159,13 +159,14 @@ int cache_configure(struct cache *c, size_t max_bytes, size_t max_objects,
                     size_t errlen);
 void cache_free(struct cache *c);
 
-/** A live (not expired, not failed) object for key, or NULL. A hit on a
- * complete object is reported to the eviction policy. */
+/** A live (not expired, not failed) object for key, or NULL: the newest
+ * of its variants, whatever its Vary (cache_select picks by request). A
+ * hit on a complete object is reported to the eviction policy. */
 struct cache_obj *cache_lookup(struct cache *c, const char *key, size_t klen,
                                int64_t now);
 /** A new object in the FILLING state, indexed under key in front of the
  * objects already there (variants of the key; when its head is stored,
- * the older responses of its variant go: store/variants.h). refs: 1 for
+ * the older responses of its variant go: cache_variants_stored). refs: 1 for
  * the index. NULL when out of memory. */
 struct cache_obj *cache_insert(struct cache *c, const char *key, size_t klen);
 
