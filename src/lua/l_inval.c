@@ -31,6 +31,22 @@
 
 enum inval_kind { INV_KEY, INV_PREFIX, INV_TAG };
 
+/* Watches a passed unsafe request's response until its head: a 2xx or
+ * 3xx invalidates key and the keys of the same-host Location and
+ * Content-Location URIs. Holds the response's object until then (the
+ * client may leave: the origin acted on the request all the same). */
+struct inval_watch {
+    struct store_waiter sw;
+    struct inval_watch *prev, *next; /* rt->inval_watches */
+    struct cache_obj *obj;
+    struct cache *c;
+    struct lrt *rt;
+    size_t klen, baselen; /* baselen: key bytes before the target, or
+                           * SIZE_MAX when the key does not end with it */
+    size_t hl;            /* the request's Host, after the key in data */
+    char data[];
+};
+
 /* ==== applying, here and on the other workers ==== */
 
 static size_t apply(struct cache *c, enum inval_kind k, const char *a,
@@ -85,8 +101,17 @@ static void free_cmds(struct inval_cmd *q)
     }
 }
 
+static void watch_end(struct inval_watch *iw);
+
 void linval_unregister(struct lrt *rt)
 {
+    /* responses still awaited (the worker stops): nothing invalidated; an
+     * origin's cleanup drops its objects without a word to their waiters */
+    while (rt->inval_watches) {
+        /* after origin_cleanup (worker.c): the fill is gone already */
+        rt->inval_watches->obj->fill_wake = NULL;
+        watch_end(rt->inval_watches);
+    }
     struct inval_cmd *q = NULL;
     pthread_mutex_lock(&mu);
     for (unsigned i = 0; i < RT_MAX; i++)
@@ -234,20 +259,6 @@ void linval_configure(lua_State *L, struct cache *c, int t)
 
 /* ==== after an unsafe request (RFC 9111 §4.4) ==== */
 
-/* Watches a passed unsafe request's response until its head: a 2xx or
- * 3xx invalidates key and the keys of the same-host Location and
- * Content-Location URIs. Holds the response's object until then (the
- * client may leave: the origin acted on the request all the same). */
-struct inval_watch {
-    struct store_waiter sw;
-    struct cache_obj *obj;
-    struct cache *c;
-    struct lrt *rt;
-    size_t klen, baselen; /* baselen: key bytes before the target, or
-                           * SIZE_MAX when the key does not end with it */
-    size_t hl;            /* the request's Host, after the key in data */
-    char data[];
-};
 
 /* The keys of o's Location and Content-Location fields, invalidated. */
 static void invalidate_locations(struct inval_watch *iw)
@@ -279,6 +290,12 @@ static void invalidate_locations(struct inval_watch *iw)
 static void watch_end(struct inval_watch *iw)
 {
     struct cache_obj *o = iw->obj;
+    if (iw->prev)
+        iw->prev->next = iw->next;
+    else
+        iw->rt->inval_watches = iw->next;
+    if (iw->next)
+        iw->next->prev = iw->prev;
     cache_obj_unwatch(o, &iw->sw); /* a reader gone before: the fill ends */
     cache_obj_unref(o);            /* the notifier holds its own ref */
     free(iw);
@@ -328,7 +345,7 @@ int linval_watch(struct req *r, struct cache *c, const char *key,
     iw->sw.notify = on_head;
     iw->obj = o;
     iw->c = c;
-    iw->rt = lrt_current();
+    iw->rt = lrt_current(); /* a handler's: never NULL */
     iw->klen = klen;
     iw->hl = hl;
     iw->baselen = tlen <= klen && tlen > 0 &&
@@ -337,6 +354,11 @@ int linval_watch(struct req *r, struct cache *c, const char *key,
     memcpy(iw->data, key, klen);
     if (hl)
         memcpy(iw->data + klen, host, hl);
+    iw->prev = NULL;
+    iw->next = iw->rt->inval_watches;
+    if (iw->next)
+        iw->next->prev = iw;
+    iw->rt->inval_watches = iw;
     cache_obj_ref(o);
     cache_obj_watch(o, &iw->sw);
     if (o->head_ready || o->state != OBJ_FILLING)

@@ -18,6 +18,7 @@ struct lreader;
 struct lua_State; /* lua.h stays out of the layers that include this */
 struct origin;
 struct req;
+struct inval_watch;
 struct req_pool;
 struct upstreams;
 struct worker;
@@ -63,6 +64,8 @@ struct lrt {
     struct cache *scratch;  /* uncached objects for origin:fetch */
     struct lreader *readers; /* open origin:request readers (l_origin.c) */
     struct req *delivering; /* the request whose deliver hook runs, or NULL */
+    struct inval_watch *inval_watches; /* unsafe requests' responses awaited
+                                        * for invalidation (l_inval.c) */
 };
 
 /* A listener the script declares, the i-th (0-based), with its own
@@ -154,6 +157,8 @@ int linval_watch(struct req *r, struct cache *c, const char *key,
  * (arg) is called, from any thread, when some are queued for rt; the
  * worker then calls linval_drain on its own thread. */
 void linval_register(struct lrt *rt, void (*wake)(void *arg), void *arg);
+/** rt's worker stops: no more invalidations reach it; responses still
+ * awaited are let go (call after origin_cleanup, before lcache_cleanup). */
 void linval_unregister(struct lrt *rt);
 /** Apply the invalidations queued for rt by other workers. */
 void linval_drain(struct lrt *rt);

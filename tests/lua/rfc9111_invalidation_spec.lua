@@ -30,6 +30,7 @@ local LOCATIONS = [[
                        add_header Surrogate-Key "short" always; echo "body $request_id"; }
     location /hostile/ { ]] .. CC .. [[ add_header Surrogate-Key "]] .. HOSTILE_TAGS .. [[" always;
                          add_header Cache-Tag "]] .. LONG_TAG .. [[ ok" always; echo "body $request_id"; }
+    location /slow/ { ]] .. CC .. [[ echo_sleep 2; echo "body $request_id"; }
     location / { ]] .. CC .. [[ echo "body $request_id"; }
 ]]
 
@@ -158,6 +159,18 @@ describe("invalidation (RFC 9111 §4.4)", function()
     conn:write(helper.request("DELETE", "/p/slowpost/x"))
     conn:close()
     assert.is_true(helper.wait_until(function() return xc("/p/slowpost/x") == "MISS" end, 5, 0.05))
+  end)
+
+  it("RFC 9111 §4.4: a server stopping while an unsafe request's answer is awaited exits cleanly", function()
+    local s2 = helper.start((SCRIPT:gsub("@ORIGIN@", ngx:url())))
+    local conn = helper.connect(s2:port())
+    conn:write(helper.request("POST", "/k/slow/x", nil, "body"))
+    conn:close() -- the answer is still awaited, for the invalidation
+    helper.sleep(0.2)
+    local rc, killed = s2:stop()
+    assert.are.equal(0, rc, s2:stderr())
+    assert.is_falsy(killed)
+    assert.is_nil(s2:stderr():find("Sanitizer", 1, true), s2:stderr())
   end)
 
   it("RFC 9111 §4.4: cache:purge(key) removes the stored response", function()
