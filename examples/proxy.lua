@@ -22,6 +22,16 @@
 --   curl -i http://127.0.0.1:8080/          (twice: X-Cache: MISS, then HIT)
 -- Without --listen it listens on 127.0.0.1:8080. CACHE_BYTES (256 MiB) and
 -- CACHE_TTL (60 s: used when the origin gives no Cache-Control/Expires).
+-- Invalidation (RFC 9111 §4.4, docs/API.md "Invalidation"): a POST, PUT,
+-- PATCH or DELETE the origin answers with 2xx/3xx removes the stored
+-- response of its URL (and of a same-host Location / Content-Location).
+-- PURGE requests from the addresses in PURGE_ALLOW (comma-separated,
+-- default "127.0.0.1,::1") are answered here, never sent to the origin:
+--   curl -X PURGE http://127.0.0.1:8080/a.html         -- that URL (Host + path + query)
+--   curl -X PURGE -H 'X-Ban: prefix' http://127.0.0.1:8080/img/  -- every URL under it
+--   curl -X PURGE -H 'Surrogate-Key: t1 t2' http://127.0.0.1:8080/ -- tagged t1 or t2
+-- 200 "purged N" when something went, 404 when nothing was stored, 403 from
+-- any other address. Each reaches every worker.
 local origin = luring.origin{
     name = "site",
     url = os.getenv("ORIGIN") or "http://127.0.0.1:8081",
@@ -37,9 +47,40 @@ local cache = luring.cache{
 local app = luring.app()
 app:listen("127.0.0.1:8080")   -- --listen replaces it
 
+local purge_allow = {}
+for a in (os.getenv("PURGE_ALLOW") or "127.0.0.1,::1"):gmatch("[^,%s]+") do
+    purge_allow[a] = true
+end
+local text = { ["Content-Type"] = "text/plain" }
+
+local function key_of(req)
+    local target = req.query and (req.path .. "?" .. req.query) or req.path
+    return (req:header("host") or ""):lower() .. target, target
+end
+
+app:route("PURGE", "/*", function(req)
+    if not purge_allow[req.remote_addr] then
+        return 403, text, "forbidden\n"
+    end
+    local key = key_of(req)
+    local n
+    local tags = req:header("surrogate-key")
+    if tags then                 -- every response tagged with one of them
+        n = 0
+        for t in tags:gmatch("[^%s,]+") do n = n + cache:purge_tag(t) end
+    elseif (req:header("x-ban") or ""):lower() == "prefix" then
+        n = cache:ban(key)       -- every URL starting with this one
+    else
+        n = cache:purge(key) and 1 or 0
+    end
+    if n == 0 then
+        return 404, text, "not found\n"
+    end
+    return 200, text, "purged " .. n .. "\n"
+end)
+
 -- Any method, any path: cache:fetch looks up GET and HEAD and passes the rest.
 app:route("*", "/*", function(req)
-    local target = req.query and (req.path .. "?" .. req.query) or req.path
-    local host = (req:header("host") or ""):lower()
-    return cache:fetch(req, host .. target, origin, target)
+    local key, target = key_of(req)
+    return cache:fetch(req, key, origin, target)
 end)

@@ -258,6 +258,18 @@ static void on_wake(struct worker *w)
     arm_wake(w);
     if (ctl & CTL_RELOAD)
         lrt_reload(&w->lrt, same_listener, w, w->nls);
+    if (ctl & CTL_INVAL)
+        linval_drain(&w->lrt);
+}
+
+/* Another worker queued invalidations for w (lua/l_inval.c): any thread. */
+static void wake_for_inval(void *arg)
+{
+    struct worker *w = arg;
+    uint64_t one = 1;
+    atomic_fetch_or(&w->ctl, CTL_INVAL);
+    if (write(w->wake_fd, &one, sizeof one) < 0)
+        log_err("cannot wake worker %u: %s", w->id, strerror(errno));
 }
 
 static void arm_inotify(struct worker *w)
@@ -461,6 +473,7 @@ int worker_run(struct worker *w)
         return -1;
     if (w->watch && watch_script(w) < 0)
         return -1;
+    linval_register(&w->lrt, wake_for_inval, w);
 
     arm_tick(w);
     arm_wake(w);
@@ -486,6 +499,7 @@ void worker_cleanup(struct worker *w)
     h1_server_free(&w->h1);
     req_pool_free(&w->rp, drop_req);
     origin_cleanup(&w->up);
+    linval_unregister(&w->lrt); /* before its caches go */
     lcache_cleanup(&w->lrt);
     for (unsigned i = 0; i < w->nls; i++)
         close(w->ls[i].fd);

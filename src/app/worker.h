@@ -18,7 +18,8 @@
 
 
 /* worker->ctl bits, set by another thread before it writes wake_fd */
-enum { CTL_STOP = 1, CTL_RELOAD = 2 };
+enum { CTL_STOP = 1, CTL_RELOAD = 2,
+       CTL_INVAL = 4 /* invalidations queued for it (lua/l_inval.c) */ };
 
 struct listener {
     int fd;

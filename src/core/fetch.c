@@ -1,5 +1,6 @@
 /* fetch.c - the verdict on a fetched response (see fetch.h). */
 #include "core/fetch.h"
+#include "core/inval.h"
 #include "core/vary.h"
 #include "http/cc.h"
 #include "store/cache.h"
@@ -81,4 +82,6 @@ void fetch_head(struct cache_obj *o, int status, int64_t total, int64_t now)
     if (cc.set_cookie && ttl_ms <= 0)
         share = false;
     cache_obj_head(o, status, total, share, ttl_ms, now);
+    if (o->indexed && o->cacheable) /* to be stored: under its tags too */
+        inval_tag_obj(o);
 }

@@ -5,7 +5,7 @@
  *                                           or pass (method, Cookie, ...)
  *   origin:fetch(path)                      -> status, headers, body
  *   luring.proxy(req, origin [, opts])      pass the request through
- *   cache:stats(), cache:purge(key), origin:stats()
+ *   cache:stats(), origin:stats()   (cache:purge, ban, purge_tag: l_inval.c)
  * Caches and origins belong to the worker and are found by name, so a
  * reloaded script binds to the same ones. */
 #include <lauxlib.h>
@@ -325,6 +325,7 @@ static int l_cache_new(lua_State *L)
             c->lookup_auth = lk_auth;
             snprintf(c->fill_host, sizeof c->fill_host, "%s", host ? host : "");
             c->deliver_hook = deliver;
+            linval_configure(L, c, 1);
             *pc = c;
             return 1;
         }
@@ -347,6 +348,7 @@ static int l_cache_new(lua_State *L)
     c->lookup_auth = lk_auth;
     snprintf(c->fill_host, sizeof c->fill_host, "%s", host ? host : "");
     c->deliver_hook = deliver;
+    linval_configure(L, c, 1);
     *pc = c;
     return 1;
 }
@@ -628,6 +630,10 @@ static int l_cache_fetch(lua_State *L)
         if (e < 0)
             return luaL_error(L, "fetch: out of memory");
         r->xcache = "PASS";
+        /* an unsafe method's success invalidates (RFC 9111 §4.4) */
+        if (linval_unsafe(r) && linval_watch(r, c, key, klen, path, plen) < 0)
+            log_err("cache %s: out of memory: %s not invalidated", c->name,
+                    key);
         return wait_sub(L, r);
     }
     if (lookup(r, c, o, key, klen, path, plen, host, hl, loop_now(w->loop)) < 0)
@@ -685,16 +691,6 @@ static int l_cache_stats(lua_State *L)
     lua_setfield(L, -2, "name");
     lua_pushstring(L, c->policy);
     lua_setfield(L, -2, "policy");
-    return 1;
-}
-
-static int l_cache_purge(lua_State *L)
-{
-    struct cache *c = check_cache(L, 1);
-    size_t klen;
-    const char *key = luaL_checklstring(L, 2, &klen);
-    /* every variant, fills in flight, a hit-for-miss marker */
-    lua_pushboolean(L, cache_unindex_key(c, key, klen) > 0);
     return 1;
 }
 
@@ -934,7 +930,6 @@ void lcache_open(lua_State *L)
     static const luaL_Reg cache_m[] = {
         {"fetch", l_cache_fetch},
         {"stats", l_cache_stats},
-        {"purge", l_cache_purge},
         {NULL, NULL},
     };
     static const luaL_Reg origin_m[] = {

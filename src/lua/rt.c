@@ -566,6 +566,7 @@ static int luaopen_luring_core(lua_State *L)
     lua_setfield(L, -2, "_methods");
     lcache_open(L); /* luring.cache{}, luring.origin{} */
     lorigin_open(L); /* origin:request */
+    linval_open(L);  /* cache:purge, ban, purge_tag */
     return 1;
 }
 

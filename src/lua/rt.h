@@ -18,6 +18,7 @@ struct lreader;
 struct lua_State; /* lua.h stays out of the layers that include this */
 struct origin;
 struct req;
+struct inval_watch;
 struct req_pool;
 struct upstreams;
 struct worker;
@@ -63,6 +64,8 @@ struct lrt {
     struct cache *scratch;  /* uncached objects for origin:fetch */
     struct lreader *readers; /* open origin:request readers (l_origin.c) */
     struct req *delivering; /* the request whose deliver hook runs, or NULL */
+    struct inval_watch *inval_watches; /* unsafe requests' responses awaited
+                                        * for invalidation (l_inval.c) */
 };
 
 /* A listener the script declares, the i-th (0-based), with its own
@@ -134,6 +137,32 @@ void lcache_cleanup(struct lrt *rt);
  * origin:request responses, pass-throughs), made on first use; raises
  * when it can't be made. */
 struct cache *lcache_scratch(struct lua_State *L, struct lrt *w);
+
+/* l_inval.c: invalidation (RFC 9111 §4.4), on every worker */
+/** Add purge, ban and purge_tag to the cache metatable (after lcache_open). */
+void linval_open(struct lua_State *L);
+/** Read luring.cache{}'s tag_header (table at index t) into c; raises
+ * when it is not a field name. */
+void linval_configure(struct lua_State *L, struct cache *c, int t);
+/** Is r's method unsafe (not GET, HEAD, OPTIONS or TRACE: RFC 9110
+ * §9.2.1), so that its success invalidates (RFC 9111 §4.4)? */
+bool linval_unsafe(const struct req *r);
+/** r was passed (its response in r->obj): when the response's head says
+ * 2xx or 3xx, invalidate key (klen bytes) on every worker, and, if key ends
+ * with target (the origin request's target), the keys made of key's start
+ * plus the path of a same-host Location / Content-Location (core/inval.h).
+ * 0; -1 when out of memory (nothing watched). */
+int linval_watch(struct req *r, struct cache *c, const char *key,
+                 size_t klen, const char *target, size_t tlen);
+/** Make rt's caches reachable by the other workers' invalidations: wake
+ * (arg) is called, from any thread, when some are queued for rt; the
+ * worker then calls linval_drain on its own thread. */
+void linval_register(struct lrt *rt, void (*wake)(void *arg), void *arg);
+/** rt's worker stops: no more invalidations reach it; responses still
+ * awaited are let go (call after origin_cleanup, before lcache_cleanup). */
+void linval_unregister(struct lrt *rt);
+/** Apply the invalidations queued for rt by other workers. */
+void linval_drain(struct lrt *rt);
 
 /* l_origin.c */
 /** Add origin:request to the origin metatable (made by lcache_open). */

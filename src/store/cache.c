@@ -288,6 +288,8 @@ void cache_obj_read(struct cache_obj *o, size_t off)
         fill_resume(o);
 }
 
+static void obj_untag(struct cache_obj *o);
+
 void cache_unindex(struct cache_obj *o)
 {
     struct cache *c = o->cache;
@@ -303,6 +305,8 @@ void cache_unindex(struct cache_obj *o)
         policy_remove(c->pol, &o->pn);
         o->in_policy = false;
     }
+    keyidx_remove(&c->keys, &o->kn);
+    obj_untag(o);
     o->indexed = false;
     c->nobj--;
     cache_obj_unref(o);
@@ -371,6 +375,9 @@ static void index_obj(struct cache *c, struct cache_obj *o)
     o->hnext = c->buckets[b];
     c->buckets[b] = o;
     policy_miss(c->pol, &o->pn); /* s3fifo: ghost hit decides placement */
+    o->kn.key = o->key;
+    o->kn.klen = o->klen;
+    keyidx_insert(&c->keys, &o->kn); /* a miss's cost, never a hit's */
     cache_obj_ref(o);
     o->indexed = true;
     c->nobj++;
@@ -406,8 +413,101 @@ void cache_free(struct cache *c)
         while (c->buckets[i])
             cache_unindex(c->buckets[i]);
     free(c->buckets);
+    tagidx_free(&c->tags); /* every link went with its object above */
     policy_free(c->pol);
     free(c);
+}
+
+/* ==== invalidation (see cache.h) ==== */
+
+/* Unlink o from its tags and give their memory back. */
+static void obj_untag(struct cache_obj *o)
+{
+    if (o->tags == NULL)
+        return;
+    size_t mem = o->ntags * sizeof *o->tags;
+    for (unsigned i = 0; i < o->ntags; i++) {
+        if (o->tags[i].tag)
+            mem += tagidx_link_len(&o->tags[i]);
+        tagidx_unlink(&o->cache->tags, &o->tags[i]);
+    }
+    free(o->tags);
+    o->tags = NULL;
+    o->ntags = 0;
+    o->mem -= mem;
+    o->cache->bytes -= mem;
+}
+
+int cache_obj_set_tags(struct cache_obj *o, const struct cache_tag *t,
+                       unsigned n)
+{
+    obj_untag(o);
+    if (!o->indexed || n == 0)
+        return 0;
+    if (n > TAG_MAX)
+        n = TAG_MAX;
+    o->tags = calloc(n, sizeof *o->tags);
+    if (o->tags == NULL)
+        return -1;
+    o->ntags = n;
+    size_t mem = n * sizeof *o->tags;
+    for (unsigned i = 0; i < n; i++) {
+        o->tags[i].owner = o;
+        if (tagidx_link(&o->cache->tags, &o->tags[i], t[i].p, t[i].n) < 0) {
+            o->mem += mem; /* what obj_untag gives back */
+            o->cache->bytes += mem;
+            obj_untag(o);
+            return -1;
+        }
+        mem += t[i].n;
+    }
+    o->mem += mem; /* charged before the policy sizes o (policy_admit) */
+    o->cache->bytes += mem;
+    return 0;
+}
+
+size_t cache_purge_key(struct cache *c, const char *key, size_t klen)
+{
+    uint64_t h = cache_hash(key, klen);
+    size_t n = 0;
+    struct cache_obj *o;
+    /* every variant of the key, fills in flight, a marker */
+    while ((o = find(c, key, klen, h)) != NULL) {
+        n += !o->hfm;
+        cache_unindex(o);
+    }
+    return n;
+}
+
+#define OBJ_OF_KN(n) \
+    ((struct cache_obj *)((char *)(n) - offsetof(struct cache_obj, kn)))
+
+size_t cache_ban(struct cache *c, const char *prefix, size_t plen)
+{
+    size_t n = 0;
+    struct keyidx_node *kn = keyidx_prefix_first(&c->keys, prefix, plen);
+    while (kn) {
+        struct keyidx_node *next =
+            keyidx_prefix_next(&c->keys, kn, prefix, plen);
+        struct cache_obj *o = OBJ_OF_KN(kn);
+        n += !o->hfm;
+        cache_unindex(o); /* may free o, never another object */
+        kn = next;
+    }
+    return n;
+}
+
+size_t cache_purge_tag(struct cache *c, const char *tag, size_t tlen)
+{
+    size_t n = 0;
+    struct tag_link *l;
+    /* each unindex unlinks the object's every link, the first one too */
+    while ((l = tagidx_first(&c->tags, tag, tlen)) != NULL) {
+        struct cache_obj *o = l->owner;
+        n += !o->hfm;
+        cache_unindex(o);
+    }
+    return n;
 }
 
 /* ==== filling ==== */

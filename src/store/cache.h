@@ -14,7 +14,9 @@
 #include <stdint.h>
 
 #include "base/buf.h"
+#include "store/keyidx.h"
 #include "store/policy.h"
+#include "store/tagidx.h"
 
 #define CACHE_CHUNK (64 * 1024)
 /* A stream object's fill pauses when its reader is this far behind, and
@@ -98,6 +100,11 @@ struct cache_obj {
                           * known length (then no chunk follows it) */
     void (*fill_wake)(void *arg); /* stream: the paused fill may go on */
     void *fill_arg;
+    /* invalidation (RFC 9111 §4.4, cache_ban, cache_purge_tag): linked
+     * while indexed, unlinked by cache_unindex */
+    struct keyidx_node kn; /* in cache->keys */
+    struct tag_link *tags; /* ntags links in cache->tags (cache_obj_set_tags) */
+    unsigned ntags;
 };
 
 struct cache_stats {
@@ -146,6 +153,12 @@ struct cache {
     struct policy *pol;   /* eviction: capacity max_bytes, unit bytes */
     char policy[128];     /* its name or Lua file */
     struct cache_stats st;
+    /* invalidation: every indexed object is in keys, and in tags under
+     * each tag its response named */
+    struct keyidx keys;   /* key order: cache_ban */
+    struct tagidx tags;   /* tag -> objects: cache_purge_tag */
+    char tag_header[64];  /* the field whose value lists a response's tags
+                           * (core/inval.c); "": Surrogate-Key and Cache-Tag */
 };
 
 /** A cache evicting with `policy` (a built-in name or a Lua file, see
@@ -223,6 +236,36 @@ void cache_unindex(struct cache_obj *o);
 /** Pointer to `*n` contiguous bytes at offset off (n ≤ what is filled). */
 const char *cache_obj_at(const struct cache_obj *o, size_t off, size_t *n);
 
+/* ==== invalidation (RFC 9111 §4.4; docs/API.md "Invalidation") ====
+ * Each takes what it finds out of the index (cache_unindex: markers too),
+ * so it is no longer served; an object still being filled goes on for the
+ * requests that wait for it and is then not stored; sends in flight keep
+ * their object until done. Each costs what it removes (plus a hash lookup,
+ * or O(log n) comparisons for a prefix), never a walk of the cache. */
+
+/** Remove every response stored under key (all its variants). Returns how
+ * many responses went (hit-for-miss markers go too, uncounted). */
+size_t cache_purge_key(struct cache *c, const char *key, size_t klen);
+/** Remove every object whose key starts with the plen bytes at prefix
+ * (plen 0: every object). Returns how many responses went, as above. */
+size_t cache_ban(struct cache *c, const char *prefix, size_t plen);
+/** Remove every object tagged `tag` (n bytes; cache_obj_set_tags). Returns
+ * how many responses went. */
+size_t cache_purge_tag(struct cache *c, const char *tag, size_t n);
+
+/** A tag as given to cache_obj_set_tags: n bytes at p. */
+struct cache_tag {
+    const char *p;
+    size_t n;
+};
+/** Index the indexed object o under the n tags t (at most TAG_MAX; each 1
+ * to TAG_LEN_MAX bytes, distinct: core/inval.c reads them from the
+ * response) until it leaves the index; their memory (links, names) is
+ * charged to o. Replaces tags o had. Nothing when o is not indexed. 0; -1
+ * when out of memory (o keeps no tags). */
+int cache_obj_set_tags(struct cache_obj *o, const struct cache_tag *t,
+                       unsigned n);
+
 /** Evict until within budget. */
 void cache_enforce(struct cache *c);
 
@@ -238,8 +281,9 @@ void cache_enforce(struct cache *c);
  * does the same under one objhead: every variant kept, the first match
  * taken, most recent first (without a per-key limit).
  *
- * Iterating a key's objects (purge, bans): cache_first, then
- * cache_next_variant until NULL; take the next before cache_unindex.
+ * Iterating a key's objects: cache_first, then cache_next_variant until
+ * NULL; take the next before cache_unindex. cache_purge_key removes them
+ * all; cache_ban and cache_purge_tag find each variant in their indexes.
  */
 /* max_variants unless luring.cache{ max_variants } says otherwise */
 #define CACHE_MAX_VARIANTS 8
@@ -277,10 +321,6 @@ struct cache_obj *cache_next_variant(const struct cache_obj *o);
 struct cache_obj *cache_select(struct cache *c, const char *key, size_t klen,
                                int64_t now, cache_match_pt match,
                                const void *arg);
-
-/** Unindex every object under key (all variants, fills in flight, a
- * marker). Returns how many were not hit-for-miss markers. */
-size_t cache_unindex_key(struct cache *c, const char *key, size_t klen);
 
 /** o (indexed, head known, to be stored) is the newest response of its
  * variant: the older objects of the key whose head is known and that it

@@ -563,9 +563,23 @@ static void test_variants(void)
     CHECK(vselect(c, "k", "Accept-Encoding: identity\r\n", now) == i);
     CHECK(vselect(c, "k", "Accept-Encoding: zstd\r\n", now) == f);
     /* purge: every variant, the fill too */
-    CHECK(cache_unindex_key(c, "k", 1) == 5);
+    CHECK(cache_purge_key(c, "k", 1) == 5);
     CHECK(count_key(c, "k") == 0 && c->nobj == 0 && c->pol->count == 0);
     vdrop(g); vdrop(i); vdrop(none); vdrop(g2); vdrop(gb);
+    CHECK(c->bytes == 0);
+
+    /* a ban and a tag purge find every variant too (keyidx, tagidx) */
+    struct cache_obj *b1 = vfill(c, "ban/k", "X-V: 1\r\n", "Vary: X-V\r\n", false);
+    struct cache_obj *b2 = vfill(c, "ban/k", "X-V: 2\r\n", "Vary: X-V\r\n", true);
+    struct cache_tag tg = {"t1", 2};
+    CHECK(cache_obj_set_tags(b1, &tg, 1) == 0 && cache_obj_set_tags(b2, &tg, 1) == 0);
+    CHECK(cache_purge_tag(c, "t1", 2) == 2 && count_key(c, "ban/k") == 0);
+    vdrop(b1); vdrop(b2);
+    b1 = vfill(c, "ban/k", "X-V: 1\r\n", "Vary: X-V\r\n", false);
+    b2 = vfill(c, "ban/k", "X-V: 2\r\n", "Vary: X-V\r\n", true);
+    CHECK(cache_ban(c, "ban/", 4) == 2 && count_key(c, "ban/k") == 0);
+    CHECK(c->keys.n == c->nobj);
+    vdrop(b1); vdrop(b2);
     CHECK(c->bytes == 0);
 
     /* the per-key limit: the oldest variant goes */
@@ -647,7 +661,7 @@ static void test_variant_policies(void)
         CHECK(b->in_policy && a2->in_policy && !a->in_policy);
         CHECK(vselect(c, "k", "X-V: a\r\n", now) == a2);
         CHECK(vselect(c, "k", "X-V: b\r\n", now) == b);
-        CHECK(cache_unindex_key(c, "k", 1) == 2 && c->pol->count == 0);
+        CHECK(cache_purge_key(c, "k", 1) == 2 && c->pol->count == 0);
         CHECK(policy_error(c->pol) == NULL);
         vdrop(a); vdrop(b); vdrop(a2);
         cache_free(c);

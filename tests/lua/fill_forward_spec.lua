@@ -201,8 +201,11 @@ describe("a fill forwards the client's request", function()
     local res = exchange("HEAD", "/echo/head", { ["X-Custom"] = "h" })
     assert.are.equal(200, res.status)
     assert.are.equal("MISS", res.headers["x-cache"])
+    -- the HEAD's answer ends at its head, so the fill's body may still be
+    -- arriving: the GET joins it (COALESCED) or finds it stored (HIT)
     res = exchange("GET", "/echo/head")
-    assert.are.equal("HIT", res.headers["x-cache"])
+    local xc = res.headers["x-cache"]
+    assert.is_true(xc == "HIT" or xc == "COALESCED", xc)
     local e = echoed(res)
     assert.are.equal("GET", e.method)
     assert.are.equal("h", e.custom)
