@@ -130,15 +130,40 @@ local function not_found()
     return 404, not_found_headers, "Not Found\n"
 end
 
--- req.remote_addr, req.remote_port: the client's, looked up on first use
--- and then kept in the request table; other keys are the methods.
+-- req.method, .path, .query, .version and .params live in the request
+-- table's array part (slots 3-7, see route()): a table of array slots
+-- only is a fraction of the cost of one with five keys in its hash part
+-- (its hash part, and the garbage it makes, on every request), and a
+-- handler that only passes the request on (luring.proxy) never reads
+-- them. Stores to these names go to their slots, so reads see them. A
+-- "/*" route's params (router.REST) become their table on first use,
+-- from the path as routed.
 local req_methods = req_mt.__index
 local peer = core._peer
 local rawset = rawset
+local rawget = rawget
+local req_slots = { method = 3, path = 4, query = 5, version = 6, params = 7 }
+local REST = router.REST
+local make_params = router.params
+
+-- req.remote_addr, req.remote_port: the client's, looked up on first use
+-- and then kept in the request table; other keys are the methods.
 req_mt.__index = function(t, k)
     local f = req_methods[k]
-    if f ~= nil or (k ~= "remote_addr" and k ~= "remote_port") then
+    if f ~= nil then
         return f
+    end
+    local i = req_slots[k]
+    if i ~= nil then
+        local v = rawget(t, i)
+        if v == REST then
+            v = make_params(v, rawget(t, 4))
+            rawset(t, 7, v)
+        end
+        return v
+    end
+    if k ~= "remote_addr" and k ~= "remote_port" then
+        return nil
     end
     local addr, port = peer(t)
     rawset(t, "remote_addr", addr or false)
@@ -147,9 +172,18 @@ req_mt.__index = function(t, k)
     return port
 end
 
+req_mt.__newindex = function(t, k, v)
+    if k == "path" and rawget(t, 7) == REST then
+        rawset(t, 7, make_params(REST, rawget(t, 4))) -- from the path routed
+    end
+    rawset(t, req_slots[k] or k, v)
+end
+
 -- Route, then build the request table: [1] = the C request, [2] = its
--- generation (see lrt_check_req). One constructor, so LuaJIT copies a
--- template that has every key in place instead of inserting them one by one.
+-- generation (see lrt_check_req), [3]..[7] = req.method, .path, .query,
+-- .version, .params (read through req_mt.__index). One constructor of
+-- array slots only: LuaJIT copies a template with the array part sized,
+-- and no hash part is made until a script stores a key of its own.
 -- Returns the handler and its argument.
 local function route(a, r, gen, m, path, query, minor)
     local method = METHODS[m] or m
@@ -158,9 +192,7 @@ local function route(a, r, gen, m, path, query, minor)
         return not_found
     end
     return fn, setmetatable({
-        r, gen,
-        method = method, path = path, query = query,
-        version = minor ~= 0 and "1.1" or "1.0", params = params,
+        r, gen, method, path, query, minor ~= 0 and "1.1" or "1.0", params,
     }, req_mt)
 end
 

@@ -85,17 +85,24 @@ function _M.add(self, method, path, fn)
 end
 
 
--- A path's segments joined by "/" (what a "/*" route gives as params["*"])
--- when that is the path less its leading "/": it starts with "/", has
--- more, and has no empty segment ("//", a trailing "/"). Otherwise nil.
+-- Whether a path's segments joined by "/" (what a "/*" route gives as
+-- params["*"]) are the path less its leading "/": it starts with "/", has
+-- more, and has no empty segment ("//", a trailing "/").
 local function plain_rest(path)
     local len = #path
-    if len > 1 and str_byte(path, 1) == 47 and str_byte(path, len) ~= 47 and
-       not str_find(path, "//", 1, true) then
-        return str_sub(path, 2)
-    end
-    return nil
+    return len > 1 and str_byte(path, 1) == 47 and str_byte(path, len) ~= 47 and
+           not str_find(path, "//", 1, true)
 end
+
+
+-- What match gives as params for a "/*" route first in its list when the
+-- path needs no split (plain_rest): it stands for { ["*"] = the path less
+-- its "/" }, which _M.params makes only when a handler reads req.params
+-- (a handler that passes every request on never does).
+local REST = setmetatable({}, {
+    __index = function() error("router.REST: use router.params", 2) end,
+})
+_M.REST = REST
 
 
 local function lookup(self, method, path)
@@ -112,9 +119,8 @@ local function lookup(self, method, path)
     if first.n == 0 and first.star then
         -- "/*" first (a catch-all: luring.proxy for every path): when the
         -- path's segments need no splitting, its params without it
-        local rest = plain_rest(path)
-        if rest then
-            return first.fn, { ["*"] = rest }
+        if plain_rest(path) then
+            return first.fn, REST
         end
     end
     local segs, n = split(path)
@@ -152,7 +158,8 @@ local function lookup(self, method, path)
 end
 
 
--- Returns the handler and its params table, or nil.
+-- Returns the handler and its params table (or REST: see _M.params), or
+-- nil.
 function _M.match(self, method, path)
     local fn, params = lookup(self, method, path)
     if not fn and method == "HEAD" then
@@ -162,6 +169,16 @@ function _M.match(self, method, path)
         return lookup(self, "*", path)
     end
     return fn, params
+end
+
+
+-- The params table for what match returned for path: REST made into its
+-- table, any other as it is.
+function _M.params(params, path)
+    if params == REST then
+        return { ["*"] = str_sub(path, 2) }
+    end
+    return params
 end
 
 

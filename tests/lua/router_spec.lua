@@ -50,6 +50,19 @@ end)
 app:get("/nobody", function(req)
   return 204
 end)
+app:route("LIST", "/*", function(req)
+  if req.query == "rewrite" then
+    req.path = "/rewritten" -- params stay those of the path routed
+    req.query = nil
+  end
+  req.mine = "kept"
+  return 200, nil, table.concat({
+    "rest=" .. req.params["*"], "path=" .. req.path,
+    "query=" .. tostring(req.query), "method=" .. req.method,
+    "version=" .. req.version, "mine=" .. req.mine,
+    "raw-mine=" .. tostring(rawget(req, "mine")),
+  }, "\n")
+end)
 ]]
 
 local function request(port, method, path, headers, body)
@@ -156,6 +169,18 @@ describe("router", function()
     local res = request(srv:port(), "GET", "/inspect", { { "X-Test", "first" }, { "X-Test", "second" } })
     assert.are.equal(200, res.status, res.body)
     assert.are.equal("first", kv(res.body)["x-test"])
+  end)
+
+  it("a catch-all /* route gives params and fields, also after stores to them", function()
+    local t = kv(request(srv:port(), "LIST", "/x/y.txt").body)
+    assert.are.same({ rest = "x/y.txt", path = "/x/y.txt", query = "nil", method = "LIST",
+                      version = "1.1", mine = "kept", ["raw-mine"] = "kept" }, t)
+    t = kv(request(srv:port(), "LIST", "/x/y?rewrite").body)
+    assert.are.same({ rest = "x/y", path = "/rewritten", query = "nil", method = "LIST",
+                      version = "1.1", mine = "kept", ["raw-mine"] = "kept" }, t)
+    t = kv(request(srv:port(), "LIST", "//a//b/").body) -- empty segments: split
+    assert.are.equal("a/b", t.rest)
+    assert.are.equal("//a//b/", t.path)
   end)
 
   it("returns custom status and headers", function()
