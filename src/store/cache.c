@@ -155,12 +155,25 @@ static void policy_admit(struct cache *c, struct cache_obj *o)
 
 /* ==== objects ==== */
 
+#define CACHE_SPARE 64          /* stream objects kept for reuse, per cache */
+#define CACHE_SPARE_HDRS 4096   /* header buffer a spare object keeps */
+
 static void obj_free(struct cache_obj *o)
 {
     struct cache *c = o->cache;
     c->bytes -= o->mem;
     for (unsigned i = 0; i < o->nchunks; i++)
         free(o->chunks[i]); /* NULL: a stream chunk freed already */
+    if (o->stream && c->nspare < CACHE_SPARE) {
+        /* kept with its key, chunks, sent and hdrs (cache_obj_new) */
+        free(o->vary_req);
+        free(o->vary);
+        buf_reset(&o->hdrs, CACHE_SPARE_HDRS);
+        o->hnext = c->spare;
+        c->spare = o;
+        c->nspare++;
+        return;
+    }
     free(o->chunks);
     free(o->sent);
     buf_free(&o->hdrs);
@@ -339,14 +352,55 @@ struct cache_obj *cache_lookup(struct cache *c, const char *key, size_t klen,
     return o;
 }
 
-struct cache_obj *cache_obj_new(struct cache *c, const char *key,
-                                size_t klen)
+/* A spare stream object (c->spare) as calloc would make it, keeping its
+ * allocations: its key when klen fits in it, its chunk array (no chunks),
+ * its sent counts (zeroed) and its header buffer (empty). NULL when there
+ * is none, or out of memory for the key. */
+static struct cache_obj *spare_take(struct cache *c, size_t klen)
 {
-    struct cache_obj *o = calloc(1, sizeof *o);
-    if (o == NULL || (o->key = malloc(klen + 1)) == NULL) {
+    struct cache_obj *o = c->spare;
+    if (o == NULL)
+        return NULL;
+    c->spare = o->hnext;
+    c->nspare--;
+    char *key = o->key, **chunks = o->chunks;
+    uint32_t *sent = o->sent;
+    unsigned cap = o->chunks_cap;
+    struct buf hdrs = o->hdrs;
+    if (klen > o->klen) {
+        free(key);
+        key = malloc(klen + 1);
+    }
+    memset(o, 0, sizeof *o);
+    if (key == NULL) {
+        free(chunks);
+        free(sent);
+        buf_free(&hdrs);
         free(o);
         return NULL;
     }
+    o->key = key;
+    o->chunks = chunks;
+    o->chunks_cap = cap;
+    o->sent = sent;
+    if (sent)
+        memset(sent, 0, cap * sizeof *sent);
+    o->hdrs = hdrs;
+    o->hdrs.len = 0;
+    return o;
+}
+
+struct cache_obj *cache_obj_new(struct cache *c, const char *key,
+                                size_t klen)
+{
+    struct cache_obj *o = spare_take(c, klen);
+    if (o == NULL && (o = calloc(1, sizeof *o)) != NULL &&
+        (o->key = malloc(klen + 1)) == NULL) {
+        free(o);
+        return NULL;
+    }
+    if (o == NULL)
+        return NULL;
     memcpy(o->key, key, klen);
     o->key[klen] = 0;
     o->klen = klen;
@@ -414,6 +468,15 @@ void cache_free(struct cache *c)
             cache_unindex(c->buckets[i]);
     free(c->buckets);
     tagidx_free(&c->tags); /* every link went with its object above */
+    while (c->spare) {
+        struct cache_obj *o = c->spare;
+        c->spare = o->hnext;
+        free(o->chunks);
+        free(o->sent);
+        buf_free(&o->hdrs);
+        free(o->key);
+        free(o);
+    }
     policy_free(c->pol);
     free(c);
 }

@@ -159,6 +159,12 @@ struct cache {
     struct tagidx tags;   /* tag -> objects: cache_purge_tag */
     char tag_header[64];  /* the field whose value lists a response's tags
                            * (core/inval.c); "": Surrogate-Key and Cache-Tag */
+    struct cache_obj *spare; /* freed stream objects kept, with their key,
+                              * chunk array and header buffer, for
+                              * cache_obj_new (linked by hnext; at most
+                              * CACHE_SPARE): a pass-through makes and frees
+                              * one per request */
+    unsigned nspare;
 };
 
 /** A cache evicting with `policy` (a built-in name or a Lua file, see
