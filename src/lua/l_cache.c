@@ -201,6 +201,8 @@ static void set_deliver(lua_State *L, struct req *r, int req_idx,
                         struct cache *c, int opts, const char *who)
 {
     r->deliver_hook = false;
+    if (opts == 0 && (c == NULL || !c->deliver_hook))
+        return; /* no hook to look for */
     int top = lua_gettop(L);
     if (opts) {
         lua_getfield(L, opts, "deliver");
@@ -368,6 +370,20 @@ static struct origin *check_origin(lua_State *L, int idx)
     struct origin **po = luaL_checkudata(L, idx, ORIGIN_MT);
     if (*po == NULL)
         luaL_error(L, "origin is not available while checking the script");
+    return *po;
+}
+
+/* check_origin for a C closure whose upvalue 1 is the origin metatable
+ * (luring.proxy): a compare instead of looking the metatable up by name. */
+static struct origin *check_origin_up(lua_State *L, int idx)
+{
+    struct origin **po = lua_touserdata(L, idx);
+    if (po == NULL || !lua_getmetatable(L, idx))
+        return check_origin(L, idx); /* raises */
+    bool same = lua_rawequal(L, -1, lua_upvalueindex(1));
+    lua_pop(L, 1);
+    if (!same || *po == NULL)
+        return check_origin(L, idx); /* raises */
     return *po;
 }
 
@@ -818,16 +834,15 @@ static bool opt_bool(lua_State *L, int t, const char *k, bool def)
 static int l_proxy(lua_State *L)
 {
     struct req *r = check_active_req(L, 1);
-    struct origin *o = check_origin(L, 2);
-    if (!lua_isnoneornil(L, 3))
+    struct origin *o = check_origin_up(L, 2);
+    int opts = lua_isnoneornil(L, 3) ? 0 : 3;
+    struct pass_opts po = {.via = true, .xff = true, .xfp = true};
+    if (opts) {
         luaL_checktype(L, 3, LUA_TTABLE);
-    struct pass_opts po = {
-        .via = opt_bool(L, 3, "via", true),
-        .xff = opt_bool(L, 3, "x_forwarded_for", true),
-        .xfp = opt_bool(L, 3, "x_forwarded_proto", true),
-        .fwd = opt_bool(L, 3, "forwarded", false),
-    };
-    if (!lua_isnoneornil(L, 3)) {
+        po.via = opt_bool(L, 3, "via", true);
+        po.xff = opt_bool(L, 3, "x_forwarded_for", true);
+        po.xfp = opt_bool(L, 3, "x_forwarded_proto", true);
+        po.fwd = opt_bool(L, 3, "forwarded", false);
         lua_getfield(L, 3, "host");
         if (!lua_isnil(L, -1)) {
             po.host = luaL_checklstring(L, -1, &po.host_len);
@@ -841,7 +856,7 @@ static int l_proxy(lua_State *L)
     if (o->kind != ORIGIN_HTTP)
         return luaL_error(L, "luring.proxy: origin %s is not an http:// "
                              "origin", o->name);
-    set_deliver(L, r, 1, NULL, lua_isnoneornil(L, 3) ? 0 : 3, "luring.proxy");
+    set_deliver(L, r, 1, NULL, opts, "luring.proxy");
     if (r->m.head_sent)
         return luaL_error(L, "luring.proxy: the response has already "
                              "started");
@@ -952,7 +967,8 @@ void lcache_open(lua_State *L)
     lua_setfield(L, -2, "cache");
     lua_pushcfunction(L, l_origin_new);
     lua_setfield(L, -2, "origin");
-    lua_pushcfunction(L, l_proxy);
+    luaL_getmetatable(L, ORIGIN_MT); /* l_proxy's check_origin_up */
+    lua_pushcclosure(L, l_proxy, 1);
     lua_setfield(L, -2, "proxy");
     lua_pushcfunction(L, l_peer);
     lua_setfield(L, -2, "_peer");
