@@ -86,6 +86,15 @@ struct cache_obj {
                           * known length (then no chunk follows it) */
     void (*fill_wake)(void *arg); /* stream: the paused fill may go on */
     void *fill_arg;
+    /* what answering conditionals and ranges needs of the head (read by
+     * core/cond.c at its first delivery, cond_noted): offsets into hdrs
+     * of the first ETag and Content-Type values (len 0: none) */
+    bool cond_noted;
+    bool has_accept_ranges; /* hdrs hold an Accept-Ranges line */
+    uint32_t etag_off, etag_len, ctype_off, ctype_len;
+    int64_t last_mod;    /* Last-Modified, seconds since the epoch;
+                          * INT64_MIN: none or invalid */
+    int64_t date;        /* Date, likewise */
 };
 
 struct cache_stats {
@@ -96,6 +105,8 @@ struct cache_stats {
                             * because the fill was not shareable */
     uint64_t passes;       /* requests passed to the origin without a lookup
                             * (method, Cookie, Authorization: lua/l_cache.c) */
+    uint64_t not_modified; /* 304s answered from stored responses */
+    uint64_t partial;      /* 206s answered from stored responses */
 };
 
 struct cache;
