@@ -66,6 +66,15 @@ static bool next_line(const char *p, size_t n, size_t *i, const char **name,
     return true;
 }
 
+/* §15.4.5: what a 304 carries of the stored fields */
+static bool for_304(const char *n, size_t nl, bool has_etag)
+{
+    return NAME_IS(n, nl, "etag") || NAME_IS(n, nl, "cache-control") ||
+           NAME_IS(n, nl, "expires") || NAME_IS(n, nl, "vary") ||
+           NAME_IS(n, nl, "content-location") ||
+           (!has_etag && NAME_IS(n, nl, "last-modified"));
+}
+
 /* Read once what the evaluations need of o's head (objects belong to one
  * worker: no other thread writes them). */
 static void note(struct cache_obj *o)
@@ -76,15 +85,26 @@ static void note(struct cache_obj *o)
     o->cond_noted = true;
     o->last_mod = o->date = INT64_MIN;
     int64_t now = 0;
+    bool has_etag = false;
     while (next_line(p, n, &i, &name, &nl, &val, &vl, &line, &ll)) {
-        if (NAME_IS(name, nl, "etag") && o->etag_len == 0) {
-            o->etag_off = (uint32_t)(val - p);
-            o->etag_len = (uint32_t)vl;
+        if (NAME_IS(name, nl, "etag") && !has_etag) {
+            struct etag t;
+            has_etag = o->has_etag = true; /* the first is the ETag */
+            if (etag_parse(val, vl, &t) == 0) {
+                o->etag_off = (uint32_t)(t.tag - p);
+                o->etag_len = (uint32_t)t.len;
+                o->etag_weak = t.weak;
+            }
         } else if (NAME_IS(name, nl, "content-type") && o->ctype_len == 0) {
             o->ctype_off = (uint32_t)(val - p);
             o->ctype_len = (uint32_t)vl;
         } else if (NAME_IS(name, nl, "accept-ranges")) {
-            o->has_accept_ranges = true;
+            if (o->ar_len) {
+                o->ar_more = true;
+            } else {
+                o->ar_off = (uint32_t)(line - p);
+                o->ar_len = (uint32_t)ll;
+            }
         } else if (NAME_IS(name, nl, "last-modified") &&
                    o->last_mod == INT64_MIN) {
             now = now ? now : (int64_t)time(NULL);
@@ -92,6 +112,25 @@ static void note(struct cache_obj *o)
         } else if (NAME_IS(name, nl, "date") && o->date == INT64_MIN) {
             now = now ? now : (int64_t)time(NULL);
             o->date = http_date_parse(val, vl, now);
+        }
+    }
+    /* the lines a 304 keeps, as spans (neighbours joined): a 304 then
+     * costs what a hit does */
+    i = 0;
+    o->nm_n = 0;
+    while (next_line(p, n, &i, &name, &nl, &val, &vl, &line, &ll)) {
+        if (!for_304(name, nl, has_etag))
+            continue;
+        uint32_t off = (uint32_t)(line - p);
+        if (o->nm_n && o->nm_n != 0xff &&
+            o->nm_span[o->nm_n - 1][0] + o->nm_span[o->nm_n - 1][1] == off) {
+            o->nm_span[o->nm_n - 1][1] += (uint32_t)ll;
+        } else if (o->nm_n < 6) {
+            o->nm_span[o->nm_n][0] = off;
+            o->nm_span[o->nm_n][1] = (uint32_t)ll;
+            o->nm_n++;
+        } else {
+            o->nm_n = 0xff; /* filtered line by line */
         }
     }
 }
@@ -299,11 +338,9 @@ int cond_decide(struct req *r, struct cache_obj *o, int64_t *len)
     /* §13.2.1: preconditions only when the response would be a 2xx */
     if (!any || o->status < 200 || o->status > 299)
         return o->status;
-    struct etag cur;
-    bool has_tag = o->etag_len &&
-                   etag_parse(o->hdrs.data + o->etag_off, o->etag_len,
-                              &cur) == 0;
-    const struct etag *tag = has_tag ? &cur : NULL;
+    struct etag cur = { o->hdrs.data + o->etag_off, o->etag_len,
+                        o->etag_weak };
+    const struct etag *tag = o->etag_len ? &cur : NULL;
     int status = 0;
     /* §13.2.2 steps 1 and 2. A malformed If-Match fails: it never lets
      * through what the client meant to guard. An If-Unmodified-Since that
@@ -396,13 +433,18 @@ static void put(struct fout *w, const char *p, size_t n)
 
 #define PUT_LIT(w, lit) put(w, lit, sizeof(lit) - 1)
 
-/* §15.4.5: what a 304 carries of the stored fields */
-static bool for_304(const char *n, size_t nl, bool has_etag)
+/* Decimal digits of v at p (room for 20); returns the count. */
+static size_t put_dec(char *p, uint64_t v)
 {
-    return NAME_IS(n, nl, "etag") || NAME_IS(n, nl, "cache-control") ||
-           NAME_IS(n, nl, "expires") || NAME_IS(n, nl, "vary") ||
-           NAME_IS(n, nl, "content-location") ||
-           (!has_etag && NAME_IS(n, nl, "last-modified"));
+    char t[20];
+    size_t n = 0;
+    do {
+        t[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        p[i] = t[n - 1 - i];
+    return n;
 }
 
 int cond_fields(struct req *r, const struct cache_obj *o, int status,
@@ -424,13 +466,25 @@ int cond_fields(struct req *r, const struct cache_obj *o, int status,
         return w.err;
     }
     bool multi = status == 206 && r->parts;
-    if (status == 200 && !o->has_accept_ranges) {
-        put(&w, p, n); /* the common case: the stored lines as they are */
+    if (status == 304 && o->nm_n != 0xff) {
+        for (unsigned k = 0; k < o->nm_n; k++)
+            put(&w, p + o->nm_span[k][0], o->nm_span[k][1]);
+        return w.err;
+    }
+    if ((status == 200 || (status == 206 && !multi)) && !o->ar_more) {
+        /* the common case: the stored lines as they are, less the
+         * origin's Accept-Ranges (nginx sends one for every file) */
+        if (o->ar_len) {
+            put(&w, p, o->ar_off);
+            put(&w, p + o->ar_off + o->ar_len, n - o->ar_off - o->ar_len);
+        } else {
+            put(&w, p, n);
+        }
     } else {
         size_t i = 0, nl, vl, ll;
         const char *name, *val, *line;
         while (next_line(p, n, &i, &name, &nl, &val, &vl, &line, &ll)) {
-            if (status == 304 ? !for_304(name, nl, o->etag_len != 0)
+            if (status == 304 ? !for_304(name, nl, o->has_etag)
                               : NAME_IS(name, nl, "accept-ranges") ||
                                     (multi && NAME_IS(name, nl,
                                                       "content-type")))
@@ -445,9 +499,17 @@ int cond_fields(struct req *r, const struct cache_obj *o, int status,
         put(&w, r->parts->ctype, r->parts->ctype_len);
         PUT_LIT(&w, "\r\n");
     } else if (status == 206) {
-        int k = snprintf(tmp, sizeof tmp, "Content-Range: bytes %zu-%zu/%lld\r\n",
-                         r->obj_off, r->obj_end - 1, (long long)total);
-        put(&w, tmp, (size_t)k);
+        char *q = tmp;
+        memcpy(q, "Content-Range: bytes ", 21);
+        q += 21;
+        q += put_dec(q, r->obj_off);
+        *q++ = '-';
+        q += put_dec(q, r->obj_end - 1);
+        *q++ = '/';
+        q += put_dec(q, (uint64_t)total);
+        *q++ = '\r';
+        *q++ = '\n';
+        put(&w, tmp, (size_t)(q - tmp));
     }
     return w.err;
 }

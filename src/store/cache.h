@@ -90,8 +90,16 @@ struct cache_obj {
      * core/cond.c at its first delivery, cond_noted): offsets into hdrs
      * of the first ETag and Content-Type values (len 0: none) */
     bool cond_noted;
-    bool has_accept_ranges; /* hdrs hold an Accept-Ranges line */
-    uint32_t etag_off, etag_len, ctype_off, ctype_len;
+    bool ar_more;        /* hdrs hold more than one Accept-Ranges line */
+    uint32_t ar_off, ar_len; /* the first Accept-Ranges line, CRLF included */
+    uint32_t etag_off, etag_len; /* the first ETag's opaque-tag, when it
+                                  * is a valid entity-tag (etag_weak: W/) */
+    bool etag_weak;
+    bool has_etag;       /* an ETag line, valid or not */
+    uint32_t ctype_off, ctype_len;
+    uint8_t nm_n;        /* spans of hdrs a 304 carries (§15.4.5), in
+                          * nm_span[i] = {off, len}; 0xff: too many */
+    uint32_t nm_span[6][2];
     int64_t last_mod;    /* Last-Modified, seconds since the epoch;
                           * INT64_MIN: none or invalid */
     int64_t date;        /* Date, likewise */
