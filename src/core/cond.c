@@ -75,10 +75,32 @@ static bool for_304(const char *n, size_t nl, bool has_etag)
            (!has_etag && NAME_IS(n, nl, "last-modified"));
 }
 
+/* The origin's Accept-Ranges lines out of o->hdrs (they describe the
+ * origin, RFC 9110 §14.3), luring's own in: a stored 200 and its 206s say
+ * "bytes", since luring serves ranges of it. In place, so a plain hit
+ * sends hdrs as they are. */
+static void own_accept_ranges(struct cache_obj *o)
+{
+    char *p = o->hdrs.data;
+    size_t n = o->hdrs.len, i = 0, out = 0, nl, vl, ll;
+    const char *name, *val, *line;
+    while (next_line(p, n, &i, &name, &nl, &val, &vl, &line, &ll)) {
+        if (NAME_IS(name, nl, "accept-ranges"))
+            continue;
+        if (p + out != line)
+            memmove(p + out, line, ll);
+        out += ll;
+    }
+    o->hdrs.len = out;
+    if (o->status == 200) /* out of memory: none is said */
+        buf_append(&o->hdrs, "Accept-Ranges: bytes\r\n", 22);
+}
+
 /* Read once what the evaluations need of o's head (objects belong to one
  * worker: no other thread writes them). */
 static void note(struct cache_obj *o)
 {
+    own_accept_ranges(o);
     const char *p = o->hdrs.data;
     size_t n = o->hdrs.len, i = 0, nl, vl, ll;
     const char *name, *val, *line;
@@ -98,13 +120,6 @@ static void note(struct cache_obj *o)
         } else if (NAME_IS(name, nl, "content-type") && o->ctype_len == 0) {
             o->ctype_off = (uint32_t)(val - p);
             o->ctype_len = (uint32_t)vl;
-        } else if (NAME_IS(name, nl, "accept-ranges")) {
-            if (o->ar_len) {
-                o->ar_more = true;
-            } else {
-                o->ar_off = (uint32_t)(line - p);
-                o->ar_len = (uint32_t)ll;
-            }
         } else if (NAME_IS(name, nl, "last-modified") &&
                    o->last_mod == INT64_MIN) {
             now = now ? now : (int64_t)time(NULL);
@@ -471,29 +486,18 @@ int cond_fields(struct req *r, const struct cache_obj *o, int status,
             put(&w, p + o->nm_span[k][0], o->nm_span[k][1]);
         return w.err;
     }
-    if ((status == 200 || (status == 206 && !multi)) && !o->ar_more) {
-        /* the common case: the stored lines as they are, less the
-         * origin's Accept-Ranges (nginx sends one for every file) */
-        if (o->ar_len) {
-            put(&w, p, o->ar_off);
-            put(&w, p + o->ar_off + o->ar_len, n - o->ar_off - o->ar_len);
-        } else {
-            put(&w, p, n);
-        }
+    if (!multi && status != 304) {
+        put(&w, p, n); /* Accept-Ranges: luring's (own_accept_ranges) */
     } else {
         size_t i = 0, nl, vl, ll;
         const char *name, *val, *line;
         while (next_line(p, n, &i, &name, &nl, &val, &vl, &line, &ll)) {
             if (status == 304 ? !for_304(name, nl, o->has_etag)
-                              : NAME_IS(name, nl, "accept-ranges") ||
-                                    (multi && NAME_IS(name, nl,
-                                                      "content-type")))
+                              : NAME_IS(name, nl, "content-type"))
                 continue;
             put(&w, line, ll);
         }
     }
-    if (o->status == 200 && status != 304)
-        PUT_LIT(&w, "Accept-Ranges: bytes\r\n"); /* RFC 9110 §14.3 */
     if (multi) {
         PUT_LIT(&w, "Content-Type: ");
         put(&w, r->parts->ctype, r->parts->ctype_len);

@@ -50,14 +50,17 @@ static bool send_head(struct req *r, struct cache_obj *o)
     if (r->cond) /* a stored response: 200, 206, 304, 412 or 416 */
         status = cond_decide(r, o, &len);
     http_head_begin(&r->m, status);
+    /* a status of cond.c's making (206, 304, 412, 416) has fields of its
+     * own; otherwise the stored lines go as they are */
+    bool own = status != o->status;
     if (!r->deliver_hook) {
-        if (r->cond)
+        if (own)
             cond_fields(r, o, status, NULL);
         else
             http_head_raw(&r->m, o->hdrs.data, o->hdrs.len);
         if (r->xcache)
             http_head_add(&r->m, "X-Cache", 7, r->xcache, strlen(r->xcache));
-    } else if (!r->cond) {
+    } else if (!own) {
         if (r->pool->deliver(r, status, o->hdrs.data, o->hdrs.len,
                              r->xcache) < 0)
             return false;
@@ -71,7 +74,7 @@ static bool send_head(struct req *r, struct cache_obj *o)
             return false;
     }
     http_head_end(&r->m, len);
-    if (r->cond)
+    if (own)
         cond_body_begin(r, status);
     return true;
 }

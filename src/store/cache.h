@@ -87,11 +87,10 @@ struct cache_obj {
     void (*fill_wake)(void *arg); /* stream: the paused fill may go on */
     void *fill_arg;
     /* what answering conditionals and ranges needs of the head (read by
-     * core/cond.c at its first delivery, cond_noted): offsets into hdrs
-     * of the first ETag and Content-Type values (len 0: none) */
+     * core/cond.c at its first delivery, cond_noted, which also puts
+     * luring's own Accept-Ranges in hdrs in place of the origin's: code
+     * that replaces hdrs later clears cond_noted): offsets into hdrs */
     bool cond_noted;
-    bool ar_more;        /* hdrs hold more than one Accept-Ranges line */
-    uint32_t ar_off, ar_len; /* the first Accept-Ranges line, CRLF included */
     uint32_t etag_off, etag_len; /* the first ETag's opaque-tag, when it
                                   * is a valid entity-tag (etag_weak: W/) */
     bool etag_weak;

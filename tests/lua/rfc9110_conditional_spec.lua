@@ -159,8 +159,8 @@ describe("RFC 9110 conditional requests from the cache", function()
       local res = get("/f/m.txt", { ["If-None-Match"] = origin_etag("/f/m.txt") })
       assert.are.equal("MISS", res.headers["x-cache"])
       assert.are.equal(304, res.status)
-      res = get("/f/m.txt")
-      assert.are.equal("HIT", res.headers["x-cache"])
+      res = get("/f/m.txt") -- the 304 went out before the fill ended: maybe still filling
+      assert.is_truthy(res.headers["x-cache"] == "HIT" or res.headers["x-cache"] == "COALESCED")
       assert.are.equal(BODY, res.body)
     end)
 
