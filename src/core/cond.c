@@ -266,7 +266,7 @@ static struct cond_parts *parts_new(struct req *r, const struct cache_obj *o,
                                     int64_t total, int64_t *len)
 {
     size_t ctl = o->ctype_len;
-    size_t per = 128 + ctl; /* one part head at most */
+    size_t per = 160 + ctl; /* one part head at most (122 + ctl) */
     struct cond_parts *p = malloc(sizeof *p + (size_t)(n + 1) * per);
     if (p == NULL)
         return NULL;
