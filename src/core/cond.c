@@ -105,6 +105,8 @@ static void note(struct cache_obj *o)
     size_t n = o->hdrs.len, i = 0, nl, vl, ll;
     const char *name, *val, *line;
     o->cond_noted = true;
+    o->etag_off = o->etag_len = o->ctype_off = o->ctype_len = 0;
+    o->etag_weak = o->has_etag = false;
     o->last_mod = o->date = INT64_MIN;
     int64_t now = 0;
     bool has_etag = false;
