@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "core/cond.h"
 #include "core/deliver.h"
 #include "core/req.h"
 #include "core/vary.h"
@@ -20,6 +21,8 @@ static void unlink_sub(struct req *r)
     struct cache_obj *o = r->obj;
     cache_obj_unwatch(o, &r->sub);
     r->obj = NULL;
+    if (r->parts)
+        cond_free(r);
     cache_obj_unref(o);
 }
 
@@ -66,20 +69,73 @@ static bool send_head(struct req *r, struct cache_obj *o)
     int64_t len = o->state == OBJ_COMPLETE ? (int64_t)o->len : o->total;
     if (o->head_only) /* a passed HEAD: what the origin said (RFC 9110 §9.3.2) */
         len = o->head_cl;
-    http_head_begin_at(&r->m, o->status, !o->has_date);
+    int status = o->status;
+    if (r->cond) /* a stored response: 200, 206, 304, 412 or 416 */
+        status = cond_decide(r, o, &len);
+    /* a status of cond.c's making (206, 304, 412, 416) has fields of its
+     * own; otherwise the stored lines go as they are. The origin's Date
+     * is among them (and among a 304's and a 206's), else luring's. */
+    bool own = status != o->status;
+    bool made = status == 412 || status == 416; /* luring's own answer */
+    http_head_begin_at(&r->m, status, !o->has_date || made);
     if (!r->deliver_hook) {
-        http_head_raw(&r->m, o->hdrs.data, o->hdrs.len);
-        put_age(r, o);
+        if (own)
+            cond_fields(r, o, status, NULL);
+        else
+            http_head_raw(&r->m, o->hdrs.data, o->hdrs.len);
+        if (!made)
+            put_age(r, o);
         if (r->xcache)
             http_head_add(&r->m, "X-Cache", 7, r->xcache, strlen(r->xcache));
-    } else if (r->pool->deliver(r, o->status, o->hdrs.data, o->hdrs.len,
-                                r->xcache) < 0) {
-        return false;
-    } else {
+    } else if (!own) {
+        if (r->pool->deliver(r, status, o->hdrs.data, o->hdrs.len,
+                             r->xcache) < 0)
+            return false;
         put_age(r, o);
+    } else { /* the hook sees the fields this response has */
+        struct buf f = { 0 };
+        int e = cond_fields(r, o, status, &f);
+        if (e == 0)
+            e = r->pool->deliver(r, status, f.data, f.len, r->xcache);
+        buf_free(&f);
+        if (e < 0)
+            return false;
+        if (!made)
+            put_age(r, o);
     }
     http_head_end(&r->m, len);
+    if (own)
+        cond_body_begin(r, status);
     return true;
+}
+
+/* Queue what r can take of its slices of o (a range, the parts of a
+ * multipart body, or nothing: 304, 412, 416): only the bytes they need,
+ * waiting for the fill only as far as they reach. */
+static void pump_slices(struct req *r, struct cache_obj *o)
+{
+    struct conn *c = r->m.c;
+    for (;;) {
+        size_t lim = r->obj_end < o->len ? r->obj_end : o->len;
+        while (r->obj_off < lim && outq_pending(&c->out) < OUT_HIGH &&
+               c->state < CS_CLOSED) {
+            size_t n;
+            const char *p = cache_obj_at(o, r->obj_off, &n);
+            if (n > lim - r->obj_off)
+                n = lim - r->obj_off;
+            cache_obj_ref(o); /* released when the send covering it completes */
+            http_body(&r->m, p, n, cache_obj_release, o, 0);
+            r->obj_off += n;
+        }
+        if (r->obj_off < r->obj_end)
+            break; /* waits for bytes, or for room */
+        if (!cond_next_part(r)) {
+            sub_done(r, true); /* all queued; the fill may go on */
+            return;
+        }
+    }
+    if (o->state == OBJ_FAILED)
+        sub_done(r, false);
 }
 
 void serve_error(struct req *r, int status)
@@ -115,6 +171,10 @@ void serve_pump(struct req *r)
             return;
         }
     }
+    if (r->obj_end != SIZE_MAX) {
+        pump_slices(r, o);
+        return;
+    }
     while (r->obj_off < o->len && outq_pending(&c->out) < OUT_HIGH &&
            c->state < CS_CLOSED) {
         size_t n;
@@ -141,6 +201,12 @@ void serve_subscribe(struct req *r, struct cache_obj *o, const char *xcache,
     cache_obj_ref(o);
     r->obj = o;
     r->obj_off = 0;
+    r->obj_end = SIZE_MAX;
+    /* cache:fetch's HIT, COALESCED and MISS name themselves: their object
+     * is a stored response, which answers the request's conditionals and
+     * Range (its fill did not send them). A pass (a stream object, its
+     * X-Cache set later) or origin:fetch (NULL) relays the origin's. */
+    r->cond = xcache != NULL && !o->stream;
     r->xcache = xcache;
     r->sub_owner = owner;
     r->sub.notify = on_obj_change;

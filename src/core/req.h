@@ -19,6 +19,7 @@ struct h1_server;
 struct lstate;
 struct lua_State;
 struct origin;
+struct cond_parts;
 struct req;
 struct worker;
 
@@ -64,6 +65,13 @@ struct req {
     /* cache subscription (core/deliver.c) */
     struct cache_obj *obj;  /* subscribed object (one ref), or NULL */
     size_t obj_off;         /* body bytes of obj queued so far */
+    size_t obj_end;         /* SIZE_MAX: the whole body; else the body
+                             * sent ends here (a range, core/cond.c) */
+    bool cond;              /* obj is a stored response: answer r's
+                             * conditionals and Range from it (cond.c) */
+    struct cond_parts *parts; /* a multipart/byteranges body being sent,
+                               * or NULL (owned, freed with the
+                               * subscription) */
     const char *xcache;     /* X-Cache header value, or NULL */
     bool sub_owner;         /* its fetch made the object: it gets the
                              * response even when it is not shareable */

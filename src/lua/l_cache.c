@@ -683,12 +683,14 @@ void lcache_refetch(struct req *r)
 static int l_cache_stats(lua_State *L)
 {
     struct cache *c = check_cache(L, 1);
-    lua_createtable(L, 0, 18);
+    lua_createtable(L, 0, 20);
 #define F(k, v) (lua_pushnumber(L, (lua_Number)(v)), lua_setfield(L, -2, k))
     F("hits", c->st.hits);
     F("hit_for_miss", c->st.hit_for_miss);
     F("released", c->st.released);
     F("passes", c->st.passes);
+    F("not_modified", c->st.not_modified);
+    F("partial", c->st.partial);
     F("misses", c->st.misses);
     F("coalesced", c->st.coalesced);
     F("fills", c->st.fills);

@@ -105,6 +105,22 @@ struct cache_obj {
     struct keyidx_node kn; /* in cache->keys */
     struct tag_link *tags; /* ntags links in cache->tags (cache_obj_set_tags) */
     unsigned ntags;
+    /* what answering conditionals and ranges needs of the head (read by
+     * core/cond.c at its first delivery, cond_noted, which also puts
+     * luring's own Accept-Ranges in hdrs in place of the origin's: code
+     * that replaces hdrs later clears cond_noted): offsets into hdrs */
+    bool cond_noted;
+    uint32_t etag_off, etag_len; /* the first ETag's opaque-tag, when it
+                                  * is a valid entity-tag (etag_weak: W/) */
+    bool etag_weak;
+    bool has_etag;       /* an ETag line, valid or not */
+    uint32_t ctype_off, ctype_len;
+    uint8_t nm_n;        /* spans of hdrs a 304 carries (§15.4.5), in
+                          * nm_span[i] = {off, len}; 0xff: too many */
+    uint32_t nm_span[6][2];
+    int64_t last_mod;    /* Last-Modified, seconds since the epoch;
+                          * INT64_MIN: none or invalid */
+    int64_t date;        /* Date, likewise */
 };
 
 struct cache_stats {
@@ -115,6 +131,8 @@ struct cache_stats {
                             * because the fill was not shareable */
     uint64_t passes;       /* requests passed to the origin without a lookup
                             * (method, Cookie, Authorization: lua/l_cache.c) */
+    uint64_t not_modified; /* 304s answered from stored responses */
+    uint64_t partial;      /* 206s answered from stored responses */
 };
 
 struct cache;

@@ -1,0 +1,125 @@
+/* range.c - Range: bytes=... (RFC 9110 §14.1.2), normalised against a
+ * known length (§14.1.1, §14.2, §14.6). */
+#include <stdbool.h>
+#include <strings.h>
+
+#include "http/fields.h"
+#include "http/range.h"
+
+static bool is_ows(char ch) { return ch == ' ' || ch == '\t'; }
+static bool is_digit(char ch) { return ch >= '0' && ch <= '9'; }
+
+/* 1*DIGIT at p[*i..n), saturating at RANGE_POS_MAX; -1 when no digit. */
+static int64_t digits(const char *p, size_t n, size_t *i)
+{
+    size_t k = *i;
+    int64_t v = 0;
+    if (k >= n || !is_digit(p[k]))
+        return -1;
+    for (; k < n && is_digit(p[k]); k++)
+        v = v > RANGE_POS_MAX / 10 ? RANGE_POS_MAX
+                                   : v * 10 + (p[k] - '0');
+    if (v > RANGE_POS_MAX)
+        v = RANGE_POS_MAX;
+    *i = k;
+    return v;
+}
+
+static bool overlap(const struct range *a, const struct range *b)
+{
+    return a->first <= b->last && b->first <= a->last;
+}
+
+/* Sort (insertion: at most RANGE_MAX) and coalesce overlapping or adjacent
+ * ranges; returns the new count. */
+static int coalesce(struct range *r, int n)
+{
+    for (int i = 1; i < n; i++) {
+        struct range x = r[i];
+        int j = i;
+        while (j > 0 && r[j - 1].first > x.first) {
+            r[j] = r[j - 1];
+            j--;
+        }
+        r[j] = x;
+    }
+    int k = 0;
+    for (int i = 1; i < n; i++) {
+        if (r[i].first <= r[k].last + 1) {
+            if (r[i].last > r[k].last)
+                r[k].last = r[i].last;
+        } else {
+            r[++k] = r[i];
+        }
+    }
+    return k + 1;
+}
+
+int range_eval(const char *p, size_t n, int64_t len, struct range *out)
+{
+    size_t i = 0;
+    while (i < n && is_ows(p[i]))
+        i++;
+    while (n > i && is_ows(p[n - 1]))
+        n--;
+    size_t u = i;
+    while (i < n && field_is_tchar((unsigned char)p[i]))
+        i++;
+    if (i == u || i >= n || p[i] != '=')
+        return RANGE_IGNORE; /* not a ranges-specifier */
+    if (i - u != 5 || strncasecmp(p + u, "bytes", 5) != 0)
+        return RANGE_IGNORE; /* a unit we don't serve (§14.2) */
+    i++;
+    if (len <= 0)
+        return RANGE_IGNORE;
+    int specs = 0, nr = 0;
+    for (;;) {
+        while (i < n && (is_ows(p[i]) || p[i] == ','))
+            i++;
+        if (i == n)
+            break;
+        if (++specs > RANGE_MAX)
+            return RANGE_IGNORE;
+        struct range r;
+        if (p[i] == '-') { /* suffix-range */
+            i++;
+            int64_t sl = digits(p, n, &i);
+            if (sl < 0)
+                return RANGE_IGNORE;
+            if (sl == 0)
+                goto next; /* unsatisfiable (§14.1.1) */
+            r.first = sl >= len ? 0 : len - sl;
+            r.last = len - 1;
+        } else {
+            int64_t f = digits(p, n, &i);
+            if (f < 0 || i >= n || p[i] != '-')
+                return RANGE_IGNORE;
+            i++;
+            int64_t l = len - 1;
+            if (i < n && is_digit(p[i])) {
+                l = digits(p, n, &i);
+                if (l < f)
+                    return RANGE_IGNORE; /* invalid int-range */
+                if (l > len - 1)
+                    l = len - 1;
+            }
+            if (f >= len)
+                goto next; /* unsatisfiable */
+            r.first = f;
+            r.last = l;
+        }
+        out[nr++] = r;
+    next:
+        while (i < n && is_ows(p[i]))
+            i++;
+        if (i < n && p[i] != ',')
+            return RANGE_IGNORE;
+    }
+    if (specs == 0)
+        return RANGE_IGNORE; /* "bytes=": 1#range-spec needs one */
+    for (int a = 0; a < nr; a++)
+        for (int b = a + 1; b < nr; b++)
+            if (overlap(&out[a], &out[b]))
+                return coalesce(out, nr);
+    return nr;
+}
