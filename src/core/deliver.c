@@ -69,6 +69,8 @@ static bool send_head(struct req *r, struct cache_obj *o)
     int64_t len = o->state == OBJ_COMPLETE ? (int64_t)o->len : o->total;
     if (o->head_only) /* a passed HEAD: what the origin said (RFC 9110 §9.3.2) */
         len = o->head_cl;
+    if (r->sub_fill && r->xcache && (o->stale_sub || o->revalidated))
+        r->xcache = o->stale_sub ? "STALE" : "REVALIDATED"; /* a refresh */
     int status = o->status;
     if (r->cond) /* a stored response: 200, 206, 304, 412 or 416 */
         status = cond_decide(r, o, &len);
@@ -209,6 +211,7 @@ void serve_subscribe(struct req *r, struct cache_obj *o, const char *xcache,
     r->cond = xcache != NULL && !o->stream;
     r->xcache = xcache;
     r->sub_owner = owner;
+    r->sub_fill = o->state == OBJ_FILLING;
     r->sub.notify = on_obj_change;
     cache_obj_watch(o, &r->sub);
     serve_pump(r);

@@ -3,8 +3,11 @@
 #include "core/inval.h"
 #include "core/vary.h"
 #include "http/cc.h"
+#include "http/date.h"
+#include "http/fields.h"
 #include "store/cache.h"
 
+#include <string.h>
 #include <time.h>
 
 /* Statuses a cache may give a heuristic freshness lifetime (RFC 9110
@@ -34,7 +37,196 @@ int64_t fetch_heuristic_ms(const struct cache *c, const struct cc_resp *cc,
     return ms > (double)hi ? hi : (int64_t)ms;
 }
 
+/* How long past its expiry o may still serve (RFC 9111 §4.2.4; RFC 5861;
+ * Varnish's grace and keep): grace, the cache's or the response's
+ * stale-while-revalidate if longer; stale-if-error likewise; keep, for a
+ * response with a validator only (nothing to revalidate otherwise). A
+ * response with must-revalidate, proxy-revalidate (luring is a shared
+ * cache, §5.2.2.8) or no-cache (§5.2.2.4; not stored today anyway) is never
+ * served stale: no grace, no stale-if-error; it may still be kept and
+ * revalidated. */
+static void stale_windows(struct cache_obj *o, const struct cc_resp *cc)
+{
+    const struct cache *c = o->cache;
+    o->keep_ms = cc->has_etag || cc->last_modified >= 0 ? c->keep_ms : 0;
+    if (cc->must_revalidate || cc->proxy_revalidate || cc->no_cache) {
+        o->grace_ms = o->sie_ms = 0;
+        return;
+    }
+    int64_t swr = cc->swr > 0 ? cc->swr * 1000 : 0;
+    int64_t sie = cc->sie > 0 ? cc->sie * 1000 : 0;
+    o->grace_ms = swr > c->grace_ms ? swr : c->grace_ms;
+    o->sie_ms = sie > c->sie_ms ? sie : c->sie_ms;
+}
+
+static void verdict(struct cache_obj *o, int status, int64_t total,
+                    int64_t now);
+
+/* ==== revalidation (RFC 9111 §4.3) ==== */
+
+/* The next "Name: value\r\n" line of hdrs from *p (up_field stores them
+ * so): name n (nl bytes), value v (vl bytes). false at the end. */
+static bool next_line(const char **p, const char *end, const char **n,
+                      size_t *nl, const char **v, size_t *vl)
+{
+    const char *q = *p;
+    const char *colon = q < end ? memchr(q, ':', (size_t)(end - q)) : NULL;
+    const char *eol = colon ? memchr(colon, '\r', (size_t)(end - colon)) : NULL;
+    if (eol == NULL || eol + 2 > end || colon + 2 > eol)
+        return false;
+    *n = q;
+    *nl = (size_t)(colon - q);
+    *v = colon + 2;
+    *vl = (size_t)(eol - colon - 2);
+    *p = eol + 2;
+    return true;
+}
+
+/* The value of the first field called name (nl bytes) in hdrs, or NULL. */
+static const char *field_value(const struct buf *h, const char *name,
+                               size_t nl, size_t *vl)
+{
+    const char *p = h->data, *end = p + h->len, *n, *v;
+    size_t fnl;
+    while (p && next_line(&p, end, &n, &fnl, &v, vl))
+        if (field_name_is(n, fnl, name, nl))
+            return v;
+    return NULL;
+}
+
+/* entity-tag = [ "W/" ] DQUOTE *etagc DQUOTE (RFC 9110 §8.8.3) */
+static bool etag_valid(const char *v, size_t n)
+{
+    if (n >= 2 && v[0] == 'W' && v[1] == '/') {
+        v += 2;
+        n -= 2;
+    }
+    if (n < 2 || v[0] != '"' || v[n - 1] != '"')
+        return false;
+    for (size_t i = 1; i + 1 < n; i++) {
+        unsigned char ch = (unsigned char)v[i];
+        if (ch < 0x21 || ch == '"' || ch == 0x7f)
+            return false;
+    }
+    return true;
+}
+
+bool fetch_validators(const struct cache_obj *s, const char **etag,
+                      size_t *el, const char **lm, size_t *ll)
+{
+    *etag = field_value(&s->hdrs, "etag", 4, el);
+    if (*etag && !etag_valid(*etag, *el))
+        *etag = NULL;
+    *lm = field_value(&s->hdrs, "last-modified", 13, ll);
+    if (*lm && http_date_parse(*lm, *ll, (int64_t)time(NULL)) == INT64_MIN)
+        *lm = NULL;
+    return *etag || *lm;
+}
+
+/* Does the 304 in o->hdrs select stored response s (RFC 9111 §4.3.4)? An
+ * ETag in the 304 must be s's (weak comparison, RFC 9110 §8.8.3.2: the
+ * opaque tags); a 304 without one is taken for s, whose validators were
+ * what luring sent (Varnish takes any 304 to a conditional fetch). */
+static bool selects(const struct cache_obj *o, const struct cache_obj *s)
+{
+    size_t nl, sl;
+    const char *n = field_value(&o->hdrs, "etag", 4, &nl);
+    if (n == NULL)
+        return true;
+    const char *t = field_value(&s->hdrs, "etag", 4, &sl);
+    if (t == NULL)
+        return false;
+    if (nl >= 2 && n[0] == 'W' && n[1] == '/')
+        n += 2, nl -= 2;
+    if (sl >= 2 && t[0] == 'W' && t[1] == '/')
+        t += 2, sl -= 2;
+    return nl == sl && memcmp(n, t, nl) == 0;
+}
+
+/* Freshen with the 304 in o->hdrs (RFC 9111 §4.3.4, §3.2): o's fields
+ * become s's, each one the 304 has replaced by the 304's (all of its
+ * lines: up_field already left out Content-Length and the hop-by-hop
+ * ones, so the framing of s's body stays); s's Date goes in any case (the
+ * 304's is the new one; without one the server's own is sent and the age
+ * starts at 0). false when out of memory. */
+static bool merge_fields(struct cache_obj *o, const struct cache_obj *s)
+{
+    struct buf h = {0};
+    const char *p = s->hdrs.data, *end = p + s->hdrs.len, *n, *v;
+    const char *line = p;
+    size_t nl, vl, xl;
+    while (p && next_line(&p, end, &n, &nl, &v, &vl)) {
+        if (!field_name_is(n, nl, "date", 4) &&
+            field_value(&o->hdrs, n, nl, &xl) == NULL &&
+            buf_append(&h, line, (size_t)(p - line)) < 0)
+            goto oom;
+        line = p;
+    }
+    if (buf_append(&h, o->hdrs.data, o->hdrs.len) < 0)
+        goto oom;
+    buf_free(&o->hdrs);
+    o->hdrs = h;
+    return true;
+oom:
+    buf_free(&h);
+    return false;
+}
+
+/* The head of a refresh of stale object s = o->reval_of (RFC 9111
+ * §4.3.3). A 304 that selects s freshens it: o becomes s with the 304's
+ * fields and s's body, which is not fetched again (every waiter gets it,
+ * X-Cache: REVALIDATED), stored for the lifetime the merged fields give
+ * and aged from the 304 (init_age, born). A 304 that does not select s
+ * (another ETag, or an answer to a request that was not conditional)
+ * fails o (502) and drops s, so the next request fetches it whole. A 5xx
+ * gives o's waiters s instead when stale-if-error allows (o->fallback),
+ * or else is not stored and leaves s where it is (no hit-for-miss marker:
+ * as Varnish's builtin VCL abandons a background fetch's 5xx). Anything
+ * else is a new response, judged as any (a 200 replaces s). true: handled
+ * here. The old object is never changed in place: a 304 builds a new one
+ * (o), as the shared store of issue 13 needs (ARCHITECTURE.md §6). */
+static bool refresh_head(struct cache_obj *o, int status, int64_t now)
+{
+    struct cache_obj *s = o->reval_of;
+    if (status == 304) {
+        /* s may have left the index meanwhile (evicted, purged, another
+         * variant stored): the origin says its body is still the one */
+        if (!o->cond_sent || !selects(o, s) || !merge_fields(o, s)) {
+            cache_unindex(s);
+            cache_obj_done(o, false, 502);
+            return true;
+        }
+        o->revalidated = true;
+        o->cache->st.revalidated++;
+        verdict(o, s->status, (int64_t)s->len, now);
+        for (size_t off = 0; off < s->len;) {
+            size_t k;
+            const char *p = cache_obj_at(s, off, &k);
+            if (cache_obj_data(o, p, k) < 0)
+                break; /* out of memory: truncated, cache_obj_done fails it */
+            off += k;
+        }
+        return true;
+    }
+    if (status >= 500) {
+        if (o->fallback && s->indexed && cache_obj_substitute(o, s))
+            return true;
+        o->index_late = false; /* not stored, no marker: s stays */
+    }
+    return false;
+}
+
 void fetch_head(struct cache_obj *o, int status, int64_t total, int64_t now)
+{
+    if (o->reval_of && refresh_head(o, status, now))
+        return;
+    verdict(o, status, total, now);
+}
+
+/* The verdict on o's response, once it is the response to store (a 304
+ * merged with the stale one first, refresh_head). */
+static void verdict(struct cache_obj *o, int status, int64_t total,
+                    int64_t now)
 {
     struct cache *c = o->cache;
     struct cc_resp cc;
@@ -81,6 +273,7 @@ void fetch_head(struct cache_obj *o, int status, int64_t total, int64_t now)
         ttl_ms = 0; /* no hook to store it explicitly */
     if (cc.set_cookie && ttl_ms <= 0)
         share = false;
+    stale_windows(o, &cc);
     cache_obj_head(o, status, total, share, ttl_ms, now);
     if (o->indexed && o->cacheable) /* to be stored: under its tags too */
         inval_tag_obj(o);

@@ -4,6 +4,8 @@
 #ifndef LURING_FETCH_H
 #define LURING_FETCH_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct cache;
@@ -29,8 +31,21 @@ int64_t fetch_heuristic_ms(const struct cache *c, const struct cc_resp *cc,
  * must-revalidate when the request had Authorization (§3.5), without
  * Set-Cookie unless the cache's decide hook stores it explicitly, and
  * with the values of what its Vary names recorded (core/vary.h). Stored
- * for the TTL the decide hook (admit/ttl) leaves. Sets o->init_age.
- * `now`: monotonic ms. */
+ * for the TTL the decide hook (admit/ttl) leaves. Sets o->init_age and the
+ * stale windows (grace_ms, keep_ms, sie_ms: RFC 9111 §4.2.4, RFC 5861).
+ * For a refresh (o->reval_of: the stale object it refreshes), the
+ * response to the revalidation first (RFC 9111 §4.3.3, §4.3.4): a 304
+ * that matches freshens the stale response into o (its fields updated,
+ * its body copied), a 5xx may give o's waiters the stale one
+ * (stale-if-error) and never removes it. `now`: monotonic ms. */
 void fetch_head(struct cache_obj *o, int status, int64_t total, int64_t now);
+
+/** The validators of stored response s for a conditional request (RFC
+ * 9111 §4.3.1): its ETag when it is a valid entity-tag (RFC 9110 §8.8.3),
+ * *etag (el bytes), for If-None-Match; its Last-Modified when it is a
+ * valid HTTP-date, *lm (ll bytes), for If-Modified-Since. Views into
+ * s->hdrs; NULL when absent or invalid. true when there is either. */
+bool fetch_validators(const struct cache_obj *s, const char **etag,
+                      size_t *el, const char **lm, size_t *ll);
 
 #endif

@@ -290,12 +290,26 @@ static int build_fill(void *arg, struct buf *out)
     const struct pass_ctx *x = arg;
     const struct pass_opts *po = x->po;
     if (buf_reserve(out, 3 * x->r->m.head.len + 512 + po->target_len +
-                             (po->host ? po->host_len : 0)) < 0)
+                             (po->host ? po->host_len : 0) + po->inm_len +
+                             po->ims_len + 48) < 0)
         return -1;
     buf_append(out, "GET ", 4);
     buf_append(out, po->target, po->target_len);
     buf_append(out, " HTTP/1.1\r\n", 11);
     put_fields(out, x, true);
+    /* a revalidation (RFC 9111 §4.3.1): the stored validators, both when
+     * there are both (the origin then decides by If-None-Match, RFC 9110
+     * §13.1.3); the client's own conditionals were left out above */
+    if (po->inm) {
+        buf_append(out, "If-None-Match: ", 15);
+        buf_append(out, po->inm, po->inm_len);
+        buf_append(out, "\r\n", 2);
+    }
+    if (po->ims) {
+        buf_append(out, "If-Modified-Since: ", 19);
+        buf_append(out, po->ims, po->ims_len);
+        buf_append(out, "\r\n", 2);
+    }
     return buf_append(out, "\r\n", 2);
 }
 

@@ -22,6 +22,12 @@ struct pass_opts {
     bool xff;           /* append the client to X-Forwarded-For */
     bool xfp;           /* set X-Forwarded-Proto: http */
     bool fwd;           /* append this hop to Forwarded (RFC 7239) */
+    /* a fill that revalidates a stored response (RFC 9111 §4.3.1): its
+     * validators (core/fetch.h fetch_validators), NULL: none */
+    const char *inm;    /* If-None-Match: the stored ETag */
+    size_t inm_len;
+    const char *ims;    /* If-Modified-Since: the stored Last-Modified */
+    size_t ims_len;
 };
 
 /** Send r's request to HTTP origin o and subscribe r to the response, in a
@@ -39,8 +45,10 @@ int pass_start(struct req *r, struct origin *o, struct cache *scratch,
  * origin: `GET po->target` with r's fields as a pass sends them (po's
  * host, via, xff, xfp, fwd) except Cookie, Authorization, Range, If-Range,
  * If-Match, If-None-Match, If-Modified-Since and If-Unmodified-Since, and
- * no body; r's fields are kept with obj for its Vary (core/vary.h). From a
- * file origin: the file at po->target. */
+ * no body; r's fields are kept with obj for its Vary (core/vary.h); then
+ * po's If-None-Match / If-Modified-Since when it revalidates. r is not
+ * referred to once this returns: the fill may outlive it (a background
+ * refresh). From a file origin: the file at po->target. */
 void pass_fill(const struct req *r, struct origin *o, struct cache_obj *obj,
                const struct pass_opts *po);
 

@@ -75,6 +75,9 @@ struct req {
     const char *xcache;     /* X-Cache header value, or NULL */
     bool sub_owner;         /* its fetch made the object: it gets the
                              * response even when it is not shareable */
+    bool sub_fill;          /* subscribed while the object was filling:
+                             * X-Cache says what the fill turned out to be
+                             * when it was a refresh (core/deliver.c) */
     bool released;          /* a joined fill was not shareable: waits
                              * (still parked) to fetch on its own */
     bool relookup;          /* released: the fill was another variant

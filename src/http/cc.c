@@ -134,6 +134,8 @@ static void parse_cache_control(struct cc_resp *rr, const char *p,
             rr->swr = has_arg ? cc_delta_seconds(v, vn) : -1;
         else if (same(name, nn, "stale-if-error") && rr->sie < 0)
             rr->sie = has_arg ? cc_delta_seconds(v, vn) : -1;
+        else if (same(name, nn, "only-if-cached"))
+            rr->only_if_cached = true;
         else if (same(name, nn, "max-age"))
             set_delta(rr, &rr->max_age, has_arg, v, vn);
         else if (same(name, nn, "s-maxage"))
@@ -212,4 +214,16 @@ int64_t cc_lifetime(const struct cc_resp *rr, int64_t now)
         return life < DELTA_SECONDS_MAX ? life : DELTA_SECONDS_MAX;
     }
     return -1;
+}
+
+unsigned cc_request(const char *v, size_t n)
+{
+    struct cc_resp rr;
+    memset(&rr, 0, sizeof rr);
+    rr.max_age = rr.s_maxage = rr.swr = rr.sie = -1;
+    parse_cache_control(&rr, v, v + n);
+    if (rr.invalid)
+        return 0;
+    return (rr.no_cache || rr.max_age == 0 ? CC_REQ_NO_CACHE : 0) |
+           (rr.only_if_cached ? CC_REQ_ONLY_IF_CACHED : 0);
 }

@@ -42,6 +42,7 @@ struct cc_resp {
     int64_t sie;          /* stale-if-error (RFC 5861 §4), seconds, -1 */
     int64_t age;          /* Age (§5.1): seconds the response has already
                            * spent in caches upstream, 0: absent or invalid */
+    bool only_if_cached;  /* a request directive (§5.2.1.7) */
 };
 
 /** Parse delta-seconds (RFC 9111 §1.2.2): one or more digits, optionally
@@ -55,6 +56,18 @@ int64_t cc_delta_seconds(const char *p, size_t n);
  * lines combine; directive names are case-insensitive; unknown directives
  * are ignored. */
 void cc_parse(struct cc_resp *rr, const char *lines, size_t len);
+
+/* What a request's Cache-Control asks of a cache (RFC 9111 §5.2.1). */
+enum {
+    CC_REQ_NO_CACHE = 1,       /* no-cache (§5.2.1.4), or max-age=0
+                                * (§5.2.1.1: nothing stored is fresh enough) */
+    CC_REQ_ONLY_IF_CACHED = 2, /* only-if-cached (§5.2.1.7) */
+};
+
+/** The CC_REQ_* flags of one request Cache-Control field value (v, n
+ * bytes); other directives (max-stale, min-fresh, max-age above 0) are
+ * ignored, and so is a value that is not a directive list. */
+unsigned cc_request(const char *v, size_t n);
 
 /** The freshness lifetime for a shared cache in seconds (RFC 9111 §4.2.1):
  * s-maxage, else max-age, else Expires minus Date (minus `now`, seconds

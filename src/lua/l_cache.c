@@ -11,10 +11,12 @@
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "lua/rt.h"
 #include "base/log.h"
 #include "core/deliver.h"
+#include "core/fetch.h"
 #include "core/origin.h"
 #include "core/pass.h"
 #include "core/req.h"
@@ -260,6 +262,39 @@ static const char *opt_host(lua_State *L, int t, size_t *n, const char *who)
     return h; /* kept alive by the table */
 }
 
+/* luring.cache{}'s stale serving and revalidation options (docs/API.md):
+ * grace (default 10 s, Varnish's default_grace), keep (60 s), and
+ * stale_if_error (0) in seconds, client_no_cache "ignore" (default, as
+ * Varnish) or "revalidate" (as ATS when told to honour it). */
+struct stale_opts {
+    int64_t grace_ms, keep_ms, sie_ms;
+    bool client_revalidate;
+};
+
+static void opt_stale(lua_State *L, int t, struct stale_opts *so)
+{
+    so->grace_ms = (int64_t)(opt_range(L, t, "grace", 10, true, MAX_SECONDS) * 1000);
+    so->keep_ms = (int64_t)(opt_range(L, t, "keep", 60, true, MAX_SECONDS) * 1000);
+    so->sie_ms = (int64_t)(opt_range(L, t, "stale_if_error", 0, true,
+                                     MAX_SECONDS) * 1000);
+    lua_getfield(L, t, "client_no_cache");
+    const char *v = lua_isnil(L, -1) ? "ignore"
+                    : lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
+    if (strcmp(v, "ignore") != 0 && strcmp(v, "revalidate") != 0)
+        luaL_error(L, "luring.cache: client_no_cache must be \"ignore\" or "
+                      "\"revalidate\"");
+    so->client_revalidate = v[0] == 'r';
+    lua_pop(L, 1);
+}
+
+static void set_stale(struct cache *c, const struct stale_opts *so)
+{
+    c->grace_ms = so->grace_ms;
+    c->keep_ms = so->keep_ms;
+    c->sie_ms = so->sie_ms;
+    c->client_revalidate = so->client_revalidate;
+}
+
 static struct cache *check_cache(lua_State *L, int idx)
 {
     struct cache **pc = luaL_checkudata(L, idx, CACHE_MT);
@@ -289,6 +324,8 @@ static int l_cache_new(lua_State *L)
         (int64_t)(opt_range(L, 1, "heuristic_max", 86400, true, MAX_SECONDS) * 1000);
     bool lk_cookie = opt_mode(L, 1, "cookie", false, "luring.cache");
     bool lk_auth = opt_mode(L, 1, "authorization", false, "luring.cache");
+    struct stale_opts so;
+    opt_stale(L, 1, &so);
     size_t hl = 0;
     const char *host = opt_host(L, 1, &hl, "luring.cache");
     if (host && hl >= sizeof((struct cache *)NULL)->fill_host)
@@ -325,6 +362,7 @@ static int l_cache_new(lua_State *L)
             c->heuristic_max_ms = h_max_ms;
             c->lookup_cookie = lk_cookie;
             c->lookup_auth = lk_auth;
+            set_stale(c, &so);
             snprintf(c->fill_host, sizeof c->fill_host, "%s", host ? host : "");
             c->deliver_hook = deliver;
             linval_configure(L, c, 1);
@@ -348,6 +386,7 @@ static int l_cache_new(lua_State *L)
     c->heuristic_max_ms = h_max_ms;
     c->lookup_cookie = lk_cookie;
     c->lookup_auth = lk_auth;
+    set_stale(c, &so);
     snprintf(c->fill_host, sizeof c->fill_host, "%s", host ? host : "");
     c->deliver_hook = deliver;
     linval_configure(L, c, 1);
@@ -496,6 +535,133 @@ static int fetch_alone(struct req *r, struct cache *c, struct origin *o,
     return 0;
 }
 
+/* r joins a fill whose head is unknown: keep what it takes to fetch on
+ * its own if released (lcache_refetch; a refetch's key is in fetch_kp
+ * already). 0, or -1 when out of memory. */
+static int keep_refetch(struct req *r, struct cache *c, struct origin *o,
+                        const char *key, size_t klen, const char *path,
+                        size_t plen, const char *host, size_t hl)
+{
+    if (key == r->fetch_kp.data)
+        return 0; /* a refetch's lookup: its key is in fetch_kp already */
+    r->fetch_kp.len = 0;
+    if (buf_append(&r->fetch_kp, key, klen) < 0 ||
+        buf_append(&r->fetch_kp, path, plen) < 0 ||
+        (host && buf_append(&r->fetch_kp, host, hl) < 0))
+        return -1;
+    r->fetch_klen = (uint32_t)klen;
+    r->fetch_plen = (uint32_t)plen;
+    r->fetch_cache = c;
+    r->fetch_origin = o;
+    return 0;
+}
+
+/* The CC_REQ_* flags of r's Cache-Control (RFC 9111 §5.2.1), or of its
+ * Pragma: no-cache when it has none (§5.4). Only the first Cache-Control
+ * field counts. Read off the fresh-hit path unless client_no_cache is
+ * "revalidate". */
+static unsigned req_cc(const struct req *r)
+{
+    size_t n;
+    const char *v = h1_header(&r->m, "cache-control", 13, &n);
+    if (v)
+        return cc_request(v, n);
+    v = h1_header(&r->m, "pragma", 6, &n);
+    return v && n == 8 && strncasecmp(v, "no-cache", 8) == 0
+               ? CC_REQ_NO_CACHE : 0;
+}
+
+/* A refresh of stale object s (RFC 9111 §4.3): a fill of s's key, indexed
+ * once its head shows it storable (replacing s), linked to s so that one
+ * runs at a time and its waiters may get s instead of an error when s is
+ * within its stale-if-error window now (RFC 5861 §4; decided when it
+ * starts). Not started yet: refresh_go. NULL when out of memory. */
+static struct cache_obj *refresh_new(struct req *r, struct cache *c,
+                                     struct cache_obj *s, int64_t now)
+{
+    struct cache_obj *n = cache_obj_new(c, s->key, s->klen);
+    if (n == NULL)
+        return NULL;
+    n->index_late = true;
+    n->req_auth = has_authorization(r);
+    n->reval_of = s;
+    cache_obj_ref(s);
+    s->refresh = n;
+    n->fallback = s->sie_ms > 0 && now - s->expires < s->sie_ms;
+    c->st.refreshes++;
+    return n;
+}
+
+/* Start refresh n built from r's request (core/pass.h: the fill does not
+ * refer to r afterwards, so a background refresh outlives it): a
+ * conditional GET with s's validators when it has any (RFC 9111 §4.3.1;
+ * not for a file origin, which is read again). */
+static void refresh_go(struct req *r, struct origin *o, struct cache_obj *n,
+                       const char *path, size_t plen, const char *host,
+                       size_t hl)
+{
+    struct pass_opts po;
+    fill_opts(&po, path, plen, host, hl);
+    if (o->kind == ORIGIN_HTTP)
+        n->cond_sent = fetch_validators(n->reval_of, &po.inm, &po.inm_len,
+                                        &po.ims, &po.ims_len);
+    if (!n->cond_sent)
+        po.inm = po.ims = NULL;
+    pass_fill(r, o, n, &po);
+}
+
+/* r found complete object s of its variant, stale (fr), or fresh but the
+ * client asked for validation (RFC 9111 §5.2.1.4, client_no_cache =
+ * "revalidate"). Within grace (§4.2.4, RFC 5861 §3: stale-while-
+ * revalidate; Varnish's grace): served at once (X-Cache: STALE), and a
+ * background refresh starts unless one runs. Past grace, or to validate:
+ * r waits for a refresh (joins the one running, else starts it: the
+ * conditional request of §4.3.1), which may freshen s (304), replace it
+ * (200) or fail (then s when stale-if-error allows). only-if-cached
+ * (§5.2.1.7) gets a 504 instead: luring serves nothing stale unasked
+ * (max-stale is not supported). 0, or -1 when out of memory. */
+static int fetch_stale(struct req *r, struct cache *c, struct origin *o,
+                       struct cache_obj *s, enum cache_fresh fr,
+                       const char *key, size_t klen, const char *path,
+                       size_t plen, const char *host, size_t hl, int64_t now)
+{
+    unsigned cc = req_cc(r);
+    if (cc & CC_REQ_ONLY_IF_CACHED) {
+        serve_error(r, 504);
+        return 0;
+    }
+    bool validate = fr == CACHE_FRESH ||
+                    (c->client_revalidate && (cc & CC_REQ_NO_CACHE));
+    if (fr == CACHE_GRACE && !validate) {
+        c->st.stale++;
+        cache_obj_ref(s); /* whatever the refresh does to the index */
+        struct cache_obj *n = s->refresh ? NULL : refresh_new(r, c, s, now);
+        if (n) { /* else one runs, or out of memory: a later one tries */
+            refresh_go(r, o, n, path, plen, host, hl);
+            cache_obj_unref(n); /* the fill holds it */
+        }
+        serve_subscribe(r, s, "STALE", false);
+        cache_obj_unref(s);
+        return 0;
+    }
+    if (s->refresh) { /* one refresh at a time: wait for it */
+        c->st.coalesced++;
+        if (!s->refresh->head_ready &&
+            keep_refetch(r, c, o, key, klen, path, plen, host, hl) < 0)
+            return -1;
+        serve_subscribe(r, s->refresh, "COALESCED", false);
+        return 0;
+    }
+    struct cache_obj *n = refresh_new(r, c, s, now);
+    if (n == NULL)
+        return -1;
+    c->st.misses++;
+    serve_subscribe(r, n, "MISS", true);
+    refresh_go(r, o, n, path, plen, host, hl);
+    cache_obj_unref(n); /* the subscription (or the fill) holds it */
+    return 0;
+}
+
 /* r looks key up and is subscribed to what it finds (store/cache.h
  * cache_select): a hit-for-miss marker (its own fetch), the newest stored
  * response of its variant (HIT, RFC 9111 §4.1), a fill in flight of its
@@ -507,31 +673,29 @@ static inline int lookup(struct req *r, struct cache *c, struct origin *o,
                   const char *key, size_t klen, const char *path,
                   size_t plen, const char *host, size_t hl, int64_t now)
 {
+    enum cache_fresh fr;
     struct cache_obj *obj =
-        cache_select(c, key, klen, now, vary_match_req, &r->m);
+        cache_select(c, key, klen, now, vary_match_req, &r->m, &fr);
     if (obj && obj->hfm) {
         c->st.hit_for_miss++;
         return fetch_alone(r, c, o, key, klen, path, plen, host, hl);
     } else if (obj && obj->state == OBJ_FILLING) {
         c->st.coalesced++;
-        if (!obj->head_ready && key != r->fetch_kp.data) {
-            /* the response may turn out not shareable, or not r's variant:
-             * keep what it takes to fetch on our own (lcache_refetch; a
-             * refetch's key is in fetch_kp already) */
-            r->fetch_kp.len = 0;
-            if (buf_append(&r->fetch_kp, key, klen) < 0 ||
-                buf_append(&r->fetch_kp, path, plen) < 0 ||
-                (host && buf_append(&r->fetch_kp, host, hl) < 0))
-                return -1;
-            r->fetch_klen = (uint32_t)klen;
-            r->fetch_plen = (uint32_t)plen;
-            r->fetch_cache = c;
-            r->fetch_origin = o;
-        }
+        /* the response may turn out not shareable, or not r's variant:
+         * keep what it takes to fetch on our own (lcache_refetch) */
+        if (!obj->head_ready &&
+            keep_refetch(r, c, o, key, klen, path, plen, host, hl) < 0)
+            return -1;
         serve_subscribe(r, obj, "COALESCED", false);
-    } else if (obj) {
+    } else if (obj && fr == CACHE_FRESH &&
+               !(c->client_revalidate && (req_cc(r) & CC_REQ_NO_CACHE))) {
         c->st.hits++;
         serve_subscribe(r, obj, "HIT", false);
+    } else if (obj) { /* stale, or to revalidate */
+        return fetch_stale(r, c, o, obj, fr, key, klen, path, plen, host, hl,
+                           now);
+    } else if (req_cc(r) & CC_REQ_ONLY_IF_CACHED) { /* RFC 9111 §5.2.1.7 */
+        serve_error(r, 504);
     } else { /* nothing stored for r's variant: one more variant */
         c->st.misses++;
         obj = cache_insert(c, key, klen);
@@ -683,7 +847,7 @@ void lcache_refetch(struct req *r)
 static int l_cache_stats(lua_State *L)
 {
     struct cache *c = check_cache(L, 1);
-    lua_createtable(L, 0, 20);
+    lua_createtable(L, 0, 28);
 #define F(k, v) (lua_pushnumber(L, (lua_Number)(v)), lua_setfield(L, -2, k))
     F("hits", c->st.hits);
     F("hit_for_miss", c->st.hit_for_miss);
@@ -698,6 +862,12 @@ static int l_cache_stats(lua_State *L)
     F("evictions", c->st.evictions);
     F("expired", c->st.expired);
     F("uncacheable", c->st.uncacheable);
+    F("stale", c->st.stale);
+    F("refreshes", c->st.refreshes);
+    F("revalidated", c->st.revalidated);
+    F("grace", (lua_Number)c->grace_ms / 1000);
+    F("keep", (lua_Number)c->keep_ms / 1000);
+    F("stale_if_error", (lua_Number)c->sie_ms / 1000);
     F("bytes", c->bytes);
     F("objects", c->nobj);
     F("max_bytes", c->max_bytes);

@@ -158,9 +158,23 @@ static void policy_admit(struct cache *c, struct cache_obj *o)
 #define CACHE_SPARE 64          /* stream objects kept for reuse, per cache */
 #define CACHE_SPARE_HDRS 4096   /* header buffer a spare object keeps */
 
+/* A refresh ended (or its object goes): the stale object it refreshed
+ * may start another, and is no longer held by it. */
+static void refresh_end(struct cache_obj *o)
+{
+    struct cache_obj *s = o->reval_of;
+    if (s == NULL)
+        return;
+    o->reval_of = NULL;
+    if (s->refresh == o)
+        s->refresh = NULL;
+    cache_obj_unref(s);
+}
+
 static void obj_free(struct cache_obj *o)
 {
     struct cache *c = o->cache;
+    refresh_end(o); /* o->refresh is NULL: a refresh holds a ref on o */
     c->bytes -= o->mem;
     for (unsigned i = 0; i < o->nchunks; i++)
         free(o->chunks[i]); /* NULL: a stream chunk freed already */
@@ -343,6 +357,8 @@ struct cache_obj *cache_lookup(struct cache *c, const char *key, size_t klen,
     if (o == NULL)
         return NULL;
     if (o->state == OBJ_COMPLETE && o->expires <= now) {
+        if (now < o->stale_until)
+            return NULL; /* kept for cache_select: stale */
         c->st.expired++;
         cache_unindex(o);
         return NULL;
@@ -626,6 +642,8 @@ void cache_obj_head(struct cache_obj *o, int status, int64_t total,
     o->shareable = shareable;
     o->expires = now + ttl_ms;
     o->born = now - o->init_age * 1000;
+    int64_t w = o->grace_ms > o->keep_ms ? o->grace_ms : o->keep_ms;
+    o->stale_until = o->expires + (w > o->sie_ms ? w : o->sie_ms);
     if (!shareable || ttl_ms <= 0 ||
         (total > 0 && (size_t)total > c->max_bytes)) {
         o->cacheable = false;
@@ -725,6 +743,8 @@ void cache_obj_commit(struct cache_obj *o, size_t n)
 
 int cache_obj_data(struct cache_obj *o, const char *p, size_t n)
 {
+    if (o->stale_sub)
+        return 0; /* the rest of an error that a stale object replaced */
     while (n > 0) {
         size_t room;
         char *dst = cache_obj_reserve(o, &room);
@@ -743,7 +763,13 @@ int cache_obj_data(struct cache_obj *o, const char *p, size_t n)
 void cache_obj_done(struct cache_obj *o, bool ok, int status)
 {
     struct cache *c = o->cache;
+    if (o->state != OBJ_FILLING)
+        return; /* completed early (cache_obj_substitute) */
+    if (!ok && !o->head_ready && o->fallback && o->reval_of &&
+        o->reval_of->indexed && cache_obj_substitute(o, o->reval_of))
+        return;
     cache_obj_ref(o);
+    refresh_end(o);
     if (ok && o->total >= 0 && o->len != (size_t)o->total)
         ok = false; /* truncated */
     if (ok) {
@@ -770,4 +796,49 @@ const char *cache_obj_at(const struct cache_obj *o, size_t off, size_t *n)
     size_t room = CACHE_CHUNK - k;
     *n = avail < room ? avail : room;
     return o->chunks[i] + k;
+}
+
+bool cache_obj_substitute(struct cache_obj *o, const struct cache_obj *from)
+{
+    struct buf h = {0};
+    if (buf_append(&h, from->hdrs.data, from->hdrs.len) < 0) {
+        buf_free(&h);
+        return false;
+    }
+    cache_obj_ref(o);
+    buf_free(&o->hdrs);
+    o->hdrs = h;
+    o->status = from->status;
+    o->total = (int64_t)from->len;
+    o->has_date = from->has_date;
+    o->init_age = from->init_age;
+    o->origin_age = from->origin_age;
+    o->born = from->born;
+    o->expires = from->expires;
+    o->shareable = true; /* it was stored, so shared */
+    o->cacheable = false;
+    o->index_late = false;
+    o->head_ready = true;
+    for (size_t off = 0; off < from->len;) {
+        size_t n;
+        const char *p = cache_obj_at(from, off, &n);
+        size_t room;
+        char *dst = cache_obj_reserve(o, &room);
+        if (dst == NULL)
+            break; /* out of memory: fails below, truncated */
+        if (n > room)
+            n = room;
+        memcpy(dst, p, n);
+        o->len += n;
+        off += n;
+    }
+    bool ok = o->len == from->len;
+    o->cache->st.stale++;
+    o->state = ok ? OBJ_COMPLETE : OBJ_FAILED;
+    o->stale_sub = true;
+    refresh_end(o);
+    cache_unindex(o);
+    notify_held(o);
+    cache_obj_unref(o);
+    return true;
 }

@@ -85,6 +85,23 @@ struct cache_obj {
                           * none; kept out of hdrs, sent recomputed */
     bool has_date;       /* hdrs hold the origin's Date (RFC 9110 §6.6.1),
                           * sent instead of the server's own */
+    /* stale serving and revalidation (RFC 9111 §4.2.4, §4.3; RFC 5861),
+     * windows set by core/fetch.c before cache_obj_head, counted from
+     * expires; the object stays indexed until stale_until */
+    int64_t grace_ms;    /* served stale at once while one refresh runs */
+    int64_t keep_ms;     /* kept to be revalidated (it has a validator) */
+    int64_t sie_ms;      /* may replace an error (stale-if-error) */
+    int64_t stale_until; /* monotonic ms: expires + the longest window */
+    struct cache_obj *refresh;  /* the fill in flight refreshing this one
+                                 * (no ref: it clears this when done) */
+    struct cache_obj *reval_of; /* a refresh: the stale object it refreshes
+                                 * (one ref, until cache_obj_done) */
+    bool fallback;       /* a refresh whose fill fails before its head
+                          * gives its waiters reval_of's response instead
+                          * (stale-if-error, cache_obj_substitute) */
+    bool cond_sent;      /* a refresh that sent reval_of's validators */
+    bool revalidated;    /* made from reval_of by a 304 (core/fetch.c) */
+    bool stale_sub;      /* holds reval_of's response instead of an error */
     struct store_waiter *waiters; /* told about every change */
     /* a stream object (cache_obj_stream): a pass-through response with one
      * reader, never indexed; the chunks its reader's sends are done with
@@ -133,6 +150,10 @@ struct cache_stats {
                             * (method, Cookie, Authorization: lua/l_cache.c) */
     uint64_t not_modified; /* 304s answered from stored responses */
     uint64_t partial;      /* 206s answered from stored responses */
+    uint64_t stale;        /* requests served a stale object (grace, or
+                            * instead of an error) */
+    uint64_t refreshes;    /* refresh fills started (background or not) */
+    uint64_t revalidated;  /* 304s from the origin that freshened an object */
 };
 
 struct cache;
@@ -159,6 +180,14 @@ struct cache {
     int64_t hfm_ms;       /* hit-for-miss marker lifetime; 0: no markers */
     unsigned max_variants; /* stored responses per key, at least 1
                             * (the variants section below) */
+    int64_t grace_ms;     /* least grace of a stored response (RFC 9111
+                           * §4.2.4; Varnish's default_grace) */
+    int64_t keep_ms;      /* how long past grace a response with a validator
+                           * stays to be revalidated (Varnish's keep) */
+    int64_t sie_ms;       /* least stale-if-error window (RFC 5861 §4) */
+    bool client_revalidate; /* a request's no-cache / max-age=0 makes a
+                             * stored response go to the origin first
+                             * (RFC 9111 §5.2.1.4, §5.2.1.1); false: ignored */
     bool lookup_cookie;   /* requests with Cookie are looked up (else passed) */
     bool lookup_auth;     /* requests with Authorization are looked up */
     char fill_host[256];  /* Host fills send (luring.cache{host}); "": the
@@ -198,9 +227,25 @@ void cache_free(struct cache *c);
 
 /** A live (not expired, not failed) object for key, or NULL: the newest
  * of its variants, whatever its Vary (cache_select picks by request). A
- * hit on a complete object is reported to the eviction policy. */
+ * hit on a complete object is reported to the eviction policy. An expired
+ * one leaves the index unless it is within its stale windows. */
 struct cache_obj *cache_lookup(struct cache *c, const char *key, size_t klen,
                                int64_t now);
+/* What cache_select found (RFC 9111 §4.2, §4.2.4). */
+enum cache_fresh {
+    CACHE_FRESH,  /* within its freshness lifetime (or not complete yet) */
+    CACHE_GRACE,  /* stale, within grace: may be served while refreshed */
+    CACHE_STALE,  /* stale past grace: only revalidated, or served in
+                   * place of an error (keep, stale-if-error windows) */
+};
+
+/** o's fill failed or brought an error: give o's waiters the response of
+ * complete object `from` instead (a stale one, RFC 5861 §4): its status,
+ * header lines and body are copied into o, which completes at once and is
+ * never stored; the rest of o's fill is ignored (cache_obj_data and
+ * cache_obj_done do nothing). false when out of memory (o unchanged). */
+bool cache_obj_substitute(struct cache_obj *o, const struct cache_obj *from);
+
 /** A new object in the FILLING state, indexed under key in front of the
  * objects already there (variants of the key; when its head is stored,
  * the older responses of its variant go: cache_variants_stored). refs: 1 for
@@ -252,7 +297,9 @@ char *cache_obj_reserve(struct cache_obj *o, size_t *n);
 /** n bytes were written at the cursor returned by cache_obj_reserve. */
 void cache_obj_commit(struct cache_obj *o, size_t n);
 /** The fetch ended. ok=false: failed/truncated; `status` (502/504) is what
- * subscribers still without a head get. */
+ * subscribers still without a head get, unless o is a refresh with
+ * `fallback` whose stale object is still indexed: they get that one
+ * (cache_obj_substitute). Nothing for an object completed already. */
 void cache_obj_done(struct cache_obj *o, bool ok, int status);
 /** Remove from the index (object lives on while referenced). */
 void cache_unindex(struct cache_obj *o);
@@ -339,12 +386,15 @@ struct cache_obj *cache_next_variant(const struct cache_obj *o);
  * goes to the request (no Vary, or match(o, arg)): complete (a hit) or
  * still filling (to join); else the newest fill whose head is unknown (to
  * join: its waiters of another variant are released when it comes); else
- * NULL. Expired objects met on the way are unindexed (st.expired); the
- * one returned, if complete, counts as a hit for the policy. Without Vary
- * it costs what cache_lookup does. */
+ * NULL. Expired objects met on the way are unindexed (st.expired) unless
+ * still within their stale windows (stale_until): a stale one of the
+ * request's variant is returned like a hit, *fr saying how stale
+ * (CACHE_GRACE, CACHE_STALE; else CACHE_FRESH). The one returned, if
+ * complete, counts as a hit for the policy. Without Vary it costs what
+ * cache_lookup does. */
 struct cache_obj *cache_select(struct cache *c, const char *key, size_t klen,
                                int64_t now, cache_match_pt match,
-                               const void *arg);
+                               const void *arg, enum cache_fresh *fr);
 
 /** o (indexed, head known, to be stored) is the newest response of its
  * variant: the older objects of the key whose head is known and that it

@@ -26,14 +26,25 @@ struct cache_obj *cache_next_variant(const struct cache_obj *o)
 
 struct cache_obj *cache_select(struct cache *c, const char *key, size_t klen,
                                int64_t now, cache_match_pt match,
-                               const void *arg)
+                               const void *arg, enum cache_fresh *fr)
 {
     struct cache_obj *o = cache_first(c, key, klen), *next, *fill = NULL;
+    *fr = CACHE_FRESH;
     for (; o; o = next) {
         if (o->state == OBJ_COMPLETE && o->expires <= now) {
             next = cache_next_variant(o);
-            c->st.expired++;
-            cache_unindex(o);
+            if (now >= o->stale_until) {
+                c->st.expired++;
+                cache_unindex(o);
+            } else if (o->vary == NULL || match(o, arg)) {
+                /* stale, of r's variant (RFC 9111 §4.2.4): the caller
+                 * serves it (grace) or revalidates it */
+                *fr = now - o->expires < o->grace_ms ? CACHE_GRACE
+                                                     : CACHE_STALE;
+                if (o->in_policy)
+                    policy_hit(c->pol, &o->pn);
+                return o;
+            }
             continue;
         }
         /* the common case ends here: a head known, no Vary */

@@ -1,6 +1,7 @@
 /* test_cache.c - the object store without any network: index, LRU and
  * max_objects eviction, the byte budget, TTL expiry, refcounts that keep
  * unindexed objects alive, failed fills, chunk boundaries. */
+#define _GNU_SOURCE
 #include <stdio.h>
 #include <time.h>
 #include <stdlib.h>
@@ -508,10 +509,11 @@ static void vdrop(struct cache_obj *o) { cache_obj_unref(o); }
 static struct cache_obj *vselect(struct cache *c, const char *key,
                                  const char *req, int64_t now)
 {
+    enum cache_fresh fr;
     struct h1_msg m;
     req_msg(&m, req);
     struct cache_obj *o =
-        cache_select(c, key, strlen(key), now, vary_match_req, &m);
+        cache_select(c, key, strlen(key), now, vary_match_req, &m, &fr);
     free(m.head.data);
     return o;
 }
@@ -668,6 +670,103 @@ static void test_variant_policies(void)
     }
 }
 
+static bool match_any(const struct cache_obj *o, const void *arg)
+{
+    (void)o;
+    (void)arg;
+    return true;
+}
+
+/* cache_select for a request that matches every variant */
+static struct cache_obj *cache_lookup_stale(struct cache *c, const char *key,
+                                            size_t klen, int64_t now,
+                                            enum cache_fresh *fr)
+{
+    return cache_select(c, key, klen, now, match_any, NULL, fr);
+}
+
+/* Stale windows (RFC 9111 §4.2.4, RFC 5861): cache_select reports
+ * grace and stale objects and drops them past every window; cache_lookup
+ * still sees only fresh ones. A refresh's 304 freshens into a new object
+ * with merged fields and the stored body (§4.3.4); a failed refresh with
+ * a fallback gives the stale response (cache_obj_substitute). */
+static void test_stale(void)
+{
+    struct cache *c = cache_new("s", 1 << 30, 1000, 60000, "lru", err, sizeof err);
+    c->grace_ms = 2000;
+    c->keep_ms = 5000;
+    c->sie_ms = 0;
+    int64_t now = loop_now(w.loop);
+    enum cache_fresh fr;
+    /* with a validator: grace 2 s then keep 5 s */
+    struct cache_obj *o = cache_insert(c, "v", 1);
+    cache_obj_ref(o);
+    buf_append(&o->hdrs, "ETag: \"a\"\r\nX-A: 1\r\nX-B: 1\r\n", 27);
+    head(o, 200, 4, 1000);
+    CHECK(cache_obj_data(o, "body", 4) == 0);
+    cache_obj_done(o, true, 0);
+    cache_obj_unref(o);
+    CHECK(o->grace_ms == 2000 && o->keep_ms == 5000 && o->sie_ms == 0);
+    CHECK(cache_lookup_stale(c, "v", 1, now + 500, &fr) == o && fr == CACHE_FRESH);
+    CHECK(cache_lookup(c, "v", 1, now + 1500) == NULL); /* stale: not here */
+    CHECK(o->indexed);
+    CHECK(cache_lookup_stale(c, "v", 1, now + 1500, &fr) == o && fr == CACHE_GRACE);
+    CHECK(cache_lookup_stale(c, "v", 1, now + 4000, &fr) == o && fr == CACHE_STALE);
+    /* a refresh answered 304 with a new X-A, another Content-Length */
+    cache_obj_ref(o); /* to look at it once replaced */
+    struct cache_obj *n = cache_obj_new(c, "v", 1);
+    n->index_late = true;
+    n->reval_of = o;
+    cache_obj_ref(o);
+    o->refresh = n;
+    n->cond_sent = true;
+    buf_append(&n->hdrs, "X-A: 2\r\nETag: W/\"a\"\r\n", 21);
+    fetch_head(n, 304, 0, now + 4000);
+    CHECK(n->revalidated && n->indexed && !o->indexed && n->status == 200);
+    CHECK(n->len == 4 && memcmp(n->chunks[0], "body", 4) == 0);
+    CHECK(memmem(n->hdrs.data, n->hdrs.len, "X-A: 1", 6) == NULL);
+    CHECK(memmem(n->hdrs.data, n->hdrs.len, "X-A: 2", 6) != NULL);
+    CHECK(memmem(n->hdrs.data, n->hdrs.len, "X-B: 1", 6) != NULL);
+    cache_obj_done(n, true, 0);
+    CHECK(n->state == OBJ_COMPLETE && o->refresh == NULL && n->reval_of == NULL);
+    cache_obj_unref(o);
+    CHECK(cache_lookup(c, "v", 1, now + 4500) == n);
+    CHECK(c->st.revalidated == 1);
+    /* must-revalidate: no grace, no stale-if-error; kept (validator) */
+    c->sie_ms = 3000;
+    struct cache_obj *m = cache_insert(c, "m", 1);
+    cache_obj_ref(m);
+    const char *mh = "Cache-Control: must-revalidate\r\nETag: \"m\"\r\n";
+    buf_append(&m->hdrs, mh, strlen(mh));
+    head(m, 200, 0, 1000);
+    cache_obj_done(m, true, 0);
+    cache_obj_unref(m);
+    CHECK(m->grace_ms == 0 && m->sie_ms == 0 && m->keep_ms == 5000);
+    CHECK(cache_lookup_stale(c, "m", 1, now + 1500, &fr) == m && fr == CACHE_STALE);
+    /* no validator: no keep; stale-if-error 3 s; past it, gone */
+    struct cache_obj *e = fill(c, "e", 3, 1000);
+    CHECK(e->keep_ms == 0 && e->grace_ms == 2000 && e->sie_ms == 3000);
+    cache_obj_ref(e);
+    CHECK(cache_lookup_stale(c, "e", 1, now + 3500, &fr) == e && fr == CACHE_STALE);
+    struct cache_obj *f = cache_obj_new(c, "e", 1);
+    f->index_late = true;
+    f->reval_of = e;
+    cache_obj_ref(e);
+    e->refresh = f;
+    f->fallback = true;
+    cache_obj_done(f, false, 502); /* connection refused */
+    CHECK(f->stale_sub && f->state == OBJ_COMPLETE && f->status == 200);
+    CHECK(f->len == 3 && !f->indexed && e->refresh == NULL);
+    CHECK(cache_obj_data(f, "late", 4) == 0 && f->len == 3); /* ignored */
+    cache_obj_done(f, true, 0);                                 /* nothing */
+    cache_obj_unref(f);
+    CHECK(cache_lookup_stale(c, "e", 1, now + 4100, &fr) == NULL);
+    CHECK(!e->indexed);
+    cache_obj_unref(e);
+    cache_obj_unref(n); /* the fill's ref (as the origin would drop it) */
+    cache_free(c);
+}
+
 int main(void)
 {
     struct loop_config lc = {.entries = 8, .nbufs = 8, .buf_size = 64};
@@ -685,6 +784,7 @@ int main(void)
     test_policies();
     test_variants();
     test_variant_policies();
+    test_stale();
     loop_free(w.loop);
     printf("%s (%d failures)\n", test_failures ? "FAIL" : "PASS", test_failures);
     return test_failures ? 1 : 0;

@@ -207,6 +207,21 @@ static void test_cookie_and_vary(void)
     CHECK(!rr.vary_star);
 }
 
+static void test_request(void)
+{
+#define REQ(s) cc_request(s, strlen(s))
+    CHECK_EQ(REQ("no-cache"), CC_REQ_NO_CACHE);
+    CHECK_EQ(REQ("max-age=0"), CC_REQ_NO_CACHE);
+    CHECK_EQ(REQ("Max-Age=\"0\""), CC_REQ_NO_CACHE);
+    CHECK_EQ(REQ("max-age=5"), 0);
+    CHECK_EQ(REQ("only-if-cached, max-stale=10"), CC_REQ_ONLY_IF_CACHED);
+    CHECK_EQ(REQ("no-cache, only-if-cached"), CC_REQ_NO_CACHE | CC_REQ_ONLY_IF_CACHED);
+    CHECK_EQ(REQ("no-cache junk"), 0); /* not a directive list: ignored */
+    CHECK_EQ(REQ("max-age=x"), 0);
+    CHECK_EQ(REQ(""), 0);
+#undef REQ
+}
+
 int main(void)
 {
     test_watchdog(10);
@@ -215,5 +230,6 @@ int main(void)
     TEST(test_expires);
     TEST(test_stale_and_validators);
     TEST(test_cookie_and_vary);
+    TEST(test_request);
     return test_report();
 }

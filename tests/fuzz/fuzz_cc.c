@@ -12,7 +12,9 @@
  *   - a field that is absent sets nothing (no "cache-control" in the
  *     input: no directive; no "vary": no Vary: *; ...);
  *   - field names and directive names are case-insensitive: the input in
- *     upper case reads the same (dates aside). */
+ *     upper case reads the same (dates aside);
+ *   - read as a request's Cache-Control (cc_request), only the CC_REQ_*
+ *     flags come back. */
 #include <ctype.h>
 #include <stdbool.h>
 #include <string.h>
@@ -95,6 +97,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int64_t d = cc_delta_seconds((const char *)data, size);
     FUZZ_CHECK(d == ref_delta_seconds(data, size));
     FUZZ_CHECK(d >= -1 && d <= DELTA_SECONDS_MAX);
+
+    /* the input as a request's Cache-Control value (cc_request): only
+     * its two flags */
+    unsigned q = cc_request((const char *)data, size);
+    FUZZ_CHECK((q & ~(unsigned)(CC_REQ_NO_CACHE | CC_REQ_ONLY_IF_CACHED)) == 0);
 
     /* the input as the header lines of a response */
     struct cc_resp rr;

@@ -43,9 +43,12 @@ local origins = {
   files = luring.origin{ name = "files", root = "@FILEROOT@" },
 }
 local caches = {
-  main = luring.cache{ name = "main", max_bytes = 64 * 1024 * 1024, ttl = 60 },
+  -- grace = 0, keep = 0: expired objects go (stale serving and
+  -- revalidation: rfc9111_stale_spec.lua)
+  main = luring.cache{ name = "main", max_bytes = 64 * 1024 * 1024, ttl = 60,
+                       grace = 0, keep = 0 },
   evict = luring.cache{ name = "evict", max_bytes = 300000, ttl = 60 },
-  short = luring.cache{ name = "short", ttl = 1 },
+  short = luring.cache{ name = "short", ttl = 1, grace = 0, keep = 0 },
 }
 local text = { ["Content-Type"] = "text/plain" }
 

@@ -94,6 +94,7 @@ describe("cache policies and hooks", function()
 
   it("admit and ttl hooks decide what is cached and for how long", function()
     local srv = helper.start(script(dir, [[
+      grace = 0, keep = 0, -- "short" expires plainly (rfc9111_stale_spec.lua)
       admit = function(key, status, headers)
         return not key:find("private")
       end,

@@ -12,8 +12,9 @@ local SCRIPT = [[
 local app = luring.app()
 app:listen("@LISTEN@")
 local o = luring.origin{ name = "o", url = "@ORIGIN@", keepalive = 8 }
-local c = luring.cache{ name = "c", ttl = 1 }
-local h = luring.cache{ name = "h", ttl = 1, heuristic_max = 2 }
+-- grace = 0, keep = 0: expired objects go (rfc9111_stale_spec.lua)
+local c = luring.cache{ name = "c", ttl = 1, grace = 0, keep = 0 }
+local h = luring.cache{ name = "h", ttl = 1, heuristic_max = 2, grace = 0, keep = 0 }
 app:get("/c/:name", function(req)
   return c:fetch(req, "/" .. req.params.name, o)
 end)

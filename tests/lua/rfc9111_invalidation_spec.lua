@@ -42,7 +42,7 @@ local SCRIPT = [[
 local app = luring.app()
 app:listen("@LISTEN@")
 local o = luring.origin{ name = "o", url = "@ORIGIN@" }
-local c = luring.cache{ name = "c", ttl = 60 }
+local c = luring.cache{ name = "c", ttl = 60, grace = 0, keep = 0 } -- expiry: plain
 local small = luring.cache{ name = "small", ttl = 60, max_objects = 20 }
 local text = { ["Content-Type"] = "text/plain" }
 local function arg(req) return req:header("x-arg") or "" end
