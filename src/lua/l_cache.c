@@ -620,10 +620,13 @@ static void refresh_go(struct req *r, struct origin *o, struct cache_obj *n,
  * (200) or fail (then s when stale-if-error allows). only-if-cached
  * (§5.2.1.7) gets a 504 instead: luring serves nothing stale unasked
  * (max-stale is not supported). 0, or -1 when out of memory. */
-static int fetch_stale(struct req *r, struct cache *c, struct origin *o,
-                       struct cache_obj *s, enum cache_fresh fr,
-                       const char *key, size_t klen, const char *path,
-                       size_t plen, const char *host, size_t hl, int64_t now)
+/* noinline, cold: lookup() stays small enough to be inlined in
+ * cache:fetch (the hit path: scripts/instr hit-1k) */
+static __attribute__((noinline, cold)) int
+fetch_stale(struct req *r, struct cache *c, struct origin *o,
+            struct cache_obj *s, enum cache_fresh fr, const char *key,
+            size_t klen, const char *path, size_t plen, const char *host,
+            size_t hl, int64_t now)
 {
     unsigned cc = req_cc(r);
     if (cc & CC_REQ_ONLY_IF_CACHED) {
@@ -669,7 +672,8 @@ static int fetch_stale(struct req *r, struct cache *c, struct origin *o,
  * says another variant or not shareable), else a fill of its own (MISS),
  * indexed at once so that requests of its variant join it, in front of
  * the key's other variants. 0, or -1 when out of memory. */
-static inline int lookup(struct req *r, struct cache *c, struct origin *o,
+static inline __attribute__((always_inline)) int /* see fetch_stale */
+lookup(struct req *r, struct cache *c, struct origin *o,
                   const char *key, size_t klen, const char *path,
                   size_t plen, const char *host, size_t hl, int64_t now)
 {
