@@ -214,6 +214,22 @@ static enum etag_match list_match(const struct cond_in *in, int kind,
     return res;
 }
 
+/* The common If-None-Match: one line holding exactly the stored
+ * opaque-tag, W/ or not (a weak comparison, §8.8.3.2, ignores it): a
+ * match without parsing the list. Anything else: list_match decides. */
+static bool inm_is_tag(const struct cond_in *in, const struct etag *cur)
+{
+    if (cur == NULL || in->count[F_INM] != 1)
+        return false;
+    size_t n;
+    const char *v = fval(in, in->first[F_INM], &n);
+    if (n == cur->len + 2 && v[0] == 'W' && v[1] == '/') {
+        v += 2;
+        n -= 2;
+    }
+    return n == cur->len && memcmp(v, cur->tag, n) == 0;
+}
+
 /* A singleton date field (IMS, IUS, If-Range's date): INT64_MIN when it
  * is not one valid HTTP-date (given twice, it is not: §13.1.3). */
 static int64_t date_field(const struct cond_in *in, int kind)
@@ -378,7 +394,8 @@ int cond_decide(struct req *r, struct cache_obj *o, int64_t *len)
      * when it is no date or there is neither. */
     if (status == 0) {
         if (in.count[F_INM]) {
-            if (list_match(&in, F_INM, tag, false) == ETAG_MATCH)
+            if (inm_is_tag(&in, tag) ||
+                list_match(&in, F_INM, tag, false) == ETAG_MATCH)
                 status = 304;
         } else if (in.count[F_IMS]) {
             int64_t ref = o->last_mod != INT64_MIN ? o->last_mod : o->date;
