@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/num.h"
 #include "core/cond.h"
 #include "core/req.h"
 #include "http/date.h"
@@ -468,20 +469,6 @@ static void put(struct fout *w, const char *p, size_t n)
 
 #define PUT_LIT(w, lit) put(w, lit, sizeof(lit) - 1)
 
-/* Decimal digits of v at p (room for 20); returns the count. */
-static size_t put_dec(char *p, uint64_t v)
-{
-    char t[20];
-    size_t n = 0;
-    do {
-        t[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    for (size_t i = 0; i < n; i++)
-        p[i] = t[n - 1 - i];
-    return n;
-}
-
 int cond_fields(struct req *r, const struct cache_obj *o, int status,
                 struct buf *into)
 {
@@ -526,11 +513,11 @@ int cond_fields(struct req *r, const struct cache_obj *o, int status,
         char *q = tmp;
         memcpy(q, "Content-Range: bytes ", 21);
         q += 21;
-        q += put_dec(q, r->obj_off);
+        q += num_put_dec(q, r->obj_off);
         *q++ = '-';
-        q += put_dec(q, r->obj_end - 1);
+        q += num_put_dec(q, r->obj_end - 1);
         *q++ = '/';
-        q += put_dec(q, (uint64_t)total);
+        q += num_put_dec(q, (uint64_t)total);
         *q++ = '\r';
         *q++ = '\n';
         put(&w, tmp, (size_t)(q - tmp));

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "base/num.h"
 #include "core/cond.h"
 #include "core/deliver.h"
 #include "core/req.h"
@@ -50,16 +51,11 @@ static void put_age(struct req *r, const struct cache_obj *o)
     if (o->stream || !o->head_ready || (r->sub_owner && o->init_age <= 0))
         return;
     int64_t ms = loop_now(r->m.srv->loop) - o->born;
-    uint64_t age = ms > 0 ? (uint64_t)ms / 1000 : 0;
-    char line[32] = "Age: ", *e = line + sizeof line, *p = e;
-    *--p = '\n';
-    *--p = '\r';
-    do
-        *--p = (char)('0' + age % 10);
-    while ((age /= 10) != 0);
-    size_t n = (size_t)(e - p);
-    memmove(line + 5, p, n);
-    http_head_raw(&r->m, line, 5 + n);
+    char line[32] = "Age: ";
+    size_t n = 5 + num_put_dec(line + 5, ms > 0 ? (uint64_t)ms / 1000 : 0);
+    line[n++] = '\r';
+    line[n++] = '\n';
+    http_head_raw(&r->m, line, n);
 }
 
 /* Queue o's head for r: false when r's deliver hook failed (nothing

@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/num.h"
 #include "http/h1_server.h"
 #include "base/log.h"
 #include "http/fields.h"
@@ -866,20 +867,6 @@ static void head_put(struct h1_server *srv, const char *p, size_t n)
         srv->rhead_oom = true;
 }
 
-/* Decimal digits of v at p (room for 20); returns the count. */
-static size_t put_dec(char *p, uint64_t v)
-{
-    char t[20];
-    size_t n = 0;
-    do {
-        t[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    for (size_t i = 0; i < n; i++)
-        p[i] = t[n - 1 - i];
-    return n;
-}
-
 void http_head_begin(struct h1_msg *m, int status)
 {
     http_head_begin_at(m, status, true);
@@ -944,7 +931,7 @@ void http_head_end(struct h1_msg *m, int64_t content_length)
         /* no framing */
     } else if (content_length >= 0) {
         PUT("Content-Length: ");
-        n += put_dec(line + n, (uint64_t)content_length);
+        n += num_put_dec(line + n, (uint64_t)content_length);
         PUT("\r\n");
         m->resp_left = m->is_head ? 0 : content_length;
         m->fixed_len = true;
