@@ -367,9 +367,13 @@ describe("RFC 9111 stale responses and validation", function()
     assert.are.equal("swr new", get("/c/nograce/swr").body)
   end)
 
-  for _, d in ipairs{ { "must-revalidate", "§5.2.2.2" }, { "proxy-revalidate", "§5.2.2.8" } } do
+  -- s-maxage: "incorporates the semantics of the proxy-revalidate response
+  -- directive for a shared cache" (§5.2.2.10), and §4.2.4 names "an
+  -- applicable s-maxage" among what forbids a stale response.
+  for _, d in ipairs{ { "must-revalidate", "§5.2.2.2" }, { "proxy-revalidate", "§5.2.2.8" },
+                      { "s-maxage=1", "§5.2.2.10" } } do
     it(d[2] .. ": " .. d[1] .. " forbids serving stale: the request waits for the revalidation", function()
-      local name = d[1]:gsub("-", "")
+      local name = d[1]:gsub("[-=]", "")
       orig:set(name, { cc = "max-age=1, " .. d[1], etag = '"m1"', body = "mr body" })
       get("/c/grace/" .. name)
       orig:set(name, { cc = "max-age=1, " .. d[1], etag = '"m1"', body = "mr body", delay = "0.5" })
@@ -422,6 +426,14 @@ describe("RFC 9111 stale responses and validation", function()
     orig:set("siemr", { mode = "500" })
     helper.sleep(1.2)
     assert.are.equal(500, get("/c/sie/siemr").status)
+  end)
+
+  it("§4.2.4, §5.2.2.10: s-maxage forbids stale-if-error (the cache's or the response's)", function()
+    orig:set("siesm", { cc = "s-maxage=1, stale-if-error=5", body = "x" })
+    get("/c/sie/siesm")
+    orig:set("siesm", { mode = "500" })
+    helper.sleep(1.2)
+    assert.are.equal(500, get("/c/sie/siesm").status)
   end)
 
   it("§5.2.1.4: the client's no-cache and max-age=0 revalidate when client_no_cache = \"revalidate\"", function()
