@@ -191,8 +191,10 @@ static bool refresh_head(struct cache_obj *o, int status, int64_t now)
 {
     struct cache_obj *s = o->reval_of;
     if (status == 304) {
-        /* s may have left the index meanwhile (evicted, purged, another
-         * variant stored): the origin says its body is still the one */
+        /* s may have left the index meanwhile (evicted, another variant
+         * stored): the origin says its body is still the one. Purged,
+         * banned or untagged: o is not stored (store/cache.c invalidate),
+         * its waiters get it still */
         if (!o->cond_sent || !selects(o, s) || !merge_fields(o, s)) {
             cache_unindex(s);
             cache_obj_done(o, false, 502);

@@ -124,6 +124,12 @@ app:get("/stats/:cache", function(req)
   end
   return 200, text, table.concat(out, "\n") .. "\n"
 end)
+app:get("/inval/:cache/:how/:arg", function(req)
+  local c, how, arg = caches[req.params.cache], req.params.how, req.params.arg
+  local n = how == "purge" and c:purge("/" .. arg) or how == "ban" and c:ban("/" .. arg)
+            or c:purge_tag(arg)
+  return 200, text, tostring(n)
+end)
 app:get("/c/:cache/:name", function(req)
   return caches[req.params.cache]:fetch(req, "/" .. req.params.name, o)
 end)
@@ -384,6 +390,43 @@ describe("RFC 9111 stale responses and validation", function()
       assert(t >= 0.45, "served stale: " .. t)
       assert.are.equal(2, #orig:log(name))
     end)
+  end
+
+  -- §4.4: an invalidation (purge, ban, purge_tag) that comes while a
+  -- refresh of the stored response is in flight must win: the refresh's
+  -- answer goes to the requests waiting for it, but is not stored, or a
+  -- 304 would bring the purged response back, fresh.
+  for _, cache in ipairs{ "nograce", "grace" } do
+    for _, answer in ipairs{ "304", "200" } do
+      for _, how in ipairs{ "purge", "ban", "tag" } do
+        it("§4.4, §4.3.3: " .. how .. " during a " .. cache .. " refresh answered " .. answer ..
+           " leaves nothing stored", function()
+          local name = "inv" .. cache .. answer .. how
+          local arg = how == "tag" and "tag" .. name or name
+          orig:set(name, { cc = "max-age=1", etag = '"i1"', body = "purged body",
+                           extra = "Surrogate-Key: tag" .. name })
+          assert.are.equal("purged body", get("/c/" .. cache .. "/" .. name).body)
+          helper.sleep(1.2)
+          local new = answer == "304" and { etag = '"i1"', body = "purged body" }
+                                      or { etag = '"i2"', body = "new body" }
+          orig:set(name, { cc = "max-age=60", etag = new.etag, body = new.body, delay = "0.5",
+                           extra = "Surrogate-Key: tag" .. name })
+          local c = helper.connect(srv:port())
+          assert(c:send(helper.request("GET", "/c/" .. cache .. "/" .. name)))
+          helper.sleep(0.2) -- the refresh is waiting for the origin
+          local removed = get("/inval/" .. cache .. "/" .. how .. "/" .. arg).body
+          assert(removed == "true" or removed == "1", removed) -- the stale one
+          local during = c:response()
+          c:close()
+          assert.are.equal(200, during.status)
+          helper.sleep(0.6) -- the refresh is done (also a background one)
+          orig:set(name, { cc = "max-age=60", etag = '"i3"', body = "after" })
+          local after = get("/c/" .. cache .. "/" .. name)
+          assert.are.equal("after", after.body)
+          assert.are.equal("MISS", after.headers["x-cache"])
+        end)
+      end
+    end
   end
 
   it("§5.2.2.4: a no-cache response is never served without the origin", function()
