@@ -651,6 +651,12 @@ void cache_obj_head(struct cache_obj *o, int status, int64_t total,
     o->status = status;
     o->total = total;
     o->head_ready = true;
+    /* its header lines and Vary record are stored with the body: charged,
+     * so that max_bytes bounds them too (a hostile origin's tens of KiB of
+     * fields over a 1-byte body, or a request's large varying values) */
+    size_t hm = o->hdrs.len + o->vary_len;
+    o->mem += hm;
+    c->bytes += hm;
     o->shareable = shareable;
     o->expires = now + ttl_ms;
     o->born = now - o->init_age * 1000;
