@@ -663,7 +663,8 @@ void cache_obj_head(struct cache_obj *o, int status, int64_t total,
     int64_t w = o->grace_ms > o->keep_ms ? o->grace_ms : o->keep_ms;
     o->stale_until = o->expires + (w > o->sie_ms ? w : o->sie_ms);
     if (!shareable || ttl_ms <= 0 ||
-        (total > 0 && (size_t)total > c->max_bytes)) {
+        hm > c->max_bytes ||
+        (total > 0 && (size_t)total > c->max_bytes - hm)) {
         o->cacheable = false;
         c->st.uncacheable++;
         if (!shareable && (o->indexed || o->index_late))

@@ -15,6 +15,8 @@ local app = luring.app()
 app:listen("@LISTEN@")
 local o = luring.origin{ name = "o", url = "@ORIGIN@" }
 local c = luring.cache{ name = "c", ttl = 60, max_bytes = @BUDGET@, max_variants = 65535 }
+local tiny = luring.cache{ name = "tiny", ttl = 60, max_bytes = 20000 }
+app:get("/tiny/:name", function(req) return tiny:fetch(req, "/" .. req.params.name, o) end)
 app:get("/stats", function(req)
   local s = c:stats()
   return 200, nil, ("objects=%d bytes=%d\n"):format(s.objects, s.bytes)
@@ -68,5 +70,14 @@ describe("RFC 9111 cache against a hostile origin", function()
     assert.are.equal("HIT", res.headers["x-cache"])
     local old = helper.get(srv:port(), "/vary", { ["X-V"] = "001" .. ("v"):rep(6000) })
     assert.are.equal("MISS", old.headers["x-cache"]) -- evicted, as the budget says
+  end)
+
+  it("§3: a head larger than max_bytes is served whole, never stored", function()
+    for _ = 1, 2 do
+      local res = helper.get(srv:port(), "/tiny/pad")
+      assert.are.equal(200, res.status)
+      assert.are.equal(PAD, res.headers["x-pad"])
+      assert.are.equal("MISS", res.headers["x-cache"])
+    end
   end)
 end)
