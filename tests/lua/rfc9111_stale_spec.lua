@@ -498,6 +498,32 @@ describe("RFC 9111 stale responses and validation", function()
     assert.are.equal(1, #orig:log("cnc2"))
   end)
 
+  it("§5.2.1.5: a request's no-store: its response (miss, stale, after a marker) is not stored; a fresh hit is served", function()
+    orig:set("nsreq", { cc = "max-age=1", etag = '"ns1"', body = "ns body" })
+    local nostore = { ["Cache-Control"] = "no-store" }
+    local a = get("/c/grace/nsreq", nostore)
+    assert.are.equal("ns body", a.body)
+    assert.are.equal("MISS", get("/c/grace/nsreq").headers["x-cache"]) -- nothing was stored
+    assert.are.equal("HIT", get("/c/grace/nsreq", nostore).headers["x-cache"])
+    helper.sleep(1.2) -- stale: no refresh for a no-store request, no 304 stored
+    orig:set("nsreq", { cc = "max-age=60", etag = '"ns1"', body = "ns body 2" })
+    local b = get("/c/grace/nsreq", nostore)
+    assert.are.equal("MISS", b.headers["x-cache"])
+    assert.are.equal("ns body 2", b.body)
+    local n = #orig:log("nsreq")
+    local c = get("/c/grace/nsreq") -- the stale one is still there, refreshed now
+    assert.are.equal("STALE", c.headers["x-cache"])
+    assert.are.equal("ns body", c.body)
+    helper.sleep(0.3)
+    assert.are.equal(n + 1, #orig:log("nsreq"))
+    -- after a hit-for-miss marker
+    orig:set("nsreq2", { cc = "private", body = "p" })
+    get("/c/grace/nsreq2")
+    orig:set("nsreq2", { cc = "max-age=60", body = "shared" })
+    assert.are.equal("shared", get("/c/grace/nsreq2", nostore).body)
+    assert.are_not.equal("HIT", get("/c/grace/nsreq2").headers["x-cache"])
+  end)
+
   it("§5.2.1.7: only-if-cached gets a 504 when nothing fresh is stored", function()
     local b = get("/c/nograce/nothing", { ["Cache-Control"] = "only-if-cached" })
     assert.are.equal(504, b.status)
