@@ -42,14 +42,16 @@ int64_t fetch_heuristic_ms(const struct cache *c, const struct cc_resp *cc,
  * stale-while-revalidate if longer; stale-if-error likewise; keep, for a
  * response with a validator only (nothing to revalidate otherwise). A
  * response with must-revalidate, proxy-revalidate (luring is a shared
- * cache, §5.2.2.8) or no-cache (§5.2.2.4; not stored today anyway) is never
- * served stale: no grace, no stale-if-error; it may still be kept and
- * revalidated. */
+ * cache, §5.2.2.8), s-maxage (which carries proxy-revalidate's semantics
+ * for a shared cache, §5.2.2.10; §4.2.4 names it) or no-cache (§5.2.2.4;
+ * not stored today anyway) is never served stale: no grace, no
+ * stale-if-error; it may still be kept and revalidated. */
 static void stale_windows(struct cache_obj *o, const struct cc_resp *cc)
 {
     const struct cache *c = o->cache;
     o->keep_ms = cc->has_etag || cc->last_modified >= 0 ? c->keep_ms : 0;
-    if (cc->must_revalidate || cc->proxy_revalidate || cc->no_cache) {
+    if (cc->must_revalidate || cc->proxy_revalidate || cc->s_maxage >= 0 ||
+        cc->no_cache) {
         o->grace_ms = o->sie_ms = 0;
         return;
     }
@@ -189,8 +191,10 @@ static bool refresh_head(struct cache_obj *o, int status, int64_t now)
 {
     struct cache_obj *s = o->reval_of;
     if (status == 304) {
-        /* s may have left the index meanwhile (evicted, purged, another
-         * variant stored): the origin says its body is still the one */
+        /* s may have left the index meanwhile (evicted, another variant
+         * stored): the origin says its body is still the one. Purged,
+         * banned or untagged: o is not stored (store/cache.c invalidate),
+         * its waiters get it still */
         if (!o->cond_sent || !selects(o, s) || !merge_fields(o, s)) {
             cache_unindex(s);
             cache_obj_done(o, false, 502);

@@ -225,5 +225,6 @@ unsigned cc_request(const char *v, size_t n)
     if (rr.invalid)
         return 0;
     return (rr.no_cache || rr.max_age == 0 ? CC_REQ_NO_CACHE : 0) |
-           (rr.only_if_cached ? CC_REQ_ONLY_IF_CACHED : 0);
+           (rr.only_if_cached ? CC_REQ_ONLY_IF_CACHED : 0) |
+           (rr.no_store ? CC_REQ_NO_STORE : 0);
 }

@@ -62,6 +62,8 @@ enum {
     CC_REQ_NO_CACHE = 1,       /* no-cache (§5.2.1.4), or max-age=0
                                 * (§5.2.1.1: nothing stored is fresh enough) */
     CC_REQ_ONLY_IF_CACHED = 2, /* only-if-cached (§5.2.1.7) */
+    CC_REQ_NO_STORE = 4,       /* no-store (§5.2.1.5): no response to this
+                                * request is stored */
 };
 
 /** The CC_REQ_* flags of one request Cache-Control field value (v, n

@@ -517,15 +517,16 @@ static void fill_opts(struct pass_opts *po, const char *path, size_t plen,
  * its head shows it storable (after a hit-for-miss marker, released from
  * a fill that was not shareable or whose Vary does not match r, or a fill
  * in flight whose Vary does not match r): nobody waits for it, it waits
- * for nobody. */
+ * for nobody. Never indexed when `store` is false (r's Cache-Control:
+ * no-store). */
 static int fetch_alone(struct req *r, struct cache *c, struct origin *o,
                        const char *key, size_t klen, const char *path,
-                       size_t plen, const char *host, size_t hl)
+                       size_t plen, const char *host, size_t hl, bool store)
 {
     struct cache_obj *obj = cache_obj_new(c, key, klen);
     if (obj == NULL)
         return -1;
-    obj->index_late = true;
+    obj->index_late = store;
     obj->req_auth = has_authorization(r);
     serve_subscribe(r, obj, "MISS", true);
     struct pass_opts po;
@@ -682,7 +683,8 @@ lookup(struct req *r, struct cache *c, struct origin *o,
         cache_select(c, key, klen, now, vary_match_req, &r->m, &fr);
     if (obj && obj->hfm) {
         c->st.hit_for_miss++;
-        return fetch_alone(r, c, o, key, klen, path, plen, host, hl);
+        return fetch_alone(r, c, o, key, klen, path, plen, host, hl,
+                           !(req_cc(r) & CC_REQ_NO_STORE));
     } else if (obj && obj->state == OBJ_FILLING) {
         c->st.coalesced++;
         /* the response may turn out not shareable, or not r's variant:
@@ -695,6 +697,12 @@ lookup(struct req *r, struct cache *c, struct origin *o,
                !(c->client_revalidate && (req_cc(r) & CC_REQ_NO_CACHE))) {
         c->st.hits++;
         serve_subscribe(r, obj, "HIT", false);
+    } else if ((req_cc(r) & (CC_REQ_NO_STORE | CC_REQ_ONLY_IF_CACHED)) ==
+               CC_REQ_NO_STORE) {
+        /* RFC 9111 §5.2.1.5: no response to r is stored (nor a refresh
+         * started for it); a fresh stored one may still be served */
+        c->st.misses++;
+        return fetch_alone(r, c, o, key, klen, path, plen, host, hl, false);
     } else if (obj) { /* stale, or to revalidate */
         return fetch_stale(r, c, o, obj, fr, key, klen, path, plen, host, hl,
                            now);
@@ -842,7 +850,8 @@ void lcache_refetch(struct req *r)
                              kp + klen, plen, host, hl,
                              loop_now(r->m.srv->loop)) < 0
                     : fetch_alone(r, r->fetch_cache, r->fetch_origin, kp, klen,
-                                  kp + klen, plen, host, hl) < 0) {
+                                  kp + klen, plen, host, hl,
+                                  !(req_cc(r) & CC_REQ_NO_STORE)) < 0) {
         serve_error(r, 503);
         req_wake(r);
     }

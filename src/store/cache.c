@@ -545,6 +545,18 @@ int cache_obj_set_tags(struct cache_obj *o, const struct cache_tag *t,
     return 0;
 }
 
+/* Invalidate o (RFC 9111 §4.4): out of the index, and a refresh of it in
+ * flight (not indexed before its head) is not stored either: its waiters
+ * get its answer, but its 304 would bring o's body back, and its 200
+ * what was invalidated meanwhile (as for an indexed fill that is
+ * removed). */
+static void invalidate(struct cache_obj *o)
+{
+    if (o->refresh)
+        o->refresh->index_late = false;
+    cache_unindex(o); /* may free o, never another object */
+}
+
 size_t cache_purge_key(struct cache *c, const char *key, size_t klen)
 {
     uint64_t h = cache_hash(key, klen);
@@ -553,7 +565,7 @@ size_t cache_purge_key(struct cache *c, const char *key, size_t klen)
     /* every variant of the key, fills in flight, a marker */
     while ((o = find(c, key, klen, h)) != NULL) {
         n += !o->hfm;
-        cache_unindex(o);
+        invalidate(o);
     }
     return n;
 }
@@ -570,7 +582,7 @@ size_t cache_ban(struct cache *c, const char *prefix, size_t plen)
             keyidx_prefix_next(&c->keys, kn, prefix, plen);
         struct cache_obj *o = OBJ_OF_KN(kn);
         n += !o->hfm;
-        cache_unindex(o); /* may free o, never another object */
+        invalidate(o);
         kn = next;
     }
     return n;
@@ -584,7 +596,7 @@ size_t cache_purge_tag(struct cache *c, const char *tag, size_t tlen)
     while ((l = tagidx_first(&c->tags, tag, tlen)) != NULL) {
         struct cache_obj *o = l->owner;
         n += !o->hfm;
-        cache_unindex(o);
+        invalidate(o);
     }
     return n;
 }
@@ -639,13 +651,20 @@ void cache_obj_head(struct cache_obj *o, int status, int64_t total,
     o->status = status;
     o->total = total;
     o->head_ready = true;
+    /* its header lines and Vary record are stored with the body: charged,
+     * so that max_bytes bounds them too (a hostile origin's tens of KiB of
+     * fields over a 1-byte body, or a request's large varying values) */
+    size_t hm = o->hdrs.len + o->vary_len;
+    o->mem += hm;
+    c->bytes += hm;
     o->shareable = shareable;
     o->expires = now + ttl_ms;
     o->born = now - o->init_age * 1000;
     int64_t w = o->grace_ms > o->keep_ms ? o->grace_ms : o->keep_ms;
     o->stale_until = o->expires + (w > o->sie_ms ? w : o->sie_ms);
     if (!shareable || ttl_ms <= 0 ||
-        (total > 0 && (size_t)total > c->max_bytes)) {
+        hm > c->max_bytes ||
+        (total > 0 && (size_t)total > c->max_bytes - hm)) {
         o->cacheable = false;
         c->st.uncacheable++;
         if (!shareable && (o->indexed || o->index_late))

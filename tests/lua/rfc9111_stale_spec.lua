@@ -124,6 +124,12 @@ app:get("/stats/:cache", function(req)
   end
   return 200, text, table.concat(out, "\n") .. "\n"
 end)
+app:get("/inval/:cache/:how/:arg", function(req)
+  local c, how, arg = caches[req.params.cache], req.params.how, req.params.arg
+  local n = how == "purge" and c:purge("/" .. arg) or how == "ban" and c:ban("/" .. arg)
+            or c:purge_tag(arg)
+  return 200, text, tostring(n)
+end)
 app:get("/c/:cache/:name", function(req)
   return caches[req.params.cache]:fetch(req, "/" .. req.params.name, o)
 end)
@@ -367,9 +373,13 @@ describe("RFC 9111 stale responses and validation", function()
     assert.are.equal("swr new", get("/c/nograce/swr").body)
   end)
 
-  for _, d in ipairs{ { "must-revalidate", "§5.2.2.2" }, { "proxy-revalidate", "§5.2.2.8" } } do
+  -- s-maxage: "incorporates the semantics of the proxy-revalidate response
+  -- directive for a shared cache" (§5.2.2.10), and §4.2.4 names "an
+  -- applicable s-maxage" among what forbids a stale response.
+  for _, d in ipairs{ { "must-revalidate", "§5.2.2.2" }, { "proxy-revalidate", "§5.2.2.8" },
+                      { "s-maxage=1", "§5.2.2.10" } } do
     it(d[2] .. ": " .. d[1] .. " forbids serving stale: the request waits for the revalidation", function()
-      local name = d[1]:gsub("-", "")
+      local name = d[1]:gsub("[-=]", "")
       orig:set(name, { cc = "max-age=1, " .. d[1], etag = '"m1"', body = "mr body" })
       get("/c/grace/" .. name)
       orig:set(name, { cc = "max-age=1, " .. d[1], etag = '"m1"', body = "mr body", delay = "0.5" })
@@ -380,6 +390,43 @@ describe("RFC 9111 stale responses and validation", function()
       assert(t >= 0.45, "served stale: " .. t)
       assert.are.equal(2, #orig:log(name))
     end)
+  end
+
+  -- §4.4: an invalidation (purge, ban, purge_tag) that comes while a
+  -- refresh of the stored response is in flight must win: the refresh's
+  -- answer goes to the requests waiting for it, but is not stored, or a
+  -- 304 would bring the purged response back, fresh.
+  for _, cache in ipairs{ "nograce", "grace" } do
+    for _, answer in ipairs{ "304", "200" } do
+      for _, how in ipairs{ "purge", "ban", "tag" } do
+        it("§4.4, §4.3.3: " .. how .. " during a " .. cache .. " refresh answered " .. answer ..
+           " leaves nothing stored", function()
+          local name = "inv" .. cache .. answer .. how
+          local arg = how == "tag" and "tag" .. name or name
+          orig:set(name, { cc = "max-age=1", etag = '"i1"', body = "purged body",
+                           extra = "Surrogate-Key: tag" .. name })
+          assert.are.equal("purged body", get("/c/" .. cache .. "/" .. name).body)
+          helper.sleep(1.2)
+          local new = answer == "304" and { etag = '"i1"', body = "purged body" }
+                                      or { etag = '"i2"', body = "new body" }
+          orig:set(name, { cc = "max-age=60", etag = new.etag, body = new.body, delay = "0.5",
+                           extra = "Surrogate-Key: tag" .. name })
+          local c = helper.connect(srv:port())
+          assert(c:send(helper.request("GET", "/c/" .. cache .. "/" .. name)))
+          helper.sleep(0.2) -- the refresh is waiting for the origin
+          local removed = get("/inval/" .. cache .. "/" .. how .. "/" .. arg).body
+          assert(removed == "true" or removed == "1", removed) -- the stale one
+          local during = c:response()
+          c:close()
+          assert.are.equal(200, during.status)
+          helper.sleep(0.6) -- the refresh is done (also a background one)
+          orig:set(name, { cc = "max-age=60", etag = '"i3"', body = "after" })
+          local after = get("/c/" .. cache .. "/" .. name)
+          assert.are.equal("after", after.body)
+          assert.are.equal("MISS", after.headers["x-cache"])
+        end)
+      end
+    end
   end
 
   it("§5.2.2.4: a no-cache response is never served without the origin", function()
@@ -424,6 +471,14 @@ describe("RFC 9111 stale responses and validation", function()
     assert.are.equal(500, get("/c/sie/siemr").status)
   end)
 
+  it("§4.2.4, §5.2.2.10: s-maxage forbids stale-if-error (the cache's or the response's)", function()
+    orig:set("siesm", { cc = "s-maxage=1, stale-if-error=5", body = "x" })
+    get("/c/sie/siesm")
+    orig:set("siesm", { mode = "500" })
+    helper.sleep(1.2)
+    assert.are.equal(500, get("/c/sie/siesm").status)
+  end)
+
   it("§5.2.1.4: the client's no-cache and max-age=0 revalidate when client_no_cache = \"revalidate\"", function()
     orig:set("cnc", { cc = "max-age=60", etag = '"c1"', body = "cnc body" })
     assert.are.equal("MISS", get("/c/reval/cnc").headers["x-cache"])
@@ -441,6 +496,32 @@ describe("RFC 9111 stale responses and validation", function()
     get("/c/nograce/cnc2")
     assert.are.equal("HIT", get("/c/nograce/cnc2", { ["Cache-Control"] = "no-cache" }).headers["x-cache"])
     assert.are.equal(1, #orig:log("cnc2"))
+  end)
+
+  it("§5.2.1.5: a request's no-store: its response (miss, stale, after a marker) is not stored; a fresh hit is served", function()
+    orig:set("nsreq", { cc = "max-age=1", etag = '"ns1"', body = "ns body" })
+    local nostore = { ["Cache-Control"] = "no-store" }
+    local a = get("/c/grace/nsreq", nostore)
+    assert.are.equal("ns body", a.body)
+    assert.are.equal("MISS", get("/c/grace/nsreq").headers["x-cache"]) -- nothing was stored
+    assert.are.equal("HIT", get("/c/grace/nsreq", nostore).headers["x-cache"])
+    helper.sleep(1.2) -- stale: no refresh for a no-store request, no 304 stored
+    orig:set("nsreq", { cc = "max-age=60", etag = '"ns1"', body = "ns body 2" })
+    local b = get("/c/grace/nsreq", nostore)
+    assert.are.equal("MISS", b.headers["x-cache"])
+    assert.are.equal("ns body 2", b.body)
+    local n = #orig:log("nsreq")
+    local c = get("/c/grace/nsreq") -- the stale one is still there, refreshed now
+    assert.are.equal("STALE", c.headers["x-cache"])
+    assert.are.equal("ns body", c.body)
+    helper.sleep(0.3)
+    assert.are.equal(n + 1, #orig:log("nsreq"))
+    -- after a hit-for-miss marker
+    orig:set("nsreq2", { cc = "private", body = "p" })
+    get("/c/grace/nsreq2")
+    orig:set("nsreq2", { cc = "max-age=60", body = "shared" })
+    assert.are.equal("shared", get("/c/grace/nsreq2", nostore).body)
+    assert.are_not.equal("HIT", get("/c/grace/nsreq2").headers["x-cache"])
   end)
 
   it("§5.2.1.7: only-if-cached gets a 504 when nothing fresh is stored", function()
