@@ -99,9 +99,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(d >= -1 && d <= DELTA_SECONDS_MAX);
 
     /* the input as a request's Cache-Control value (cc_request): only
-     * its two flags */
+     * its three flags, each only when its directive's name is there */
     unsigned q = cc_request((const char *)data, size);
-    FUZZ_CHECK((q & ~(unsigned)(CC_REQ_NO_CACHE | CC_REQ_ONLY_IF_CACHED)) == 0);
+    FUZZ_CHECK((q & ~(unsigned)(CC_REQ_NO_CACHE | CC_REQ_ONLY_IF_CACHED |
+                                CC_REQ_NO_STORE)) == 0);
+    if (!has_ci(data, size, "no-store"))
+        FUZZ_CHECK(!(q & CC_REQ_NO_STORE));
+    if (!has_ci(data, size, "only-if-cached"))
+        FUZZ_CHECK(!(q & CC_REQ_ONLY_IF_CACHED));
 
     /* the input as the header lines of a response */
     struct cc_resp rr;
