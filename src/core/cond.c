@@ -39,34 +39,6 @@ struct cond_parts {
 
 /* ==== the stored head ==== */
 
-/* The next "Name: value\r\n" line of p[0..n) from *i: name, value (spaces
- * and tabs around it removed), the whole line. false at the end. */
-static bool next_line(const char *p, size_t n, size_t *i, const char **name,
-                      size_t *nl, const char **val, size_t *vl,
-                      const char **line, size_t *ll)
-{
-    size_t s = *i;
-    if (s >= n)
-        return false;
-    const char *eol = memchr(p + s, '\n', n - s);
-    size_t e = eol ? (size_t)(eol - p) + 1 : n;
-    const char *c = memchr(p + s, ':', e - s);
-    *line = p + s;
-    *ll = e - s;
-    *i = e;
-    *name = p + s;
-    *nl = c ? (size_t)(c - (p + s)) : 0;
-    size_t v = c ? (size_t)(c - p) + 1 : e, ve = e;
-    while (ve > v && (p[ve - 1] == '\n' || p[ve - 1] == '\r' ||
-                      p[ve - 1] == ' ' || p[ve - 1] == '\t'))
-        ve--;
-    while (v < ve && (p[v] == ' ' || p[v] == '\t'))
-        v++;
-    *val = p + v;
-    *vl = ve - v;
-    return true;
-}
-
 /* §15.4.5: what a 304 carries of the stored fields */
 static bool for_304(const char *n, size_t nl, bool has_etag)
 {
@@ -84,14 +56,14 @@ static bool for_304(const char *n, size_t nl, bool has_etag)
 static void own_accept_ranges(struct cache_obj *o)
 {
     char *p = o->hdrs.data;
-    size_t n = o->hdrs.len, i = 0, out = 0, nl, vl, ll;
-    const char *name, *val, *line;
-    while (next_line(p, n, &i, &name, &nl, &val, &vl, &line, &ll)) {
-        if (NAME_IS(name, nl, "accept-ranges"))
+    size_t n = o->hdrs.len, i = 0, out = 0;
+    struct field_line f;
+    while (field_line_next(p, n, &i, &f)) {
+        if (NAME_IS(f.name, f.nlen, "accept-ranges"))
             continue;
-        if (p + out != line)
-            memmove(p + out, line, ll);
-        out += ll;
+        if (p + out != f.line)
+            memmove(p + out, f.line, f.llen);
+        out += f.llen;
     }
     o->hdrs.len = out;
     if (o->status == 200) /* out of memory: none is said */
@@ -104,15 +76,17 @@ static void note(struct cache_obj *o)
 {
     own_accept_ranges(o);
     const char *p = o->hdrs.data;
-    size_t n = o->hdrs.len, i = 0, nl, vl, ll;
-    const char *name, *val, *line;
+    size_t n = o->hdrs.len, i = 0;
+    struct field_line f;
     o->cond_noted = true;
     o->etag_off = o->etag_len = o->ctype_off = o->ctype_len = 0;
     o->etag_weak = o->has_etag = false;
     o->last_mod = o->date = INT64_MIN;
     int64_t now = 0;
     bool has_etag = false;
-    while (next_line(p, n, &i, &name, &nl, &val, &vl, &line, &ll)) {
+    while (field_line_next(p, n, &i, &f)) {
+        const char *name = f.name, *val = f.value;
+        size_t nl = f.nlen, vl = f.vlen;
         if (NAME_IS(name, nl, "etag") && !has_etag) {
             struct etag t;
             has_etag = o->has_etag = true; /* the first is the ETag */
@@ -137,16 +111,16 @@ static void note(struct cache_obj *o)
      * costs what a hit does */
     i = 0;
     o->nm_n = 0;
-    while (next_line(p, n, &i, &name, &nl, &val, &vl, &line, &ll)) {
-        if (!for_304(name, nl, has_etag))
+    while (field_line_next(p, n, &i, &f)) {
+        if (!for_304(f.name, f.nlen, has_etag))
             continue;
-        uint32_t off = (uint32_t)(line - p);
+        uint32_t off = (uint32_t)(f.line - p);
         if (o->nm_n && o->nm_n != 0xff &&
             o->nm_span[o->nm_n - 1][0] + o->nm_span[o->nm_n - 1][1] == off) {
-            o->nm_span[o->nm_n - 1][1] += (uint32_t)ll;
+            o->nm_span[o->nm_n - 1][1] += (uint32_t)f.llen;
         } else if (o->nm_n < 6) {
             o->nm_span[o->nm_n][0] = off;
-            o->nm_span[o->nm_n][1] = (uint32_t)ll;
+            o->nm_span[o->nm_n][1] = (uint32_t)f.llen;
             o->nm_n++;
         } else {
             o->nm_n = 0xff; /* filtered line by line */
@@ -496,13 +470,13 @@ int cond_fields(struct req *r, const struct cache_obj *o, int status,
     if (!multi && status != 304) {
         put(&w, p, n); /* Accept-Ranges: luring's (own_accept_ranges) */
     } else {
-        size_t i = 0, nl, vl, ll;
-        const char *name, *val, *line;
-        while (next_line(p, n, &i, &name, &nl, &val, &vl, &line, &ll)) {
-            if (status == 304 ? !for_304(name, nl, o->has_etag)
-                              : NAME_IS(name, nl, "content-type"))
+        size_t i = 0;
+        struct field_line f;
+        while (field_line_next(p, n, &i, &f)) {
+            if (status == 304 ? !for_304(f.name, f.nlen, o->has_etag)
+                              : NAME_IS(f.name, f.nlen, "content-type"))
                 continue;
-            put(&w, line, ll);
+            put(&w, f.line, f.llen);
         }
     }
     if (multi) {

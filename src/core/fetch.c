@@ -4,6 +4,7 @@
 #include "core/vary.h"
 #include "http/cc.h"
 #include "http/date.h"
+#include "http/etag.h"
 #include "http/fields.h"
 #include "store/cache.h"
 
@@ -66,58 +67,26 @@ static void verdict(struct cache_obj *o, int status, int64_t total,
 
 /* ==== revalidation (RFC 9111 §4.3) ==== */
 
-/* The next "Name: value\r\n" line of hdrs from *p (up_field stores them
- * so): name n (nl bytes), value v (vl bytes). false at the end. */
-static bool next_line(const char **p, const char *end, const char **n,
-                      size_t *nl, const char **v, size_t *vl)
-{
-    const char *q = *p;
-    const char *colon = q < end ? memchr(q, ':', (size_t)(end - q)) : NULL;
-    const char *eol = colon ? memchr(colon, '\r', (size_t)(end - colon)) : NULL;
-    if (eol == NULL || eol + 2 > end || colon + 2 > eol)
-        return false;
-    *n = q;
-    *nl = (size_t)(colon - q);
-    *v = colon + 2;
-    *vl = (size_t)(eol - colon - 2);
-    *p = eol + 2;
-    return true;
-}
-
 /* The value of the first field called name (nl bytes) in hdrs, or NULL. */
 static const char *field_value(const struct buf *h, const char *name,
                                size_t nl, size_t *vl)
 {
-    const char *p = h->data, *end = p + h->len, *n, *v;
-    size_t fnl;
-    while (p && next_line(&p, end, &n, &fnl, &v, vl))
-        if (field_name_is(n, fnl, name, nl))
-            return v;
+    size_t i = 0;
+    struct field_line f;
+    while (field_line_next(h->data, h->len, &i, &f))
+        if (field_name_is(f.name, f.nlen, name, nl)) {
+            *vl = f.vlen;
+            return f.value;
+        }
     return NULL;
-}
-
-/* entity-tag = [ "W/" ] DQUOTE *etagc DQUOTE (RFC 9110 §8.8.3) */
-static bool etag_valid(const char *v, size_t n)
-{
-    if (n >= 2 && v[0] == 'W' && v[1] == '/') {
-        v += 2;
-        n -= 2;
-    }
-    if (n < 2 || v[0] != '"' || v[n - 1] != '"')
-        return false;
-    for (size_t i = 1; i + 1 < n; i++) {
-        unsigned char ch = (unsigned char)v[i];
-        if (ch < 0x21 || ch == '"' || ch == 0x7f)
-            return false;
-    }
-    return true;
 }
 
 bool fetch_validators(const struct cache_obj *s, const char **etag,
                       size_t *el, const char **lm, size_t *ll)
 {
     *etag = field_value(&s->hdrs, "etag", 4, el);
-    if (*etag && !etag_valid(*etag, *el))
+    struct etag t; /* an entity-tag (RFC 9110 §8.8.3) or nothing */
+    if (*etag && etag_parse(*etag, *el, &t) < 0)
         *etag = NULL;
     *lm = field_value(&s->hdrs, "last-modified", 13, ll);
     if (*lm && http_date_parse(*lm, *ll, (int64_t)time(NULL)) == INT64_MIN)
@@ -154,15 +123,13 @@ static bool selects(const struct cache_obj *o, const struct cache_obj *s)
 static bool merge_fields(struct cache_obj *o, const struct cache_obj *s)
 {
     struct buf h = {0};
-    const char *p = s->hdrs.data, *end = p + s->hdrs.len, *n, *v;
-    const char *line = p;
-    size_t nl, vl, xl;
-    while (p && next_line(&p, end, &n, &nl, &v, &vl)) {
-        if (!field_name_is(n, nl, "date", 4) &&
-            field_value(&o->hdrs, n, nl, &xl) == NULL &&
-            buf_append(&h, line, (size_t)(p - line)) < 0)
+    size_t i = 0, xl;
+    struct field_line f;
+    while (field_line_next(s->hdrs.data, s->hdrs.len, &i, &f)) {
+        if (!field_name_is(f.name, f.nlen, "date", 4) &&
+            field_value(&o->hdrs, f.name, f.nlen, &xl) == NULL &&
+            buf_append(&h, f.line, f.llen) < 0)
             goto oom;
-        line = p;
     }
     if (buf_append(&h, o->hdrs.data, o->hdrs.len) < 0)
         goto oom;

@@ -40,22 +40,15 @@ unsigned inval_read_tags(const struct cache_obj *o, struct cache_tag *t)
 {
     const char *th = o->cache->tag_header;
     size_t thl = strlen(th);
-    const char *p = o->hdrs.data, *end = p + o->hdrs.len;
+    size_t i = 0;
+    struct field_line f;
     unsigned k = 0;
-    while (p && p < end && k < TAG_MAX) {
-        const char *colon = memchr(p, ':', (size_t)(end - p));
-        const char *eol = memchr(p, '\r', (size_t)(end - p));
-        if (!colon || !eol || colon > eol)
-            break;
-        size_t nl = (size_t)(colon - p);
-        bool want = thl ? field_name_is(p, nl, th, thl)
-                        : NAME_IS(p, nl, "surrogate-key") ||
-                              NAME_IS(p, nl, "cache-tag");
-        if (want) {
-            const char *v = colon + 1;
-            split_tags(v, (size_t)(eol - v), t, &k);
-        }
-        p = eol + 2;
+    while (k < TAG_MAX && field_line_next(o->hdrs.data, o->hdrs.len, &i, &f)) {
+        bool want = thl ? field_name_is(f.name, f.nlen, th, thl)
+                        : NAME_IS(f.name, f.nlen, "surrogate-key") ||
+                              NAME_IS(f.name, f.nlen, "cache-tag");
+        if (want)
+            split_tags(f.value, f.vlen, t, &k);
     }
     return k;
 }

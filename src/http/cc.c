@@ -164,39 +164,29 @@ void cc_parse(struct cc_resp *rr, const char *lines, size_t len)
     memset(rr, 0, sizeof *rr);
     rr->max_age = rr->s_maxage = rr->expires = -1;
     rr->date = rr->last_modified = rr->swr = rr->sie = -1;
-    const char *p = lines, *end = lines + len;
-    while (p && p < end) {
-        const char *eol = memchr(p, '\n', (size_t)(end - p));
-        const char *le = eol ? eol : end;
-        if (le > p && le[-1] == '\r')
-            le--;
-        const char *colon = memchr(p, ':', (size_t)(le - p));
-        if (colon) {
-            const char *v = colon + 1, *ve = le;
-            while (v < ve && is_ows(*v))
-                v++;
-            while (ve > v && is_ows(ve[-1]))
-                ve--;
-            size_t nn = (size_t)(colon - p);
-            if (same(p, nn, "cache-control"))
-                parse_cache_control(rr, v, ve);
-            else if (same(p, nn, "expires") && rr->expires < 0)
-                rr->expires = parse_date(v, (size_t)(ve - v), 0);
-            else if (same(p, nn, "date") && rr->date < 0)
-                rr->date = parse_date(v, (size_t)(ve - v), -1);
-            else if (same(p, nn, "last-modified") && rr->last_modified < 0)
-                rr->last_modified = parse_date(v, (size_t)(ve - v), -1);
-            else if (same(p, nn, "etag"))
-                rr->has_etag = true;
-            else if (same(p, nn, "age") && rr->age == 0 &&
-                     (rr->age = cc_delta_seconds(v, (size_t)(ve - v))) < 0)
-                rr->age = 0; /* invalid: ignored (RFC 9111 §5.1) */
-            else if (same(p, nn, "set-cookie"))
-                rr->set_cookie = true;
-            else if (same(p, nn, "vary") && has_star(v, ve))
-                rr->vary_star = true;
-        }
-        p = eol ? eol + 1 : end;
+    size_t i = 0;
+    struct field_line f;
+    while (field_line_next(lines, len, &i, &f)) {
+        /* a line without a colon has no name, and matches none */
+        const char *p = f.name, *v = f.value, *ve = f.value + f.vlen;
+        size_t nn = f.nlen;
+        if (same(p, nn, "cache-control"))
+            parse_cache_control(rr, v, ve);
+        else if (same(p, nn, "expires") && rr->expires < 0)
+            rr->expires = parse_date(v, (size_t)(ve - v), 0);
+        else if (same(p, nn, "date") && rr->date < 0)
+            rr->date = parse_date(v, (size_t)(ve - v), -1);
+        else if (same(p, nn, "last-modified") && rr->last_modified < 0)
+            rr->last_modified = parse_date(v, (size_t)(ve - v), -1);
+        else if (same(p, nn, "etag"))
+            rr->has_etag = true;
+        else if (same(p, nn, "age") && rr->age == 0 &&
+                 (rr->age = cc_delta_seconds(v, (size_t)(ve - v))) < 0)
+            rr->age = 0; /* invalid: ignored (RFC 9111 §5.1) */
+        else if (same(p, nn, "set-cookie"))
+            rr->set_cookie = true;
+        else if (same(p, nn, "vary") && has_star(v, ve))
+            rr->vary_star = true;
     }
 }
 

@@ -1,6 +1,7 @@
 /* fields.c - field grammar (see fields.h). */
 #include "http/fields.h"
 
+#include <string.h>
 #include <strings.h>
 
 #define T1(c) [c] = 1
@@ -44,4 +45,30 @@ bool field_is_hop_by_hop(const char *n, size_t nl)
     default: return false;
     }
 #undef IS
+}
+
+bool field_line_next(const char *p, size_t n, size_t *off,
+                     struct field_line *f)
+{
+    size_t s = *off;
+    if (s >= n)
+        return false;
+    const char *lf = memchr(p + s, '\n', n - s);
+    size_t le = lf ? (size_t)(lf - p) : n; /* the LF, or the end */
+    *off = lf ? le + 1 : n;
+    f->line = p + s;
+    f->llen = *off - s;
+    if (le > s && p[le - 1] == '\r')
+        le--;
+    const char *c = memchr(p + s, ':', le - s);
+    f->name = p + s;
+    f->nlen = c ? (size_t)(c - (p + s)) : 0;
+    size_t v = c ? (size_t)(c - p) + 1 : le, ve = le;
+    while (v < ve && (p[v] == ' ' || p[v] == '\t'))
+        v++;
+    while (ve > v && (p[ve - 1] == ' ' || p[ve - 1] == '\t'))
+        ve--;
+    f->value = p + v;
+    f->vlen = ve - v;
+    return true;
 }

@@ -44,6 +44,21 @@ static inline size_t field_line_len(const char *n, size_t nl, const char *v,
     return nl + 2 + vl + 2;
 }
 
+/* One "Name: value" line of a field block (core/origin.c stores an
+ * object's fields as such lines, "Name: value\r\n" each). */
+struct field_line {
+    const char *name;  /* nlen bytes; nlen 0: a line without a colon */
+    const char *value; /* vlen bytes, spaces and tabs around it removed */
+    const char *line;  /* the whole line, its CRLF or LF included */
+    size_t nlen, vlen, llen;
+};
+
+/** The next line of the block p[0..n) from *off, which moves past it:
+ * a line ends at LF (a CR before it is not part of the value) or at n.
+ * false at the end. Pure; reads nothing outside p[0..n). */
+bool field_line_next(const char *p, size_t n, size_t *off,
+                     struct field_line *f);
+
 /** A field value a sender may generate (RFC 9110 §5.5): field-vchar
  * (VCHAR, obs-text), SP and HTAB; no other control character (CR, LF,
  * NUL, VT, DEL...). */

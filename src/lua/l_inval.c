@@ -264,25 +264,16 @@ void linval_configure(lua_State *L, struct cache *c, int t)
 static void invalidate_locations(struct inval_watch *iw)
 {
     const struct cache_obj *o = iw->obj;
-    const char *p = o->hdrs.data, *end = p + o->hdrs.len;
     struct buf k = { 0 };
-    while (p && p < end) {
-        const char *colon = memchr(p, ':', (size_t)(end - p));
-        const char *eol = memchr(p, '\r', (size_t)(end - p));
-        if (!colon || !eol || colon > eol)
-            break;
-        size_t nl = (size_t)(colon - p);
-        if (field_name_is(p, nl, "location", 8) ||
-            field_name_is(p, nl, "content-location", 16)) {
-            const char *v = colon + 1;
-            while (v < eol && (*v == ' ' || *v == '\t'))
-                v++;
-            if (inval_uri_key(iw->data, iw->baselen, iw->data + iw->klen,
-                              iw->hl, v, (size_t)(eol - v), &k) &&
-                !(k.len == iw->klen && memcmp(k.data, iw->data, k.len) == 0))
-                invalidate(iw->rt, iw->c, INV_KEY, k.data, k.len);
-        }
-        p = eol + 2;
+    size_t i = 0;
+    struct field_line f;
+    while (field_line_next(o->hdrs.data, o->hdrs.len, &i, &f)) {
+        if ((field_name_is(f.name, f.nlen, "location", 8) ||
+             field_name_is(f.name, f.nlen, "content-location", 16)) &&
+            inval_uri_key(iw->data, iw->baselen, iw->data + iw->klen, iw->hl,
+                          f.value, f.vlen, &k) &&
+            !(k.len == iw->klen && memcmp(k.data, iw->data, k.len) == 0))
+            invalidate(iw->rt, iw->c, INV_KEY, k.data, k.len);
     }
     buf_free(&k);
 }
