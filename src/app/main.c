@@ -74,8 +74,11 @@ static void *thread_main(void *arg)
         return NULL;
     }
     if (t->w.id == 0)
-        for (unsigned i = 0; i < t->w.nls; i++)
-            log_info("listening on %s", t->w.ls[i].addr);
+        for (unsigned i = 0; i < t->w.nls; i++) {
+            char name[80];
+            worker_listener_name(&t->w, i, name, sizeof name);
+            log_info("listening on %s", name);
+        }
     set_state(t, 1);
     worker_loop(&t->w);
     return NULL;

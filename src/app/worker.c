@@ -11,7 +11,9 @@
 #include <string.h>
 #include <stdatomic.h>
 #include <sys/inotify.h>
+#include <arpa/inet.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -130,30 +132,138 @@ bad:
     return -1;
 }
 
+/* "host:port" (or "[v6]:port") of a bound socket. */
+static void sock_name(int fd, char *buf, size_t n)
+{
+    struct sockaddr_storage ss;
+    socklen_t l = sizeof ss;
+    char host[INET6_ADDRSTRLEN] = "?";
+    if (getsockname(fd, (struct sockaddr *)&ss, &l) < 0) {
+        snprintf(buf, n, "?");
+        return;
+    }
+    if (ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+        inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
+        snprintf(buf, n, "[%s]:%u", host, ntohs(a->sin6_port));
+    } else {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+        inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
+        snprintf(buf, n, "%s:%u", host, ntohs(a->sin_port));
+    }
+}
+
+void worker_listener_name(const struct worker *w, unsigned i, char *buf,
+                          size_t n)
+{
+    sock_name(w->ls[i].fd, buf, n);
+}
+
+/* The addresses this process listens on, bound first by worker 0 (workers
+ * start one after another, main.c) and joined by the others through
+ * SO_REUSEPORT. Another process must not join the group (it would take
+ * part of the traffic silently): worker 0 first binds the address without
+ * SO_REUSEPORT, which fails with EADDRINUSE whatever holds it, and holds a
+ * lock for it (an abstract unix socket named after the address) against a
+ * second luring starting at the same moment. Port 0 becomes the port
+ * worker 0 was given, for every worker. */
+static struct {
+    struct sockaddr_storage ss;
+    socklen_t len;
+    int lock_fd;
+} bound[LISTEN_MAX];
+static unsigned nbound;
+
+/* One listening socket for ss, sharing the port with the other workers
+ * when reuseport. -1 with errno. */
+static int listen_on(const struct sockaddr_storage *ss, socklen_t len,
+                     bool reuseport)
+{
+    int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd < 0)
+        return -1;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+        (reuseport &&
+         setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) ||
+        bind(fd, (const struct sockaddr *)ss, len) < 0 ||
+        listen(fd, 4096) < 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+/* Worker 0, several workers: make sure nothing else listens on ss (ss's
+ * port 0 is replaced by the one the kernel picks) and lock it for this
+ * process. The lock fd, or -1 with errno (EADDRINUSE: taken). */
+static int claim_addr(struct sockaddr_storage *ss, socklen_t *len)
+{
+    int probe = listen_on(ss, *len, false);
+    if (probe < 0)
+        return -1;
+    socklen_t l = *len;
+    getsockname(probe, (struct sockaddr *)ss, &l); /* port 0: the real one */
+    char name[INET6_ADDRSTRLEN + 16];
+    sock_name(probe, name, sizeof name);
+    struct sockaddr_un un = {.sun_family = AF_UNIX};
+    int n = snprintf(un.sun_path + 1, sizeof un.sun_path - 1,
+                     "luring-listen %s", name);
+    int lock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (lock < 0 ||
+        bind(lock, (struct sockaddr *)&un,
+             (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 +
+                         (size_t)n)) < 0) {
+        int e = errno;
+        if (lock >= 0)
+            close(lock);
+        close(probe);
+        errno = e;
+        return -1;
+    }
+    /* the port stays ours between the probe's close and the first
+     * SO_REUSEPORT bind: another luring fails on the lock, anything else
+     * would have to bind in that instant */
+    close(probe);
+    return lock;
+}
+
 static int add_listener(void *ud, unsigned i, const char *addr,
                         unsigned max_conns, char *err, size_t errlen)
 {
     struct worker *w = ud;
-    (void)i;
     if (w->listen_override)
         addr = w->listen_override;
+    if (i >= LISTEN_MAX) {
+        snprintf(err, errlen, "more than %d listeners", LISTEN_MAX);
+        return -1;
+    }
     struct sockaddr_storage ss;
     socklen_t len;
-    if (parse_addr(addr, &ss, &len, err, errlen) < 0)
-        return -1;
-    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int one = 1;
-    if (fd < 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
-        /* several workers share the port; one worker gets a clear
-         * "address in use" if another server holds it */
-        (w->cfg->workers > 1 &&
-         setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) ||
-        bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, 4096) < 0) {
-        snprintf(err, errlen, "listen %s: %s", addr,
-                 strerror(errno));
-        if (fd >= 0)
-            close(fd);
+    bool shared = w->cfg->workers > 1;
+    if (shared && i < nbound) { /* another worker bound it first */
+        ss = bound[i].ss;
+        len = bound[i].len;
+    } else {
+        if (parse_addr(addr, &ss, &len, err, errlen) < 0)
+            return -1;
+        int lock = -1;
+        if (shared && (lock = claim_addr(&ss, &len)) < 0) {
+            snprintf(err, errlen, "listen %s: %s", addr, strerror(errno));
+            return -1;
+        }
+        if (shared) {
+            bound[i].ss = ss;
+            bound[i].len = len;
+            bound[i].lock_fd = lock;
+            nbound = i + 1;
+        }
+    }
+    int fd = listen_on(&ss, len, shared);
+    if (fd < 0) {
+        snprintf(err, errlen, "listen %s: %s", addr, strerror(errno));
         return -1;
     }
     if (w->nls == LISTEN_MAX) {

@@ -70,6 +70,10 @@ void worker_loop(struct worker *w);
 void worker_cleanup(struct worker *w);
 /** Make w reachable by worker_signal_all (before its thread starts). */
 void worker_register(struct worker *w);
+/** The address listener i of w is bound to, "host:port" or "[v6]:port"
+ * (the port the kernel chose for a script's port 0), in buf (n bytes). */
+void worker_listener_name(const struct worker *w, unsigned i, char *buf,
+                          size_t n);
 /** Ask every worker to stop or reload (any thread). */
 void worker_signal_all(unsigned ctl);
 
