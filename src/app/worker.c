@@ -357,7 +357,8 @@ static void arm_wake(struct worker *w)
               UD_MAKE(OP_WAKE, 0, 0));
 }
 
-static void on_wake(struct worker *w)
+/* What other threads asked for in w->ctl. */
+static void take_ctl(struct worker *w)
 {
     unsigned ctl = atomic_exchange(&w->ctl, 0);
     if (ctl & CTL_STOP) {
@@ -365,21 +366,43 @@ static void on_wake(struct worker *w)
         loop_stop(w->loop);
         return;
     }
-    arm_wake(w);
     if (ctl & CTL_RELOAD)
         lrt_reload(&w->lrt, same_listener, w, w->nls);
     if (ctl & CTL_INVAL)
         linval_drain(&w->lrt);
 }
 
-/* Another worker queued invalidations for w (lua/l_inval.c): any thread. */
+static void on_wake(struct worker *w)
+{
+    if (!(atomic_load(&w->ctl) & CTL_STOP))
+        arm_wake(w);
+    take_ctl(w);
+}
+
+/* The worker whose thread this is (NULL on other threads). */
+static __thread struct worker *self;
+
+static void wake_by_fd(struct worker *w)
+{
+    uint64_t one = 1;
+    if (write(w->wake_fd, &one, sizeof one) < 0)
+        log_err("cannot wake worker %u: %s", w->id, strerror(errno));
+}
+
+/* Another worker queued invalidations for w (lua/l_inval.c): any thread.
+ * From a worker's thread the wake is a message through its own ring
+ * (sent with its next submission, no syscall here); else, or when
+ * messages between rings are unsupported, w's eventfd. */
 static void wake_for_inval(void *arg)
 {
     struct worker *w = arg;
-    uint64_t one = 1;
     atomic_fetch_or(&w->ctl, CTL_INVAL);
-    if (write(w->wake_fd, &one, sizeof one) < 0)
-        log_err("cannot wake worker %u: %s", w->id, strerror(errno));
+    if (self && self != w && self->loop && loop_has_msg_ring(self->loop) &&
+        w->ring_fd >= 0)
+        loop_msg_ring(self->loop, w->ring_fd, 0, UD_MAKE(OP_MSG, 0, 0),
+                      UD_MAKE(OP_MSG_FAIL, 0, w->id));
+    else
+        wake_by_fd(w);
 }
 
 static void arm_inotify(struct worker *w)
@@ -449,6 +472,11 @@ static void on_cqe(void *ctx, const struct loop_cqe *cq)
     case OP_UP_RECV: origin_on_cqe(&w->up, cq); break;
     case OP_FILE_READ: origin_on_file_cqe(&w->up, cq); break;
     case OP_WAKE: on_wake(w); break;
+    case OP_MSG: take_ctl(w); break;
+    case OP_MSG_FAIL: /* the target still gets its wake */
+        if (UD_IDX(cq->ud) < nworkers)
+            wake_by_fd(workers[UD_IDX(cq->ud)]);
+        break;
     case OP_INOTIFY: on_inotify(w, cq); break;
     case OP_CLOSE:
     case OP_CANCEL:
@@ -556,9 +584,13 @@ int worker_run(struct worker *w)
      * -ENOBUFS and is re-armed, losing nothing. */
     struct loop_config lc = {.entries = 1024, .nbufs = 256,
                              .buf_size = 4096};
+    w->ring_fd = -1;
     w->loop = loop_new(&lc, w->err, sizeof w->err);
     if (w->loop == NULL)
         return -1;
+    /* published to other workers by linval_register's lock */
+    w->ring_fd = loop_ring_fd(w->loop);
+    self = w;
     w->up.loop = w->loop;
     w->up.timers = &w->timers;
     w->h1.loop = w->loop;

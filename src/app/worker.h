@@ -56,6 +56,8 @@ struct worker {
     struct loop_ts tick_ts;
     int wake_fd;
     uint64_t wake_buf;
+    int ring_fd;            /* its ring's fd, for messages from other
+                             * workers (loop_msg_ring); -1 before */
     /* origins and caches */
     struct upstreams up;    /* upstream connections / file reads */
     /* start-up report */

@@ -56,6 +56,7 @@ struct loop {
     bool imm;                      /* immediate sends (IORING_FEAT_CQE_SKIP) */
     bool no_iowait;                /* waits are not iowait (FEAT_NO_IOWAIT) */
     bool reg_ring;                 /* ring fd registered: enter by index */
+    bool msg_ring;                 /* IORING_OP_MSG_RING supported */
     bool min_wait;                 /* IORING_FEAT_MIN_TIMEOUT (6.12) */
     unsigned last_batch;           /* completions of the last iteration
                                       that had any */
@@ -150,6 +151,11 @@ struct loop *loop_new(const struct loop_config *cfg, char *err, size_t errlen)
     /* the ring's own fd, registered: io_uring_enter skips the fd table
      * lookup on every call (best effort) */
     l->reg_ring = io_uring_register_ring_fd(&l->ring) == 1;
+    struct io_uring_probe *probe = io_uring_get_probe_ring(&l->ring);
+    if (probe) {
+        l->msg_ring = io_uring_opcode_supported(probe, IORING_OP_MSG_RING);
+        io_uring_free_probe(probe);
+    }
     loop_update_time(l);
     return l;
 
@@ -219,6 +225,22 @@ void loop_sendmsg(struct loop *l, int fd, const struct msghdr *msg,
     struct io_uring_sqe *sqe = get_sqe(l);
     io_uring_prep_sendmsg(sqe, fd, msg, MSG_NOSIGNAL);
     io_uring_sqe_set_data64(sqe, ud);
+}
+
+/* ==== messages between rings ==== */
+
+bool loop_has_msg_ring(const struct loop *l) { return l->msg_ring; }
+
+int loop_ring_fd(const struct loop *l) { return l->ring.ring_fd; }
+
+void loop_msg_ring(struct loop *l, int target_fd, int32_t res, uint64_t ud,
+                   uint64_t fail_ud)
+{
+    struct io_uring_sqe *sqe = get_sqe(l);
+    /* len -> the target CQE's res, off -> its user_data */
+    io_uring_prep_msg_ring(sqe, target_fd, (unsigned)res, ud, 0);
+    sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+    io_uring_sqe_set_data64(sqe, fail_ud);
 }
 
 /* ==== immediate sends ====

@@ -123,6 +123,25 @@ void loop_timeout(struct loop *l, const struct loop_ts *ts, uint64_t ud);
 void loop_cancel(struct loop *l, uint64_t target, uint64_t ud);
 void loop_close(struct loop *l, int fd, uint64_t ud);
 
+/* ==== messages between rings (IORING_OP_MSG_RING, Linux 5.18) ====
+ * One worker wakes another through the other's ring, without a syscall of
+ * its own (the message goes with the sender's next submission) and
+ * without an eventfd read to re-arm on the receiving side. */
+/** Can this ring send messages to other rings (probed at loop_new)? When
+ * false, wake another worker some other way (an eventfd it reads). */
+bool loop_has_msg_ring(const struct loop *l);
+/** The ring's file descriptor: what another ring's loop_msg_ring names. */
+int loop_ring_fd(const struct loop *l);
+/** Post a completion {ud, res} on the ring whose fd is target_fd (any
+ * thread's ring; it is handed to that ring's dispatcher like its own
+ * completions, with more = has_buf = false). Nothing completes on l when
+ * the message is delivered; when it is not (the target ring is gone, its
+ * CQ overflowed), l gets a completion with `fail_ud` and res -errno, and
+ * the sender wakes the target some other way. Only with
+ * loop_has_msg_ring. */
+void loop_msg_ring(struct loop *l, int target_fd, int32_t res, uint64_t ud,
+                   uint64_t fail_ud);
+
 /** Provided receive buffer `bid` (valid until recycled). */
 char *loop_buf(struct loop *l, uint16_t bid);
 /** Give buffer `bid` back to the kernel. */

@@ -17,6 +17,8 @@ enum op {
     OP_UP_RECV,    /* idx = upstream connection */
     OP_FILE_READ,  /* idx = upstream slot reading a file */
     OP_INOTIFY,    /* --watch: the script's directory changed */
+    OP_MSG,        /* another worker's message (loop_msg_ring): res = CTL_* */
+    OP_MSG_FAIL,   /* a message of ours not delivered: idx = target worker */
 };
 
 #endif
