@@ -49,13 +49,27 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: luring [options] script.lua\n"
+            "       luring sim --help   (cache policy simulator)\n"
+            "Serves HTTP/1.1 as the Lua script says: routes, caches, "
+            "origins.\n"
             "  --listen ADDR   override the script's listen address "
             "(host:port, [v6]:port)\n"
-            "  --workers N     worker threads (default: script, else 1)\n"
+            "  --workers N     worker threads, 1 to 256 (default: the "
+            "script's, else 1)\n"
             "  --watch         reload the script when its file changes\n"
-            "  --check         load the script, report errors, exit\n"
+            "  --check         load the script, report errors, exit (0 ok, "
+            "1 error)\n"
             "  --version       print the version\n"
-            "  --help          this text\n");
+            "  --help          this text\n"
+            "Signals: SIGHUP reloads the script; SIGINT and SIGTERM stop "
+            "(exit 0).\n"
+            "Logs: stderr, one line each.  Exit status 1 with a message: bad "
+            "script,\n"
+            "address in use, io_uring unavailable (kernel.io_uring_disabled, "
+            "a seccomp\n"
+            "profile such as Docker's default).\n"
+            "Manual: man luring; the Lua API: docs/API.md "
+            "(share/doc/luring/API.md).\n");
 }
 
 static void set_state(struct thread *t, int state)

@@ -227,6 +227,7 @@ end
 --   opts.port      use this port (readiness is polled on it) instead of a free one
 --   opts.timeout   readiness timeout (default M.START_TIMEOUT)
 --   opts.env       environment variables to add ({ ORIGIN = "http://..." })
+--   opts.bin       run this binary instead of M.BIN (an installed copy)
 function M.start(source, opts)
   opts = opts or {}
   local dir = mktempdir()
@@ -250,7 +251,7 @@ function M.start(source, opts)
     argv[#argv + 1] = addr
   end
   argv[#argv + 1] = script
-  local pid = M.spawn(dir, { abs_path(M.BIN), unpack(argv) }, opts.env)
+  local pid = M.spawn(dir, { abs_path(opts.bin or M.BIN), unpack(argv) }, opts.env)
   local self = setmetatable({ _dir = dir, _port = port, _pid = pid, _script = script,
                               _argv = argv }, Server)
   live_servers[self] = true
