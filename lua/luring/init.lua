@@ -30,6 +30,7 @@ local config_keys = {
     lua_budget = true, lua_max_memory = true, shutdown_timeout = true,
     lua_jit = "boolean",
     conn_buffer_budget = true,
+    request_id_header = "header",
 }
 
 -- luring.config{ key = value, ... }: server settings (see docs/API.md).
@@ -41,7 +42,12 @@ function _M.config(t)
         if not config_keys[k] then
             error("luring.config: unknown option '" .. tostring(k) .. "'", 2)
         end
-        if config_keys[k] == "boolean" then
+        if config_keys[k] == "header" then
+            if v ~= false and (type(v) ~= "string" or v == ""
+                               or v:find("[^%w!#$%%&'*+.^_`|~-]")) then
+                error("luring.config: " .. k .. " must be a field name or false", 2)
+            end
+        elseif config_keys[k] == "boolean" then
             if type(v) ~= "boolean" then
                 error("luring.config: " .. k .. " must be true or false", 2)
             end
@@ -50,6 +56,42 @@ function _M.config(t)
         end
         _M._config[k] = v
     end
+end
+
+
+local log_formats = { combined = true, luring = true }
+
+-- luring.access_log{ path = "file" | "stderr", format = "combined" |
+-- "luring" | "... $variable ..." | function(rec) }: one line per request
+-- (see docs/API.md); the C side reads luring._access_log. false: none.
+function _M.access_log(t)
+    if t == false then
+        _M._access_log = nil
+        return
+    end
+    if type(t) ~= "table" then
+        error("bad argument #1 to 'access_log': table expected, got " .. type(t), 2)
+    end
+    for k in pairs(t) do
+        if k ~= "path" and k ~= "format" then
+            error("luring.access_log: unknown option '" .. tostring(k) .. "'", 2)
+        end
+    end
+    local path, format = t.path, t.format
+    if type(path) ~= "string" or path == "" then
+        error("luring.access_log: path must be a file name or \"stderr\"", 2)
+    end
+    if format == nil then
+        format = "combined"
+    elseif type(format) == "string" then
+        if not log_formats[format] and not format:find("$", 1, true) then
+            error("luring.access_log: format must be \"combined\", \"luring\", "
+                  .. "a string with $variables or a function", 2)
+        end
+    elseif type(format) ~= "function" then
+        error("luring.access_log: format must be a string or a function", 2)
+    end
+    _M._access_log = { path = path, format = format }
 end
 
 
@@ -140,6 +182,7 @@ end
 -- from the path as routed.
 local req_methods = req_mt.__index
 local peer = core._peer
+local req_id = core._req_id
 local rawset = rawset
 local rawget = rawget
 local req_slots = { method = 3, path = 4, query = 5, version = 6, params = 7 }
@@ -161,6 +204,11 @@ req_mt.__index = function(t, k)
             rawset(t, 7, v)
         end
         return v
+    end
+    if k == "id" then
+        local id = req_id(t)
+        rawset(t, "id", id)
+        return id
     end
     if k ~= "remote_addr" and k ~= "remote_port" then
         return nil

@@ -61,8 +61,8 @@ static void usage(FILE *f)
             "1 error)\n"
             "  --version       print the version\n"
             "  --help          this text\n"
-            "Signals: SIGHUP reloads the script; SIGINT and SIGTERM stop "
-            "(exit 0).\n"
+            "Signals: SIGHUP reloads the script; SIGUSR1 reopens the access "
+            "log;\n  SIGINT and SIGTERM stop (exit 0).\n"
             "Logs: stderr, one line each.  Exit status 1 with a message: bad "
             "script,\n"
             "address in use, io_uring unavailable (kernel.io_uring_disabled, "
@@ -174,6 +174,7 @@ int main(int argc, char **argv)
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
     lbudget_install();             /* workers' Lua runs, watched below */
@@ -229,6 +230,11 @@ int main(int argc, char **argv)
         if (sig == SIGHUP) {
             log_info("SIGHUP: reloading %s", script);
             worker_signal_all(CTL_RELOAD);
+            continue;
+        }
+        if (sig == SIGUSR1) { /* logrotate renamed the access log */
+            log_info("SIGUSR1: reopening the access log");
+            worker_signal_all(CTL_REOPEN);
             continue;
         }
         log_info("%s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");

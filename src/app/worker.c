@@ -11,12 +11,14 @@
 #include <string.h>
 #include <stdatomic.h>
 #include <sys/inotify.h>
+#include <sys/random.h>
 #include <arpa/inet.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "app/accesslog.h"
 #include "app/worker.h"
 #include "base/log.h"
 #include "core/deliver.h"
@@ -43,6 +45,8 @@ void config_defaults(struct config *cfg)
     cfg->lua_jit = false;
     cfg->shutdown_timeout_ms = 10000;
     cfg->conn_buffer_budget = (size_t)256 << 20;
+    snprintf(cfg->request_id_header, sizeof cfg->request_id_header,
+             "X-Request-Id");
 }
 
 /* The connection buffers of every worker (h1_server.h). */
@@ -60,6 +64,7 @@ static void on_tick(struct worker *w)
     int64_t now = loop_now(w->loop);
     h1_refresh_date(&w->h1);
     budget_flush(&w->h1.budget); /* the shared count exact when idle */
+    alog_tick(w->alog);
     timers_expire(&w->timers, now);
     for (unsigned i = 0; i < w->nls; i++)
         w->ls[i].backoff = false; /* before_sleep re-arms */
@@ -357,6 +362,23 @@ static void arm_wake(struct worker *w)
               UD_MAKE(OP_WAKE, 0, 0));
 }
 
+static void log_done(struct req *r) { alog_request(r->w->alog, r); }
+
+/* The script's luring.access_log{} (after a load or a reload): a line per
+ * request from now on, or none. A reload whose setting is wrong keeps the
+ * old one (logged). 0, or -1 with w->err. */
+static int log_configure(struct worker *w, bool reload)
+{
+    if (alog_configure(w->alog, w->lrt.lua->L, w->err, sizeof w->err) < 0) {
+        if (!reload)
+            return -1;
+        log_err("reload: %s (the access log stays as it was)", w->err);
+        w->err[0] = 0;
+    }
+    w->rp.done = alog_on(w->alog) ? log_done : NULL;
+    return 0;
+}
+
 /* What other threads asked for in w->ctl. */
 static void take_ctl(struct worker *w)
 {
@@ -366,8 +388,11 @@ static void take_ctl(struct worker *w)
         loop_stop(w->loop);
         return;
     }
-    if (ctl & CTL_RELOAD)
-        lrt_reload(&w->lrt, same_listener, w, w->nls);
+    if ((ctl & CTL_RELOAD) &&
+        lrt_reload(&w->lrt, same_listener, w, w->nls) == 0)
+        log_configure(w, true);
+    if (ctl & CTL_REOPEN)
+        alog_reopen(w->alog);
     if (ctl & CTL_INVAL)
         linval_drain(&w->lrt);
 }
@@ -478,6 +503,7 @@ static void on_cqe(void *ctx, const struct loop_cqe *cq)
             wake_by_fd(workers[UD_IDX(cq->ud)]);
         break;
     case OP_INOTIFY: on_inotify(w, cq); break;
+    case OP_ALOG_WRITE: alog_on_write(w->alog, cq); break;
     case OP_CLOSE:
     case OP_CANCEL:
     default: break;
@@ -543,7 +569,15 @@ static struct h1_msg *h1_request(struct worker *w)
     return r ? &r->m : NULL;
 }
 
-static void h1_run(struct h1_msg *m) { lrt_start(req_of(m)); }
+static void h1_run(struct h1_msg *m)
+{
+    struct req *r = req_of(m);
+    int port;
+    /* the log of a request whose client leaves still names it */
+    if (r->pool->done && h1_peer(m, r->log.addr, sizeof r->log.addr, &port) < 0)
+        r->log.addr[0] = 0;
+    lrt_start(r);
+}
 static void h1_release(struct h1_msg *m) { req_put(req_of(m)); }
 static void h1_writable(struct h1_msg *m) { req_writable(req_of(m)); }
 static void h1_abort(struct h1_msg *m) { req_abort(req_of(m)); }
@@ -590,6 +624,17 @@ int worker_run(struct worker *w)
         return -1;
     /* published to other workers by linval_register's lock */
     w->ring_fd = loop_ring_fd(w->loop);
+    w->alog = alog_new(w->loop, w->id);
+    if (w->alog == NULL) {
+        snprintf(w->err, sizeof w->err, "out of memory");
+        return -1;
+    }
+    /* request ids: the worker in the top 8 bits, a random start below
+     * (ids differ from one run to the next) */
+    uint64_t rnd = 0;
+    if (getrandom(&rnd, sizeof rnd, GRND_NONBLOCK) != sizeof rnd)
+        rnd = (uint64_t)time(NULL) * 1000003u ^ (uint64_t)getpid() << 20;
+    w->rp.id_next = ((uint64_t)w->id << 56) | (rnd & ((UINT64_C(1) << 56) - 1));
     self = w;
     w->up.loop = w->loop;
     w->up.timers = &w->timers;
@@ -612,6 +657,8 @@ int worker_run(struct worker *w)
     w->lrt.id = w->id;
     w->lrt.lua = lrt_load(&w->lrt, add_listener, w, w->err, sizeof w->err);
     if (w->lrt.lua == NULL)
+        return -1;
+    if (log_configure(w, false) < 0)
         return -1;
     if (w->watch && watch_script(w) < 0)
         return -1;
@@ -638,6 +685,14 @@ static void drop_req(struct req *r)
 
 void worker_cleanup(struct worker *w)
 {
+    /* the access log's write in flight completes first (nothing more is
+     * submitted: the lines of requests ended below are written by
+     * alog_free, once the ring is gone) */
+    for (int i = 0; w->loop && alog_stop(w->alog) && i < 1000; i++) {
+        loop_poll(w->loop, on_cqe, before_sleep, w);
+        if (alog_stop(w->alog))
+            nanosleep(&(struct timespec){0, 1000000}, NULL);
+    }
     h1_server_free(&w->h1);
     req_pool_free(&w->rp, drop_req);
     origin_cleanup(&w->up);
@@ -651,4 +706,6 @@ void worker_cleanup(struct worker *w)
     lrt_close_all(&w->lrt); /* last: queued sends above released Lua strings */
     timers_free(&w->timers);
     loop_free(w->loop);
+    alog_free(w->alog); /* after the ring: no write of it in flight */
+    w->alog = NULL;
 }

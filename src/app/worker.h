@@ -19,7 +19,8 @@
 
 /* worker->ctl bits, set by another thread before it writes wake_fd */
 enum { CTL_STOP = 1, CTL_RELOAD = 2,
-       CTL_INVAL = 4 /* invalidations queued for it (lua/l_inval.c) */ };
+       CTL_INVAL = 4, /* invalidations queued for it (lua/l_inval.c) */
+       CTL_REOPEN = 8 /* SIGUSR1: reopen the access log */ };
 
 struct listener {
     int fd;
@@ -60,6 +61,7 @@ struct worker {
                              * workers (loop_msg_ring); -1 before */
     /* origins and caches */
     struct upstreams up;    /* upstream connections / file reads */
+    struct alog *alog;      /* its access log (app/accesslog.h) */
     /* start-up report */
     char err[1024];
     bool stopping;

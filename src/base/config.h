@@ -23,6 +23,8 @@ struct config {
                                   can't stop compiled loops) */
     int64_t shutdown_timeout_ms; /* SIGTERM: workers gone by then, or exit 1 */
     size_t conn_buffer_budget; /* every worker's connection buffers */
+    char request_id_header[64]; /* the field that carries req.id to the
+                                   origin (fills and passes); "": none */
 };
 
 void config_defaults(struct config *cfg);

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "base/clock.h"
 #include "base/num.h"
 #include "core/cond.h"
 #include "core/deliver.h"
@@ -17,9 +18,23 @@
 #include "store/cache.h"
 
 
+/* The access log's upstream figures for the request whose fetch made o
+ * (a miss, a pass, a revalidation): taken when it leaves o. */
+static void log_upstream(struct req *r, const struct cache_obj *o)
+{
+    if (!r->sub_owner || o->up_start_us == 0 || r->log.start_us == 0)
+        return;
+    r->log.up_status = o->up_status;
+    if (o->up_head_us)
+        r->log.up_head_us = o->up_head_us - o->up_start_us;
+    int64_t end = o->up_end_us ? o->up_end_us : clock_us();
+    r->log.up_time_us = end - o->up_start_us;
+}
+
 static void unlink_sub(struct req *r)
 {
     struct cache_obj *o = r->obj;
+    log_upstream(r, o);
     cache_obj_unwatch(o, &r->sub);
     r->obj = NULL;
     if (r->parts)

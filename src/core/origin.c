@@ -6,6 +6,7 @@
 #include "core/origin.h"
 #include "core/fetch.h"
 #include "io/ops.h"
+#include "base/clock.h"
 #include "base/log.h"
 #include "http/cc.h"
 #include "http/date.h"
@@ -171,6 +172,7 @@ static void finish(struct upconn *u, bool ok, int status)
     obj->fill_paused = false;
     if (!ok)
         u->o->st.errors++;
+    obj->up_end_us = clock_us();
     cache_obj_done(obj, ok, status);
     cache_obj_unref(obj);
 }
@@ -295,6 +297,8 @@ static int up_head(void *owner, int status, int64_t total)
     struct upconn *u = owner;
     if (u->obj == NULL)
         return 0;
+    u->obj->up_status = status;
+    u->obj->up_head_us = clock_us();
     /* never shared, never stored: a pass, or a response whose Connection
      * hid a field that decides sharing (h1_client.h) */
     if ((u->flags & ORQ_PASS) || u->resp.hides_cache_field)
@@ -641,6 +645,7 @@ void origin_request_stream(struct origin *o, struct cache_obj *obj,
     }
     cache_obj_ref(obj);
     u->obj = obj;
+    obj->up_start_us = clock_us();
     u->flags = flags;
     u->paused = false;
     if (flags & ORQ_HEAD)

@@ -138,6 +138,9 @@ static bool put_fields(struct buf *out, const struct pass_ctx *x, bool fill)
     const struct h1_msg *m = &x->r->m;
     const struct pass_opts *po = x->po;
     const char *h = m->head.data;
+    /* req.id replaces whatever the client sent under its name */
+    const char *rid = m->srv->cfg->request_id_header;
+    size_t rl = strlen(rid);
     bool has_host = false, te = false;
     /* the client's Connection options name more hop-by-hop fields */
     struct h1_conn_names cn;
@@ -155,7 +158,8 @@ static bool put_fields(struct buf *out, const struct pass_ctx *x, bool fill)
             (po->via && NAME_IS(n, nl, "via")) ||
             (po->xff && NAME_IS(n, nl, "x-forwarded-for")) ||
             (po->xfp && NAME_IS(n, nl, "x-forwarded-proto")) ||
-            (po->fwd && NAME_IS(n, nl, "forwarded"))) {
+            (po->fwd && NAME_IS(n, nl, "forwarded")) ||
+            (rl && field_name_is(n, nl, rid, rl))) {
             if (NAME_IS(n, nl, "transfer-encoding"))
                 te = true;
             continue;
@@ -211,6 +215,15 @@ static bool put_fields(struct buf *out, const struct pass_ctx *x, bool fill)
     }
     if (po->xfp)
         buf_append(out, "X-Forwarded-Proto: http\r\n", 25);
+    if (rl) { /* "Name: 16 hex digits" (rl < 64: the line fits) */
+        memcpy(line, rid, rl);
+        line[rl] = ':';
+        line[rl + 1] = ' ';
+        req_id_hex(x->r, line + rl + 2);
+        line[rl + 18] = '\r';
+        line[rl + 19] = '\n';
+        buf_append(out, line, rl + 20);
+    }
     if (po->fwd) { /* the client's elements, then ours (RFC 7239 §4) */
         put_list_start(out, m, "Forwarded", 9);
         put_forwarded(out, m);
@@ -249,7 +262,7 @@ static int build_pass(void *arg, struct buf *out)
      * and X-Forwarded-For and Forwarded values twice at most, in the
      * joined lines, the Host once more, escaped, in Forwarded),
      * what is added, the body; so no append can fail half-way */
-    if (buf_reserve(out, 3 * m->head.len + m->body.len + 512 +
+    if (buf_reserve(out, 3 * m->head.len + m->body.len + 512 + 96 +
                              (po->host ? po->host_len : 0) +
                              (po->target ? po->target_len : 0)) < 0)
         return -1;
@@ -289,7 +302,7 @@ static int build_fill(void *arg, struct buf *out)
 {
     const struct pass_ctx *x = arg;
     const struct pass_opts *po = x->po;
-    if (buf_reserve(out, 3 * x->r->m.head.len + 512 + po->target_len +
+    if (buf_reserve(out, 3 * x->r->m.head.len + 512 + 96 + po->target_len +
                              (po->host ? po->host_len : 0) + po->inm_len +
                              po->ims_len + 48) < 0)
         return -1;

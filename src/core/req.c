@@ -3,6 +3,8 @@
 
 #include <stdlib.h>
 
+#include "base/clock.h"
+
 static struct req_pool *pool_of(struct req *r) { return r->pool; }
 
 struct req *req_get(struct req_pool *p)
@@ -23,6 +25,17 @@ struct req *req_get(struct req_pool *p)
         p->reqs[p->n++] = r;
     }
     h1_msg_reset(&r->m);
+    r->id = p->id_next;
+    /* the low 56 bits count up and wrap within them (never into the
+     * worker's top 8 bits): unique in the process for 2^56 requests */
+    p->id_next = (p->id_next & ~(((uint64_t)1 << 56) - 1)) |
+                 ((p->id_next + 1) & (((uint64_t)1 << 56) - 1));
+    if (p->done) {
+        r->log.start_us = clock_us();
+        r->log.up_status = 0;
+        r->log.up_head_us = r->log.up_time_us = -1;
+        r->log.addr[0] = 0;
+    }
     r->op = NULL;
     r->running = r->aborted = false;
     r->broken = false;
@@ -57,6 +70,8 @@ static void undefer(struct req_pool *p, struct req *r)
 void req_put(struct req *r)
 {
     struct req_pool *p = pool_of(r);
+    if (p->done)
+        p->done(r);
     undefer(p, r);
     r->gen = (r->gen + 1) & GEN_MASK;
     r->m.c = NULL;

@@ -44,10 +44,26 @@ struct req_op {
     void (*writable)(struct req *r);
 };
 
+/* What the access log says of a request besides its exchange (struct
+ * h1_msg: method, target, fields, status, bytes): filled as it goes. */
+struct req_log {
+    int64_t start_us;       /* monotonic µs when its head was parsed; 0:
+                             * not timed (no access log) */
+    int up_status;          /* the origin's status for the fetch it caused
+                             * (a miss, a pass, a revalidation); 0: none */
+    int64_t up_head_us;     /* from that fetch's start to its head, µs; -1 */
+    int64_t up_time_us;     /* ... to its end (or to the request's), µs; -1 */
+    char addr[46];          /* the client's address when it ran (the log
+                             * of a request whose client is gone) */
+};
+
 /* A request: parse state, its coroutine, response state. Pooled; the Lua
  * thread is reused while its previous run ended normally. */
 struct req {
     uint32_t idx, gen;
+    uint64_t id;            /* unique in the process (req_pool.id_next):
+                             * req.id, X-Request-Id, the access log */
+    struct req_log log;
     struct h1_msg m;        /* the HTTP exchange: m.c is NULL once the
                              * client is gone (aborted) */
     struct worker *w;
@@ -118,7 +134,22 @@ struct req_pool {
      * the response becomes a 500. */
     int (*deliver)(struct req *r, int status, const char *fields,
                    size_t flen, const char *xcache);
+    /** Optional: r is over (its response done, cut short, or its client
+     * gone), called by req_put before its exchange is reset: the access
+     * log writes its line. NULL: nothing is logged (and nothing timed). */
+    void (*done)(struct req *r);
+    uint64_t id_next;       /* the next request id: the worker number in
+                             * the top 8 bits, a random start below */
 };
+
+/** r->id as 16 lowercase hex digits at p (no NUL): req.id, the
+ * X-Request-Id sent to origins, the access log's $request_id. */
+static inline void req_id_hex(const struct req *r, char *p)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 0; i < 16; i++)
+        p[i] = hex[(r->id >> (60 - 4 * i)) & 15];
+}
 
 /** A fresh request from the pool, or NULL when out of memory. */
 struct req *req_get(struct req_pool *p);

@@ -163,10 +163,6 @@ static void budget_wait(struct conn *c)
 /* Answer with `status` and close once it is sent. */
 static void http_error(struct conn *c, int status)
 {
-    if (c->msg) {
-        c->srv->ops->release(c->msg);
-        c->msg = NULL;
-    }
     const char *reason = http_reason(status);
     char hdr[512];
     int n = snprintf(hdr, sizeof hdr,
@@ -174,6 +170,13 @@ static void http_error(struct conn *c, int status)
                      "Content-Type: text/plain\r\nContent-Length: %zu\r\n"
                      "Connection: close\r\n\r\n%s\n",
                      status, reason, c->srv->date, strlen(reason) + 1, reason);
+    if (c->msg) { /* what the access log says of it */
+        c->msg->status = status;
+        c->msg->out_head = (uint64_t)n - strlen(reason) - 1;
+        c->msg->out_body = strlen(reason) + 1;
+        c->srv->ops->release(c->msg);
+        c->msg = NULL;
+    }
     outq_copy(&c->out, hdr, (size_t)n);
     c->flags &= (uint16_t)~CF_IN_HEAD;
     c->state = CS_DRAINING;
@@ -964,6 +967,7 @@ void http_head_end(struct h1_msg *m, int64_t content_length)
         m->resp_left = 0;
         return;
     }
+    m->out_head = srv->rhead.len;
     outq_copy(&c->out, srv->rhead.data, srv->rhead.len);
 }
 
@@ -994,6 +998,7 @@ void http_body(struct h1_msg *m, const char *p, size_t len, seg_release_pt rel,
             v >>= 4;
         } while (v);
         outq_copy(&c->out, size + n, sizeof size - n);
+        m->out_body += sizeof size - n + 2;
     } else if (m->fixed_len) {
         if ((int64_t)len > m->resp_left) {
             log_warn("response body longer than its Content-Length "
@@ -1009,6 +1014,7 @@ void http_body(struct h1_msg *m, const char *p, size_t len, seg_release_pt rel,
         }
         m->resp_left -= (int64_t)len;
     }
+    m->out_body += len;
     if (rel)
         outq_ref(&c->out, p, len, rel, arg, aux);
     else
@@ -1024,8 +1030,10 @@ void http_response_done(struct h1_msg *m)
         m->srv->ops->release(m);
         return;
     }
-    if (m->chunked)
+    if (m->chunked) {
         outq_copy(&c->out, "0\r\n\r\n", 5);
+        m->out_body += 5;
+    }
     if (m->resp_left != 0 && !m->is_head) {
         log_warn("response body length differs from its Content-Length: "
                  "closing connection");
@@ -1109,6 +1117,7 @@ void h1_msg_reset(struct h1_msg *m)
     m->status = 0;
     m->head_sent = m->chunked = m->head_lost = m->fixed_len = false;
     m->resp_left = 0;
+    m->out_head = m->out_body = 0;
 }
 
 void h1_msg_trim(struct h1_msg *m)

@@ -156,6 +156,8 @@ struct h1_msg {
     bool chunked;           /* the body uses chunked framing */
     bool fixed_len;         /* the head announced a Content-Length */
     int64_t resp_left;      /* fixed_len: body bytes still owed */
+    uint64_t out_head;      /* response bytes queued: the head, */
+    uint64_t out_body;      /* and the body with its chunk framing */
 };
 
 /** Ready for a new request (its buffers are kept). */

@@ -327,6 +327,14 @@ void loop_read(struct loop *l, int fd, void *buf, size_t len, uint64_t off,
     io_uring_sqe_set_data64(sqe, ud);
 }
 
+void loop_write(struct loop *l, int fd, const void *buf, size_t len,
+                uint64_t off, uint64_t ud)
+{
+    struct io_uring_sqe *sqe = get_sqe(l);
+    io_uring_prep_write(sqe, fd, buf, (unsigned)len, off);
+    io_uring_sqe_set_data64(sqe, ud);
+}
+
 void loop_connect(struct loop *l, int fd, const struct sockaddr *sa,
                   socklen_t salen, uint64_t ud)
 {

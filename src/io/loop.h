@@ -82,6 +82,11 @@ void loop_sendmsg(struct loop *l, int fd, const struct msghdr *msg,
                   uint64_t ud);
 void loop_read(struct loop *l, int fd, void *buf, size_t len, uint64_t off,
                uint64_t ud);
+/** Write len bytes of buf at offset off of fd; off (uint64_t)-1: at the
+ * file's position (an O_APPEND file: its end, atomically). res = bytes
+ * written (may be short) or -errno. */
+void loop_write(struct loop *l, int fd, const void *buf, size_t len,
+                uint64_t off, uint64_t ud);
 
 /* Immediate sends (when loop_has_imm): tried once as the kernel takes the
  * SQE, without waiting for socket space. A completion is posted only when

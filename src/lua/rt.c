@@ -526,12 +526,24 @@ static int l_conn_stats(lua_State *L)
  * where it started, luring's own (routing, the request table). */
 static int l_untraced(lua_State *L) { return lua_gettop(L); }
 
+/* luring.core._req_id(req) -> 16 hex digits: req.id (init.lua keeps it
+ * in the request table once read). */
+static int l_req_id(lua_State *L)
+{
+    struct req *r = lrt_check_req(L, 1);
+    char hex[16];
+    req_id_hex(r, hex);
+    lua_pushlstring(L, hex, sizeof hex);
+    return 1;
+}
+
 static const luaL_Reg core_funcs[] = {
     {"_untraced", l_untraced},
     {"sleep", l_sleep},
     {"now", l_now},
     {"log", l_log},
     {"conn_stats", l_conn_stats},
+    {"_req_id", l_req_id},
     {NULL, NULL},
 };
 
@@ -713,6 +725,23 @@ int lrt_read_config(lua_State *L, struct config *cfg, char *err,
     lua_getfield(L, -1, "lua_jit");
     if (!lua_isnil(L, -1))
         cfg->lua_jit = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    lua_getfield(L, -1, "request_id_header");
+    if (lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1)) {
+        cfg->request_id_header[0] = 0;
+    } else if (lua_type(L, -1) == LUA_TSTRING) {
+        size_t n;
+        const char *v = lua_tolstring(L, -1, &n);
+        if (n == 0 || n >= sizeof cfg->request_id_header ||
+            !field_is_token(v, n)) {
+            snprintf(err, errlen, "luring.config: request_id_header must be "
+                     "a field name (a token of 1 to %zu characters) or false",
+                     sizeof cfg->request_id_header - 1);
+            lua_pop(L, 2);
+            return -1;
+        }
+        memcpy(cfg->request_id_header, v, n + 1);
+    }
     lua_pop(L, 1);
     lua_pop(L, 1);
     return 0;

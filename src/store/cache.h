@@ -68,6 +68,13 @@ struct cache_obj {
     size_t vary_len;
     enum obj_state state;
     int status;          /* origin status, or 502/504 when failed early */
+    /* the fill's origin exchange as core/origin.c saw it, for the access
+     * log of the request that caused it: monotonic µs (0: not yet) */
+    int64_t up_start_us; /* the request was started (connect included) */
+    int64_t up_head_us;  /* its response head was parsed */
+    int64_t up_end_us;   /* the fill ended (complete or failed) */
+    int up_status;       /* the status the origin sent (a 304 to a
+                          * revalidation too); 0: no head came */
     struct buf hdrs;     /* origin header lines to forward, "N: v\r\n"... */
     int64_t total;       /* Content-Length, or -1 */
     size_t len;          /* bytes filled (the fill cursor) */
