@@ -59,15 +59,20 @@ static void usage(FILE *f)
             "  --watch         reload the script when its file changes\n"
             "  --check         load the script, report errors, exit (0 ok, "
             "1 error)\n"
+            "  --log-level L   least level logged: debug, info (default), "
+            "warn, error, crit\n"
             "  --version       print the version\n"
             "  --help          this text\n"
             "Signals: SIGHUP reloads the script; SIGINT and SIGTERM stop "
             "(exit 0).\n"
-            "Logs: stderr, one line each.  Exit status 1 with a message: bad "
-            "script,\n"
-            "address in use, io_uring unavailable (kernel.io_uring_disabled, "
-            "a seccomp\n"
-            "profile such as Docker's default).\n"
+            "Logs: stderr, one line each: RFC 3339 UTC time, [level], "
+            "luring w<worker>\n"
+            "  (or main), the message, \"(request <id>)\" while handling "
+            "one.\n"
+            "Exit status 1 with a message: bad script, address in use, "
+            "io_uring\n"
+            "  unavailable (kernel.io_uring_disabled, a seccomp profile such "
+            "as Docker's).\n"
             "Manual: man luring; the Lua API: docs/API.md "
             "(share/doc/luring/API.md).\n");
 }
@@ -107,6 +112,7 @@ int main(int argc, char **argv)
         {"workers", required_argument, NULL, 'w'},
         {"check", no_argument, NULL, 'c'},
         {"watch", no_argument, NULL, 'W'},
+        {"log-level", required_argument, NULL, 'L'},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -127,6 +133,16 @@ int main(int argc, char **argv)
             break;
         case 'c': check = true; break;
         case 'W': watch = true; break;
+        case 'L': {
+            enum log_level lv;
+            if (log_level_parse(optarg, &lv) < 0) {
+                fprintf(stderr, "luring: --log-level takes debug, info, "
+                                "warn, error or crit\n");
+                return 1;
+            }
+            log_set_level(lv);
+            break;
+        }
         case 'V': printf("luring %s\n", LURING_VERSION); return 0;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 1;

@@ -572,6 +572,7 @@ static void on_deferred(struct req *r)
 
 int worker_run(struct worker *w)
 {
+    log_set_worker((int)w->id);
     w->inotify_fd = -1;
     w->rp.w = w;
     w->rp.on_deferred = on_deferred;

@@ -483,7 +483,11 @@ static int l_now(lua_State *L)
 static int l_log(lua_State *L)
 {
     static const char *levels[] = {"err", "warn", "info", "debug", NULL};
+    static const enum log_level lv[] = {LOG_ERROR, LOG_WARN, LOG_INFO,
+                                        LOG_DEBUG};
     int lvl = luaL_checkoption(L, 1, NULL, levels);
+    if (!log_enabled(lv[lvl]))
+        return 0;
     int n = lua_gettop(L);
     luaL_Buffer b;
     luaL_buffinit(L, &b);
@@ -494,7 +498,7 @@ static int l_log(lua_State *L)
         luaL_addvalue(&b);
     }
     luaL_pushresult(&b);
-    log_msg(lvl == 0 ? "error" : levels[lvl], "%s", lua_tostring(L, -1));
+    log_at(lv[lvl], "%s", lua_tostring(L, -1));
     return 0;
 }
 

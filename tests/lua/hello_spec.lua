@@ -58,7 +58,7 @@ describe("hello", function()
   end)
 
   it("logs the listening address on stderr", function()
-    local line = "luring: [info] listening on " .. srv:addr()
+    local line = "[info] luring w0: listening on " .. srv:addr()
     assert.truthy(srv:wait_stderr(line, 2), "expected '" .. line .. "' in stderr:\n" .. srv:stderr())
   end)
 
