@@ -674,7 +674,7 @@ int lrt_read_config(lua_State *L, struct config *cfg, char *err,
         {"max_header_size", 2}, {"max_uri_size", 2},
         {"max_body_size", 2},   {"lua_budget", 1},
         {"shutdown_timeout", 1}, {"lua_max_memory", 2},
-        {"conn_buffer_budget", 2},
+        {"conn_buffer_budget", 2}, {"drain_timeout", 1},
     };
     get_luring_field(L, "_config");
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
@@ -711,6 +711,7 @@ int lrt_read_config(lua_State *L, struct config *cfg, char *err,
         else if (!strcmp(k, "max_body_size")) cfg->max_body_size = (size_t)v;
         else if (!strcmp(k, "lua_budget")) cfg->lua_budget_ms = (int64_t)(v * 1000);
         else if (!strcmp(k, "shutdown_timeout")) cfg->shutdown_timeout_ms = (int64_t)(v * 1000);
+        else if (!strcmp(k, "drain_timeout")) cfg->drain_timeout_ms = (int64_t)(v * 1000);
         else if (!strcmp(k, "lua_max_memory")) cfg->lua_max_memory = (size_t)v;
         else if (!strcmp(k, "conn_buffer_budget")) cfg->conn_buffer_budget = (size_t)v;
     }
