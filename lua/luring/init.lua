@@ -27,7 +27,7 @@ local config_keys = {
     header_timeout = true, idle_timeout = true, body_timeout = true,
     send_timeout = true,
     max_header_size = true, max_uri_size = true, max_body_size = true,
-    lua_budget = true, lua_max_memory = true, shutdown_timeout = true,
+    lua_budget = true, lua_max_memory = true, shutdown_timeout = true, drain_timeout = true,
     lua_jit = "boolean",
     conn_buffer_budget = true,
     request_id_header = "header",

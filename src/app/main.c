@@ -5,6 +5,7 @@
 #include <getopt.h>
 #include <lua.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,15 +60,23 @@ static void usage(FILE *f)
             "  --watch         reload the script when its file changes\n"
             "  --check         load the script, report errors, exit (0 ok, "
             "1 error)\n"
+            "  --log-level L   least level logged: debug, info (default), "
+            "warn, error, crit\n"
             "  --version       print the version\n"
             "  --help          this text\n"
-            "Signals: SIGHUP reloads the script; SIGUSR1 reopens the access "
-            "log;\n  SIGINT and SIGTERM stop (exit 0).\n"
-            "Logs: stderr, one line each.  Exit status 1 with a message: bad "
-            "script,\n"
-            "address in use, io_uring unavailable (kernel.io_uring_disabled, "
-            "a seccomp\n"
-            "profile such as Docker's default).\n"
+            "Signals: SIGHUP reloads the script; SIGTERM and SIGQUIT drain "
+            "(stop accepting,\n"
+            "  finish requests in flight, up to drain_timeout, then exit 0; "
+            "twice: stop now);\n"
+            "  SIGINT stops at once (exit 0); SIGUSR1 reopens the access log.\n"
+            "Logs: stderr, one line each: RFC 3339 UTC time, [level], "
+            "luring w<worker>\n"
+            "  (or main), the message, \"(request <id>)\" while handling "
+            "one.\n"
+            "Exit status 1 with a message: bad script, address in use, "
+            "io_uring\n"
+            "  unavailable (kernel.io_uring_disabled, a seccomp profile such "
+            "as Docker's).\n"
             "Manual: man luring; the Lua API: docs/API.md "
             "(share/doc/luring/API.md).\n");
 }
@@ -107,6 +116,7 @@ int main(int argc, char **argv)
         {"workers", required_argument, NULL, 'w'},
         {"check", no_argument, NULL, 'c'},
         {"watch", no_argument, NULL, 'W'},
+        {"log-level", required_argument, NULL, 'L'},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -127,6 +137,16 @@ int main(int argc, char **argv)
             break;
         case 'c': check = true; break;
         case 'W': watch = true; break;
+        case 'L': {
+            enum log_level lv;
+            if (log_level_parse(optarg, &lv) < 0) {
+                fprintf(stderr, "luring: --log-level takes debug, info, "
+                                "warn, error or crit\n");
+                return 1;
+            }
+            log_set_level(lv);
+            break;
+        }
         case 'V': printf("luring %s\n", LURING_VERSION); return 0;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 1;
@@ -173,6 +193,7 @@ int main(int argc, char **argv)
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGQUIT);
     sigaddset(&set, SIGHUP);
     sigaddset(&set, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
@@ -220,11 +241,27 @@ int main(int argc, char **argv)
     /* This thread waits for signals and is the workers' watchdog: a run
      * of Lua code over lua_budget is interrupted (lua/lbudget.h). */
     int64_t period = lbudget_period_ms(cfg.lua_budget_ms);
+    int64_t drain_until = 0; /* draining (SIGTERM, SIGQUIT) until then */
     while (rc == 0) {
         struct timespec ts = {period / 1000, (period % 1000) * 1000000};
         int sig = sigtimedwait(&set, NULL, &ts);
         if (sig < 0) {
             watch_all(th, started, false);
+            if (drain_until == 0)
+                continue;
+            unsigned open = 0;
+            for (unsigned i = 0; i < started; i++)
+                open += !atomic_load(&th[i].w.drained);
+            if (open == 0) {
+                log_info("drained: stopping");
+                break;
+            }
+            if (now_ms() >= drain_until) {
+                log_warn("drain_timeout (%.3g s) reached with connections "
+                         "still open: stopping",
+                         (double)cfg.drain_timeout_ms / 1000);
+                break;
+            }
             continue;
         }
         if (sig == SIGHUP) {
@@ -237,7 +274,19 @@ int main(int argc, char **argv)
             worker_signal_all(CTL_REOPEN);
             continue;
         }
-        log_info("%s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        const char *name = sig == SIGINT    ? "SIGINT"
+                           : sig == SIGTERM ? "SIGTERM"
+                                            : "SIGQUIT";
+        if (sig != SIGINT && drain_until == 0) {
+            /* graceful: requests in flight finish, up to drain_timeout */
+            log_info("%s: draining (stop accepting, finish requests in "
+                     "flight, up to %.3g s; again to stop now)",
+                     name, (double)cfg.drain_timeout_ms / 1000);
+            drain_until = now_ms() + cfg.drain_timeout_ms;
+            worker_signal_all(CTL_DRAIN);
+            continue;
+        }
+        log_info("%s: stopping", name);
         break;
     }
 

@@ -44,6 +44,7 @@ void config_defaults(struct config *cfg)
     cfg->lua_max_memory = (size_t)1 << 30;
     cfg->lua_jit = false;
     cfg->shutdown_timeout_ms = 10000;
+    cfg->drain_timeout_ms = 30000;
     cfg->conn_buffer_budget = (size_t)256 << 20;
     snprintf(cfg->request_id_header, sizeof cfg->request_id_header,
              "X-Request-Id");
@@ -62,6 +63,8 @@ static void arm_tick(struct worker *w)
 static void on_tick(struct worker *w)
 {
     int64_t now = loop_now(w->loop);
+    if (w->draining && h1_server_drain(&w->h1) == 0)
+        atomic_store(&w->drained, true);
     h1_refresh_date(&w->h1);
     budget_flush(&w->h1.budget); /* the shared count exact when idle */
     alog_tick(w->alog);
@@ -379,6 +382,27 @@ static int log_configure(struct worker *w, bool reload)
     return 0;
 }
 
+/* Graceful drain (SIGTERM, SIGQUIT): the listeners close (connections
+ * not accepted yet are refused by the kernel, the other workers' too),
+ * idle connections close, the rest finish their exchange and close
+ * (h1_server_drain); each tick closes those that became idle, and the
+ * main thread exits once every worker has none left. */
+static void start_drain(struct worker *w)
+{
+    if (w->draining)
+        return;
+    w->draining = true;
+    for (unsigned i = 0; i < w->nls; i++) {
+        cancel_accept(w, i);
+        if (w->ls[i].fd >= 0) {
+            close(w->ls[i].fd); /* an accept in flight holds its own ref */
+            w->ls[i].fd = -1;
+        }
+    }
+    if (h1_server_drain(&w->h1) == 0)
+        atomic_store(&w->drained, true);
+}
+
 /* What other threads asked for in w->ctl. */
 static void take_ctl(struct worker *w)
 {
@@ -388,6 +412,8 @@ static void take_ctl(struct worker *w)
         loop_stop(w->loop);
         return;
     }
+    if (ctl & CTL_DRAIN)
+        start_drain(w);
     if ((ctl & CTL_RELOAD) &&
         lrt_reload(&w->lrt, same_listener, w, w->nls) == 0)
         log_configure(w, true);
@@ -526,7 +552,7 @@ static bool before_sleep(void *ctx)
     if (w->up.dirty)
         origin_flush(&w->up);
     h1_before_sleep(&w->h1);
-    if (!w->accept_paused && !w->stopping)
+    if (!w->accept_paused && !w->stopping && !w->draining)
         for (unsigned i = 0; i < w->nls; i++)
             if (!w->ls[i].accepting && !w->ls[i].full &&
                 !w->ls[i].backoff) {
@@ -606,6 +632,7 @@ static void on_deferred(struct req *r)
 
 int worker_run(struct worker *w)
 {
+    log_set_worker((int)w->id);
     w->inotify_fd = -1;
     w->rp.w = w;
     w->rp.on_deferred = on_deferred;
@@ -699,7 +726,8 @@ void worker_cleanup(struct worker *w)
     linval_unregister(&w->lrt); /* before its caches go */
     lcache_cleanup(&w->lrt);
     for (unsigned i = 0; i < w->nls; i++)
-        close(w->ls[i].fd);
+        if (w->ls[i].fd >= 0)
+            close(w->ls[i].fd);
     free(w->ls);
     if (w->inotify_fd >= 0)
         close(w->inotify_fd);

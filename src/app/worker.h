@@ -20,7 +20,8 @@
 /* worker->ctl bits, set by another thread before it writes wake_fd */
 enum { CTL_STOP = 1, CTL_RELOAD = 2,
        CTL_INVAL = 4, /* invalidations queued for it (lua/l_inval.c) */
-       CTL_REOPEN = 8 /* SIGUSR1: reopen the access log */ };
+       CTL_DRAIN = 8, /* graceful drain: stop accepting, finish what runs */
+       CTL_REOPEN = 16 /* SIGUSR1: reopen the access log */ };
 
 struct listener {
     int fd;
@@ -38,6 +39,9 @@ struct worker {
     struct loop *loop;
     struct lrt lrt;         /* its Lua runtime: scripts, caches, origins */
     _Atomic unsigned ctl;   /* CTL_* requests from other threads */
+    bool draining;          /* CTL_DRAIN came: listeners closed */
+    _Atomic bool drained;   /* draining and no connection left (read by
+                             * the main thread) */
     struct worker *all;     /* every worker (for --watch), nall of them */
     unsigned nall;
     bool watch;             /* reload when the script file changes */

@@ -21,7 +21,9 @@ struct config {
     size_t lua_max_memory;     /* bytes a script's Lua state may hold */
     bool lua_jit;              /* JIT on in script states (budget then
                                   can't stop compiled loops) */
-    int64_t shutdown_timeout_ms; /* SIGTERM: workers gone by then, or exit 1 */
+    int64_t shutdown_timeout_ms; /* stop: workers gone by then, or exit 1 */
+    int64_t drain_timeout_ms;  /* SIGTERM/SIGQUIT: connections in flight
+                                  may finish until then (graceful drain) */
     size_t conn_buffer_budget; /* every worker's connection buffers */
     char request_id_header[64]; /* the field that carries req.id to the
                                    origin (fills and passes); "": none */

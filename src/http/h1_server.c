@@ -947,7 +947,8 @@ void http_head_end(struct h1_msg *m, int64_t content_length)
     /* answered before the body it asked to send was wanted: the client
      * may send it or not, so where the next request starts is unknown
      * (RFC 9110 §10.1.1: say that the connection closes) */
-    if ((c->flags & CF_CLOSE_AFTER) || srv->stopping || m->expect)
+    if ((c->flags & CF_CLOSE_AFTER) || srv->stopping || srv->draining ||
+        m->expect)
         m->keep_alive = false;
     if (!m->keep_alive)
         PUT("Connection: close\r\n");
@@ -1356,6 +1357,19 @@ bool h1_imm_busy(const struct h1_server *srv)
             return true;
     }
     return false;
+}
+
+unsigned h1_server_drain(struct h1_server *srv)
+{
+    srv->draining = true;
+    for (unsigned i = 0; i < srv->nslots; i++) {
+        struct conn *c = srv->conns[i];
+        if (c->state == CS_READING && c->msg == NULL && c->in.len == 0 &&
+            !(c->flags & (CF_IN_HEAD | CF_DISCARD)) &&
+            outq_pending(&c->out) == 0)
+            conn_close(c);
+    }
+    return srv->nconns;
 }
 
 /* ==== the server: accept, before sleep, set-up ==== */

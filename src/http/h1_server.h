@@ -201,6 +201,8 @@ struct h1_server {
                                bodies, copied output, bounded by
                                cfg->conn_buffer_budget */
     bool stopping;          /* the worker is ending: no keep-alive, no accept */
+    bool draining;          /* graceful drain (h1_server_drain): responses
+                             * end their connection, idle ones are closed */
     /* its own */
     struct outq_imm imm;    /* immediate sends, in SQ order */
     struct timer_queue *tq[TL_N]; /* the connections' timeouts */
@@ -234,6 +236,13 @@ void h1_before_sleep(struct h1_server *srv);
 /** An immediate send waits to be settled and settling it would do more
  * than free its buffers: the loop must not sleep. */
 bool h1_imm_busy(const struct h1_server *srv);
+/** Graceful drain: from now on every response closes its connection
+ * ("Connection: close"), and connections idle between requests (nothing
+ * received of a next request, nothing left to send) are closed; call
+ * again (each tick) to close those that became idle since. Connections
+ * receiving a request head, running a handler or sending a response go
+ * on. Returns how many connections are still open. */
+unsigned h1_server_drain(struct h1_server *srv);
 /** Refresh the Date header (once a second is enough). */
 void h1_refresh_date(struct h1_server *srv);
 

@@ -3,6 +3,7 @@
  * that never fails, and one submit per iteration (wait only when idle). */
 #define _GNU_SOURCE
 #include "io/loop.h"
+#include "base/log.h"
 
 #include <errno.h>
 #include <liburing.h>
@@ -187,8 +188,7 @@ static struct io_uring_sqe *get_sqe(struct loop *l)
     while ((sqe = io_uring_get_sqe(&l->ring)) == NULL) {
         int ret = io_uring_submit(&l->ring);
         if (ret < 0 && ret != -EAGAIN && ret != -EBUSY && ret != -EINTR) {
-            fprintf(stderr, "luring: [crit] io_uring_submit: %s\n",
-                    strerror(-ret));
+            log_crit("io_uring_submit: %s", strerror(-ret));
             abort();
         }
     }
@@ -473,7 +473,7 @@ static void iterate(struct loop *l, loop_cqe_pt on_cqe, loop_before_pt before,
         ret = submit_and_wait_idle(l);
     if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY &&
         ret != -ETIME) {
-        fprintf(stderr, "luring: [crit] io_uring_enter: %s\n",
+        log_crit("io_uring_enter: %s",
                 strerror(-ret));
         abort();
     }

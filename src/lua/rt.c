@@ -483,7 +483,11 @@ static int l_now(lua_State *L)
 static int l_log(lua_State *L)
 {
     static const char *levels[] = {"err", "warn", "info", "debug", NULL};
+    static const enum log_level lv[] = {LOG_ERROR, LOG_WARN, LOG_INFO,
+                                        LOG_DEBUG};
     int lvl = luaL_checkoption(L, 1, NULL, levels);
+    if (!log_enabled(lv[lvl]))
+        return 0;
     int n = lua_gettop(L);
     luaL_Buffer b;
     luaL_buffinit(L, &b);
@@ -494,7 +498,7 @@ static int l_log(lua_State *L)
         luaL_addvalue(&b);
     }
     luaL_pushresult(&b);
-    log_msg(lvl == 0 ? "error" : levels[lvl], "%s", lua_tostring(L, -1));
+    log_at(lv[lvl], "%s", lua_tostring(L, -1));
     return 0;
 }
 
@@ -682,7 +686,7 @@ int lrt_read_config(lua_State *L, struct config *cfg, char *err,
         {"max_header_size", 2}, {"max_uri_size", 2},
         {"max_body_size", 2},   {"lua_budget", 1},
         {"shutdown_timeout", 1}, {"lua_max_memory", 2},
-        {"conn_buffer_budget", 2},
+        {"conn_buffer_budget", 2}, {"drain_timeout", 1},
     };
     get_luring_field(L, "_config");
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
@@ -719,6 +723,7 @@ int lrt_read_config(lua_State *L, struct config *cfg, char *err,
         else if (!strcmp(k, "max_body_size")) cfg->max_body_size = (size_t)v;
         else if (!strcmp(k, "lua_budget")) cfg->lua_budget_ms = (int64_t)(v * 1000);
         else if (!strcmp(k, "shutdown_timeout")) cfg->shutdown_timeout_ms = (int64_t)(v * 1000);
+        else if (!strcmp(k, "drain_timeout")) cfg->drain_timeout_ms = (int64_t)(v * 1000);
         else if (!strcmp(k, "lua_max_memory")) cfg->lua_max_memory = (size_t)v;
         else if (!strcmp(k, "conn_buffer_budget")) cfg->conn_buffer_budget = (size_t)v;
     }
@@ -1068,8 +1073,18 @@ static int after_pressure(struct req *r, struct lstate *ls, int st,
     return -1;
 }
 
-/* Resume co with nargs values on its stack; handle every outcome. */
+static void run_co(struct req *r, int nargs);
+
+/* Resume r's coroutine with nargs values on its stack; handle every
+ * outcome. What is logged meanwhile names r (its req.id). */
 static void run(struct req *r, int nargs)
+{
+    log_set_request(r->id);
+    run_co(r, nargs);
+    log_set_request(0);
+}
+
+static void run_co(struct req *r, int nargs)
 {
     struct lrt *w = cur_rt;
     lua_State *co = r->co;

@@ -1,7 +1,7 @@
 -- Issue 10 point 6, "A stuck script cannot take the server down": Lua code
 -- that runs longer than luring.config{ lua_budget } without yielding is
 -- interrupted (500, a failed hook or policy call, a failed reload), /health
--- keeps answering, SIGTERM ends the process within shutdown_timeout even
+-- keeps answering, SIGINT ends the process within shutdown_timeout even
 -- when a worker is stuck, and a handler that reaches lua_max_memory gets
 -- 500 while the worker goes on serving large responses. docs/API.md
 -- ("Lua budget and memory") describes the behaviour; src/lua/budget.c the
@@ -236,7 +236,7 @@ app:get("/", function(req) return "v1\n" end)
   end)
 end)
 
-describe("lua_budget: SIGTERM with a stuck worker (issue 10 point 6)", function()
+describe("lua_budget: stopping (SIGINT) with a stuck worker (issue 10 point 6)", function()
   after_each(function() helper.stop_all() end)
 
   local function stop_timed(srv)

@@ -23,7 +23,7 @@ M.BIN = os.getenv("LURING_BIN") or "build/luring"
 M.START_TIMEOUT = 15     -- seconds to wait for the server to accept connections
                          -- (a script whose main chunk builds megabytes runs it
                          -- interpreted: the JIT is off for scripts, see lua_budget)
-M.STOP_TIMEOUT = 5       -- seconds to wait after SIGTERM before SIGKILL
+M.STOP_TIMEOUT = 5       -- seconds to wait after SIGINT before SIGKILL
 M.IO_TIMEOUT = 5         -- default per-operation socket timeout
 
 local now = socket.gettime
@@ -318,14 +318,15 @@ function Server:wait_stderr(substr, timeout)
   end, timeout or 5)
 end
 
--- SIGTERM, bounded wait, then SIGKILL.  Returns exit status (number) and
--- whether SIGKILL was needed.  Idempotent.
-function Server:stop()
+-- SIGINT (an immediate stop; SIGTERM and SIGQUIT drain first), or `sig`
+-- ("TERM", "QUIT"), bounded wait, then SIGKILL.  Returns exit status
+-- (number) and whether SIGKILL was needed.  Idempotent.
+function Server:stop(sig)
   if self._stopped then return self._rc, self._killed end
   self._stopped = true
   live_servers[self] = nil
   if self:alive() then
-    os.execute("kill -TERM " .. math.floor(self._pid) .. " 2>/dev/null")
+    os.execute("kill -" .. (sig or "INT") .. " " .. math.floor(self._pid) .. " 2>/dev/null")
     if not M.wait_until(function() return not self:alive() end, M.STOP_TIMEOUT, 0.01) then
       self._killed = true
       os.execute("kill -KILL " .. math.floor(self._pid) .. " 2>/dev/null")
@@ -341,7 +342,7 @@ end
 
 -- Stop every server started through this helper that is still running.
 -- Then raise an error if any of them had to be SIGKILLed, exited with a
--- non-zero status on SIGTERM (e.g. LeakSanitizer), or logged a crash /
+-- non-zero status on SIGINT (e.g. LeakSanitizer), or logged a crash /
 -- sanitizer report.  Use in lazy_teardown / after_each.
 function M.stop_all()
   local list = {}
@@ -352,9 +353,9 @@ function M.stop_all()
     local rc, killed = s:stop()
     local crash = M.crash_report(s:stderr())
     if killed then
-      problems[#problems + 1] = "server pid " .. s:pid() .. " ignored SIGTERM (SIGKILLed)"
+      problems[#problems + 1] = "server pid " .. s:pid() .. " ignored SIGINT (SIGKILLed)"
     elseif was_alive and rc ~= 0 then
-      problems[#problems + 1] = "server pid " .. s:pid() .. " exited with status " .. tostring(rc) .. " on SIGTERM"
+      problems[#problems + 1] = "server pid " .. s:pid() .. " exited with status " .. tostring(rc) .. " on SIGINT"
     elseif not was_alive then
       problems[#problems + 1] = "server pid " .. s:pid() .. " had already exited with status " .. tostring(rc)
     end

@@ -5,7 +5,10 @@ local helper = require "helper"
 
 local ROOT = helper.repo_root()
 local LRU_LUA = ROOT .. "/examples/policies/lru.lua"
-local TRACES = ROOT .. "/../shared/traces"
+-- the reference traces of tests/data/traces, unpacked by the build beside
+-- the binary (CMakeLists.txt: <build>/traces)
+local BIN = helper.BIN:sub(1, 1) == "/" and helper.BIN or ROOT .. "/" .. helper.BIN
+local TRACES = BIN:match("^(.*)/[^/]+$") .. "/traces"
 
 -- A deterministic trace of n requests over `keys` keys (low keys hot);
 -- key k always has size 1 + k % 13.  Returns the CSV and the request list.
@@ -182,12 +185,9 @@ end
     assert.are.equal(rows[2].misses, rows[1].misses)
   end)
 
-  it("matches libCacheSim on cloudphysics_io (when shared/traces is present)", function()
+  it("matches libCacheSim on cloudphysics_io (tests/data/traces)", function()
     local trace = TRACES .. "/cloudphysics_io.csv"
-    if not helper.readfile(trace) then
-      pending("no " .. trace)
-      return
-    end
+    assert.truthy(helper.readfile(trace), "missing " .. trace .. " (the build unpacks it)")
     local rows = results({ "--policy", "lru,s3fifo", "--size", "1%", "--bytes", trace })
     assert.are.equal("20297697", rows[1].size)
     assert.are.equal("94956", rows[1].misses)
