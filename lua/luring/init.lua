@@ -94,6 +94,19 @@ function _M.access_log(t)
     _M._access_log = { path = path, format = format }
 end
 
+-- luring.metrics() -> a handler answering the process-wide Prometheus text
+-- (every worker's requests, latencies, connections, caches, origins):
+-- app:get("/metrics", luring.metrics()). Counting starts once a script
+-- calls it (the C side reads luring._metrics).
+local function metrics_handler(req)
+    return 200, { ["Content-Type"] = "text/plain; version=0.0.4; charset=utf-8" },
+        core._metrics()
+end
+
+function _M.metrics()
+    _M._metrics = true
+    return metrics_handler
+end
 
 local app = {}
 local app_mt = { __index = app }

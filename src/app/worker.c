@@ -20,6 +20,7 @@
 
 #include "app/accesslog.h"
 #include "app/worker.h"
+#include "app/metrics.h"
 #include "base/log.h"
 #include "core/deliver.h"
 #include "core/origin.h"
@@ -68,6 +69,8 @@ static void on_tick(struct worker *w)
     h1_refresh_date(&w->h1);
     budget_flush(&w->h1.budget); /* the shared count exact when idle */
     alog_tick(w->alog);
+    if (metrics_on(w->met))
+        metrics_publish(w->met, &w->lrt, w->h1.nconns);
     timers_expire(&w->timers, now);
     for (unsigned i = 0; i < w->nls; i++)
         w->ls[i].backoff = false; /* before_sleep re-arms */
@@ -331,6 +334,7 @@ static void on_accept(struct worker *w, const struct loop_cqe *cq)
     }
     if (h1_accept(&w->h1, cq->res, i) == NULL)
         return;
+    metrics_accepted(w->met);
     struct listener *l = &w->ls[i];
     if (++l->nconns >= l->max_conns && l->max_conns && !l->full)
         set_listener_full(w, i, true);
@@ -365,7 +369,24 @@ static void arm_wake(struct worker *w)
               UD_MAKE(OP_WAKE, 0, 0));
 }
 
-static void log_done(struct req *r) { alog_request(r->w->alog, r); }
+/* A request is over: its access log line, its metrics. */
+static void req_done(struct req *r)
+{
+    struct worker *w = r->w;
+    if (alog_on(w->alog))
+        alog_request(w->alog, r);
+    metrics_request(w->met, r);
+}
+
+/* luring.metrics()'s text: this worker's figures published first (exact),
+ * the others' as of their last tick. */
+static int metrics_text(struct lrt *rt, struct buf *out)
+{
+    struct worker *w = (struct worker *)((char *)rt - offsetof(struct worker, lrt));
+    metrics_publish(w->met, rt, w->h1.nconns);
+    return metrics_render(out);
+}
+
 
 /* The script's luring.access_log{} (after a load or a reload): a line per
  * request from now on, or none. A reload whose setting is wrong keeps the
@@ -378,7 +399,8 @@ static int log_configure(struct worker *w, bool reload)
         log_err("reload: %s (the access log stays as it was)", w->err);
         w->err[0] = 0;
     }
-    w->rp.done = alog_on(w->alog) ? log_done : NULL;
+    metrics_configure(w->met, w->lrt.lua->L);
+    w->rp.done = alog_on(w->alog) || metrics_on(w->met) ? req_done : NULL;
     return 0;
 }
 
@@ -414,9 +436,12 @@ static void take_ctl(struct worker *w)
     }
     if (ctl & CTL_DRAIN)
         start_drain(w);
-    if ((ctl & CTL_RELOAD) &&
-        lrt_reload(&w->lrt, same_listener, w, w->nls) == 0)
-        log_configure(w, true);
+    if (ctl & CTL_RELOAD) {
+        bool ok = lrt_reload(&w->lrt, same_listener, w, w->nls) == 0;
+        if (ok)
+            log_configure(w, true);
+        metrics_reload(w->met, ok);
+    }
     if (ctl & CTL_REOPEN)
         alog_reopen(w->alog);
     if (ctl & CTL_INVAL)
@@ -652,7 +677,9 @@ int worker_run(struct worker *w)
     /* published to other workers by linval_register's lock */
     w->ring_fd = loop_ring_fd(w->loop);
     w->alog = alog_new(w->loop, w->id);
-    if (w->alog == NULL) {
+    w->met = metrics_new(w->id);
+    w->lrt.metrics = metrics_text;
+    if (w->alog == NULL || w->met == NULL) {
         snprintf(w->err, sizeof w->err, "out of memory");
         return -1;
     }
@@ -735,5 +762,6 @@ void worker_cleanup(struct worker *w)
     timers_free(&w->timers);
     loop_free(w->loop);
     alog_free(w->alog); /* after the ring: no write of it in flight */
+    metrics_free(w->met);
     w->alog = NULL;
 }

@@ -66,6 +66,7 @@ struct worker {
     /* origins and caches */
     struct upstreams up;    /* upstream connections / file reads */
     struct alog *alog;      /* its access log (app/accesslog.h) */
+    struct wmetrics *met;   /* its metrics (app/metrics.h) */
     /* start-up report */
     char err[1024];
     bool stopping;

@@ -530,6 +530,22 @@ static int l_conn_stats(lua_State *L)
  * where it started, luring's own (routing, the request table). */
 static int l_untraced(lua_State *L) { return lua_gettop(L); }
 
+/* luring.core._metrics() -> the Prometheus text of luring.metrics() (the
+ * handler init.lua returns): every worker's figures (app/metrics.c). */
+static int l_metrics(lua_State *L)
+{
+    if (cur_rt == NULL || cur_rt->metrics == NULL)
+        return luaL_error(L, "luring.metrics: only while serving");
+    struct buf b = {0};
+    if (cur_rt->metrics(cur_rt, &b) < 0) {
+        buf_free(&b);
+        return luaL_error(L, "luring.metrics: out of memory");
+    }
+    lua_pushlstring(L, b.data ? b.data : "", b.len);
+    buf_free(&b);
+    return 1;
+}
+
 /* luring.core._req_id(req) -> 16 hex digits: req.id (init.lua keeps it
  * in the request table once read). */
 static int l_req_id(lua_State *L)
@@ -548,6 +564,7 @@ static const luaL_Reg core_funcs[] = {
     {"log", l_log},
     {"conn_stats", l_conn_stats},
     {"_req_id", l_req_id},
+    {"_metrics", l_metrics},
     {NULL, NULL},
 };
 
@@ -959,6 +976,8 @@ static void respond_status(struct req *r, int status)
 static void fail(struct req *r, const char *msg)
 {
     log_err("handler failed: %s", msg);
+    if (cur_rt)
+        cur_rt->lua_errors++;
     if (r->m.c == NULL)
         req_put(r);
     else if (r->m.head_sent)

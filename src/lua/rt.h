@@ -42,6 +42,8 @@ struct lstate {
 /* A worker's Lua runtime: its scripts, the request whose coroutine runs,
  * and the caches and origins its scripts declared (bound by name, so a
  * reloaded script finds them again). One per worker thread. */
+struct buf;
+
 struct lrt {
     /* set by the worker before lrt_load */
     struct loop *loop;
@@ -52,6 +54,9 @@ struct lrt {
     const struct config *cfg; /* lua_budget, lua_max_memory, lua_jit */
     unsigned id;            /* worker number; worker 0 logs reloads */
     struct lbudget budget;  /* watched by the main thread (lbudget_watch) */
+    /** luring.metrics()'s text: the process-wide exposition appended to
+     * out (app/metrics.c). 0, or -1 when out of memory. NULL: none. */
+    int (*metrics)(struct lrt *rt, struct buf *out);
     /* the runtime's own */
     struct lstate *lua;     /* the current script */
     struct lstate *retired; /* older scripts still finishing requests */
@@ -66,6 +71,8 @@ struct lrt {
     struct req *delivering; /* the request whose deliver hook runs, or NULL */
     struct inval_watch *inval_watches; /* unsafe requests' responses awaited
                                         * for invalidation (l_inval.c) */
+    uint64_t lua_errors;    /* handlers that failed (500, or a response
+                             * cut short): luring_lua_errors_total */
 };
 
 /* A listener the script declares, the i-th (0-based), with its own
