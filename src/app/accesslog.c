@@ -270,6 +270,29 @@ static void close_fd(struct alog *a, int fd)
 
 static void flush(struct alog *a);
 
+int alog_check(struct lua_State *L, char *err, size_t errlen)
+{
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "loaded");
+    lua_getfield(L, -1, "luring");
+    lua_getfield(L, -1, "_access_log");
+    int e = 0;
+    if (lua_istable(L, -1)) {
+        lua_getfield(L, -1, "format");
+        const char *fs = lua_isfunction(L, -1) ? "luring" : lua_tostring(L, -1);
+        struct afmt f;
+        if (fs == NULL) {
+            snprintf(err, errlen, "luring.access_log: format expected");
+            e = -1;
+        } else if ((e = fmt_compile(&f, fs, err, errlen)) == 0) {
+            fmt_free(&f);
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 4);
+    return e;
+}
+
 int alog_configure(struct alog *a, struct lua_State *L, char *err,
                    size_t errlen)
 {

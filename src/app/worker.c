@@ -376,6 +376,7 @@ static int log_configure(struct worker *w, bool reload)
         w->err[0] = 0;
     }
     w->rp.done = alog_on(w->alog) ? log_done : NULL;
+    w->up.timed = w->rp.done != NULL;
     return 0;
 }
 

@@ -18,6 +18,9 @@ local LOCATIONS = [[
       echo_sleep 0.3;
       echo "rid=$http_x_request_id";
     }
+    location /r/ {
+      expires 1s;
+    }
     location /trace/ {
       echo "trace=$http_x_trace rid=$http_x_request_id";
     }
@@ -39,7 +42,7 @@ local app = luring.app()
 app:listen("@LISTEN@")
 luring.access_log{ path = "@LOG@", format = @FORMAT@ }
 local o = luring.origin{ name = "o", url = "@ORIGIN@", keepalive = 16 }
-local c = luring.cache{ name = "main", ttl = 60 }
+local c = luring.cache{ name = "main", ttl = 60, client_no_cache = "revalidate" }
 app:get("/id/*", function(req)
   return 200, { ["Content-Type"] = "text/plain" }, "id=" .. req.id .. "\n"
 end)
@@ -107,7 +110,7 @@ end
 describe("luring.access_log", function()
   local ngx, dir
   lazy_setup(function()
-    ngx = origin.start{ locations = LOCATIONS }
+    ngx = origin.start{ locations = LOCATIONS, files = { ["r/f.txt"] = "stored\n" } }
     dir = tmpdir()
   end)
   lazy_teardown(function()
@@ -176,6 +179,21 @@ describe("luring.access_log", function()
         if e.cache == "COALESCED" then assert.are.equal("-", e.up_status) end
       end
       assert.are.same({ MISS = 1, COALESCED = 2 }, seen)
+    end)
+
+    it("logs REVALIDATED with the origin's 304, then STALE without an upstream (RFC 9111 §4.3, RFC 5861)", function()
+      local n0 = #lines_of(log)
+      assert.are.equal("MISS", get(srv:port(), "/r/f.txt").headers["x-cache"])
+      local r = get(srv:port(), "/r/f.txt", { ["Cache-Control"] = "no-cache" })
+      assert.are.equal("REVALIDATED", r.headers["x-cache"])
+      socket.sleep(1.2)
+      assert.are.equal("STALE", get(srv:port(), "/r/f.txt").headers["x-cache"])
+      local t = wait_lines(log, n0 + 3)
+      local a, b, c = parse(t[n0 + 1]), parse(t[n0 + 2]), parse(t[n0 + 3])
+      assert.are.same({ "MISS", "200" }, { a.cache, a.up_status })
+      assert.are.same({ "REVALIDATED", "304", 200 }, { b.cache, b.up_status, b.status })
+      assert.are.same({ "STALE", "-", 200 }, { c.cache, c.up_status, c.status })
+      assert.are.equal(#r.raw_head + 4 + 7, b.bytes)
     end)
 
     it("puts req.id in the log and sends it to the origin as X-Request-Id", function()
