@@ -107,6 +107,8 @@ struct afmt {
     struct aitem *it;
     unsigned n;
     struct buf text;
+    size_t fixed;           /* line_bound: all but the request strings */
+    unsigned nreq;          /* items that write strings from the request */
 };
 
 static void fmt_free(struct afmt *f)
@@ -131,6 +133,8 @@ static int fmt_add(struct afmt *f, enum av v, const char *p, size_t n)
                                 (uint32_t)n};
     return buf_append(&f->text, p, n);
 }
+
+static void bound_init(struct afmt *f);
 
 /* Compile s: literal text and $name or ${name} variables. 0, or -1 with
  * err (an unknown variable, out of memory). */
@@ -188,6 +192,7 @@ static int fmt_compile(struct afmt *f, const char *s, char *err,
         fmt_free(f);
         return -1;
     }
+    bound_init(f);
     return 0;
 oom:
     snprintf(err, errlen, "luring.access_log: out of memory");
@@ -535,62 +540,66 @@ void alog_free(struct alog *a)
 
 /* ==== a line ==== */
 
-/* Append p[0..n), escaped as nginx does for strings from the request:
- * ", \ and bytes outside 0x20..0x7e as \xHH. */
-static void put_esc(struct buf *b, const char *p, size_t n)
+/* A line is written straight into the buffer after one reservation of
+ * its longest possible size (line_bound): no check per piece. */
+
+/* Bytes nginx escapes in strings from the request: ", \ and those
+ * outside 0x20..0x7e (as \xHH). */
+static const uint8_t esc_tab[256] = {
+    [0 ... 0x1f] = 1, ['"'] = 1, ['\\'] = 1, [0x7f ... 0xff] = 1,
+};
+
+static char *put_esc(char *q, const char *p, size_t n)
 {
     static const char hex[] = "0123456789ABCDEF";
-    if (buf_reserve(b, 4 * n) < 0)
-        return;
-    char *q = b->data + b->len;
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)p[i];
-        if (ch < 0x20 || ch > 0x7e || ch == '"' || ch == '\\') {
-            *q++ = '\\';
-            *q++ = 'x';
-            *q++ = hex[ch >> 4];
-            *q++ = hex[ch & 15];
-        } else {
+        if (!esc_tab[ch]) {
             *q++ = (char)ch;
+            continue;
         }
+        *q++ = '\\';
+        *q++ = 'x';
+        *q++ = hex[ch >> 4];
+        *q++ = hex[ch & 15];
     }
-    b->len = (size_t)(q - b->data);
+    return q;
 }
 
-static void put_s(struct buf *b, const char *s, size_t n)
+static inline char *put_s(char *q, const char *s, size_t n)
 {
-    buf_append(b, s, n);
+    memcpy(q, s, n);
+    return q + n;
 }
 
-static void put_u(struct buf *b, uint64_t v)
+static inline char *put_dash(char *q)
 {
-    char t[24];
-    buf_append(b, t, num_put_dec(t, v));
+    *q++ = '-';
+    return q;
+}
+
+static inline char *put_u(char *q, uint64_t v)
+{
+    return q + num_put_dec(q, v);
 }
 
 /* µs as seconds with 3 decimals ("0.012"), nginx's $request_time. */
-static void put_sec(struct buf *b, int64_t us)
-{
-    if (us < 0) {
-        put_s(b, "-", 1);
-        return;
-    }
-    uint64_t ms = (uint64_t)us / 1000;
-    char t[32];
-    size_t n = num_put_dec(t, ms / 1000);
-    t[n++] = '.';
-    t[n++] = (char)('0' + ms / 100 % 10);
-    t[n++] = (char)('0' + ms / 10 % 10);
-    t[n++] = (char)('0' + ms % 10);
-    buf_append(b, t, n);
-}
-
-static void put_us(struct buf *b, int64_t us)
+static char *put_sec(char *q, int64_t us)
 {
     if (us < 0)
-        put_s(b, "-", 1);
-    else
-        put_u(b, (uint64_t)us);
+        return put_dash(q);
+    uint64_t ms = (uint64_t)us / 1000;
+    q = put_u(q, ms / 1000);
+    *q++ = '.';
+    *q++ = (char)('0' + ms / 100 % 10);
+    *q++ = (char)('0' + ms / 10 % 10);
+    *q++ = (char)('0' + ms % 10);
+    return q;
+}
+
+static inline char *put_us(char *q, int64_t us)
+{
+    return us < 0 ? put_dash(q) : put_u(q, (uint64_t)us);
 }
 
 static void refresh_time(struct alog *a, time_t sec)
@@ -625,116 +634,131 @@ static int log_status(const struct req *r)
 }
 
 /* The client's address: from the connection, or the one noted when the
- * request ran (its client is gone). */
-static void put_addr(struct buf *b, const struct req *r)
+ * request ran (its client is gone). At most 63 bytes. */
+static char *put_addr(char *q, const struct req *r)
 {
     char addr[64];
     int port;
     if (r->m.c && h1_peer(&r->m, addr, sizeof addr, &port) == 0)
-        put_s(b, addr, strlen(addr));
-    else if (r->log.addr[0])
-        put_s(b, r->log.addr, strlen(r->log.addr));
-    else
-        put_s(b, "-", 1);
+        return put_s(q, addr, strlen(addr));
+    if (r->log.addr[0])
+        return put_s(q, r->log.addr, strlen(r->log.addr));
+    return put_dash(q);
 }
 
-static void put_request(struct buf *b, const struct h1_msg *m)
+static char *put_request(char *q, const struct h1_msg *m)
 {
-    if (m->method_len == 0) { /* a head that never parsed that far */
-        put_s(b, "-", 1);
-        return;
+    if (m->method_len == 0) /* a head that never parsed that far */
+        return put_dash(q);
+    q = put_esc(q, m->head.data + m->method_off, m->method_len);
+    *q++ = ' ';
+    q = put_esc(q, m->head.data + m->url_off, m->url_len);
+    return put_s(q, m->http_minor ? " HTTP/1.1" : " HTTP/1.0", 9);
+}
+
+/* The longest line f can make for m: every string from the request is
+ * in its head (escaped: 4 bytes a byte at most, and $request or a field
+ * at most twice... so 4 x head per such item), each other variable at
+ * most 64 bytes, the literals, the newline. */
+static void bound_init(struct afmt *f)
+{
+    f->fixed = f->text.len + 2;
+    f->nreq = 0;
+    for (unsigned i = 0; i < f->n; i++) {
+        switch ((enum av)f->it[i].v) {
+        case AV_REQUEST: case AV_METHOD: case AV_URI: case AV_HTTP:
+            f->nreq++;
+            break;
+        default:
+            f->fixed += 64;
+            break;
+        }
     }
-    put_esc(b, m->head.data + m->method_off, m->method_len);
-    put_s(b, " ", 1);
-    put_esc(b, m->head.data + m->url_off, m->url_len);
-    put_s(b, m->http_minor ? " HTTP/1.1" : " HTTP/1.0", 9);
+}
+
+static size_t line_bound(const struct afmt *f, const struct h1_msg *m)
+{
+    return f->fixed + f->nreq * (4 * m->head.len + 16);
 }
 
 static void put_line(struct alog *a, struct buf *b, const struct afmt *f,
                      struct req *r, int64_t now_us)
 {
     const struct h1_msg *m = &r->m;
+    if (buf_reserve(b, line_bound(f, m)) < 0) {
+        a->dropped++;
+        return;
+    }
     struct timespec wall; /* a vDSO call; the text once a second */
     clock_gettime(CLOCK_REALTIME, &wall);
     if (wall.tv_sec != a->sec)
         refresh_time(a, wall.tv_sec);
+    char *q = b->data + b->len;
     for (unsigned i = 0; i < f->n; i++) {
         const struct aitem *it = &f->it[i];
         switch ((enum av)it->v) {
-        case AV_LIT: put_s(b, f->text.data + it->off, it->len); break;
-        case AV_REMOTE_ADDR: put_addr(b, r); break;
-        case AV_REMOTE_USER: put_s(b, "-", 1); break;
-        case AV_TIME_LOCAL: put_s(b, a->tlocal, a->tlocal_len); break;
-        case AV_TIME_ISO8601: put_s(b, a->tiso, a->tiso_len); break;
+        case AV_LIT: q = put_s(q, f->text.data + it->off, it->len); break;
+        case AV_REMOTE_ADDR: q = put_addr(q, r); break;
+        case AV_REMOTE_USER: q = put_dash(q); break;
+        case AV_TIME_LOCAL: q = put_s(q, a->tlocal, a->tlocal_len); break;
+        case AV_TIME_ISO8601: q = put_s(q, a->tiso, a->tiso_len); break;
         case AV_MSEC:
-            put_sec(b, (int64_t)wall.tv_sec * 1000000 + wall.tv_nsec / 1000);
+            q = put_sec(q, (int64_t)wall.tv_sec * 1000000 + wall.tv_nsec / 1000);
             break;
-        case AV_REQUEST: put_request(b, m); break;
+        case AV_REQUEST: q = put_request(q, m); break;
         case AV_METHOD:
-            if (m->method_len)
-                put_esc(b, m->head.data + m->method_off, m->method_len);
-            else
-                put_s(b, "-", 1);
+            q = m->method_len ? put_esc(q, m->head.data + m->method_off,
+                                        m->method_len)
+                              : put_dash(q);
             break;
         case AV_URI:
-            if (m->url_len)
-                put_esc(b, m->head.data + m->url_off, m->url_len);
-            else
-                put_s(b, "-", 1);
+            q = m->url_len ? put_esc(q, m->head.data + m->url_off, m->url_len)
+                           : put_dash(q);
             break;
         case AV_PROTOCOL:
-            put_s(b, m->http_minor ? "HTTP/1.1" : "HTTP/1.0", 8);
+            q = put_s(q, m->http_minor ? "HTTP/1.1" : "HTTP/1.0", 8);
             break;
         case AV_STATUS: {
             int st = log_status(r);
-            if (st > 0)
-                put_u(b, (uint64_t)st);
-            else
-                put_s(b, "-", 1);
+            q = st > 0 ? put_u(q, (uint64_t)st) : put_dash(q);
             break;
         }
-        case AV_BYTES_SENT: put_u(b, m->out_head + m->out_body); break;
-        case AV_BODY_BYTES_SENT: put_u(b, m->out_body); break;
+        case AV_BYTES_SENT: q = put_u(q, m->out_head + m->out_body); break;
+        case AV_BODY_BYTES_SENT: q = put_u(q, m->out_body); break;
         case AV_HTTP: {
-            size_t vl;
+            size_t vl = 0;
             const char *v = m->nhdrs ? h1_header(m, f->text.data + it->off,
                                                  it->len, &vl)
                                      : NULL;
-            if (v && vl)
-                put_esc(b, v, vl);
-            else
-                put_s(b, "-", 1);
+            q = v && vl ? put_esc(q, v, vl) : put_dash(q);
             break;
         }
         case AV_CACHE_STATUS:
-            if (r->xcache)
-                put_s(b, r->xcache, strlen(r->xcache));
-            else
-                put_s(b, "-", 1);
+            q = r->xcache ? put_s(q, r->xcache, strlen(r->xcache))
+                          : put_dash(q);
             break;
         case AV_UP_STATUS:
-            if (r->log.up_status > 0)
-                put_u(b, (uint64_t)r->log.up_status);
-            else
-                put_s(b, "-", 1);
+            q = r->log.up_status > 0 ? put_u(q, (uint64_t)r->log.up_status)
+                                     : put_dash(q);
             break;
-        case AV_UP_RESPONSE_TIME: put_sec(b, r->log.up_time_us); break;
-        case AV_UP_HEADER_TIME: put_sec(b, r->log.up_head_us); break;
-        case AV_UP_TIME_US: put_us(b, r->log.up_time_us); break;
-        case AV_UP_HEADER_TIME_US: put_us(b, r->log.up_head_us); break;
-        case AV_REQUEST_TIME: put_sec(b, now_us - r->log.start_us); break;
-        case AV_REQUEST_TIME_US: put_us(b, now_us - r->log.start_us); break;
-        case AV_REQUEST_ID: {
-            char hex[16];
-            req_id_hex(r, hex);
-            put_s(b, hex, 16);
+        case AV_UP_RESPONSE_TIME: q = put_sec(q, r->log.up_time_us); break;
+        case AV_UP_HEADER_TIME: q = put_sec(q, r->log.up_head_us); break;
+        case AV_UP_TIME_US: q = put_us(q, r->log.up_time_us); break;
+        case AV_UP_HEADER_TIME_US: q = put_us(q, r->log.up_head_us); break;
+        case AV_REQUEST_TIME: q = put_sec(q, now_us - r->log.start_us); break;
+        case AV_REQUEST_TIME_US:
+            q = put_us(q, now_us - r->log.start_us);
             break;
-        }
-        case AV_PID: put_u(b, (uint64_t)getpid()); break;
-        case AV_WORKER: put_u(b, a->worker); break;
+        case AV_REQUEST_ID:
+            req_id_hex(r, q);
+            q += 16;
+            break;
+        case AV_PID: q = put_u(q, (uint64_t)getpid()); break;
+        case AV_WORKER: q = put_u(q, a->worker); break;
         }
     }
-    put_s(b, "\n", 1);
+    *q++ = '\n';
+    b->len = (size_t)(q - b->data);
 }
 
 /* ==== a Lua function format ==== */
@@ -756,11 +780,9 @@ static void push_rec(struct alog *a, lua_State *L, struct req *r,
                      int64_t now_us)
 {
     const struct h1_msg *m = &r->m;
-    struct buf t = {0};
+    char addr[64];
     lua_createtable(L, 0, 20);
-    put_addr(&t, r);
-    set_str(L, "remote_addr", t.data, t.len);
-    buf_free(&t);
+    set_str(L, "remote_addr", addr, (size_t)(put_addr(addr, r) - addr));
     if (m->method_len)
         set_str(L, "method", m->head.data + m->method_off, m->method_len);
     if (m->url_len)
