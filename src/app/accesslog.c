@@ -681,6 +681,13 @@ static size_t line_bound(const struct afmt *f, const struct h1_msg *m)
     return f->fixed + f->nreq * (4 * m->head.len + 16);
 }
 
+/* r's time so far, µs; -1 when it was not timed (it began before a
+ * reload turned the log on). */
+static int64_t req_us(const struct req *r, int64_t now_us)
+{
+    return r->log.start_us ? now_us - r->log.start_us : -1;
+}
+
 static void put_line(struct alog *a, struct buf *b, const struct afmt *f,
                      struct req *r, int64_t now_us)
 {
@@ -745,10 +752,8 @@ static void put_line(struct alog *a, struct buf *b, const struct afmt *f,
         case AV_UP_HEADER_TIME: q = put_sec(q, r->log.up_head_us); break;
         case AV_UP_TIME_US: q = put_us(q, r->log.up_time_us); break;
         case AV_UP_HEADER_TIME_US: q = put_us(q, r->log.up_head_us); break;
-        case AV_REQUEST_TIME: q = put_sec(q, now_us - r->log.start_us); break;
-        case AV_REQUEST_TIME_US:
-            q = put_us(q, now_us - r->log.start_us);
-            break;
+        case AV_REQUEST_TIME: q = put_sec(q, req_us(r, now_us)); break;
+        case AV_REQUEST_TIME_US: q = put_us(q, req_us(r, now_us)); break;
         case AV_REQUEST_ID:
             req_id_hex(r, q);
             q += 16;
@@ -799,7 +804,8 @@ static void push_rec(struct alog *a, lua_State *L, struct req *r,
         set_num(L, "upstream_time_us", (double)r->log.up_time_us);
     if (r->log.up_head_us >= 0)
         set_num(L, "upstream_header_time_us", (double)r->log.up_head_us);
-    set_num(L, "request_time_us", (double)(now_us - r->log.start_us));
+    if (r->log.start_us)
+        set_num(L, "request_time_us", (double)(now_us - r->log.start_us));
     char hex[16];
     req_id_hex(r, hex);
     set_str(L, "request_id", hex, 16);

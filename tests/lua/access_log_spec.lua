@@ -368,6 +368,40 @@ describe("luring.access_log", function()
     assert.are.equal(70, #t)
   end)
 
+  it("follows a reload (SIGHUP): off, then on, then another path and format", function()
+    local d = dir .. "/reload"
+    os.execute("mkdir -p " .. d)
+    local body = [[
+local app = luring.app()
+app:listen("@LISTEN@")
+%s
+app:get("/*", function(req) return 200, {}, "ok\n" end)
+]]
+    local srv = helper.start(body:format(""))
+    local script = srv:script_path()
+    local function reload(cfg, n)
+      local f = assert(io.open(script, "w"))
+      f:write((body:format(cfg):gsub("@LISTEN@", srv:addr())))
+      f:close()
+      os.execute("kill -HUP " .. srv:pid())
+      local _, k
+      assert.is_true(helper.wait_until(function()
+        _, k = srv:stderr():gsub("reloaded", "")
+        return k >= n
+      end, 5))
+    end
+    get(srv:port(), "/off")
+    reload(('luring.access_log{ path = "%s/a.log", format = "A $request_uri" }'):format(d), 1)
+    get(srv:port(), "/on")
+    reload(('luring.access_log{ path = "%s/b.log", format = "B $request_uri $status" }'):format(d), 2)
+    get(srv:port(), "/moved")
+    local a = wait_lines(d .. "/a.log", 1)
+    local b = wait_lines(d .. "/b.log", 1)
+    srv:stop()
+    assert.are.same({ "A /on" }, a)
+    assert.are.same({ "B /moved 200" }, b)
+  end)
+
   it("goes to stderr", function()
     local srv = start(ngx, "stderr", '"$request_uri $status stderr-line"')
     local src = srv
