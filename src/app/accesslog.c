@@ -568,7 +568,12 @@ static char *put_esc(char *q, const char *p, size_t n)
 
 static inline char *put_s(char *q, const char *s, size_t n)
 {
-    memcpy(q, s, n);
+    if (n > 8) {
+        memcpy(q, s, n);
+        return q + n;
+    }
+    for (size_t i = 0; i < n; i++) /* most pieces: a few bytes, no call */
+        q[i] = s[i];
     return q + n;
 }
 
