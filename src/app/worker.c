@@ -206,9 +206,21 @@ static int listen_on(const struct sockaddr_storage *ss, socklen_t len,
  * process. The lock fd, or -1 with errno (EADDRINUSE: taken). */
 static int claim_addr(struct sockaddr_storage *ss, socklen_t *len)
 {
-    int probe = listen_on(ss, *len, false);
+    /* bound, never listening: a probe that listened took the connections
+     * that arrived in its instant and reset them at its close (a client
+     * polling for the port, as the specs do, got "connection reset" on
+     * its first request to a --workers N server) */
+    int probe = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
     if (probe < 0)
         return -1;
+    if (setsockopt(probe, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+        bind(probe, (const struct sockaddr *)ss, *len) < 0) {
+        int e = errno;
+        close(probe);
+        errno = e;
+        return -1;
+    }
     socklen_t l = *len;
     getsockname(probe, (struct sockaddr *)ss, &l); /* port 0: the real one */
     char name[INET6_ADDRSTRLEN + 16];
