@@ -143,8 +143,8 @@ struct req_pool {
                              * the top 8 bits, a random start below */
 };
 
-/** r->id as 16 lowercase hex digits at p (no NUL): req.id, the
- * X-Request-Id sent to origins, the access log's $request_id. */
+/* v as 8 lowercase hex digits in the bytes of the result, in memory
+ * order (req_id_hex). */
 static inline uint64_t req_hex8(uint32_t v)
 {
     /* the 8 nibbles of v into 8 bytes, least significant first, then
@@ -158,6 +158,8 @@ static inline uint64_t req_hex8(uint32_t v)
     return __builtin_bswap64(x + 0x3030303030303030ull + over9 * 39);
 }
 
+/** r->id as 16 lowercase hex digits at p (no NUL): req.id, the
+ * X-Request-Id sent to origins, the access log's $request_id. */
 static inline void req_id_hex(const struct req *r, char *p)
 {
     uint64_t hi = req_hex8((uint32_t)(r->id >> 32));
