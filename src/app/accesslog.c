@@ -24,6 +24,7 @@
 #include "http/h1_server.h"
 #include "io/loop.h"
 #include "io/ops.h"
+#include "lua/lbudget.h"
 
 #define ALOG_FLUSH   (64 * 1024)        /* buffered bytes that start a write */
 #define ALOG_MAX     (16 * 1024 * 1024) /* buffered beyond this: lines dropped */
@@ -232,6 +233,9 @@ struct alog {
     char tlocal[40], tiso[40];
     size_t tlocal_len, tiso_len;
     struct buf line;        /* the line being built (the Lua format) */
+    struct buf pend;        /* records waiting for the format function
+                             * (struct prec...), run by alog_run */
+    struct req *tmp;        /* the stand-in request a record becomes */
 };
 
 struct alog *alog_new(struct loop *loop, unsigned worker)
@@ -533,6 +537,8 @@ void alog_free(struct alog *a)
     buf_free(&a->cur);
     buf_free(&a->out);
     buf_free(&a->line);
+    buf_free(&a->pend);
+    free(a->tmp);
     fmt_free(&a->fmt);
     fmt_free(&a->fallback);
     free(a);
@@ -846,9 +852,15 @@ static bool put_lua(struct alog *a, struct buf *b, struct req *r,
     lua_settop(co, 0);
     lua_rawgeti(co, LUA_REGISTRYINDEX, a->fn_ref);
     push_rec(a, co, r, now_us);
-    if (lua_pcall(co, 1, 1, 0) != 0 || !lua_isstring(co, -1)) {
-        const char *e = lua_isstring(co, -1) ? lua_tostring(co, -1)
-                                             : "it did not return a string";
+    /* a run like a handler's: lua_budget interrupts a loop, and
+     * lua_max_memory holds */
+    lua_State *prev = lbudget_enter(co);
+    int rc = lua_pcall(co, 1, 1, 0);
+    lbudget_leave(co, prev);
+    if (rc != 0 || !lua_isstring(co, -1)) {
+        const char *e = rc != 0 && lua_isstring(co, -1)
+                            ? lua_tostring(co, -1)
+                            : "it did not return a string";
         if (!a->fn_failed)
             log_err("access_log format function: %s (using the \"luring\" "
                     "format; logged once)", e);
@@ -865,24 +877,126 @@ static bool put_lua(struct alog *a, struct buf *b, struct req *r,
     return true;
 }
 
+/* A request's record waiting for the script's format function (a->pend):
+ * what a stand-in struct req needs for push_rec and put_line; then the
+ * head's bytes and its field offsets. */
+struct prec {
+    uint32_t size;          /* of the whole record in a->pend (8-aligned) */
+    uint32_t head_len, nhdrs;
+    uint32_t method_off, method_len, url_off, url_len;
+    uint8_t http_minor;
+    int status;             /* as logged (499 included) */
+    uint64_t out_head, out_body, id;
+    const char *xcache;     /* a string literal, or NULL */
+    struct req_log log;     /* addr: the client's, whatever became of it */
+    int64_t age_us;         /* the request's time at its end; -1: untimed */
+};
+
+#define ALIGN8(n) (((n) + 7) & ~(size_t)7)
+
+/* Keep r's record for alog_run: a format function runs there, outside
+ * any completion handler, store notification or Lua call of the worker
+ * (as deferred deliver hooks do). */
+static void keep_record(struct alog *a, struct req *r, int64_t now_us)
+{
+    const struct h1_msg *m = &r->m;
+    size_t hoff = ALIGN8(sizeof(struct prec));
+    size_t foff = ALIGN8(hoff + m->head.len);
+    size_t size = ALIGN8(foff + m->nhdrs * sizeof(struct hdr));
+    if (buf_reserve(&a->pend, size) < 0) {
+        a->dropped++;
+        return;
+    }
+    char *p = a->pend.data + a->pend.len;
+    struct prec *pr = (struct prec *)(void *)p;
+    memset(pr, 0, sizeof *pr);
+    pr->size = (uint32_t)size;
+    pr->head_len = (uint32_t)m->head.len;
+    pr->nhdrs = m->nhdrs;
+    pr->method_off = m->method_off;
+    pr->method_len = m->method_len;
+    pr->url_off = m->url_off;
+    pr->url_len = m->url_len;
+    pr->http_minor = m->http_minor;
+    pr->status = log_status(r);
+    pr->out_head = m->out_head;
+    pr->out_body = m->out_body;
+    pr->id = r->id;
+    pr->xcache = r->xcache;
+    pr->log = r->log;
+    char *q = put_addr(pr->log.addr, r); /* at most 45 bytes: an address */
+    *q = 0;
+    pr->age_us = r->log.start_us ? now_us - r->log.start_us : -1;
+    if (m->head.len)
+        memcpy(p + hoff, m->head.data, m->head.len);
+    if (m->nhdrs)
+        memcpy(p + foff, m->hdrs, m->nhdrs * sizeof(struct hdr));
+    a->pend.len += size;
+}
+
+void alog_run(struct alog *a)
+{
+    if (a == NULL || a->pend.len == 0)
+        return;
+    if (a->tmp == NULL && (a->tmp = calloc(1, sizeof *a->tmp)) == NULL)
+        return; /* out of memory: kept for the next time */
+    int64_t now_us = clock_us();
+    struct req *t = a->tmp;
+    for (size_t off = 0; off < a->pend.len;) {
+        char *p = a->pend.data + off;
+        const struct prec *pr = (const struct prec *)(void *)p;
+        size_t hoff = ALIGN8(sizeof(struct prec));
+        size_t foff = ALIGN8(hoff + pr->head_len);
+        /* the stand-in: what put_line and push_rec read of a request */
+        t->m.c = NULL;
+        t->m.head = (struct buf){p + hoff, pr->head_len, pr->head_len};
+        t->m.nhdrs = pr->nhdrs;
+        memcpy(t->m.hdrs, p + foff, pr->nhdrs * sizeof(struct hdr));
+        t->m.method_off = pr->method_off;
+        t->m.method_len = pr->method_len;
+        t->m.url_off = pr->url_off;
+        t->m.url_len = pr->url_len;
+        t->m.http_minor = pr->http_minor;
+        t->m.head_sent = true; /* log_status: the status as logged */
+        t->m.status = pr->status;
+        t->m.out_head = pr->out_head;
+        t->m.out_body = pr->out_body;
+        t->id = pr->id;
+        t->xcache = pr->xcache;
+        t->log = pr->log;
+        t->log.start_us = pr->age_us >= 0 ? now_us - pr->age_us : 0;
+        bool done = false;
+        if (a->co && !a->fn_failed) {
+            a->line.len = 0;
+            if (put_lua(a, &a->line, t, now_us)) {
+                buf_append(&a->cur, a->line.data, a->line.len);
+                done = true;
+            }
+        }
+        if (!done)
+            put_line(a, &a->cur, &a->fallback, t, now_us);
+        off += pr->size;
+    }
+    a->pend.len = 0;
+    if (a->pend.cap > 4 * ALOG_FLUSH)
+        buf_reset(&a->pend, ALOG_FLUSH);
+    if (a->cur.len >= ALOG_FLUSH)
+        flush(a);
+}
+
 void alog_request(struct alog *a, struct req *r)
 {
     if (!a->on)
         return;
-    if (a->cur.len >= ALOG_MAX) { /* the file does not keep up */
+    if (a->cur.len + a->pend.len >= ALOG_MAX) { /* the file does not keep up */
         a->dropped++;
         return;
     }
     int64_t now_us = clock_us();
-    if (a->co && !a->fn_failed) {
-        a->line.len = 0;
-        if (put_lua(a, &a->line, r, now_us)) {
-            buf_append(&a->cur, a->line.data, a->line.len);
-            goto out;
-        }
-    }
-    put_line(a, &a->cur, a->co ? &a->fallback : &a->fmt, r, now_us);
-out:
+    if (a->co && !a->fn_failed)
+        keep_record(a, r, now_us);
+    else
+        put_line(a, &a->cur, a->co ? &a->fallback : &a->fmt, r, now_us);
     if (a->cur.len >= ALOG_FLUSH)
         flush(a);
 }

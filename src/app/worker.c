@@ -401,9 +401,11 @@ static void take_ctl(struct worker *w)
         loop_stop(w->loop);
         return;
     }
-    if ((ctl & CTL_RELOAD) &&
-        lrt_reload(&w->lrt, same_listener, w, w->nls) == 0)
-        log_configure(w, true);
+    if (ctl & CTL_RELOAD) {
+        alog_run(w->alog); /* its format function's state may be retired */
+        if (lrt_reload(&w->lrt, same_listener, w, w->nls) == 0)
+            log_configure(w, true);
+    }
     if (ctl & CTL_REOPEN)
         alog_reopen(w->alog);
     if (ctl & CTL_INVAL)
@@ -536,6 +538,8 @@ static bool before_sleep(void *ctx)
         origin_imm_settle(&w->up);
     if (w->rp.deferred)
         req_run_deferred(&w->rp);
+    if (w->rp.done)
+        alog_run(w->alog); /* a format function's lines */
     if (w->up.dirty)
         origin_flush(&w->up);
     h1_before_sleep(&w->h1);
@@ -716,6 +720,7 @@ void worker_cleanup(struct worker *w)
     free(w->ls);
     if (w->inotify_fd >= 0)
         close(w->inotify_fd);
+    alog_run(w->alog); /* before the state of its format function goes */
     lrt_close_all(&w->lrt); /* last: queued sends above released Lua strings */
     timers_free(&w->timers);
     loop_free(w->loop);

@@ -304,6 +304,46 @@ describe("luring.access_log", function()
     assert.is_truthy(t[2]:match("^GET /m1 200 MISS %x+ none$"), t[2])
   end)
 
+  it("runs the Lua function outside the request: it may call luring.log", function()
+    local srv, log = start(ngx, dir .. "/fnlog", [[function(rec)
+      luring.log("info", "fmt saw " .. rec.uri)
+      return rec.uri .. " " .. rec.request_time_us
+    end]])
+    local c = helper.connect(srv:port())
+    local req = ""
+    for i = 1, 3 do req = req .. helper.request("GET", "/id/q" .. i) end
+    c:write(req)
+    for _ = 1, 3 do assert.are.equal(200, c:read_response().status) end
+    c:close()
+    local t = wait_lines(log, 3)
+    assert.is_truthy(srv:wait_stderr("fmt saw /id/q3", 5))
+    srv:stop()
+    for i = 1, 3 do assert.is_truthy(t[i]:match("^/id/q" .. i .. " %d+$"), t[i]) end
+  end)
+
+  it("interrupts a Lua function over lua_budget and falls back to the luring format", function()
+    local d = dir .. "/loop"
+    os.execute("mkdir -p " .. d)
+    local src = ([[
+luring.config{ lua_budget = 0.2 }
+local app = luring.app()
+app:listen("@LISTEN@")
+luring.access_log{ path = "%s/access.log", format = function(rec)
+  while true do end
+end }
+app:get("/*", function(req) return 200, {}, "ok\n" end)
+]]):format(d)
+    local srv = helper.start(src)
+    get(srv:port(), "/spin")
+    local t = wait_lines(d .. "/access.log", 1, 10)
+    assert.are.equal(200, get(srv:port(), "/after").status)
+    t = wait_lines(d .. "/access.log", 2, 10)
+    srv:stop()
+    assert.are.equal("GET /spin HTTP/1.1", parse(t[1]).request)
+    assert.are.equal("GET /after HTTP/1.1", parse(t[2]).request)
+    assert.is_truthy(srv:stderr():find("lua budget exceeded", 1, true), srv:stderr())
+  end)
+
   it("falls back to the luring format when the Lua function fails, logging it once", function()
     local srv, log = start(ngx, dir .. "/bad", [[function(rec) error("boom") end]])
     get(srv:port(), "/id/1")
