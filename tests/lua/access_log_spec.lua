@@ -107,6 +107,16 @@ local function start(ngx, dir, format, opts)
   return helper.start(src, opts), log
 end
 
+-- ThreadSanitizer delivers a signal only when the thread next enters a
+-- function it intercepts: the watchdog's signal never reaches a worker
+-- spinning in pure Lua, so lua_budget can't be seen working under it.
+local function tsan()
+  local p = io.popen("ldd " .. helper.shquote(helper.BIN) .. " 2>/dev/null")
+  local out = p:read("*a") or ""
+  p:close()
+  return out:find("libtsan", 1, true) ~= nil
+end
+
 local function get(port, path, headers)
   return helper.get(port, path, headers)
 end
@@ -321,7 +331,7 @@ describe("luring.access_log", function()
     for i = 1, 3 do assert.is_truthy(t[i]:match("^/id/q" .. i .. " %d+$"), t[i]) end
   end)
 
-  it("interrupts a Lua function over lua_budget and falls back to the luring format", function()
+  ;(tsan() and pending or it)("interrupts a Lua function over lua_budget and falls back to the luring format", function()
     local d = dir .. "/loop"
     os.execute("mkdir -p " .. d)
     local src = ([[
