@@ -10,6 +10,12 @@
 -- Run (an origin on 127.0.0.1:8081, e.g. nginx serving /object/*):
 --   luring examples/cache.lua
 --   ORIGIN=http://127.0.0.1:9000 luring --listen 127.0.0.1:8080 examples/cache.lua
+-- ACCESS_LOG=/path/access.log (or "stderr"): one line per request in the
+-- "luring" format (combined + cache status, upstream status and time, total
+-- µs, bytes sent, request id); SIGUSR1 reopens it after logrotate.
+if os.getenv("ACCESS_LOG") then
+    luring.access_log{ path = os.getenv("ACCESS_LOG"), format = "luring" }
+end
 local origin = luring.origin{
     name = "objects",
     url = os.getenv("ORIGIN") or "http://127.0.0.1:8081",

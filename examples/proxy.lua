@@ -32,6 +32,12 @@
 --   curl -X PURGE -H 'Surrogate-Key: t1 t2' http://127.0.0.1:8080/ -- tagged t1 or t2
 -- 200 "purged N" when something went, 404 when nothing was stored, 403 from
 -- any other address. Each reaches every worker.
+-- ACCESS_LOG=/path/access.log (or "stderr"): one line per request in the
+-- "luring" format (combined + cache status, upstream status and time, total
+-- µs, bytes sent, request id); SIGUSR1 reopens it after logrotate.
+if os.getenv("ACCESS_LOG") then
+    luring.access_log{ path = os.getenv("ACCESS_LOG"), format = "luring" }
+end
 local origin = luring.origin{
     name = "site",
     url = os.getenv("ORIGIN") or "http://127.0.0.1:8081",

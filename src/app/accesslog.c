@@ -24,6 +24,7 @@
 #include "http/h1_server.h"
 #include "io/loop.h"
 #include "io/ops.h"
+#include "lua/lbudget.h"
 
 #define ALOG_FLUSH   (64 * 1024)        /* buffered bytes that start a write */
 #define ALOG_MAX     (16 * 1024 * 1024) /* buffered beyond this: lines dropped */
@@ -107,6 +108,8 @@ struct afmt {
     struct aitem *it;
     unsigned n;
     struct buf text;
+    size_t fixed;           /* line_bound: all but the request strings */
+    unsigned nreq;          /* items that write strings from the request */
 };
 
 static void fmt_free(struct afmt *f)
@@ -131,6 +134,8 @@ static int fmt_add(struct afmt *f, enum av v, const char *p, size_t n)
                                 (uint32_t)n};
     return buf_append(&f->text, p, n);
 }
+
+static void bound_init(struct afmt *f);
 
 /* Compile s: literal text and $name or ${name} variables. 0, or -1 with
  * err (an unknown variable, out of memory). */
@@ -188,6 +193,7 @@ static int fmt_compile(struct afmt *f, const char *s, char *err,
         fmt_free(f);
         return -1;
     }
+    bound_init(f);
     return 0;
 oom:
     snprintf(err, errlen, "luring.access_log: out of memory");
@@ -227,6 +233,9 @@ struct alog {
     char tlocal[40], tiso[40];
     size_t tlocal_len, tiso_len;
     struct buf line;        /* the line being built (the Lua format) */
+    struct buf pend;        /* records waiting for the format function
+                             * (struct prec...), run by alog_run */
+    struct req *tmp;        /* the stand-in request a record becomes */
 };
 
 struct alog *alog_new(struct loop *loop, unsigned worker)
@@ -269,6 +278,29 @@ static void close_fd(struct alog *a, int fd)
 }
 
 static void flush(struct alog *a);
+
+int alog_check(struct lua_State *L, char *err, size_t errlen)
+{
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "loaded");
+    lua_getfield(L, -1, "luring");
+    lua_getfield(L, -1, "_access_log");
+    int e = 0;
+    if (lua_istable(L, -1)) {
+        lua_getfield(L, -1, "format");
+        const char *fs = lua_isfunction(L, -1) ? "luring" : lua_tostring(L, -1);
+        struct afmt f;
+        if (fs == NULL) {
+            snprintf(err, errlen, "luring.access_log: format expected");
+            e = -1;
+        } else if ((e = fmt_compile(&f, fs, err, errlen)) == 0) {
+            fmt_free(&f);
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 4);
+    return e;
+}
 
 int alog_configure(struct alog *a, struct lua_State *L, char *err,
                    size_t errlen)
@@ -505,6 +537,8 @@ void alog_free(struct alog *a)
     buf_free(&a->cur);
     buf_free(&a->out);
     buf_free(&a->line);
+    buf_free(&a->pend);
+    free(a->tmp);
     fmt_free(&a->fmt);
     fmt_free(&a->fallback);
     free(a);
@@ -512,62 +546,71 @@ void alog_free(struct alog *a)
 
 /* ==== a line ==== */
 
-/* Append p[0..n), escaped as nginx does for strings from the request:
- * ", \ and bytes outside 0x20..0x7e as \xHH. */
-static void put_esc(struct buf *b, const char *p, size_t n)
+/* A line is written straight into the buffer after one reservation of
+ * its longest possible size (line_bound): no check per piece. */
+
+/* Bytes nginx escapes in strings from the request: ", \ and those
+ * outside 0x20..0x7e (as \xHH). */
+static const uint8_t esc_tab[256] = {
+    [0 ... 0x1f] = 1, ['"'] = 1, ['\\'] = 1, [0x7f ... 0xff] = 1,
+};
+
+static char *put_esc(char *q, const char *p, size_t n)
 {
     static const char hex[] = "0123456789ABCDEF";
-    if (buf_reserve(b, 4 * n) < 0)
-        return;
-    char *q = b->data + b->len;
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)p[i];
-        if (ch < 0x20 || ch > 0x7e || ch == '"' || ch == '\\') {
-            *q++ = '\\';
-            *q++ = 'x';
-            *q++ = hex[ch >> 4];
-            *q++ = hex[ch & 15];
-        } else {
+        if (!esc_tab[ch]) {
             *q++ = (char)ch;
+            continue;
         }
+        *q++ = '\\';
+        *q++ = 'x';
+        *q++ = hex[ch >> 4];
+        *q++ = hex[ch & 15];
     }
-    b->len = (size_t)(q - b->data);
+    return q;
 }
 
-static void put_s(struct buf *b, const char *s, size_t n)
+static inline char *put_s(char *q, const char *s, size_t n)
 {
-    buf_append(b, s, n);
+    if (n > 8) {
+        memcpy(q, s, n);
+        return q + n;
+    }
+    for (size_t i = 0; i < n; i++) /* most pieces: a few bytes, no call */
+        q[i] = s[i];
+    return q + n;
 }
 
-static void put_u(struct buf *b, uint64_t v)
+static inline char *put_dash(char *q)
 {
-    char t[24];
-    buf_append(b, t, num_put_dec(t, v));
+    *q++ = '-';
+    return q;
+}
+
+static inline char *put_u(char *q, uint64_t v)
+{
+    return q + num_put_dec(q, v);
 }
 
 /* µs as seconds with 3 decimals ("0.012"), nginx's $request_time. */
-static void put_sec(struct buf *b, int64_t us)
-{
-    if (us < 0) {
-        put_s(b, "-", 1);
-        return;
-    }
-    uint64_t ms = (uint64_t)us / 1000;
-    char t[32];
-    size_t n = num_put_dec(t, ms / 1000);
-    t[n++] = '.';
-    t[n++] = (char)('0' + ms / 100 % 10);
-    t[n++] = (char)('0' + ms / 10 % 10);
-    t[n++] = (char)('0' + ms % 10);
-    buf_append(b, t, n);
-}
-
-static void put_us(struct buf *b, int64_t us)
+static char *put_sec(char *q, int64_t us)
 {
     if (us < 0)
-        put_s(b, "-", 1);
-    else
-        put_u(b, (uint64_t)us);
+        return put_dash(q);
+    uint64_t ms = (uint64_t)us / 1000;
+    q = put_u(q, ms / 1000);
+    *q++ = '.';
+    *q++ = (char)('0' + ms / 100 % 10);
+    *q++ = (char)('0' + ms / 10 % 10);
+    *q++ = (char)('0' + ms % 10);
+    return q;
+}
+
+static inline char *put_us(char *q, int64_t us)
+{
+    return us < 0 ? put_dash(q) : put_u(q, (uint64_t)us);
 }
 
 static void refresh_time(struct alog *a, time_t sec)
@@ -602,116 +645,136 @@ static int log_status(const struct req *r)
 }
 
 /* The client's address: from the connection, or the one noted when the
- * request ran (its client is gone). */
-static void put_addr(struct buf *b, const struct req *r)
+ * request ran (its client is gone). At most 63 bytes. */
+static char *put_addr(char *q, const struct req *r)
 {
     char addr[64];
     int port;
     if (r->m.c && h1_peer(&r->m, addr, sizeof addr, &port) == 0)
-        put_s(b, addr, strlen(addr));
-    else if (r->log.addr[0])
-        put_s(b, r->log.addr, strlen(r->log.addr));
-    else
-        put_s(b, "-", 1);
+        return put_s(q, addr, strlen(addr));
+    if (r->log.addr[0])
+        return put_s(q, r->log.addr, strlen(r->log.addr));
+    return put_dash(q);
 }
 
-static void put_request(struct buf *b, const struct h1_msg *m)
+static char *put_request(char *q, const struct h1_msg *m)
 {
-    if (m->method_len == 0) { /* a head that never parsed that far */
-        put_s(b, "-", 1);
-        return;
+    if (m->method_len == 0) /* a head that never parsed that far */
+        return put_dash(q);
+    q = put_esc(q, m->head.data + m->method_off, m->method_len);
+    *q++ = ' ';
+    q = put_esc(q, m->head.data + m->url_off, m->url_len);
+    return put_s(q, m->http_minor ? " HTTP/1.1" : " HTTP/1.0", 9);
+}
+
+/* The longest line f can make for m: every string from the request is
+ * in its head (escaped: 4 bytes a byte at most, and $request or a field
+ * at most twice... so 4 x head per such item), each other variable at
+ * most 64 bytes, the literals, the newline. */
+static void bound_init(struct afmt *f)
+{
+    f->fixed = f->text.len + 2;
+    f->nreq = 0;
+    for (unsigned i = 0; i < f->n; i++) {
+        switch ((enum av)f->it[i].v) {
+        case AV_REQUEST: case AV_METHOD: case AV_URI: case AV_HTTP:
+            f->nreq++;
+            break;
+        default:
+            f->fixed += 64;
+            break;
+        }
     }
-    put_esc(b, m->head.data + m->method_off, m->method_len);
-    put_s(b, " ", 1);
-    put_esc(b, m->head.data + m->url_off, m->url_len);
-    put_s(b, m->http_minor ? " HTTP/1.1" : " HTTP/1.0", 9);
+}
+
+static size_t line_bound(const struct afmt *f, const struct h1_msg *m)
+{
+    return f->fixed + f->nreq * (4 * m->head.len + 16);
+}
+
+/* r's time so far, µs; -1 when it was not timed (it began before a
+ * reload turned the log on). */
+static int64_t req_us(const struct req *r, int64_t now_us)
+{
+    return r->log.start_us ? now_us - r->log.start_us : -1;
 }
 
 static void put_line(struct alog *a, struct buf *b, const struct afmt *f,
                      struct req *r, int64_t now_us)
 {
     const struct h1_msg *m = &r->m;
+    if (buf_reserve(b, line_bound(f, m)) < 0) {
+        a->dropped++;
+        return;
+    }
     struct timespec wall; /* a vDSO call; the text once a second */
     clock_gettime(CLOCK_REALTIME, &wall);
     if (wall.tv_sec != a->sec)
         refresh_time(a, wall.tv_sec);
+    char *q = b->data + b->len;
     for (unsigned i = 0; i < f->n; i++) {
         const struct aitem *it = &f->it[i];
         switch ((enum av)it->v) {
-        case AV_LIT: put_s(b, f->text.data + it->off, it->len); break;
-        case AV_REMOTE_ADDR: put_addr(b, r); break;
-        case AV_REMOTE_USER: put_s(b, "-", 1); break;
-        case AV_TIME_LOCAL: put_s(b, a->tlocal, a->tlocal_len); break;
-        case AV_TIME_ISO8601: put_s(b, a->tiso, a->tiso_len); break;
+        case AV_LIT: q = put_s(q, f->text.data + it->off, it->len); break;
+        case AV_REMOTE_ADDR: q = put_addr(q, r); break;
+        case AV_REMOTE_USER: q = put_dash(q); break;
+        case AV_TIME_LOCAL: q = put_s(q, a->tlocal, a->tlocal_len); break;
+        case AV_TIME_ISO8601: q = put_s(q, a->tiso, a->tiso_len); break;
         case AV_MSEC:
-            put_sec(b, (int64_t)wall.tv_sec * 1000000 + wall.tv_nsec / 1000);
+            q = put_sec(q, (int64_t)wall.tv_sec * 1000000 + wall.tv_nsec / 1000);
             break;
-        case AV_REQUEST: put_request(b, m); break;
+        case AV_REQUEST: q = put_request(q, m); break;
         case AV_METHOD:
-            if (m->method_len)
-                put_esc(b, m->head.data + m->method_off, m->method_len);
-            else
-                put_s(b, "-", 1);
+            q = m->method_len ? put_esc(q, m->head.data + m->method_off,
+                                        m->method_len)
+                              : put_dash(q);
             break;
         case AV_URI:
-            if (m->url_len)
-                put_esc(b, m->head.data + m->url_off, m->url_len);
-            else
-                put_s(b, "-", 1);
+            q = m->url_len ? put_esc(q, m->head.data + m->url_off, m->url_len)
+                           : put_dash(q);
             break;
         case AV_PROTOCOL:
-            put_s(b, m->http_minor ? "HTTP/1.1" : "HTTP/1.0", 8);
+            q = put_s(q, m->http_minor ? "HTTP/1.1" : "HTTP/1.0", 8);
             break;
         case AV_STATUS: {
             int st = log_status(r);
-            if (st > 0)
-                put_u(b, (uint64_t)st);
-            else
-                put_s(b, "-", 1);
+            q = st > 0 ? put_u(q, (uint64_t)st) : put_dash(q);
             break;
         }
-        case AV_BYTES_SENT: put_u(b, m->out_head + m->out_body); break;
-        case AV_BODY_BYTES_SENT: put_u(b, m->out_body); break;
+        case AV_BYTES_SENT: q = put_u(q, m->out_head + m->out_body); break;
+        case AV_BODY_BYTES_SENT: q = put_u(q, m->out_body); break;
         case AV_HTTP: {
-            size_t vl;
+            size_t vl = 0;
             const char *v = m->nhdrs ? h1_header(m, f->text.data + it->off,
                                                  it->len, &vl)
                                      : NULL;
-            if (v && vl)
-                put_esc(b, v, vl);
-            else
-                put_s(b, "-", 1);
+            q = v && vl ? put_esc(q, v, vl) : put_dash(q);
             break;
         }
         case AV_CACHE_STATUS:
-            if (r->xcache)
-                put_s(b, r->xcache, strlen(r->xcache));
-            else
-                put_s(b, "-", 1);
+            q = r->xcache ? put_s(q, r->xcache, strlen(r->xcache))
+                          : put_dash(q);
             break;
         case AV_UP_STATUS:
-            if (r->log.up_status > 0)
-                put_u(b, (uint64_t)r->log.up_status);
-            else
-                put_s(b, "-", 1);
+            q = r->log.up_status > 0 ? put_u(q, (uint64_t)r->log.up_status)
+                                     : put_dash(q);
             break;
-        case AV_UP_RESPONSE_TIME: put_sec(b, r->log.up_time_us); break;
-        case AV_UP_HEADER_TIME: put_sec(b, r->log.up_head_us); break;
-        case AV_UP_TIME_US: put_us(b, r->log.up_time_us); break;
-        case AV_UP_HEADER_TIME_US: put_us(b, r->log.up_head_us); break;
-        case AV_REQUEST_TIME: put_sec(b, now_us - r->log.start_us); break;
-        case AV_REQUEST_TIME_US: put_us(b, now_us - r->log.start_us); break;
-        case AV_REQUEST_ID: {
-            char hex[16];
-            req_id_hex(r, hex);
-            put_s(b, hex, 16);
+        case AV_UP_RESPONSE_TIME: q = put_sec(q, r->log.up_time_us); break;
+        case AV_UP_HEADER_TIME: q = put_sec(q, r->log.up_head_us); break;
+        case AV_UP_TIME_US: q = put_us(q, r->log.up_time_us); break;
+        case AV_UP_HEADER_TIME_US: q = put_us(q, r->log.up_head_us); break;
+        case AV_REQUEST_TIME: q = put_sec(q, req_us(r, now_us)); break;
+        case AV_REQUEST_TIME_US: q = put_us(q, req_us(r, now_us)); break;
+        case AV_REQUEST_ID:
+            req_id_hex(r, q);
+            q += 16;
             break;
-        }
-        case AV_PID: put_u(b, (uint64_t)getpid()); break;
-        case AV_WORKER: put_u(b, a->worker); break;
+        case AV_PID: q = put_u(q, (uint64_t)getpid()); break;
+        case AV_WORKER: q = put_u(q, a->worker); break;
         }
     }
-    put_s(b, "\n", 1);
+    *q++ = '\n';
+    b->len = (size_t)(q - b->data);
 }
 
 /* ==== a Lua function format ==== */
@@ -733,11 +796,9 @@ static void push_rec(struct alog *a, lua_State *L, struct req *r,
                      int64_t now_us)
 {
     const struct h1_msg *m = &r->m;
-    struct buf t = {0};
+    char addr[64];
     lua_createtable(L, 0, 20);
-    put_addr(&t, r);
-    set_str(L, "remote_addr", t.data, t.len);
-    buf_free(&t);
+    set_str(L, "remote_addr", addr, (size_t)(put_addr(addr, r) - addr));
     if (m->method_len)
         set_str(L, "method", m->head.data + m->method_off, m->method_len);
     if (m->url_len)
@@ -754,7 +815,8 @@ static void push_rec(struct alog *a, lua_State *L, struct req *r,
         set_num(L, "upstream_time_us", (double)r->log.up_time_us);
     if (r->log.up_head_us >= 0)
         set_num(L, "upstream_header_time_us", (double)r->log.up_head_us);
-    set_num(L, "request_time_us", (double)(now_us - r->log.start_us));
+    if (r->log.start_us)
+        set_num(L, "request_time_us", (double)(now_us - r->log.start_us));
     char hex[16];
     req_id_hex(r, hex);
     set_str(L, "request_id", hex, 16);
@@ -790,9 +852,15 @@ static bool put_lua(struct alog *a, struct buf *b, struct req *r,
     lua_settop(co, 0);
     lua_rawgeti(co, LUA_REGISTRYINDEX, a->fn_ref);
     push_rec(a, co, r, now_us);
-    if (lua_pcall(co, 1, 1, 0) != 0 || !lua_isstring(co, -1)) {
-        const char *e = lua_isstring(co, -1) ? lua_tostring(co, -1)
-                                             : "it did not return a string";
+    /* a run like a handler's: lua_budget interrupts a loop, and
+     * lua_max_memory holds */
+    lua_State *prev = lbudget_enter(co);
+    int rc = lua_pcall(co, 1, 1, 0);
+    lbudget_leave(co, prev);
+    if (rc != 0 || !lua_isstring(co, -1)) {
+        const char *e = rc != 0 && lua_isstring(co, -1)
+                            ? lua_tostring(co, -1)
+                            : "it did not return a string";
         if (!a->fn_failed)
             log_err("access_log format function: %s (using the \"luring\" "
                     "format; logged once)", e);
@@ -809,24 +877,126 @@ static bool put_lua(struct alog *a, struct buf *b, struct req *r,
     return true;
 }
 
+/* A request's record waiting for the script's format function (a->pend):
+ * what a stand-in struct req needs for push_rec and put_line; then the
+ * head's bytes and its field offsets. */
+struct prec {
+    uint32_t size;          /* of the whole record in a->pend (8-aligned) */
+    uint32_t head_len, nhdrs;
+    uint32_t method_off, method_len, url_off, url_len;
+    uint8_t http_minor;
+    int status;             /* as logged (499 included) */
+    uint64_t out_head, out_body, id;
+    const char *xcache;     /* a string literal, or NULL */
+    struct req_log log;     /* addr: the client's, whatever became of it */
+    int64_t age_us;         /* the request's time at its end; -1: untimed */
+};
+
+#define ALIGN8(n) (((n) + 7) & ~(size_t)7)
+
+/* Keep r's record for alog_run: a format function runs there, outside
+ * any completion handler, store notification or Lua call of the worker
+ * (as deferred deliver hooks do). */
+static void keep_record(struct alog *a, struct req *r, int64_t now_us)
+{
+    const struct h1_msg *m = &r->m;
+    size_t hoff = ALIGN8(sizeof(struct prec));
+    size_t foff = ALIGN8(hoff + m->head.len);
+    size_t size = ALIGN8(foff + m->nhdrs * sizeof(struct hdr));
+    if (buf_reserve(&a->pend, size) < 0) {
+        a->dropped++;
+        return;
+    }
+    char *p = a->pend.data + a->pend.len;
+    struct prec *pr = (struct prec *)(void *)p;
+    memset(pr, 0, sizeof *pr);
+    pr->size = (uint32_t)size;
+    pr->head_len = (uint32_t)m->head.len;
+    pr->nhdrs = m->nhdrs;
+    pr->method_off = m->method_off;
+    pr->method_len = m->method_len;
+    pr->url_off = m->url_off;
+    pr->url_len = m->url_len;
+    pr->http_minor = m->http_minor;
+    pr->status = log_status(r);
+    pr->out_head = m->out_head;
+    pr->out_body = m->out_body;
+    pr->id = r->id;
+    pr->xcache = r->xcache;
+    pr->log = r->log;
+    char *q = put_addr(pr->log.addr, r); /* at most 45 bytes: an address */
+    *q = 0;
+    pr->age_us = r->log.start_us ? now_us - r->log.start_us : -1;
+    if (m->head.len)
+        memcpy(p + hoff, m->head.data, m->head.len);
+    if (m->nhdrs)
+        memcpy(p + foff, m->hdrs, m->nhdrs * sizeof(struct hdr));
+    a->pend.len += size;
+}
+
+void alog_run(struct alog *a)
+{
+    if (a == NULL || a->pend.len == 0)
+        return;
+    if (a->tmp == NULL && (a->tmp = calloc(1, sizeof *a->tmp)) == NULL)
+        return; /* out of memory: kept for the next time */
+    int64_t now_us = clock_us();
+    struct req *t = a->tmp;
+    for (size_t off = 0; off < a->pend.len;) {
+        char *p = a->pend.data + off;
+        const struct prec *pr = (const struct prec *)(void *)p;
+        size_t hoff = ALIGN8(sizeof(struct prec));
+        size_t foff = ALIGN8(hoff + pr->head_len);
+        /* the stand-in: what put_line and push_rec read of a request */
+        t->m.c = NULL;
+        t->m.head = (struct buf){p + hoff, pr->head_len, pr->head_len};
+        t->m.nhdrs = pr->nhdrs;
+        memcpy(t->m.hdrs, p + foff, pr->nhdrs * sizeof(struct hdr));
+        t->m.method_off = pr->method_off;
+        t->m.method_len = pr->method_len;
+        t->m.url_off = pr->url_off;
+        t->m.url_len = pr->url_len;
+        t->m.http_minor = pr->http_minor;
+        t->m.head_sent = true; /* log_status: the status as logged */
+        t->m.status = pr->status;
+        t->m.out_head = pr->out_head;
+        t->m.out_body = pr->out_body;
+        t->id = pr->id;
+        t->xcache = pr->xcache;
+        t->log = pr->log;
+        t->log.start_us = pr->age_us >= 0 ? now_us - pr->age_us : 0;
+        bool done = false;
+        if (a->co && !a->fn_failed) {
+            a->line.len = 0;
+            if (put_lua(a, &a->line, t, now_us)) {
+                buf_append(&a->cur, a->line.data, a->line.len);
+                done = true;
+            }
+        }
+        if (!done)
+            put_line(a, &a->cur, &a->fallback, t, now_us);
+        off += pr->size;
+    }
+    a->pend.len = 0;
+    if (a->pend.cap > 4 * ALOG_FLUSH)
+        buf_reset(&a->pend, ALOG_FLUSH);
+    if (a->cur.len >= ALOG_FLUSH)
+        flush(a);
+}
+
 void alog_request(struct alog *a, struct req *r)
 {
     if (!a->on)
         return;
-    if (a->cur.len >= ALOG_MAX) { /* the file does not keep up */
+    if (a->cur.len + a->pend.len >= ALOG_MAX) { /* the file does not keep up */
         a->dropped++;
         return;
     }
     int64_t now_us = clock_us();
-    if (a->co && !a->fn_failed) {
-        a->line.len = 0;
-        if (put_lua(a, &a->line, r, now_us)) {
-            buf_append(&a->cur, a->line.data, a->line.len);
-            goto out;
-        }
-    }
-    put_line(a, &a->cur, a->co ? &a->fallback : &a->fmt, r, now_us);
-out:
+    if (a->co && !a->fn_failed)
+        keep_record(a, r, now_us);
+    else
+        put_line(a, &a->cur, a->co ? &a->fallback : &a->fmt, r, now_us);
     if (a->cur.len >= ALOG_FLUSH)
         flush(a);
 }

@@ -27,10 +27,20 @@ struct alog *alog_new(struct loop *loop, unsigned worker);
  * stays). L must stay open while it is configured. */
 int alog_configure(struct alog *a, struct lua_State *L, char *err,
                    size_t errlen);
+/** Check luring._access_log's format in L without applying it (main's
+ * first load, --check): 0, or -1 with err. */
+int alog_check(struct lua_State *L, char *err, size_t errlen);
 /** Is a line written per request? */
 bool alog_on(const struct alog *a);
-/** r is over: its line goes to the buffer (req_pool.done). */
+/** r is over: its line goes to the buffer, or with a format function a
+ * copy of its record waits for alog_run (req_pool.done). */
 void alog_request(struct alog *a, struct req *r);
+/** Run the script's format function on the records kept since the last
+ * call (a function format: alog_request only keeps a copy), outside any
+ * completion handler or store notification: the worker's before-sleep
+ * step, before a reload (the function's state may go with it) and at the
+ * end. Nothing when no record waits. */
+void alog_run(struct alog *a);
 /** The tick: write what is buffered. */
 void alog_tick(struct alog *a);
 /** Completion of an OP_ALOG_WRITE. */

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "app/accesslog.h"
 #include "app/worker.h"
 #include "app/sim.h"
 #include "base/log.h"
@@ -170,6 +171,7 @@ int main(int argc, char **argv)
     config_defaults(&cfg);
     int nls = 0;
     if (lrt_read_config(L, &cfg, err, sizeof err) < 0 ||
+        alog_check(L, err, sizeof err) < 0 ||
         (nls = lrt_listeners(L, NULL, NULL, err, sizeof err)) < 0) {
         fprintf(stderr, "luring: %s: %s\n", script, err);
         lua_close(L);

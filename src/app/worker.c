@@ -212,9 +212,21 @@ static int listen_on(const struct sockaddr_storage *ss, socklen_t len,
  * process. The lock fd, or -1 with errno (EADDRINUSE: taken). */
 static int claim_addr(struct sockaddr_storage *ss, socklen_t *len)
 {
-    int probe = listen_on(ss, *len, false);
+    /* bound, never listening: a probe that listened took the connections
+     * that arrived in its instant and reset them at its close (a client
+     * polling for the port, as the specs do, got "connection reset" on
+     * its first request to a --workers N server) */
+    int probe = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
     if (probe < 0)
         return -1;
+    if (setsockopt(probe, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+        bind(probe, (const struct sockaddr *)ss, *len) < 0) {
+        int e = errno;
+        close(probe);
+        errno = e;
+        return -1;
+    }
     socklen_t l = *len;
     getsockname(probe, (struct sockaddr *)ss, &l); /* port 0: the real one */
     char name[INET6_ADDRSTRLEN + 16];
@@ -401,6 +413,7 @@ static int log_configure(struct worker *w, bool reload)
     }
     metrics_configure(w->met, w->lrt.lua->L);
     w->rp.done = alog_on(w->alog) || metrics_on(w->met) ? req_done : NULL;
+    w->up.timed = w->rp.done != NULL;
     return 0;
 }
 
@@ -437,6 +450,7 @@ static void take_ctl(struct worker *w)
     if (ctl & CTL_DRAIN)
         start_drain(w);
     if (ctl & CTL_RELOAD) {
+        alog_run(w->alog); /* its format function's state may be retired */
         bool ok = lrt_reload(&w->lrt, same_listener, w, w->nls) == 0;
         if (ok)
             log_configure(w, true);
@@ -574,6 +588,8 @@ static bool before_sleep(void *ctx)
         origin_imm_settle(&w->up);
     if (w->rp.deferred)
         req_run_deferred(&w->rp);
+    if (w->rp.done)
+        alog_run(w->alog); /* a format function's lines */
     if (w->up.dirty)
         origin_flush(&w->up);
     h1_before_sleep(&w->h1);
@@ -758,6 +774,7 @@ void worker_cleanup(struct worker *w)
     free(w->ls);
     if (w->inotify_fd >= 0)
         close(w->inotify_fd);
+    alog_run(w->alog); /* before the state of its format function goes */
     lrt_close_all(&w->lrt); /* last: queued sends above released Lua strings */
     timers_free(&w->timers);
     loop_free(w->loop);

@@ -172,7 +172,8 @@ static void finish(struct upconn *u, bool ok, int status)
     obj->fill_paused = false;
     if (!ok)
         u->o->st.errors++;
-    obj->up_end_us = clock_us();
+    if (u->o->us->timed)
+        obj->up_end_us = clock_us();
     cache_obj_done(obj, ok, status);
     cache_obj_unref(obj);
 }
@@ -298,7 +299,8 @@ static int up_head(void *owner, int status, int64_t total)
     if (u->obj == NULL)
         return 0;
     u->obj->up_status = status;
-    u->obj->up_head_us = clock_us();
+    if (u->o->us->timed)
+        u->obj->up_head_us = clock_us();
     /* never shared, never stored: a pass, or a response whose Connection
      * hid a field that decides sharing (h1_client.h) */
     if ((u->flags & ORQ_PASS) || u->resp.hides_cache_field)
@@ -645,7 +647,8 @@ void origin_request_stream(struct origin *o, struct cache_obj *obj,
     }
     cache_obj_ref(obj);
     u->obj = obj;
-    obj->up_start_us = clock_us();
+    if (us->timed)
+        obj->up_start_us = clock_us();
     u->flags = flags;
     u->paused = false;
     if (flags & ORQ_HEAD)

@@ -30,6 +30,8 @@ struct upstreams {
     struct upconn *dirty;   /* streamed bodies to send (origin_flush) */
     /* immediate sends not settled yet, in SQ order (origin_imm_settle) */
     struct upconn *imm_head, *imm_tail;
+    bool timed;             /* stamp fills' times on their objects (the
+                             * access log is on: cache_obj up_*_us) */
 };
 
 enum origin_kind { ORIGIN_HTTP, ORIGIN_FILE };

@@ -30,12 +30,12 @@ struct req *req_get(struct req_pool *p)
      * worker's top 8 bits): unique in the process for 2^56 requests */
     p->id_next = (p->id_next & ~(((uint64_t)1 << 56) - 1)) |
                  ((p->id_next + 1) & (((uint64_t)1 << 56) - 1));
-    if (p->done) {
-        r->log.start_us = clock_us();
-        r->log.up_status = 0;
-        r->log.up_head_us = r->log.up_time_us = -1;
-        r->log.addr[0] = 0;
-    }
+    /* the log's record is reset either way: a reload may turn the log on
+     * while this request runs */
+    r->log.start_us = p->done ? clock_us() : 0;
+    r->log.up_status = 0;
+    r->log.up_head_us = r->log.up_time_us = -1;
+    r->log.addr[0] = 0;
     r->op = NULL;
     r->running = r->aborted = false;
     r->broken = false;

@@ -18,6 +18,9 @@ local LOCATIONS = [[
       echo_sleep 0.3;
       echo "rid=$http_x_request_id";
     }
+    location /r/ {
+      expires 1s;
+    }
     location /trace/ {
       echo "trace=$http_x_trace rid=$http_x_request_id";
     }
@@ -39,13 +42,17 @@ local app = luring.app()
 app:listen("@LISTEN@")
 luring.access_log{ path = "@LOG@", format = @FORMAT@ }
 local o = luring.origin{ name = "o", url = "@ORIGIN@", keepalive = 16 }
-local c = luring.cache{ name = "main", ttl = 60 }
+local c = luring.cache{ name = "main", ttl = 60, client_no_cache = "revalidate" }
 app:get("/id/*", function(req)
   return 200, { ["Content-Type"] = "text/plain" }, "id=" .. req.id .. "\n"
 end)
 app:get("/sleep/*", function(req)
   luring.sleep(500)
   return 200, {}, "late\n"
+end)
+app:get("/said/*", function(req)
+  luring.log("info", "req.id=" .. req.id)
+  return c:fetch(req, req.path, o, "/nocache" .. req.path)
 end)
 app:get("/proxy/*", function(req) return luring.proxy(req, o) end)
 app:get("/stream/*", function(req) return luring.proxy(req, o) end)
@@ -100,6 +107,16 @@ local function start(ngx, dir, format, opts)
   return helper.start(src, opts), log
 end
 
+-- ThreadSanitizer delivers a signal only when the thread next enters a
+-- function it intercepts: the watchdog's signal never reaches a worker
+-- spinning in pure Lua, so lua_budget can't be seen working under it.
+local function tsan()
+  local p = io.popen("ldd " .. helper.shquote(helper.BIN) .. " 2>/dev/null")
+  local out = p:read("*a") or ""
+  p:close()
+  return out:find("libtsan", 1, true) ~= nil
+end
+
 local function get(port, path, headers)
   return helper.get(port, path, headers)
 end
@@ -107,7 +124,7 @@ end
 describe("luring.access_log", function()
   local ngx, dir
   lazy_setup(function()
-    ngx = origin.start{ locations = LOCATIONS }
+    ngx = origin.start{ locations = LOCATIONS, files = { ["r/f.txt"] = "stored\n" } }
     dir = tmpdir()
   end)
   lazy_teardown(function()
@@ -178,6 +195,21 @@ describe("luring.access_log", function()
       assert.are.same({ MISS = 1, COALESCED = 2 }, seen)
     end)
 
+    it("logs REVALIDATED with the origin's 304, then STALE without an upstream (RFC 9111 §4.3, RFC 5861)", function()
+      local n0 = #lines_of(log)
+      assert.are.equal("MISS", get(srv:port(), "/r/f.txt").headers["x-cache"])
+      local r = get(srv:port(), "/r/f.txt", { ["Cache-Control"] = "no-cache" })
+      assert.are.equal("REVALIDATED", r.headers["x-cache"])
+      socket.sleep(1.2)
+      assert.are.equal("STALE", get(srv:port(), "/r/f.txt").headers["x-cache"])
+      local t = wait_lines(log, n0 + 3)
+      local a, b, c = parse(t[n0 + 1]), parse(t[n0 + 2]), parse(t[n0 + 3])
+      assert.are.same({ "MISS", "200" }, { a.cache, a.up_status })
+      assert.are.same({ "REVALIDATED", "304", 200 }, { b.cache, b.up_status, b.status })
+      assert.are.same({ "STALE", "-", 200 }, { c.cache, c.up_status, c.status })
+      assert.are.equal(#r.raw_head + 4 + 7, b.bytes)
+    end)
+
     it("puts req.id in the log and sends it to the origin as X-Request-Id", function()
       local n0 = #lines_of(log)
       local r = get(srv:port(), "/id/x")
@@ -194,6 +226,16 @@ describe("luring.access_log", function()
       assert.are.equal(parse(t[n0 + 3]).id, psent)
       assert.are_not.equal(id, sent)
       assert.are_not.equal(sent, psent)
+    end)
+
+    it("ties one request's req.id, its log line and the X-Request-Id its origin got", function()
+      local n0 = #lines_of(log)
+      local r = get(srv:port(), "/said/1")
+      local sent = r.body:match("rid=(%x+)")
+      local t = wait_lines(log, n0 + 1)
+      assert.are.equal(16, #sent)
+      assert.are.equal(sent, parse(t[n0 + 1]).id)
+      assert.is_truthy(srv:wait_stderr("req.id=" .. sent, 5))
     end)
 
     it("gives pipelined requests one line each, in order", function()
@@ -272,6 +314,46 @@ describe("luring.access_log", function()
     assert.is_truthy(t[2]:match("^GET /m1 200 MISS %x+ none$"), t[2])
   end)
 
+  it("runs the Lua function outside the request: it may call luring.log", function()
+    local srv, log = start(ngx, dir .. "/fnlog", [[function(rec)
+      luring.log("info", "fmt saw " .. rec.uri)
+      return rec.uri .. " " .. rec.request_time_us
+    end]])
+    local c = helper.connect(srv:port())
+    local req = ""
+    for i = 1, 3 do req = req .. helper.request("GET", "/id/q" .. i) end
+    c:write(req)
+    for _ = 1, 3 do assert.are.equal(200, c:read_response().status) end
+    c:close()
+    local t = wait_lines(log, 3)
+    assert.is_truthy(srv:wait_stderr("fmt saw /id/q3", 5))
+    srv:stop()
+    for i = 1, 3 do assert.is_truthy(t[i]:match("^/id/q" .. i .. " %d+$"), t[i]) end
+  end)
+
+  ;(tsan() and pending or it)("interrupts a Lua function over lua_budget and falls back to the luring format", function()
+    local d = dir .. "/loop"
+    os.execute("mkdir -p " .. d)
+    local src = ([[
+luring.config{ lua_budget = 0.2 }
+local app = luring.app()
+app:listen("@LISTEN@")
+luring.access_log{ path = "%s/access.log", format = function(rec)
+  while true do end
+end }
+app:get("/*", function(req) return 200, {}, "ok\n" end)
+]]):format(d)
+    local srv = helper.start(src)
+    get(srv:port(), "/spin")
+    local t = wait_lines(d .. "/access.log", 1, 10)
+    assert.are.equal(200, get(srv:port(), "/after").status)
+    t = wait_lines(d .. "/access.log", 2, 10)
+    srv:stop()
+    assert.are.equal("GET /spin HTTP/1.1", parse(t[1]).request)
+    assert.are.equal("GET /after HTTP/1.1", parse(t[2]).request)
+    assert.is_truthy(srv:stderr():find("lua budget exceeded", 1, true), srv:stderr())
+  end)
+
   it("falls back to the luring format when the Lua function fails, logging it once", function()
     local srv, log = start(ngx, dir .. "/bad", [[function(rec) error("boom") end]])
     get(srv:port(), "/id/1")
@@ -348,6 +430,40 @@ describe("luring.access_log", function()
     local t = wait_lines(log, 70)
     srv:stop()
     assert.are.equal(70, #t)
+  end)
+
+  it("follows a reload (SIGHUP): off, then on, then another path and format", function()
+    local d = dir .. "/reload"
+    os.execute("mkdir -p " .. d)
+    local body = [[
+local app = luring.app()
+app:listen("@LISTEN@")
+%s
+app:get("/*", function(req) return 200, {}, "ok\n" end)
+]]
+    local srv = helper.start(body:format(""))
+    local script = srv:script_path()
+    local function reload(cfg, n)
+      local f = assert(io.open(script, "w"))
+      f:write((body:format(cfg):gsub("@LISTEN@", srv:addr())))
+      f:close()
+      os.execute("kill -HUP " .. srv:pid())
+      local _, k
+      assert.is_true(helper.wait_until(function()
+        _, k = srv:stderr():gsub("reloaded", "")
+        return k >= n
+      end, 5))
+    end
+    get(srv:port(), "/off")
+    reload(('luring.access_log{ path = "%s/a.log", format = "A $request_uri" }'):format(d), 1)
+    get(srv:port(), "/on")
+    reload(('luring.access_log{ path = "%s/b.log", format = "B $request_uri $status" }'):format(d), 2)
+    get(srv:port(), "/moved")
+    local a = wait_lines(d .. "/a.log", 1)
+    local b = wait_lines(d .. "/b.log", 1)
+    srv:stop()
+    assert.are.same({ "A /on" }, a)
+    assert.are.same({ "B /moved 200" }, b)
   end)
 
   it("goes to stderr", function()
