@@ -45,14 +45,16 @@ int64_t fetch_heuristic_ms(const struct cache *c, const struct cc_resp *cc,
  * response with must-revalidate, proxy-revalidate (luring is a shared
  * cache, §5.2.2.8), s-maxage (which carries proxy-revalidate's semantics
  * for a shared cache, §5.2.2.10; §4.2.4 names it) or no-cache (§5.2.2.4;
- * not stored today anyway) is never served stale: no grace, no
- * stale-if-error; it may still be kept and revalidated. */
+ * not stored today anyway) is never served stale (o->no_stale): no grace,
+ * no stale-if-error, no request's max-stale; it may still be kept and
+ * revalidated. */
 static void stale_windows(struct cache_obj *o, const struct cc_resp *cc)
 {
     const struct cache *c = o->cache;
     o->keep_ms = cc->has_etag || cc->last_modified >= 0 ? c->keep_ms : 0;
-    if (cc->must_revalidate || cc->proxy_revalidate || cc->s_maxage >= 0 ||
-        cc->no_cache) {
+    o->no_stale = cc->must_revalidate || cc->proxy_revalidate ||
+                  cc->s_maxage >= 0 || cc->no_cache;
+    if (o->no_stale) {
         o->grace_ms = o->sie_ms = 0;
         return;
     }

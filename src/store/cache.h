@@ -92,6 +92,9 @@ struct cache_obj {
     int64_t keep_ms;     /* kept to be revalidated (it has a validator) */
     int64_t sie_ms;      /* may replace an error (stale-if-error) */
     int64_t stale_until; /* monotonic ms: expires + the longest window */
+    bool no_stale;       /* must-revalidate, proxy-revalidate, s-maxage or
+                          * no-cache: never served stale, whatever a
+                          * request's max-stale says (§4.2.4, §5.2.2.2) */
     struct cache_obj *refresh;  /* the fill in flight refreshing this one
                                  * (no ref: it clears this when done) */
     struct cache_obj *reval_of; /* a refresh: the stale object it refreshes
@@ -185,9 +188,10 @@ struct cache {
     int64_t keep_ms;      /* how long past grace a response with a validator
                            * stays to be revalidated (Varnish's keep) */
     int64_t sie_ms;       /* least stale-if-error window (RFC 5861 §4) */
-    bool client_revalidate; /* a request's no-cache / max-age=0 makes a
-                             * stored response go to the origin first
-                             * (RFC 9111 §5.2.1.4, §5.2.1.1); false: ignored */
+    bool client_revalidate; /* a request's no-cache, max-age, min-fresh
+                             * and max-stale are honoured (RFC 9111
+                             * §5.2.1.1-4: lua/l_cache.c req_wants);
+                             * false: ignored */
     bool lookup_cookie;   /* requests with Cookie are looked up (else passed) */
     bool lookup_auth;     /* requests with Authorization are looked up */
     char fill_host[256];  /* Host fills send (luring.cache{host}); "": the
