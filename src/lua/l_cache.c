@@ -72,20 +72,18 @@ static const char *opt_str(lua_State *L, int t, const char *k)
 static void push_hdrs(lua_State *L, const struct cache_obj *o)
 {
     lua_newtable(L);
-    const char *p = o->hdrs.data, *end = p + o->hdrs.len;
-    while (p && p < end) {
-        const char *colon = memchr(p, ':', (size_t)(end - p));
-        const char *eol = memchr(p, '\r', (size_t)(end - p));
-        if (!colon || !eol || colon > eol)
-            break;
+    size_t i = 0;
+    struct field_line f;
+    while (field_line_next(o->hdrs.data, o->hdrs.len, &i, &f)) {
+        if (f.nlen == 0)
+            continue;
         luaL_Buffer b;
         luaL_buffinit(L, &b);
-        for (const char *q = p; q < colon; q++)
+        for (const char *q = f.name; q < f.name + f.nlen; q++)
             luaL_addchar(&b, (char)((*q >= 'A' && *q <= 'Z') ? *q + 32 : *q));
         luaL_pushresult(&b);
-        lua_pushlstring(L, colon + 2, (size_t)(eol - colon - 2));
+        lua_pushlstring(L, f.value, f.vlen);
         lua_rawset(L, -3);
-        p = eol + 2;
     }
 }
 
