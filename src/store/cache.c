@@ -588,16 +588,18 @@ static bool inval_since(const struct cache_obj *o, const struct cache_tag *t,
         switch (e->kind) {
         case INVAL_ALL:
             return true;
-        case INVAL_KEY:
-            if (!t && e->n == o->klen && memcmp(e->s, o->key, e->n) == 0)
+        case INVAL_KEY: /* e->s is NULL when e->n is 0 (never memcmp'd) */
+            if (!t && e->n == o->klen &&
+                (e->n == 0 || memcmp(e->s, o->key, e->n) == 0))
                 return true;
             break;
         case INVAL_PREFIX:
-            if (!t && e->n <= o->klen && memcmp(e->s, o->key, e->n) == 0)
+            if (!t && e->n <= o->klen &&
+                (e->n == 0 || memcmp(e->s, o->key, e->n) == 0))
                 return true;
             break;
         case INVAL_TAG:
-            for (unsigned i = 0; t && i < nt; i++)
+            for (unsigned i = 0; t && e->n && i < nt; i++)
                 if (t[i].n == e->n && memcmp(t[i].p, e->s, e->n) == 0)
                     return true;
             break;
