@@ -45,14 +45,16 @@ int64_t fetch_heuristic_ms(const struct cache *c, const struct cc_resp *cc,
  * response with must-revalidate, proxy-revalidate (luring is a shared
  * cache, §5.2.2.8), s-maxage (which carries proxy-revalidate's semantics
  * for a shared cache, §5.2.2.10; §4.2.4 names it) or no-cache (§5.2.2.4;
- * not stored today anyway) is never served stale: no grace, no
- * stale-if-error; it may still be kept and revalidated. */
+ * not stored today anyway) is never served stale (o->no_stale): no grace,
+ * no stale-if-error, no request's max-stale; it may still be kept and
+ * revalidated. */
 static void stale_windows(struct cache_obj *o, const struct cc_resp *cc)
 {
     const struct cache *c = o->cache;
     o->keep_ms = cc->has_etag || cc->last_modified >= 0 ? c->keep_ms : 0;
-    if (cc->must_revalidate || cc->proxy_revalidate || cc->s_maxage >= 0 ||
-        cc->no_cache) {
+    o->no_stale = cc->must_revalidate || cc->proxy_revalidate ||
+                  cc->s_maxage >= 0 || cc->no_cache;
+    if (o->no_stale) {
         o->grace_ms = o->sie_ms = 0;
         return;
     }
@@ -97,21 +99,17 @@ bool fetch_validators(const struct cache_obj *s, const char **etag,
 /* Does the 304 in o->hdrs select stored response s (RFC 9111 §4.3.4)? An
  * ETag in the 304 must be s's (weak comparison, RFC 9110 §8.8.3.2: the
  * opaque tags); a 304 without one is taken for s, whose validators were
- * what luring sent (Varnish takes any 304 to a conditional fetch). */
+ * what luring sent (Varnish takes any 304 to a conditional fetch), and so
+ * is one whose ETag is not an entity-tag (no validator, §8.8.3). */
 static bool selects(const struct cache_obj *o, const struct cache_obj *s)
 {
     size_t nl, sl;
+    struct etag a, b;
     const char *n = field_value(&o->hdrs, "etag", 4, &nl);
-    if (n == NULL)
+    if (n == NULL || etag_parse(n, nl, &a) < 0)
         return true;
     const char *t = field_value(&s->hdrs, "etag", 4, &sl);
-    if (t == NULL)
-        return false;
-    if (nl >= 2 && n[0] == 'W' && n[1] == '/')
-        n += 2, nl -= 2;
-    if (sl >= 2 && t[0] == 'W' && t[1] == '/')
-        t += 2, sl -= 2;
-    return nl == sl && memcmp(n, t, nl) == 0;
+    return t && etag_parse(t, sl, &b) == 0 && etag_weak_eq(&a, &b);
 }
 
 /* Freshen with the 304 in o->hdrs (RFC 9111 §4.3.4, §3.2): o's fields

@@ -192,25 +192,14 @@ bool vary_record(struct cache_obj *o)
     if (q != NULL)
         h1_conn_names(&cn, q->head, q->f, q->nf);
     bool encoded = false, names_ae = false;
-    const char *p = o->hdrs.data, *end = p + o->hdrs.len;
-    while (ok && p && p < end) { /* "Name: value\r\n" lines */
-        const char *eol = memchr(p, '\n', (size_t)(end - p));
-        const char *le = eol ? eol : end;
-        const char *colon = memchr(p, ':', (size_t)(le - p));
-        if (colon && field_name_is(p, (size_t)(colon - p), "content-encoding",
-                                   16)) {
-            const char *v = colon + 1, *ve = le;
-            while (v < ve && is_ows(*v))
-                v++;
-            while (ve > v && (is_ows(ve[-1]) || ve[-1] == '\r'))
-                ve--;
-            encoded |= !(ve - v == 8 && field_name_is(v, 8, "identity", 8)) &&
-                       ve > v;
-        }
-        if (colon && field_name_is(p, (size_t)(colon - p), "vary", 4)) {
-            const char *v = colon + 1;
-            if (le > v && le[-1] == '\r')
-                le--;
+    size_t i = 0;
+    struct field_line f;
+    while (ok && field_line_next(o->hdrs.data, o->hdrs.len, &i, &f)) {
+        if (field_name_is(f.name, f.nlen, "content-encoding", 16))
+            encoded |= !field_name_is(f.value, f.vlen, "identity", 8) &&
+                       f.vlen > 0;
+        if (field_name_is(f.name, f.nlen, "vary", 4)) {
+            const char *v = f.value, *le = f.value + f.vlen;
             while (ok && v < le) { /* #field-name (RFC 9110 §12.5.5) */
                 while (v < le && (*v == ',' || is_ows(*v)))
                     v++;
@@ -228,7 +217,6 @@ bool vary_record(struct cache_obj *o)
                 v = e;
             }
         }
-        p = eol ? eol + 1 : end;
     }
     /* A coded body (Content-Encoding) answers the Accept-Encoding the fill
      * forwarded, whether the origin says so or not (nginx's gzip_vary is

@@ -80,44 +80,69 @@ static void set_delta(struct cc_resp *rr, int64_t *dst, bool has_arg,
         *dst = d;
 }
 
-/* One Cache-Control field value: a comma-separated list of directives,
- * `name` or `name=token` or `name="quoted"` (RFC 9111 §5.2). A value that
- * does not follow that grammar (junk between directives, an unclosed
- * quote, a name that is not a token) can't be trusted to say what it
+/* One directive of a Cache-Control value: `name` (nn bytes), with its
+ * argument [v, v + vn) when has_arg (a token, or a quoted-string with its
+ * quotes). */
+struct cc_dir {
+    const char *name, *v;
+    size_t nn, vn;
+    bool has_arg;
+};
+
+/* The next directive of the list [*pp, end) (RFC 9111 §5.2: `name`,
+ * `name=token` or `name="quoted"`, separated by commas): true with *d
+ * set and *pp past it; false at the end of the list, or with *bad set
+ * when the value does not follow that grammar (junk between directives,
+ * an unclosed quote, a name that is not a token). */
+static bool next_directive(const char **pp, const char *end,
+                           struct cc_dir *d, bool *bad)
+{
+    const char *p = *pp;
+    while (p < end && (*p == ',' || is_ows(*p)))
+        p++;
+    if (p == end)
+        return false;
+    d->name = p;
+    while (p < end && field_is_tchar((unsigned char)*p))
+        p++;
+    d->nn = (size_t)(p - d->name);
+    while (p < end && is_ows(*p))
+        p++;
+    d->v = NULL;
+    d->vn = 0;
+    d->has_arg = p < end && *p == '=';
+    if (d->has_arg) {
+        p++;
+        while (p < end && is_ows(*p))
+            p++;
+        p = directive_arg(p, end, &d->v, &d->vn);
+        if (p == NULL) {
+            *bad = true;
+            return false;
+        }
+        while (p < end && is_ows(*p))
+            p++;
+    }
+    if (d->nn == 0 || (p < end && *p != ',')) {
+        *bad = true; /* not a directive list */
+        return false;
+    }
+    *pp = p;
+    return true;
+}
+
+/* One Cache-Control field value of a response. A value that is not a
+ * list of directives (next_directive) can't be trusted to say what it
  * means: the response is then stale (rr->invalid), never shared. */
 static void parse_cache_control(struct cc_resp *rr, const char *p,
                                 const char *end)
 {
-    while (p < end) {
-        while (p < end && (*p == ',' || is_ows(*p)))
-            p++;
-        if (p == end)
-            break;
-        const char *name = p;
-        while (p < end && field_is_tchar((unsigned char)*p))
-            p++;
-        size_t nn = (size_t)(p - name);
-        while (p < end && is_ows(*p))
-            p++;
-        const char *v = NULL;
-        size_t vn = 0;
-        bool has_arg = p < end && *p == '=';
-        if (has_arg) {
-            p++;
-            while (p < end && is_ows(*p))
-                p++;
-            p = directive_arg(p, end, &v, &vn);
-            if (p == NULL) {
-                rr->invalid = true;
-                return;
-            }
-            while (p < end && is_ows(*p))
-                p++;
-        }
-        if (nn == 0 || (p < end && *p != ',')) {
-            rr->invalid = true; /* not a directive list */
-            return;
-        }
+    struct cc_dir d;
+    bool bad = false;
+    while (next_directive(&p, end, &d, &bad)) {
+        const char *name = d.name, *v = d.v;
+        size_t nn = d.nn, vn = d.vn;
+        bool has_arg = d.has_arg;
         if (same(name, nn, "no-store"))
             rr->no_store = true;
         else if (same(name, nn, "no-cache"))
@@ -134,13 +159,13 @@ static void parse_cache_control(struct cc_resp *rr, const char *p,
             rr->swr = has_arg ? cc_delta_seconds(v, vn) : -1;
         else if (same(name, nn, "stale-if-error") && rr->sie < 0)
             rr->sie = has_arg ? cc_delta_seconds(v, vn) : -1;
-        else if (same(name, nn, "only-if-cached"))
-            rr->only_if_cached = true;
         else if (same(name, nn, "max-age"))
             set_delta(rr, &rr->max_age, has_arg, v, vn);
         else if (same(name, nn, "s-maxage"))
             set_delta(rr, &rr->s_maxage, has_arg, v, vn);
     }
+    if (bad)
+        rr->invalid = true;
 }
 
 /* Vary: a list of field names, or "*" (RFC 9110 §12.5.5). */
@@ -206,15 +231,48 @@ int64_t cc_lifetime(const struct cc_resp *rr, int64_t now)
     return -1;
 }
 
-unsigned cc_request(const char *v, size_t n)
+/* A request directive's delta-seconds argument (§1.2.2: clamped to 2^31)
+ * into *dst unless an earlier occurrence set it; one without a valid
+ * argument is ignored (`any`: taken as 2^31 when it has no argument at
+ * all, max-stale's "any staleness", §5.2.1.2). */
+static void req_delta(int64_t *dst, const struct cc_dir *d, bool any)
 {
-    struct cc_resp rr;
-    memset(&rr, 0, sizeof rr);
-    rr.max_age = rr.s_maxage = rr.swr = rr.sie = -1;
-    parse_cache_control(&rr, v, v + n);
-    if (rr.invalid)
+    if (*dst >= 0)
+        return; /* the first valid occurrence wins */
+    if (!d->has_arg)
+        *dst = any ? DELTA_SECONDS_MAX : -1;
+    else
+        *dst = cc_delta_seconds(d->v, d->vn);
+}
+
+unsigned cc_request(const char *v, size_t n, struct cc_req *q)
+{
+    q->flags = 0;
+    q->max_age = q->max_stale = q->min_fresh = -1;
+    const char *p = v, *end = v + n;
+    struct cc_dir d;
+    bool bad = false;
+    unsigned f = 0;
+    while (next_directive(&p, end, &d, &bad)) {
+        if (same(d.name, d.nn, "no-cache"))
+            f |= CC_REQ_NO_CACHE;
+        else if (same(d.name, d.nn, "only-if-cached"))
+            f |= CC_REQ_ONLY_IF_CACHED;
+        else if (same(d.name, d.nn, "no-store"))
+            f |= CC_REQ_NO_STORE;
+        else if (same(d.name, d.nn, "max-age"))
+            req_delta(&q->max_age, &d, false);
+        else if (same(d.name, d.nn, "max-stale"))
+            req_delta(&q->max_stale, &d, true);
+        else if (same(d.name, d.nn, "min-fresh"))
+            req_delta(&q->min_fresh, &d, false);
+    }
+    if (bad) { /* not a directive list: nothing it says is taken */
+        q->max_age = q->max_stale = q->min_fresh = -1;
         return 0;
-    return (rr.no_cache || rr.max_age == 0 ? CC_REQ_NO_CACHE : 0) |
-           (rr.only_if_cached ? CC_REQ_ONLY_IF_CACHED : 0) |
-           (rr.no_store ? CC_REQ_NO_STORE : 0);
+    }
+    if (q->max_age == 0)
+        f |= CC_REQ_NO_CACHE; /* nothing stored is fresh enough */
+    q->flags = f;
+    return f;
 }

@@ -42,7 +42,6 @@ struct cc_resp {
     int64_t sie;          /* stale-if-error (RFC 5861 §4), seconds, -1 */
     int64_t age;          /* Age (§5.1): seconds the response has already
                            * spent in caches upstream, 0: absent or invalid */
-    bool only_if_cached;  /* a request directive (§5.2.1.7) */
 };
 
 /** Parse delta-seconds (RFC 9111 §1.2.2): one or more digits, optionally
@@ -66,10 +65,27 @@ enum {
                                 * request is stored */
 };
 
-/** The CC_REQ_* flags of one request Cache-Control field value (v, n
- * bytes); other directives (max-stale, min-fresh, max-age above 0) are
- * ignored, and so is a value that is not a directive list. */
-unsigned cc_request(const char *v, size_t n);
+/* One request's Cache-Control, read by cc_request. */
+struct cc_req {
+    unsigned flags;     /* CC_REQ_* */
+    int64_t max_age;    /* max-age=N (§5.2.1.1): no response older than N
+                         * seconds, nor a stale one unless max-stale
+                         * allows; -1: absent */
+    int64_t max_stale;  /* max-stale[=N] (§5.2.1.2): a response stale by
+                         * at most N seconds is acceptable; 2^31 without a
+                         * value (any staleness); -1: absent */
+    int64_t min_fresh;  /* min-fresh=N (§5.2.1.3): only a response still
+                         * fresh N seconds from now; -1: absent */
+};
+
+/** Read one request Cache-Control field value (v, n bytes) into *q and
+ * return q->flags. Directive names are case-insensitive, unknown ones
+ * ignored; arguments are delta-seconds, quoted or not, clamped to 2^31
+ * (§1.2.2); a directive whose argument is missing (max-age, min-fresh)
+ * or invalid is ignored; of several occurrences the first valid one
+ * counts. A value that is not a directive list is ignored whole (flags 0,
+ * every number -1). */
+unsigned cc_request(const char *v, size_t n, struct cc_req *q);
 
 /** The freshness lifetime for a shared cache in seconds (RFC 9111 §4.2.1):
  * s-maxage, else max-age, else Expires minus Date (minus `now`, seconds

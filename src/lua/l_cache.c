@@ -72,20 +72,18 @@ static const char *opt_str(lua_State *L, int t, const char *k)
 static void push_hdrs(lua_State *L, const struct cache_obj *o)
 {
     lua_newtable(L);
-    const char *p = o->hdrs.data, *end = p + o->hdrs.len;
-    while (p && p < end) {
-        const char *colon = memchr(p, ':', (size_t)(end - p));
-        const char *eol = memchr(p, '\r', (size_t)(end - p));
-        if (!colon || !eol || colon > eol)
-            break;
+    size_t i = 0;
+    struct field_line f;
+    while (field_line_next(o->hdrs.data, o->hdrs.len, &i, &f)) {
+        if (f.nlen == 0)
+            continue;
         luaL_Buffer b;
         luaL_buffinit(L, &b);
-        for (const char *q = p; q < colon; q++)
+        for (const char *q = f.name; q < f.name + f.nlen; q++)
             luaL_addchar(&b, (char)((*q >= 'A' && *q <= 'Z') ? *q + 32 : *q));
         luaL_pushresult(&b);
-        lua_pushlstring(L, colon + 2, (size_t)(eol - colon - 2));
+        lua_pushlstring(L, f.value, f.vlen);
         lua_rawset(L, -3);
-        p = eol + 2;
     }
 }
 
@@ -265,7 +263,8 @@ static const char *opt_host(lua_State *L, int t, size_t *n, const char *who)
 /* luring.cache{}'s stale serving and revalidation options (docs/API.md):
  * grace (default 10 s, Varnish's default_grace), keep (60 s), and
  * stale_if_error (0) in seconds, client_no_cache "ignore" (default, as
- * Varnish) or "revalidate" (as ATS when told to honour it). */
+ * Varnish) or "revalidate" (as ATS when told to honour it: the request's
+ * no-cache, max-age, min-fresh and max-stale, req_wants). */
 struct stale_opts {
     int64_t grace_ms, keep_ms, sie_ms;
     bool client_revalidate;
@@ -558,18 +557,64 @@ static int keep_refetch(struct req *r, struct cache *c, struct origin *o,
 }
 
 /* The CC_REQ_* flags of r's Cache-Control (RFC 9111 §5.2.1), or of its
- * Pragma: no-cache when it has none (§5.4). Only the first Cache-Control
- * field counts. Read off the fresh-hit path unless client_no_cache is
- * "revalidate". */
-static unsigned req_cc(const struct req *r)
+ * Pragma: no-cache when it has none (§5.4), with its max-age, max-stale
+ * and min-fresh in *q. Only the first Cache-Control field counts. Read
+ * off the fresh-hit path unless client_no_cache is "revalidate". */
+static unsigned req_cc_q(const struct req *r, struct cc_req *q)
 {
     size_t n;
     const char *v = h1_header(&r->m, "cache-control", 13, &n);
     if (v)
-        return cc_request(v, n);
+        return cc_request(v, n, q);
+    q->max_age = q->max_stale = q->min_fresh = -1;
     v = h1_header(&r->m, "pragma", 6, &n);
-    return v && n == 8 && strncasecmp(v, "no-cache", 8) == 0
-               ? CC_REQ_NO_CACHE : 0;
+    q->flags = v && n == 8 && strncasecmp(v, "no-cache", 8) == 0
+                   ? CC_REQ_NO_CACHE : 0;
+    return q->flags;
+}
+
+static unsigned req_cc(const struct req *r)
+{
+    struct cc_req q;
+    return req_cc_q(r, &q);
+}
+
+/* What r's freshness directives (§5.2.1.1-4) make of stored response s,
+ * when the cache honours them (client_no_cache = "revalidate"). */
+enum req_want {
+    WANT_DEFAULT,  /* nothing said: the cache's rules (hit, grace, ...) */
+    WANT_USE,      /* s as it is: fresh enough, or stale within max-stale */
+    WANT_VALIDATE, /* only after the origin validated it */
+};
+
+/* s is complete, fr says how fresh (cache_select), now in monotonic ms.
+ * A fresh s goes unless no-cache, or older than max-age (its Age, in
+ * whole seconds as sent, above N), or fresh for less than min-fresh from
+ * now. A stale s goes with max-stale when stale by at most its N
+ * seconds, s allows it (not no_stale: must-revalidate and its family,
+ * §4.2.4, §5.2.2.2) and max-age and min-fresh do not refuse it (a stale
+ * response is never min-fresh); any of the four directives otherwise
+ * asks for validation: §5.2.1.1 "unless the max-stale request directive
+ * is also present, the client does not wish to receive a stale
+ * response", which grace would give it. */
+static __attribute__((noinline)) enum req_want
+req_wants(const struct req *r, const struct cache_obj *s, enum cache_fresh fr,
+          int64_t now)
+{
+    struct cc_req q;
+    unsigned cc = req_cc_q(r, &q);
+    if (cc & CC_REQ_NO_CACHE)
+        return WANT_VALIDATE;
+    bool age_ok = q.max_age < 0 || (now - s->born) / 1000 <= q.max_age;
+    if (fr == CACHE_FRESH)
+        return age_ok && (q.min_fresh < 0 ||
+                          s->expires - now >= q.min_fresh * 1000)
+                   ? WANT_USE : WANT_VALIDATE;
+    if (q.max_stale >= 0 && !s->no_stale && age_ok && q.min_fresh < 0 &&
+        now - s->expires <= q.max_stale * 1000)
+        return WANT_USE;
+    return q.max_age >= 0 || q.max_stale >= 0 || q.min_fresh >= 0
+               ? WANT_VALIDATE : WANT_DEFAULT;
 }
 
 /* A refresh of stale object s (RFC 9111 §4.3): a fill of s's key, indexed
@@ -611,16 +656,36 @@ static void refresh_go(struct req *r, struct origin *o, struct cache_obj *n,
     pass_fill(r, o, n, &po);
 }
 
+/* Serve stale object s to r at once (X-Cache: STALE, counted in stale)
+ * and start its background refresh unless one runs (the refresh outlives
+ * r). */
+static void serve_stale(struct req *r, struct cache *c, struct origin *o,
+                        struct cache_obj *s, const char *path, size_t plen,
+                        const char *host, size_t hl, int64_t now)
+{
+    c->st.stale++;
+    cache_obj_ref(s); /* whatever the refresh does to the index */
+    struct cache_obj *n = s->refresh ? NULL : refresh_new(r, c, s, now);
+    if (n) { /* else one runs, or out of memory: a later one tries */
+        refresh_go(r, o, n, path, plen, host, hl);
+        cache_obj_unref(n); /* the fill holds it */
+    }
+    serve_subscribe(r, s, "STALE", false);
+    cache_obj_unref(s);
+}
+
 /* r found complete object s of its variant, stale (fr), or fresh but the
- * client asked for validation (RFC 9111 §5.2.1.4, client_no_cache =
- * "revalidate"). Within grace (§4.2.4, RFC 5861 §3: stale-while-
- * revalidate; Varnish's grace): served at once (X-Cache: STALE), and a
- * background refresh starts unless one runs. Past grace, or to validate:
- * r waits for a refresh (joins the one running, else starts it: the
- * conditional request of §4.3.1), which may freshen s (304), replace it
- * (200) or fail (then s when stale-if-error allows). only-if-cached
- * (§5.2.1.7) gets a 504 instead: luring serves nothing stale unasked
- * (max-stale is not supported). 0, or -1 when out of memory. */
+ * client asked for validation (RFC 9111 §5.2.1, client_no_cache =
+ * "revalidate": req_wants). Within the request's max-stale (§5.2.1.2,
+ * when honoured), or within grace (§4.2.4, RFC 5861 §3: stale-while-
+ * revalidate; Varnish's grace) when the request says nothing against
+ * it: served at once (X-Cache: STALE), and a background refresh starts
+ * unless one runs. Past grace, or to validate: r waits for a refresh
+ * (joins the one running, else starts it: the conditional request of
+ * §4.3.1), which may freshen s (304), replace it (200) or fail (then s
+ * when stale-if-error allows). only-if-cached (§5.2.1.7) gets a 504
+ * instead unless max-stale allows s: luring serves nothing stale unasked.
+ * 0, or -1 when out of memory. */
 /* noinline, cold: lookup() stays small enough to be inlined in
  * cache:fetch (the hit path: scripts/instr hit-1k) */
 static __attribute__((noinline, cold)) int
@@ -629,23 +694,20 @@ fetch_stale(struct req *r, struct cache *c, struct origin *o,
             size_t klen, const char *path, size_t plen, const char *host,
             size_t hl, int64_t now)
 {
-    unsigned cc = req_cc(r);
-    if (cc & CC_REQ_ONLY_IF_CACHED) {
+    /* fresh here: only when the request asked for validation */
+    enum req_want want = fr == CACHE_FRESH ? WANT_VALIDATE
+                         : c->client_revalidate ? req_wants(r, s, fr, now)
+                                                : WANT_DEFAULT;
+    if (want == WANT_USE) { /* max-stale */
+        serve_stale(r, c, o, s, path, plen, host, hl, now);
+        return 0;
+    }
+    if (req_cc(r) & CC_REQ_ONLY_IF_CACHED) {
         serve_error(r, 504);
         return 0;
     }
-    bool validate = fr == CACHE_FRESH ||
-                    (c->client_revalidate && (cc & CC_REQ_NO_CACHE));
-    if (fr == CACHE_GRACE && !validate) {
-        c->st.stale++;
-        cache_obj_ref(s); /* whatever the refresh does to the index */
-        struct cache_obj *n = s->refresh ? NULL : refresh_new(r, c, s, now);
-        if (n) { /* else one runs, or out of memory: a later one tries */
-            refresh_go(r, o, n, path, plen, host, hl);
-            cache_obj_unref(n); /* the fill holds it */
-        }
-        serve_subscribe(r, s, "STALE", false);
-        cache_obj_unref(s);
+    if (fr == CACHE_GRACE && want == WANT_DEFAULT) {
+        serve_stale(r, c, o, s, path, plen, host, hl, now);
         return 0;
     }
     if (s->refresh) { /* one refresh at a time: wait for it */
@@ -694,7 +756,8 @@ lookup(struct req *r, struct cache *c, struct origin *o,
             return -1;
         serve_subscribe(r, obj, "COALESCED", false);
     } else if (obj && fr == CACHE_FRESH &&
-               !(c->client_revalidate && (req_cc(r) & CC_REQ_NO_CACHE))) {
+               !(c->client_revalidate &&
+                 req_wants(r, obj, fr, now) == WANT_VALIDATE)) {
         c->st.hits++;
         serve_subscribe(r, obj, "HIT", false);
     } else if ((req_cc(r) & (CC_REQ_NO_STORE | CC_REQ_ONLY_IF_CACHED)) ==

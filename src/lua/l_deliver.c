@@ -82,19 +82,12 @@ void lfields_push(lua_State *L, const char *p, size_t n, const char *xcache,
                   bool hook)
 {
     lua_createtable(L, 0, 8);
-    const char *end = p + n;
-    while (p && p < end) { /* "Name: value\r\n", as origin.c stores them */
-        const char *colon = memchr(p, ':', (size_t)(end - p));
-        const char *eol = memchr(p, '\r', (size_t)(end - p));
-        if (!colon || !eol || colon > eol)
-            break;
-        const char *v = colon + 1;
-        while (v < eol && *v == ' ')
-            v++;
+    size_t i = 0;
+    struct field_line f; /* "Name: value\r\n", as origin.c stores them */
+    while (field_line_next(p, n, &i, &f)) {
         /* a deliver hook neither sees nor sets Date (ldeliver_call) */
-        if (!hook || !NAME_IS(p, (size_t)(colon - p), "date"))
-            add_field(L, p, (size_t)(colon - p), v, (size_t)(eol - v));
-        p = eol + 2;
+        if (f.nlen > 0 && (!hook || !NAME_IS(f.name, f.nlen, "date")))
+            add_field(L, f.name, f.nlen, f.value, f.vlen);
     }
     if (xcache)
         add_field(L, "X-Cache", 7, xcache, strlen(xcache));
@@ -250,17 +243,15 @@ static int deliver_protected(lua_State *L)
     if (!lua_istable(L, 7))
         return luaL_error(L, "deliver: res.headers must be a table");
     lua_newtable(L);                                      /* 8: seen */
-    const char *p = x->fields, *end = p + x->flen;
-    while (p && p < end) {
-        const char *colon = memchr(p, ':', (size_t)(end - p));
-        const char *eol = memchr(p, '\r', (size_t)(end - p));
-        if (!colon || !eol || colon > eol)
-            break;
-        if (NAME_IS(p, (size_t)(colon - p), "date")) /* the origin's */
-            http_head_raw(&r->m, p, (size_t)(eol + 2 - p));
+    size_t i = 0;
+    struct field_line f;
+    while (field_line_next(x->fields, x->flen, &i, &f)) {
+        if (f.nlen == 0)
+            continue;
+        if (NAME_IS(f.name, f.nlen, "date")) /* the origin's */
+            http_head_raw(&r->m, f.line, f.llen);
         else
-            emit_original(L, r, p, (size_t)(colon - p), 7, 8);
-        p = eol + 2;
+            emit_original(L, r, f.name, f.nlen, 7, 8);
     }
     if (x->xcache)
         emit_original(L, r, "X-Cache", 7, 7, 8);

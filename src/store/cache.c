@@ -316,6 +316,8 @@ void cache_obj_read(struct cache_obj *o, size_t off)
 }
 
 static void obj_untag(struct cache_obj *o);
+static bool inval_since(const struct cache_obj *o, const struct cache_tag *t,
+                        unsigned nt);
 
 void cache_unindex(struct cache_obj *o)
 {
@@ -427,6 +429,7 @@ struct cache_obj *cache_obj_new(struct cache *c, const char *key,
     o->cacheable = true;
     o->head_cl = -1;
     o->origin_age = -1;
+    o->gen = c->inval_gen;
     o->mem = sizeof *o + klen;
     c->bytes += o->mem;
     o->refs = 1;
@@ -484,6 +487,8 @@ void cache_free(struct cache *c)
             cache_unindex(c->buckets[i]);
     free(c->buckets);
     tagidx_free(&c->tags); /* every link went with its object above */
+    for (unsigned i = 0; i < CACHE_INVAL_LOG; i++)
+        free(c->inval_log[i].s);
     while (c->spare) {
         struct cache_obj *o = c->spare;
         c->spare = o->hnext;
@@ -523,6 +528,12 @@ int cache_obj_set_tags(struct cache_obj *o, const struct cache_tag *t,
     obj_untag(o);
     if (!o->indexed || n == 0)
         return 0;
+    if (o->gen != o->cache->inval_gen && inval_since(o, t, n)) {
+        /* purged by tag before its head came: not stored (§4.4) */
+        o->cacheable = false;
+        cache_unindex(o);
+        return 0;
+    }
     if (n > TAG_MAX)
         n = TAG_MAX;
     o->tags = calloc(n, sizeof *o->tags);
@@ -545,6 +556,58 @@ int cache_obj_set_tags(struct cache_obj *o, const struct cache_tag *t,
     return 0;
 }
 
+/* Remember an invalidation of `kind` with argument s (n bytes) for the
+ * fills in flight it can't reach (struct cache inval_log). */
+static void inval_note(struct cache *c, enum cache_inval_kind kind,
+                       const char *s, size_t n)
+{
+    c->inval_gen++;
+    struct cache_inval *e = &c->inval_log[c->inval_gen % CACHE_INVAL_LOG];
+    free(e->s);
+    e->gen = c->inval_gen;
+    e->kind = kind;
+    e->n = n;
+    e->s = n ? malloc(n) : NULL;
+    if (e->s)
+        memcpy(e->s, s, n);
+    else if (n)
+        e->kind = INVAL_ALL;
+}
+
+/* Does an invalidation made after o started match o: its key (INVAL_KEY,
+ * INVAL_PREFIX) or, with tags (nt of them), one of them (INVAL_TAG)?
+ * true as well when some of them are forgotten already. */
+static bool inval_since(const struct cache_obj *o, const struct cache_tag *t,
+                        unsigned nt)
+{
+    const struct cache *c = o->cache;
+    if (c->inval_gen - o->gen > CACHE_INVAL_LOG)
+        return true; /* too many to know: not stored, to be safe */
+    for (uint64_t g = o->gen + 1; g <= c->inval_gen; g++) {
+        const struct cache_inval *e = &c->inval_log[g % CACHE_INVAL_LOG];
+        switch (e->kind) {
+        case INVAL_ALL:
+            return true;
+        case INVAL_KEY: /* e->s is NULL when e->n is 0 (never memcmp'd) */
+            if (!t && e->n == o->klen &&
+                (e->n == 0 || memcmp(e->s, o->key, e->n) == 0))
+                return true;
+            break;
+        case INVAL_PREFIX:
+            if (!t && e->n <= o->klen &&
+                (e->n == 0 || memcmp(e->s, o->key, e->n) == 0))
+                return true;
+            break;
+        case INVAL_TAG:
+            for (unsigned i = 0; t && e->n && i < nt; i++)
+                if (t[i].n == e->n && memcmp(t[i].p, e->s, e->n) == 0)
+                    return true;
+            break;
+        }
+    }
+    return false;
+}
+
 /* Invalidate o (RFC 9111 §4.4): out of the index, and a refresh of it in
  * flight (not indexed before its head) is not stored either: its waiters
  * get its answer, but its 304 would bring o's body back, and its 200
@@ -562,6 +625,7 @@ size_t cache_purge_key(struct cache *c, const char *key, size_t klen)
     uint64_t h = cache_hash(key, klen);
     size_t n = 0;
     struct cache_obj *o;
+    inval_note(c, INVAL_KEY, key, klen);
     /* every variant of the key, fills in flight, a marker */
     while ((o = find(c, key, klen, h)) != NULL) {
         n += !o->hfm;
@@ -576,6 +640,7 @@ size_t cache_purge_key(struct cache *c, const char *key, size_t klen)
 size_t cache_ban(struct cache *c, const char *prefix, size_t plen)
 {
     size_t n = 0;
+    inval_note(c, INVAL_PREFIX, prefix, plen);
     struct keyidx_node *kn = keyidx_prefix_first(&c->keys, prefix, plen);
     while (kn) {
         struct keyidx_node *next =
@@ -592,6 +657,7 @@ size_t cache_purge_tag(struct cache *c, const char *tag, size_t tlen)
 {
     size_t n = 0;
     struct tag_link *l;
+    inval_note(c, INVAL_TAG, tag, tlen);
     /* each unindex unlinks the object's every link, the first one too */
     while ((l = tagidx_first(&c->tags, tag, tlen)) != NULL) {
         struct cache_obj *o = l->owner;
@@ -662,6 +728,11 @@ void cache_obj_head(struct cache_obj *o, int status, int64_t total,
     o->born = now - o->init_age * 1000;
     int64_t w = o->grace_ms > o->keep_ms ? o->grace_ms : o->keep_ms;
     o->stale_until = o->expires + (w > o->sie_ms ? w : o->sie_ms);
+    /* a fill not indexed yet: did a purge or ban of its key come since
+     * it started (they could not find it)? Then it goes to its waiters
+     * only: storing it would bring back what was invalidated (§4.4) */
+    if (o->index_late && o->gen != c->inval_gen && inval_since(o, NULL, 0))
+        o->index_late = false;
     if (!shareable || ttl_ms <= 0 ||
         hm > c->max_bytes ||
         (total > 0 && (size_t)total > c->max_bytes - hm)) {

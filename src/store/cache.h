@@ -60,6 +60,9 @@ struct cache_obj {
     bool index_late;     /* not indexed yet: indexed when its head turns out
                           * storable, replaced by a marker otherwise */
     bool req_auth;       /* the request behind the fill had Authorization */
+    uint64_t gen;        /* the cache's inval_gen when o was made: an
+                          * invalidation after it may concern o's
+                          * response although it could not reach o */
     void *vary_req;      /* the fill's request fields until its head
                           * (core/vary.c); freed with the object */
     char *vary;          /* the fill's request values of the fields the
@@ -99,6 +102,9 @@ struct cache_obj {
     int64_t keep_ms;     /* kept to be revalidated (it has a validator) */
     int64_t sie_ms;      /* may replace an error (stale-if-error) */
     int64_t stale_until; /* monotonic ms: expires + the longest window */
+    bool no_stale;       /* must-revalidate, proxy-revalidate, s-maxage or
+                          * no-cache: never served stale, whatever a
+                          * request's max-stale says (§4.2.4, §5.2.2.2) */
     struct cache_obj *refresh;  /* the fill in flight refreshing this one
                                  * (no ref: it clears this when done) */
     struct cache_obj *reval_of; /* a refresh: the stale object it refreshes
@@ -163,6 +169,25 @@ struct cache_stats {
     uint64_t revalidated;  /* 304s from the origin that freshened an object */
 };
 
+/* The invalidations a cache remembers (struct cache inval_log): the last
+ * CACHE_INVAL_LOG purges, bans and tag purges, for the fills in flight
+ * that they could not reach. */
+#define CACHE_INVAL_LOG 64
+
+enum cache_inval_kind {
+    INVAL_KEY,    /* cache_purge_key: s is the key */
+    INVAL_PREFIX, /* cache_ban: s is the prefix ("" for all) */
+    INVAL_TAG,    /* cache_purge_tag: s is the tag */
+    INVAL_ALL,    /* out of memory to remember it: matches everything */
+};
+
+struct cache_inval {
+    uint64_t gen;       /* cache->inval_gen it made */
+    enum cache_inval_kind kind;
+    char *s;            /* n bytes, owned */
+    size_t n;
+};
+
 struct cache;
 /** Decide the fate of a shareable response once its head is known: returns
  * the TTL in ms (0: do not store). `ttl_ms` is the freshness lifetime from
@@ -192,9 +217,10 @@ struct cache {
     int64_t keep_ms;      /* how long past grace a response with a validator
                            * stays to be revalidated (Varnish's keep) */
     int64_t sie_ms;       /* least stale-if-error window (RFC 5861 §4) */
-    bool client_revalidate; /* a request's no-cache / max-age=0 makes a
-                             * stored response go to the origin first
-                             * (RFC 9111 §5.2.1.4, §5.2.1.1); false: ignored */
+    bool client_revalidate; /* a request's no-cache, max-age, min-fresh
+                             * and max-stale are honoured (RFC 9111
+                             * §5.2.1.1-4: lua/l_cache.c req_wants);
+                             * false: ignored */
     bool lookup_cookie;   /* requests with Cookie are looked up (else passed) */
     bool lookup_auth;     /* requests with Authorization are looked up */
     char fill_host[256];  /* Host fills send (luring.cache{host}); "": the
@@ -213,6 +239,14 @@ struct cache {
     struct tagidx tags;   /* tag -> objects: cache_purge_tag */
     char tag_header[64];  /* the field whose value lists a response's tags
                            * (core/inval.c); "": Surrogate-Key and Cache-Tag */
+    /* what no index can reach: a fill whose object is indexed only once
+     * its head comes (index_late) is not found by key, and no fill is
+     * found by tag before its head; each invalidation counts (inval_gen)
+     * and is remembered (inval_log[gen % CACHE_INVAL_LOG]), and such a
+     * fill's head is checked against those made since it started
+     * (cache_obj_head, cache_obj_set_tags) */
+    uint64_t inval_gen;
+    struct cache_inval inval_log[CACHE_INVAL_LOG];
     struct cache_obj *spare; /* freed stream objects kept, with their key,
                               * chunk array and header buffer, for
                               * cache_obj_new (linked by hnext; at most
@@ -318,8 +352,14 @@ const char *cache_obj_at(const struct cache_obj *o, size_t off, size_t *n);
  * Each takes what it finds out of the index (cache_unindex: markers too),
  * so it is no longer served; an object still being filled goes on for the
  * requests that wait for it and is then not stored; sends in flight keep
- * their object until done. Each costs what it removes (plus a hash lookup,
- * or O(log n) comparisons for a prefix), never a walk of the cache. */
+ * their object until done. A fill in flight that the indexes can't reach
+ * (not indexed before its head; tags unknown before its head) is not
+ * stored either when its key (or, once its head is known, one of its
+ * tags) matches an invalidation made after it started (struct cache
+ * inval_log; when more than CACHE_INVAL_LOG came meanwhile, it is not
+ * stored at all). Each costs what it removes (plus a hash lookup, or
+ * O(log n) comparisons for a prefix, and a copy of its argument), never
+ * a walk of the cache. */
 
 /** Remove every response stored under key (all its variants). Returns how
  * many responses went (hit-for-miss markers go too, uncounted). */
@@ -339,8 +379,10 @@ struct cache_tag {
 /** Index the indexed object o under the n tags t (at most TAG_MAX; each 1
  * to TAG_LEN_MAX bytes, distinct: core/inval.c reads them from the
  * response) until it leaves the index; their memory (links, names) is
- * charged to o. Replaces tags o had. Nothing when o is not indexed. 0; -1
- * when out of memory (o keeps no tags). */
+ * charged to o. Replaces tags o had. Nothing when o is not indexed. When
+ * one of the tags was purged after o's fill started (cache_purge_tag
+ * could not find o then), o leaves the index instead (its waiters still
+ * get it). 0; -1 when out of memory (o keeps no tags). */
 int cache_obj_set_tags(struct cache_obj *o, const struct cache_tag *t,
                        unsigned n);
 

@@ -207,18 +207,62 @@ static void test_cookie_and_vary(void)
     CHECK(!rr.vary_star);
 }
 
+static unsigned req(const char *s, struct cc_req *q)
+{
+    return cc_request(s, strlen(s), q);
+}
+
 static void test_request(void)
 {
-#define REQ(s) cc_request(s, strlen(s))
+    struct cc_req q;
+#define REQ(s) req(s, &q)
     CHECK_EQ(REQ("no-cache"), CC_REQ_NO_CACHE);
     CHECK_EQ(REQ("max-age=0"), CC_REQ_NO_CACHE);
+    CHECK_EQ(q.max_age, 0);
     CHECK_EQ(REQ("Max-Age=\"0\""), CC_REQ_NO_CACHE);
     CHECK_EQ(REQ("max-age=5"), 0);
+    CHECK_EQ(q.max_age, 5);
+    CHECK(q.max_stale == -1 && q.min_fresh == -1);
     CHECK_EQ(REQ("only-if-cached, max-stale=10"), CC_REQ_ONLY_IF_CACHED);
+    CHECK_EQ(q.max_stale, 10);
     CHECK_EQ(REQ("no-cache, only-if-cached"), CC_REQ_NO_CACHE | CC_REQ_ONLY_IF_CACHED);
     CHECK_EQ(REQ("no-cache junk"), 0); /* not a directive list: ignored */
+    CHECK(q.max_age == -1 && q.max_stale == -1 && q.min_fresh == -1);
+    CHECK_EQ(REQ("max-stale=5, min-fresh=3 junk"), 0);
+    CHECK(q.max_stale == -1 && q.min_fresh == -1);
     CHECK_EQ(REQ("max-age=x"), 0);
+    CHECK_EQ(q.max_age, -1);
+    CHECK_EQ(REQ("no-cache, max-age=x"), CC_REQ_NO_CACHE); /* only it ignored */
     CHECK_EQ(REQ(""), 0);
+    /* max-stale (§5.2.1.2): without a value any staleness (2^31) */
+    REQ("max-stale");
+    CHECK_EQ(q.max_stale, DELTA_SECONDS_MAX);
+    REQ("MAX-STALE = \"30\"");
+    CHECK_EQ(q.max_stale, 30);
+    REQ("max-stale=abc");
+    CHECK_EQ(q.max_stale, -1); /* invalid: ignored, not "any" */
+    REQ("max-stale=-1");
+    CHECK_EQ(q.max_stale, -1);
+    /* §1.2.2: too large, however many digits, is 2^31 */
+    REQ("max-stale=99999999999999999999999999, min-fresh=2147483649, max-age=4294967296");
+    CHECK_EQ(q.max_stale, DELTA_SECONDS_MAX);
+    CHECK_EQ(q.min_fresh, DELTA_SECONDS_MAX);
+    CHECK_EQ(q.max_age, DELTA_SECONDS_MAX);
+    /* min-fresh (§5.2.1.3) needs its value */
+    REQ("min-fresh=7");
+    CHECK_EQ(q.min_fresh, 7);
+    REQ("min-fresh");
+    CHECK_EQ(q.min_fresh, -1);
+    REQ("max-age");
+    CHECK_EQ(q.max_age, -1);
+    /* the first valid occurrence counts */
+    REQ("max-age=9, max-age=0");
+    CHECK_EQ(q.max_age, 9);
+    CHECK_EQ(q.flags, 0u);
+    REQ("min-fresh=x, min-fresh=4, min-fresh=8");
+    CHECK_EQ(q.min_fresh, 4);
+    REQ("max-stale=3, max-stale");
+    CHECK_EQ(q.max_stale, 3);
 #undef REQ
 }
 

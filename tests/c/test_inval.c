@@ -226,6 +226,92 @@ static void test_store_eviction(void)
     cache_free(c);
 }
 
+/* A fill the indexes can't reach, as a request fetching on its own after
+ * a hit-for-miss marker makes it (index_late): refs 1, the caller's. */
+static struct cache_obj *late(struct cache *c, const char *key)
+{
+    struct cache_obj *o = cache_obj_new(c, key, strlen(key));
+    if (o)
+        o->index_late = true;
+    return o;
+}
+
+/* o's response comes (a storable 200 with header lines hdrs): is it
+ * stored? Drops the caller's ref. */
+static bool finish(struct cache_obj *o, const char *hdrs)
+{
+    buf_append(&o->hdrs, hdrs, strlen(hdrs));
+    fetch_head(o, 200, 3, 0);
+    cache_obj_data(o, "abc", 3);
+    cache_obj_done(o, true, 0);
+    bool stored = o->indexed;
+    cache_obj_unref(o);
+    return stored;
+}
+
+/* An invalidation made while a fill is in flight that it could not reach
+ * (not indexed before its head; no tags before its head) keeps the fill
+ * from being stored when it matches its key or, once known, a tag; one
+ * made before it started, or matching something else, changes nothing;
+ * more than CACHE_INVAL_LOG of them meanwhile: not stored. */
+static void test_inflight(void)
+{
+    char err[256];
+    struct cache *c = cache_new("t", 1 << 30, 1000, 60000, "lru", err,
+                                sizeof err);
+    REQUIRE(c != NULL);
+    struct cache_obj *o = late(c, "a/1");
+    REQUIRE(o != NULL);
+    CHECK_EQ(cache_purge_key(c, "a/1", 3), 0); /* it can't find it */
+    CHECK(!finish(o, ""));
+    CHECK(cache_lookup(c, "a/1", 3, 0) == NULL);
+
+    o = late(c, "a/2");
+    cache_purge_key(c, "a/22", 4);
+    cache_purge_key(c, "a/", 2);
+    cache_ban(c, "b/", 2);
+    cache_ban(c, "a/20", 4);
+    cache_purge_tag(c, "zz", 2);
+    cache_purge_key(c, "", 0);
+    cache_purge_tag(c, "", 0);
+    CHECK(finish(o, "Surrogate-Key: t2 t\r\n"));
+    CHECK(cache_lookup(c, "a/2", 3, 0) != NULL);
+
+    o = late(c, "a/4");
+    cache_ban(c, "a/", 2);
+    CHECK(!finish(o, ""));
+    o = late(c, "a/5");
+    cache_ban(c, "", 0); /* everything */
+    CHECK(!finish(o, ""));
+
+    o = late(c, "a/7"); /* its tag purged before its head */
+    cache_purge_tag(c, "t7", 2);
+    CHECK(!finish(o, "Surrogate-Key: x t7\r\n"));
+    CHECK_EQ(c->tags.ntags, 0);
+
+    o = cache_insert(c, "a/8", 3); /* indexed at once, no tags yet */
+    REQUIRE(o != NULL);
+    cache_obj_ref(o);
+    cache_purge_tag(c, "t8", 2);
+    CHECK(o->indexed);
+    CHECK(!finish(o, "Cache-Tag: t8\r\n"));
+    CHECK(cache_lookup(c, "a/8", 3, 0) == NULL);
+
+    cache_purge_key(c, "a/9", 3); /* before it started */
+    o = late(c, "a/9");
+    CHECK(finish(o, "Cache-Tag: t8\r\n"));
+
+    o = late(c, "a/10"); /* CACHE_INVAL_LOG others: all remembered */
+    for (int i = 0; i < CACHE_INVAL_LOG; i++)
+        cache_purge_key(c, "other", 5);
+    CHECK(finish(o, ""));
+    o = late(c, "a/11"); /* one more: some forgotten, not stored */
+    for (int i = 0; i <= CACHE_INVAL_LOG; i++)
+        cache_purge_key(c, "other", 5);
+    CHECK(!finish(o, ""));
+    cache_free(c);
+}
+
 /* hostile responses: a thousand tags, a tag too long */
 static void test_tag_bounds(void)
 {
@@ -302,6 +388,7 @@ int main(void)
     TEST(test_tagidx_model);
     TEST(test_store);
     TEST(test_store_eviction);
+    TEST(test_inflight);
     TEST(test_tag_bounds);
     TEST(test_uri_key);
     return test_report();

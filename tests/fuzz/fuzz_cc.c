@@ -14,7 +14,11 @@
  *   - field names and directive names are case-insensitive: the input in
  *     upper case reads the same (dates aside);
  *   - read as a request's Cache-Control (cc_request), only the CC_REQ_*
- *     flags come back. */
+ *     flags come back, each only with its directive's name in the input;
+ *     max-age, max-stale and min-fresh in [-1, 2^31], -1 without their
+ *     name; max-age=0 means no-cache; all -1 and no flag when the value
+ *     is not a directive list (no flag at all); the upper-case input
+ *     reads the same. */
 #include <ctype.h>
 #include <stdbool.h>
 #include <string.h>
@@ -100,13 +104,37 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     /* the input as a request's Cache-Control value (cc_request): only
      * its three flags, each only when its directive's name is there */
-    unsigned q = cc_request((const char *)data, size);
+    struct cc_req cq;
+    unsigned q = cc_request((const char *)data, size, &cq);
+    FUZZ_CHECK(q == cq.flags);
     FUZZ_CHECK((q & ~(unsigned)(CC_REQ_NO_CACHE | CC_REQ_ONLY_IF_CACHED |
                                 CC_REQ_NO_STORE)) == 0);
     if (!has_ci(data, size, "no-store"))
         FUZZ_CHECK(!(q & CC_REQ_NO_STORE));
     if (!has_ci(data, size, "only-if-cached"))
         FUZZ_CHECK(!(q & CC_REQ_ONLY_IF_CACHED));
+    FUZZ_CHECK(cq.max_age >= -1 && cq.max_age <= DELTA_SECONDS_MAX);
+    FUZZ_CHECK(cq.max_stale >= -1 && cq.max_stale <= DELTA_SECONDS_MAX);
+    FUZZ_CHECK(cq.min_fresh >= -1 && cq.min_fresh <= DELTA_SECONDS_MAX);
+    if (!has_ci(data, size, "max-age"))
+        FUZZ_CHECK(cq.max_age == -1);
+    if (!has_ci(data, size, "max-stale"))
+        FUZZ_CHECK(cq.max_stale == -1);
+    if (!has_ci(data, size, "min-fresh"))
+        FUZZ_CHECK(cq.min_fresh == -1);
+    if (cq.max_age == 0)
+        FUZZ_CHECK(q & CC_REQ_NO_CACHE);
+    if (!has_ci(data, size, "no-cache") && cq.max_age != 0)
+        FUZZ_CHECK(!(q & CC_REQ_NO_CACHE));
+    if (size <= sizeof upper) { /* names are case-insensitive */
+        for (size_t i = 0; i < size; i++)
+            upper[i] = (uint8_t)toupper(data[i]);
+        struct cc_req cu;
+        unsigned qu = cc_request((const char *)upper, size, &cu);
+        FUZZ_CHECK(qu == q && cu.max_age == cq.max_age &&
+                   cu.max_stale == cq.max_stale &&
+                   cu.min_fresh == cq.min_fresh);
+    }
 
     /* the input as the header lines of a response */
     struct cc_resp rr;

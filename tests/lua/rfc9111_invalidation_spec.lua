@@ -31,6 +31,10 @@ local LOCATIONS = [[
     location /hostile/ { ]] .. CC .. [[ add_header Surrogate-Key "]] .. HOSTILE_TAGS .. [[" always;
                          add_header Cache-Tag "]] .. LONG_TAG .. [[ ok" always; echo "body $request_id"; }
     location /slow/ { ]] .. CC .. [[ echo_sleep 2; echo "body $request_id"; }
+    location /hfm/ {
+      if ($arg_priv) { add_header Cache-Control "private" always; echo "private $request_id"; }
+      ]] .. CC .. [[ add_header Surrogate-Key "hfmtag" always; echo_sleep 1; echo "body $request_id";
+    }
     location / { ]] .. CC .. [[ echo "body $request_id"; }
 ]]
 
@@ -234,6 +238,64 @@ describe("invalidation (RFC 9111 §4.4)", function()
     assert.is_true(tonumber(call("/_ban", "")) >= 2)
     assert.are.equal("0", get("/_objects").body)
     assert.are.equal("MISS", xc("/k/all/1"))
+  end)
+
+  -- A fill started after a hit-for-miss marker is indexed only when its
+  -- head comes (storable after all): a purge, ban or tag purge made while
+  -- it is in flight can't find it, and before, its head stored what was
+  -- invalidated meanwhile. /hfm/ answers in 1 s, tagged hfmtag; with
+  -- ?priv=1 at once, private (the marker).
+  for _, case in ipairs{
+    { "purge", "/_purge", "/hfm/purge" },
+    { "ban", "/_ban", "/hfm/" },
+    { "purge_tag", "/_tag", "hfmtag" },
+  } do
+    it("RFC 9111 §4.4: a " .. case[1] .. " while a fill after a hit-for-miss marker is in flight: it is not stored", function()
+      local p = "/k/hfm/" .. case[1]
+      assert.are.equal("private", get(p .. "?priv=1").body:match("^%a+"))
+      local conn = helper.connect(srv:port())
+      conn:write(helper.request("GET", p)) -- its own fill: the marker
+      helper.sleep(0.3)
+      call(case[2], case[3])
+      local during = assert(conn:response{ timeout = 10 })
+      conn:close()
+      assert.are.equal(200, during.status)
+      assert.are.equal("body", during.body:match("^%a+"))
+      local after = get(p)
+      assert.are.equal("MISS", after.headers["x-cache"])
+      assert.are_not.equal(during.body, after.body)
+      assert.are.equal("HIT", xc(p))
+    end)
+  end
+
+  it("RFC 9111 §4.4: a purge_tag while a plain miss is in flight (its tags not known yet): it is not stored", function()
+    local p = "/k/hfm/tagmiss"
+    local conn = helper.connect(srv:port())
+    conn:write(helper.request("GET", p))
+    helper.sleep(0.3)
+    call("/_tag", "hfmtag")
+    local during = assert(conn:response{ timeout = 10 })
+    conn:close()
+    assert.are.equal("MISS", during.headers["x-cache"])
+    local after = get(p)
+    assert.are.equal("MISS", after.headers["x-cache"])
+    assert.are_not.equal(during.body, after.body)
+  end)
+
+  it("RFC 9111 §4.4: an invalidation of other keys or tags during such a fill leaves it stored", function()
+    local p = "/k/hfm/kept"
+    get(p .. "?priv=1")
+    local conn = helper.connect(srv:port())
+    conn:write(helper.request("GET", p))
+    helper.sleep(0.3)
+    call("/_purge", "/hfm/kep")
+    call("/_ban", "/hfm/kept/")
+    call("/_tag", "othertag")
+    local during = assert(conn:response{ timeout = 10 })
+    conn:close()
+    local after = get(p)
+    assert.are.equal("HIT", after.headers["x-cache"])
+    assert.are.equal(during.body, after.body)
   end)
 end)
 

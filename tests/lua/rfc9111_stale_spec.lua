@@ -4,7 +4,8 @@
 -- background refresh (§4.2.4; RFC 5861 stale-while-revalidate, Varnish's
 -- grace), stale-if-error (RFC 5861 §4), what forbids serving stale
 -- (§5.2.2.2 must-revalidate, §5.2.2.8 proxy-revalidate, §5.2.2.4
--- no-cache), the client's no-cache / max-age=0 / only-if-cached (§5.2.1).
+-- no-cache), the client's no-cache / max-age / max-stale / min-fresh /
+-- only-if-cached / no-store (§5.2.1).
 --
 -- The origin (written below, Python) answers /<name> as its config file
 -- <dir>/<name>.cfg says (key=value lines, re-read per request): cc
@@ -115,6 +116,7 @@ local caches = {
   grace = luring.cache{ name = "grace", ttl = 1, grace = 5, keep = 60 },
   sie = luring.cache{ name = "sie", ttl = 1, grace = 0, keep = 0, stale_if_error = 2 },
   reval = luring.cache{ name = "reval", ttl = 1, grace = 0, client_no_cache = "revalidate" },
+  revalg = luring.cache{ name = "revalg", ttl = 1, grace = 5, client_no_cache = "revalidate" },
 }
 local text = { ["Content-Type"] = "text/plain" }
 app:get("/stats/:cache", function(req)
@@ -524,6 +526,163 @@ describe("RFC 9111 stale responses and validation", function()
     assert.are_not.equal("HIT", get("/c/grace/nsreq2").headers["x-cache"])
   end)
 
+  -- the request's max-age, max-stale and min-fresh (§5.2.1.1-3), honoured
+  -- with client_no_cache = "revalidate" (caches reval: no grace; revalg:
+  -- 5 s of grace)
+  local function cc(v) return { ["Cache-Control"] = v } end
+
+  it("§5.2.1.2: max-stale=N: a response stale by at most N s is served at once, refreshed in the background", function()
+    orig:set("ms", { cc = "max-age=1", etag = '"s1"', body = "ms old" })
+    assert.are.equal("MISS", get("/c/reval/ms").headers["x-cache"])
+    orig:set("ms", { cc = "max-age=60", etag = '"s2"', body = "ms new", delay = "0.6" })
+    helper.sleep(1.2)
+    local b, t = timed("/c/reval/ms", cc("max-stale=30"))
+    assert.are.equal(200, b.status)
+    assert.are.equal("STALE", b.headers["x-cache"])
+    assert.are.equal("ms old", b.body)
+    assert(t < 0.45, "waited for the origin: " .. t)
+    assert(helper.wait_until(function() return #orig:log("ms") == 2 end, 3))
+    helper.sleep(0.8) -- the background refresh's answer is stored
+    local c = get("/c/reval/ms")
+    assert.are.equal("HIT", c.headers["x-cache"])
+    assert.are.equal("ms new", c.body)
+    assert.are.equal(2, #orig:log("ms"))
+  end)
+
+  it("§5.2.1.2: without max-stale, or stale by more than its N s, the request waits for the revalidation", function()
+    for _, n in ipairs{ "ms0", "ms1", "msany" } do
+      orig:set(n, { cc = "max-age=1", etag = '"x1"', body = n .. " body" })
+      assert.are.equal("MISS", get("/c/reval/" .. n).headers["x-cache"])
+      orig:set(n, { cc = "max-age=1", etag = '"x1"', body = n .. " body", delay = "0.5" })
+    end
+    helper.sleep(2.3) -- stale by 1.3 s
+    local a, ta = timed("/c/reval/ms0")
+    assert.are.equal("REVALIDATED", a.headers["x-cache"])
+    assert(ta >= 0.45, "served stale: " .. ta)
+    local b, tb = timed("/c/reval/ms1", cc("max-stale=1"))
+    assert.are.equal("REVALIDATED", b.headers["x-cache"])
+    assert.are.equal("ms1 body", b.body)
+    assert(tb >= 0.45, "served stale: " .. tb)
+    assert.are.equal('"x1"', orig:log("ms1")[2].inm)
+    -- max-stale without a value: any staleness
+    local c, tc = timed("/c/reval/msany", cc("max-stale"))
+    assert.are.equal("STALE", c.headers["x-cache"])
+    assert.are.equal("msany body", c.body)
+    assert(tc < 0.45, "waited for the origin: " .. tc)
+  end)
+
+  it("§4.2.4, §5.2.2.2, §5.2.2.8, §5.2.2.10: max-stale never serves a must-revalidate, proxy-revalidate or s-maxage response stale", function()
+    local ds = { "must-revalidate", "proxy-revalidate", "s-maxage=1" }
+    for i, d in ipairs(ds) do
+      orig:set("msmr" .. i, { cc = "max-age=1, " .. d, etag = '"r1"', body = "mr" })
+      get("/c/revalg/msmr" .. i)
+      orig:set("msmr" .. i, { cc = "max-age=1, " .. d, etag = '"r1"', body = "mr", delay = "0.5" })
+    end
+    helper.sleep(1.2)
+    for i, d in ipairs(ds) do
+      local b, t = timed("/c/revalg/msmr" .. i, cc("max-stale=60"))
+      assert.are.equal("REVALIDATED", b.headers["x-cache"], d)
+      assert.are.equal("mr", b.body)
+      assert(t >= 0.45, d .. ": served stale: " .. t)
+      assert.are.equal(2, #orig:log("msmr" .. i))
+    end
+  end)
+
+  it("§5.2.1.3: min-fresh=N: a response fresh for less than N more seconds is revalidated, one fresh long enough is a hit", function()
+    orig:set("mf", { cc = "max-age=60", etag = '"f1"', body = "mf body" })
+    assert.are.equal("MISS", get("/c/reval/mf").headers["x-cache"])
+    assert.are.equal("HIT", get("/c/reval/mf", cc("min-fresh=30")).headers["x-cache"])
+    assert.are.equal(1, #orig:log("mf"))
+    local b = get("/c/reval/mf", cc("min-fresh=100"))
+    assert.are.equal("REVALIDATED", b.headers["x-cache"])
+    assert.are.equal("mf body", b.body)
+    local log = orig:log("mf")
+    assert.are.equal(2, #log)
+    assert.are.equal('"f1"', log[2].inm)
+  end)
+
+  it("§5.2.1.1: max-age=N: a stored response older than N s is revalidated, a younger one is a hit", function()
+    orig:set("ma", { cc = "max-age=60", etag = '"a1"', body = "ma body" })
+    assert.are.equal("MISS", get("/c/reval/ma").headers["x-cache"])
+    helper.sleep(2.1)
+    local a = get("/c/reval/ma", cc("max-age=10"))
+    assert.are.equal("HIT", a.headers["x-cache"])
+    assert.are.equal("2", a.headers["age"])
+    local b = get("/c/reval/ma", cc("max-age=1"))
+    assert.are.equal("REVALIDATED", b.headers["x-cache"])
+    assert.are.equal("ma body", b.body)
+    assert.are.equal(2, #orig:log("ma"))
+    local c = get("/c/reval/ma", cc("max-age=1")) -- aged from the 304 now
+    assert.are.equal("HIT", c.headers["x-cache"])
+    assert.are.equal("0", c.headers["age"])
+  end)
+
+  it("§5.2.1.1: max-age=N without max-stale refuses a stale response within grace; with max-stale it is served", function()
+    for _, n in ipairs{ "mag", "magms" } do
+      orig:set(n, { cc = "max-age=1", etag = '"g1"', body = n .. " body" })
+      get("/c/revalg/" .. n)
+      orig:set(n, { cc = "max-age=1", etag = '"g1"', body = n .. " body", delay = "0.5" })
+    end
+    helper.sleep(1.2)
+    local a, ta = timed("/c/revalg/mag", cc("max-age=100"))
+    assert.are.equal("REVALIDATED", a.headers["x-cache"])
+    assert(ta >= 0.45, "served stale: " .. ta)
+    local b, tb = timed("/c/revalg/magms", cc("max-age=100, max-stale=100"))
+    assert.are.equal("STALE", b.headers["x-cache"])
+    assert.are.equal("magms body", b.body)
+    assert(tb < 0.45, "waited for the origin: " .. tb)
+    -- and max-age=1 with max-stale: older than 1 s, so not acceptable
+    local c = get("/c/revalg/magms", cc("max-age=0, max-stale=100"))
+    assert.are_not.equal("STALE", c.headers["x-cache"])
+  end)
+
+  it("§1.2.2, §5.2.1.2: max-stale=abc is ignored; a max-stale or max-age too large for 2^31 is taken as 2^31", function()
+    for _, n in ipairs{ "mbad", "mbig" } do
+      orig:set(n, { cc = "max-age=1", etag = '"b1"', body = n .. " body" })
+      get("/c/reval/" .. n)
+      orig:set(n, { cc = "max-age=1", etag = '"b1"', body = n .. " body", delay = "0.5" })
+    end
+    helper.sleep(1.2)
+    local a, ta = timed("/c/reval/mbad", cc("max-stale=abc"))
+    assert.are.equal("REVALIDATED", a.headers["x-cache"])
+    assert(ta >= 0.45, "served stale: " .. ta)
+    local b, tb = timed("/c/reval/mbig", cc("max-stale=99999999999999999999999999999, max-age=18446744073709551617"))
+    assert.are.equal("STALE", b.headers["x-cache"])
+    assert.are.equal("mbig body", b.body)
+    assert(tb < 0.45, "waited for the origin: " .. tb)
+    orig:set("mhuge", { cc = "max-age=60", body = "huge" })
+    get("/c/reval/mhuge")
+    assert.are.equal("HIT", get("/c/reval/mhuge", cc("max-age=99999999999999999999, min-fresh=1")).headers["x-cache"])
+  end)
+
+  it("§5.2.1.7, §5.2.1.2: only-if-cached takes a stale response max-stale allows, and a 504 when min-fresh refuses the fresh one", function()
+    orig:set("oicms", { cc = "max-age=1", etag = '"o1"', body = "oic body" })
+    get("/c/reval/oicms")
+    orig:set("oicmf", { cc = "max-age=60", body = "oicmf body" })
+    get("/c/reval/oicmf")
+    helper.sleep(1.2)
+    local a = get("/c/reval/oicms", cc("only-if-cached, max-stale=60"))
+    assert.are.equal(200, a.status)
+    assert.are.equal("STALE", a.headers["x-cache"])
+    assert.are.equal("oic body", a.body)
+    local b = get("/c/reval/oicmf", cc("only-if-cached, min-fresh=3600"))
+    assert.are.equal(504, b.status)
+    assert.are.equal(1, #orig:log("oicmf"))
+  end)
+
+  it("§5.2.1: client_no_cache = \"ignore\" (the default, as Varnish) ignores max-stale, min-fresh and max-age", function()
+    orig:set("ign", { cc = "max-age=1", etag = '"i1"', body = "ign body" })
+    get("/c/nograce/ign")
+    orig:set("ignf", { cc = "max-age=60", etag = '"i1"', body = "ignf body" })
+    get("/c/nograce/ignf")
+    assert.are.equal("HIT", get("/c/nograce/ignf", cc("min-fresh=3600")).headers["x-cache"])
+    helper.sleep(1.2)
+    assert.are.equal("HIT", get("/c/nograce/ignf", cc("max-age=1")).headers["x-cache"])
+    assert.are.equal(1, #orig:log("ignf"))
+    local a = get("/c/nograce/ign", cc("max-stale=60"))
+    assert.are.equal("REVALIDATED", a.headers["x-cache"])
+  end)
+
   it("§5.2.1.7: only-if-cached gets a 504 when nothing fresh is stored", function()
     local b = get("/c/nograce/nothing", { ["Cache-Control"] = "only-if-cached" })
     assert.are.equal(504, b.status)
@@ -557,6 +716,20 @@ describe("RFC 9111 stale responses and validation", function()
     assert.are.equal("MISS", c.headers["x-cache"])
     assert.are.equal("o new", c.body)
     assert.is_nil(orig:log("other")[3].inm) -- the stale one was dropped
+  end)
+
+  it("§4.3.4, RFC 9110 §8.8.3.2: a 304 whose ETag is the stored one by weak comparison, or not an entity-tag, freshens it", function()
+    orig:set("weak304", { cc = "max-age=1", etag = '"w1"', etag304 = 'W/"w1"', body = "weak body" })
+    orig:set("junk304", { cc = "max-age=1", etag = '"j1"', etag304 = "junk", body = "junk body" })
+    get("/c/nograce/weak304")
+    get("/c/nograce/junk304")
+    helper.sleep(1.2)
+    local a = get("/c/nograce/weak304")
+    assert.are.equal("REVALIDATED", a.headers["x-cache"])
+    assert.are.equal("weak body", a.body)
+    local b = get("/c/nograce/junk304")
+    assert.are.equal("REVALIDATED", b.headers["x-cache"])
+    assert.are.equal("junk body", b.body)
   end)
 
   it("§3.2: a 304 cannot change Content-Length", function()
