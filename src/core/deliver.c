@@ -102,7 +102,7 @@ static bool send_head(struct req *r, struct cache_obj *o)
             put_age(r, o);
     }
     http_head_end(&r->m, len);
-    if (own)
+    if (made || r->parts) /* a body of its own, or a part's head first */
         cond_body_begin(r, status);
     return true;
 }
@@ -127,7 +127,7 @@ static void pump_slices(struct req *r, struct cache_obj *o)
         }
         if (r->obj_off < r->obj_end)
             break; /* waits for bytes, or for room */
-        if (!cond_next_part(r)) {
+        if (r->parts == NULL || !cond_next_part(r)) {
             sub_done(r, true); /* all queued; the fill may go on */
             return;
         }
