@@ -71,8 +71,9 @@ static void own_accept_ranges(struct cache_obj *o)
 }
 
 /* Read once what the evaluations need of o's head (objects belong to one
- * worker: no other thread writes them). */
-static void note(struct cache_obj *o)
+ * worker: no other thread writes them). Out of line: once per object,
+ * cond_decide's frame on every request should not be its. */
+static __attribute__((noinline)) void note(struct cache_obj *o)
 {
     own_accept_ranges(o);
     const char *p = o->hdrs.data;

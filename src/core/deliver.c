@@ -68,7 +68,11 @@ static bool send_head(struct req *r, struct cache_obj *o)
     if (r->sub_fill && r->xcache && (o->stale_sub || o->revalidated))
         r->xcache = o->stale_sub ? "STALE" : "REVALIDATED"; /* a refresh */
     int status = o->status;
-    if (r->cond) /* a stored response: 200, 206, 304, 412 or 416 */
+    /* a stored response: 200, 206, 304, 412 or 416. A request without
+     * If-* or Range (h1_parse_head noted none) gets the stored status:
+     * cond.c is only called to read the object's head once (its
+     * Accept-Ranges, see cond_decide). */
+    if (r->cond && (r->m.pre_seen || !o->cond_noted))
         status = cond_decide(r, o, &len);
     /* a status of cond.c's making (206, 304, 412, 416) has fields of its
      * own; otherwise the stored lines go as they are. The origin's Date
