@@ -71,8 +71,9 @@ static void own_accept_ranges(struct cache_obj *o)
 }
 
 /* Read once what the evaluations need of o's head (objects belong to one
- * worker: no other thread writes them). */
-static void note(struct cache_obj *o)
+ * worker: no other thread writes them). Out of line: once per object,
+ * cond_decide's frame on every request should not be its. */
+static __attribute__((noinline)) void note(struct cache_obj *o)
 {
     own_accept_ranges(o);
     const char *p = o->hdrs.data;
@@ -130,27 +131,38 @@ static void note(struct cache_obj *o)
 
 /* ==== the request's preconditions ==== */
 
-enum { F_IM, F_INM, F_IMS, F_IUS, F_RANGE, F_IFR, F_N };
+/* h1_parse_head noted which of the six fields the request has (enum
+ * h1_pre): how many lines of each (0, 1, more) and where the first is. */
+enum {
+    F_IM = H1P_IF_MATCH,
+    F_INM = H1P_IF_NONE_MATCH,
+    F_IMS = H1P_IF_MODIFIED_SINCE,
+    F_IUS = H1P_IF_UNMODIFIED_SINCE,
+    F_RANGE = H1P_RANGE,
+    F_IFR = H1P_IF_RANGE,
+};
 
-/* Which of the six fields a request field line is, or -1. Most lines are
- * none of them: their first letter says so. */
+/* Which of the six fields a request field line is, or -1 (for a field
+ * given on several lines). Most lines are none of them: their first
+ * letter says so. */
 static int field_kind(const char *n, size_t nl)
 {
     if (nl < 5 || ((n[0] | 0x20) != 'i' && (n[0] | 0x20) != 'r'))
         return -1;
     switch (nl) {
     case 5:
-        return NAME_IS(n, nl, "range") ? F_RANGE : -1;
+        return field_token_is(n, nl, "range", 5) ? F_RANGE : -1;
     case 8:
-        return NAME_IS(n, nl, "if-match")   ? F_IM
-               : NAME_IS(n, nl, "if-range") ? F_IFR
-                                            : -1;
+        return field_token_is(n, nl, "if-match", 8)   ? F_IM
+               : field_token_is(n, nl, "if-range", 8) ? F_IFR
+                                                      : -1;
     case 13:
-        return NAME_IS(n, nl, "if-none-match") ? F_INM : -1;
+        return field_token_is(n, nl, "if-none-match", 13) ? F_INM : -1;
     case 17:
-        return NAME_IS(n, nl, "if-modified-since") ? F_IMS : -1;
+        return field_token_is(n, nl, "if-modified-since", 17) ? F_IMS : -1;
     case 19:
-        return NAME_IS(n, nl, "if-unmodified-since") ? F_IUS : -1;
+        return field_token_is(n, nl, "if-unmodified-since", 19) ? F_IUS
+                                                                : -1;
     default:
         return -1;
     }
@@ -158,12 +170,18 @@ static int field_kind(const char *n, size_t nl)
 
 struct cond_in {
     const struct h1_msg *m;
-    unsigned first[F_N], count[F_N];
 };
 
-static const char *fval(const struct cond_in *in, unsigned i, size_t *n)
+/* Lines of kind k: 0, 1, or 2 for more than one. */
+static unsigned count(const struct cond_in *in, int k)
 {
-    const struct hdr *h = &in->m->hdrs[i];
+    return !(in->m->pre_seen >> k & 1) ? 0 : (in->m->pre_many >> k & 1) + 1;
+}
+
+/* The value of kind k's first line (count(k) > 0). */
+static const char *fval(const struct cond_in *in, int k, size_t *n)
+{
+    const struct hdr *h = &in->m->hdrs[in->m->pre_first[k]];
     *n = h->vlen;
     return in->m->head.data + h->val;
 }
@@ -173,14 +191,17 @@ static const char *fval(const struct cond_in *in, unsigned i, size_t *n)
 static enum etag_match list_match(const struct cond_in *in, int kind,
                                   const struct etag *cur, bool strong)
 {
-    enum etag_match res = ETAG_NONE;
-    for (unsigned i = in->first[kind]; i < in->m->nhdrs; i++) {
+    size_t n;
+    const char *v = fval(in, kind, &n);
+    enum etag_match res = etag_list_match(v, n, cur, strong);
+    if (count(in, kind) == 1 || res == ETAG_INVALID)
+        return res;
+    for (unsigned i = in->m->pre_first[kind] + 1u; i < in->m->nhdrs; i++) {
         const struct hdr *h = &in->m->hdrs[i];
         if (field_kind(in->m->head.data + h->name, h->nlen) != kind)
             continue;
-        size_t n;
-        const char *v = fval(in, i, &n);
-        enum etag_match e = etag_list_match(v, n, cur, strong);
+        enum etag_match e = etag_list_match(in->m->head.data + h->val,
+                                            h->vlen, cur, strong);
         if (e == ETAG_INVALID)
             return e;
         if (e == ETAG_MATCH)
@@ -194,10 +215,10 @@ static enum etag_match list_match(const struct cond_in *in, int kind,
  * match without parsing the list. Anything else: list_match decides. */
 static bool inm_is_tag(const struct cond_in *in, const struct etag *cur)
 {
-    if (cur == NULL || in->count[F_INM] != 1)
+    if (cur == NULL || count(in, F_INM) != 1)
         return false;
     size_t n;
-    const char *v = fval(in, in->first[F_INM], &n);
+    const char *v = fval(in, F_INM, &n);
     if (n == cur->len + 2 && v[0] == 'W' && v[1] == '/') {
         v += 2;
         n -= 2;
@@ -209,10 +230,10 @@ static bool inm_is_tag(const struct cond_in *in, const struct etag *cur)
  * is not one valid HTTP-date (given twice, it is not: §13.1.3). */
 static int64_t date_field(const struct cond_in *in, int kind)
 {
-    if (in->count[kind] != 1)
+    if (count(in, kind) != 1)
         return INT64_MIN;
     size_t n;
-    const char *v = fval(in, in->first[kind], &n);
+    const char *v = fval(in, kind, &n);
     return http_date_parse(v, n, (int64_t)time(NULL));
 }
 
@@ -225,10 +246,10 @@ static int64_t date_field(const struct cond_in *in, int kind)
 static bool if_range_ok(const struct cond_in *in, const struct cache_obj *o,
                         const struct etag *cur)
 {
-    if (in->count[F_IFR] != 1)
+    if (count(in, F_IFR) != 1)
         return false;
     size_t n;
-    const char *v = fval(in, in->first[F_IFR], &n);
+    const char *v = fval(in, F_IFR, &n);
     size_t i = 0;
     while (i < n && (v[i] == ' ' || v[i] == '\t'))
         i++;
@@ -329,23 +350,9 @@ int cond_decide(struct req *r, struct cache_obj *o, int64_t *len)
 {
     if (!o->cond_noted)
         note(o);
-    struct cond_in in;
-    in.m = &r->m;
-    bool any = false;
-    for (unsigned i = 0; i < r->m.nhdrs; i++) {
-        const struct hdr *h = &r->m.hdrs[i];
-        int k = field_kind(r->m.head.data + h->name, h->nlen);
-        if (k < 0)
-            continue;
-        if (!any) {
-            memset(in.count, 0, sizeof in.count);
-            any = true;
-        }
-        if (in.count[k]++ == 0)
-            in.first[k] = i;
-    }
+    struct cond_in in = { &r->m };
     /* §13.2.1: preconditions only when the response would be a 2xx */
-    if (!any || o->status < 200 || o->status > 299)
+    if (!r->m.pre_seen || o->status < 200 || o->status > 299)
         return o->status;
     struct etag cur = { o->hdrs.data + o->etag_off, o->etag_len,
                         o->etag_weak };
@@ -355,10 +362,10 @@ int cond_decide(struct req *r, struct cache_obj *o, int64_t *len)
      * through what the client meant to guard. An If-Unmodified-Since that
      * is no date, or a response without Last-Modified, is ignored
      * (§13.1.4). */
-    if (in.count[F_IM]) {
+    if (count(&in, F_IM)) {
         if (list_match(&in, F_IM, tag, true) != ETAG_MATCH)
             status = 412;
-    } else if (in.count[F_IUS] && o->last_mod != INT64_MIN) {
+    } else if (count(&in, F_IUS) && o->last_mod != INT64_MIN) {
         int64_t t = date_field(&in, F_IUS);
         if (t != INT64_MIN && o->last_mod > t)
             status = 412;
@@ -368,11 +375,11 @@ int cond_decide(struct req *r, struct cache_obj *o, int64_t *len)
      * Last-Modified, else the stored Date (RFC 9111 §4.3.2), and ignored
      * when it is no date or there is neither. */
     if (status == 0) {
-        if (in.count[F_INM]) {
+        if (count(&in, F_INM)) {
             if (inm_is_tag(&in, tag) ||
                 list_match(&in, F_INM, tag, false) == ETAG_MATCH)
                 status = 304;
-        } else if (in.count[F_IMS]) {
+        } else if (count(&in, F_IMS)) {
             int64_t ref = o->last_mod != INT64_MIN ? o->last_mod : o->date;
             int64_t t = date_field(&in, F_IMS);
             if (ref != INT64_MIN && t != INT64_MIN && ref <= t)
@@ -392,14 +399,14 @@ int cond_decide(struct req *r, struct cache_obj *o, int64_t *len)
     /* step 5: Range, for GET on a stored 200 whose length is known (a
      * fill of unknown length, chunked, gets the whole body: §14.2 lets a
      * server ignore Range). Given twice, Range is ignored. */
-    if (in.count[F_RANGE] != 1 || r->m.method != H1_M_GET ||
+    if (count(&in, F_RANGE) != 1 || r->m.method != H1_M_GET ||
         o->status != 200 || *len < 0)
         return o->status;
-    if (in.count[F_IFR] && !if_range_ok(&in, o, tag))
+    if (count(&in, F_IFR) && !if_range_ok(&in, o, tag))
         return o->status;
     struct range rs[RANGE_MAX];
     size_t n;
-    const char *v = fval(&in, in.first[F_RANGE], &n);
+    const char *v = fval(&in, F_RANGE, &n);
     int k = range_eval(v, n, *len, rs);
     if (k == RANGE_IGNORE)
         return o->status;

@@ -83,7 +83,11 @@ static bool send_head(struct req *r, struct cache_obj *o)
     if (r->sub_fill && r->xcache && (o->stale_sub || o->revalidated))
         r->xcache = o->stale_sub ? "STALE" : "REVALIDATED"; /* a refresh */
     int status = o->status;
-    if (r->cond) /* a stored response: 200, 206, 304, 412 or 416 */
+    /* a stored response: 200, 206, 304, 412 or 416. A request without
+     * If-* or Range (h1_parse_head noted none) gets the stored status:
+     * cond.c is only called to read the object's head once (its
+     * Accept-Ranges, see cond_decide). */
+    if (r->cond && (r->m.pre_seen || !o->cond_noted))
         status = cond_decide(r, o, &len);
     /* a status of cond.c's making (206, 304, 412, 416) has fields of its
      * own; otherwise the stored lines go as they are. The origin's Date
@@ -117,7 +121,7 @@ static bool send_head(struct req *r, struct cache_obj *o)
             put_age(r, o);
     }
     http_head_end(&r->m, len);
-    if (own)
+    if (made || r->parts) /* a body of its own, or a part's head first */
         cond_body_begin(r, status);
     return true;
 }
@@ -142,7 +146,7 @@ static void pump_slices(struct req *r, struct cache_obj *o)
         }
         if (r->obj_off < r->obj_end)
             break; /* waits for bytes, or for room */
-        if (!cond_next_part(r)) {
+        if (r->parts == NULL || !cond_next_part(r)) {
             sub_done(r, true); /* all queued; the fill may go on */
             return;
         }

@@ -6,6 +6,8 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <string.h>
 #include <strings.h>
 
 /* tchar by byte value: 1 for ALPHA / DIGIT / "!#$%&'*+-.^_`|~". */
@@ -29,6 +31,50 @@ static inline bool field_name_is(const char *n, size_t nl, const char *lit,
                        (unsigned char)((a | 0x20) - 'a') > 'z' - 'a'))
             return false;
     }
+    return true;
+}
+
+/** field_name_is for a name known to be a token (tchar only, as every
+ * name h1_parse_head accepts) and a literal `lit` of lower-case letters,
+ * digits and "-" only: OR-ing 0x20 into a byte folds an upper-case letter
+ * onto its lower case and leaves those bytes as they are, and no other
+ * tchar folds onto one of them (only CR onto "-", controls onto digits),
+ * so eight bytes compare at once (the last word overlapping the one
+ * before), four for names of 4 to 7 bytes. */
+static inline bool field_token_is(const char *n, size_t nl, const char *lit,
+                                  size_t len)
+{
+    if (nl != len)
+        return false;
+    if (len >= 8) {
+        const uint64_t f = 0x2020202020202020ULL;
+        uint64_t a, b;
+        size_t i = 0;
+        for (; i + 8 <= len; i += 8) {
+            memcpy(&a, n + i, 8);
+            memcpy(&b, lit + i, 8);
+            if ((a | f) != b)
+                return false;
+        }
+        if (i == len)
+            return true;
+        memcpy(&a, n + len - 8, 8);
+        memcpy(&b, lit + len - 8, 8);
+        return (a | f) == b;
+    }
+    if (len >= 4) {
+        uint32_t a, b;
+        memcpy(&a, n, 4);
+        memcpy(&b, lit, 4);
+        if ((a | 0x20202020u) != b)
+            return false;
+        memcpy(&a, n + len - 4, 4);
+        memcpy(&b, lit + len - 4, 4);
+        return (a | 0x20202020u) == b;
+    }
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)(n[i] | 0x20) != (unsigned char)lit[i])
+            return false;
     return true;
 }
 

@@ -306,6 +306,18 @@ static uint8_t method_of(const char *p, size_t n)
 
 /* ==== parsing a head ==== */
 
+/* A request's last field line so far is of kind k (enum h1_pre). */
+static inline void pre_note(struct h1_head *h, unsigned k)
+{
+    unsigned bit = 1u << k, i = h->nfields - 1;
+    if (h->pre_seen & bit) {
+        h->pre_many |= (uint8_t)bit;
+    } else if (i < 256) { /* always: H1_MAX_HEADERS */
+        h->pre_seen |= (uint8_t)bit;
+        h->pre_first[k] = (uint8_t)i;
+    }
+}
+
 #define FAIL(code, sentence) \
     do {                     \
         *why = sentence;     \
@@ -436,6 +448,7 @@ int h1_parse_head(enum h1_kind kind, const char *p, size_t n, struct h1_head *h,
     h->content_length = -1;
     h->keep_alive = false;
     h->upgrade = h->expect_continue = h->ws_before_colon = false;
+    h->pre_seen = h->pre_many = 0;
 
     /* empty lines before the start line are skipped (RFC 9112 §2.2) */
     size_t i = 0;
@@ -522,7 +535,28 @@ int h1_parse_head(enum h1_kind kind, const char *p, size_t n, struct h1_head *h,
         /* the fields that frame the message or manage the connection */
         const char *nm = p + ns, *v = p + vs;
         size_t vl = ve - vs;
+        /* and the preconditions and Range (enum h1_pre): the name a word
+         * at a time (names are tokens) */
+#define REQ_I (kind == H1_REQUEST && (nm[0] | 0x20) == 'i')
         switch (nl) {
+        case 5:
+            if (kind == H1_REQUEST && field_token_is(nm, nl, "range", 5))
+                pre_note(h, H1P_RANGE);
+            break;
+        case 8:
+            if (REQ_I && field_token_is(nm, nl, "if-match", 8))
+                pre_note(h, H1P_IF_MATCH);
+            else if (REQ_I && field_token_is(nm, nl, "if-range", 8))
+                pre_note(h, H1P_IF_RANGE);
+            break;
+        case 13:
+            if (REQ_I && field_token_is(nm, nl, "if-none-match", 13))
+                pre_note(h, H1P_IF_NONE_MATCH);
+            break;
+        case 19:
+            if (REQ_I && field_token_is(nm, nl, "if-unmodified-since", 19))
+                pre_note(h, H1P_IF_UNMODIFIED_SINCE);
+            break;
         case 4:
             if (field_name_is(nm, nl, "host", 4)) {
                 if (++nhost > 1)
@@ -566,9 +600,13 @@ int h1_parse_head(enum h1_kind kind, const char *p, size_t n, struct h1_head *h,
                 if (te != -2)
                     FAIL(H1E_BAD, "Transfer-Encoding repeated");
                 te = te_value(v, vl);
+            } else if (REQ_I &&
+                       field_token_is(nm, nl, "if-modified-since", 17)) {
+                pre_note(h, H1P_IF_MODIFIED_SINCE);
             }
             break;
         }
+#undef REQ_I
     }
 
     /* the body length (RFC 9112 §6.3) */

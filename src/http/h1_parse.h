@@ -91,6 +91,20 @@ enum h1_body {
     H1B_CLOSE,   /* responses only: until the connection closes */
 };
 
+/* The request fields a cache answers itself from a stored response (RFC
+ * 9110 §13.1, §14.2; core/cond.c), noted while the head is parsed: a
+ * request without any of them costs the cache nothing more, one with them
+ * no second look at every field. */
+enum h1_pre {
+    H1P_IF_MATCH,
+    H1P_IF_NONE_MATCH,
+    H1P_IF_MODIFIED_SINCE,
+    H1P_IF_UNMODIFIED_SINCE,
+    H1P_RANGE,
+    H1P_IF_RANGE,
+    H1P_N
+};
+
 struct h1_head {
     /* the start line */
     uint32_t start;             /* empty lines skipped before it */
@@ -112,6 +126,11 @@ struct h1_head {
     bool expect_continue;       /* requests: Expect: 100-continue */
     bool ws_before_colon;       /* responses: a field name was followed by
                                    whitespace (removed, RFC 9112 §5.1) */
+    /* requests: the fields of enum h1_pre (names compared ignoring case) */
+    uint8_t pre_seen;           /* bit k: at least one line of kind k */
+    uint8_t pre_many;           /* bit k: more than one line of kind k */
+    uint8_t pre_first[H1P_N];   /* kind k seen: the index in fields of its
+                                   first line (fields < 256: H1_MAX_HEADERS) */
 };
 
 /* h1_parse_head's errors: an HTTP status for a request (a response that

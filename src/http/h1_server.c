@@ -310,6 +310,9 @@ static int take_head(struct conn *c, const char *p, size_t n)
             host->vlen = (uint32_t)al;
         }
     }
+    m->pre_seen = h.pre_seen;
+    m->pre_many = h.pre_many;
+    memcpy(m->pre_first, h.pre_first, sizeof m->pre_first);
     m->http_minor = h.minor;
     m->is_head = h.method == H1_M_HEAD;
     m->keep_alive = h.keep_alive;
@@ -1107,6 +1110,7 @@ void h1_msg_reset(struct h1_msg *m)
     m->method_off = m->method_len = 0;
     m->method = H1_M_OTHER;
     m->nhdrs = 0;
+    m->pre_seen = m->pre_many = 0;
     m->body.len = 0;
     m->sink = NULL;
     m->body_st = H1_BODY_NONE;

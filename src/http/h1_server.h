@@ -149,6 +149,10 @@ struct h1_msg {
     bool keep_alive;
     bool is_head;           /* HEAD: no body in the response */
     int64_t content_length; /* -1: none */
+    /* the If-* and Range lines among hdrs, as h1_parse_head noted them
+     * (struct h1_head: bit k of enum h1_pre, index of the first) */
+    uint8_t pre_seen, pre_many;
+    uint8_t pre_first[H1P_N];
     /* the response */
     int status;             /* also a parse error's (413, 414, 431...) */
     bool head_sent;

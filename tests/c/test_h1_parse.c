@@ -424,9 +424,42 @@ static void test_value_bytes(void)
     }
 }
 
+/* The If-* and Range lines a cache answers (RFC 9110 §13.1, §14.2),
+ * noted while parsing: any case, each kind's first line and whether there
+ * are more; other names of the same lengths are none of them. */
+static void test_preconditions(void)
+{
+    struct h1_head h;
+    CHECK_EQ(req("GET / HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\n", &h), 0);
+    CHECK_EQ(h.pre_seen, 0);
+    CHECK_EQ(req("GET / HTTP/1.1\r\nHost: x\r\nrange: bytes=0-1\r\n"
+                 "IF-NONE-MATCH: \"a\"\r\nIf-None-Match: \"b\"\r\n"
+                 "If-Modified-Since: x\r\nif-unmodified-since: y\r\n"
+                 "If-Match: *\r\nIf-Range: \"a\"\r\n\r\n", &h), 0);
+    CHECK_EQ(h.pre_seen, (1 << H1P_N) - 1);
+    CHECK_EQ(h.pre_many, 1 << H1P_IF_NONE_MATCH);
+    CHECK_EQ(h.pre_first[H1P_RANGE], 1);
+    CHECK_EQ(h.pre_first[H1P_IF_NONE_MATCH], 2);
+    CHECK_EQ(h.pre_first[H1P_IF_MODIFIED_SINCE], 4);
+    CHECK_EQ(h.pre_first[H1P_IF_UNMODIFIED_SINCE], 5);
+    CHECK_EQ(h.pre_first[H1P_IF_MATCH], 6);
+    CHECK_EQ(h.pre_first[H1P_IF_RANGE], 7);
+    /* same lengths, other names (one letter or symbol off) */
+    CHECK_EQ(req("GET / HTTP/1.1\r\nHost: x\r\nRangE_: 1\r\nrangf: 1\r\n"
+                 "If-Natch: 1\r\nIf_Range: 1\r\nCache-Control: 1\r\n"
+                 "If-None-Matci: 1\r\nIf-Modified-Sincf: 1\r\n"
+                 "Transfer-Encodinh: 1\r\nIf-Unmodified-Sinc~: 1\r\n"
+                 "Jf-Match: 1\r\n\r\n", &h), 0);
+    CHECK_EQ(h.pre_seen, 0);
+    /* responses: not noted */
+    CHECK_EQ(resp("HTTP/1.1 200 OK\r\nRange: x\r\nContent-Length: 0\r\n\r\n", &h), 0);
+    CHECK_EQ(h.pre_seen, 0);
+}
+
 int main(void)
 {
     test_watchdog(20);
+    TEST(test_preconditions);
     TEST(test_request_line);
     TEST(test_line_ends);
     TEST(test_fields);

@@ -94,6 +94,44 @@ static void test_multiple(void)
     CHECK(R(0, 0, 9));
 }
 
+/* The common "bytes=first-last" / "bytes=first-" is read on a fast path:
+ * it must answer as the general reading does (a leading space keeps a
+ * value off the fast path). */
+static void test_fast_path_agrees(void)
+{
+    static const char *const v[] = {
+        "bytes=0-99", "bytes=0-", "Bytes=5-3", "bytes=1000-", "bytes=999-",
+        "bytes=0-0", "bytes=10-1000000", "bYtEs=3-4", "bytes=-5", "bytes=1-2,",
+        "bytes=1-2 ", "bytes=x-2", "bytes=1-x", "bytes=-", "bytes=1--2",
+        "bytes=123456789012345678-", "bytes=1234567890123456789-",
+        "bytes=0-123456789012345678", "bytes=0-1234567890123456789",
+        "bytes=0-99999999999999999999", "bytez=0-1", "bytes:0-1", "bytes=",
+    };
+    static const int64_t lens[] = { 0, 1, 100, 1000, INT64_C(1) << 62 };
+    struct range a[RANGE_MAX], b[RANGE_MAX];
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+        char sp[64];
+        size_t n = strlen(v[i]);
+        sp[0] = ' ';
+        memcpy(sp + 1, v[i], n);
+        for (size_t j = 0; j < sizeof lens / sizeof lens[0]; j++) {
+            int k = range_eval(v[i], n, lens[j], a);
+            int k2 = range_eval(sp, n + 1, lens[j], b);
+            if (k != k2)
+                printf("   \"%s\" on %lld bytes: %d vs %d\n", v[i],
+                       (long long)lens[j], k, k2);
+            CHECK_EQ(k, k2);
+            if (k > 0 && k == k2)
+                CHECK(memcmp(a, b, (size_t)k * sizeof a[0]) == 0);
+        }
+    }
+    CHECK_EQ(ev("bytes=1000-", 1000), RANGE_UNSATISFIABLE);
+    CHECK_EQ(ev("bytes=5-3", 1000), RANGE_IGNORE);
+    CHECK_EQ(ev("bytes=0-99", 0), RANGE_IGNORE);
+    CHECK_EQ(ev("bytes=0-99", 1024), 1);
+    CHECK(R(0, 0, 99));
+}
+
 int main(void)
 {
     test_watchdog(10);
@@ -101,5 +139,6 @@ int main(void)
     TEST(test_unsatisfiable);
     TEST(test_ignored);
     TEST(test_multiple);
+    TEST(test_fast_path_agrees);
     return test_report();
 }

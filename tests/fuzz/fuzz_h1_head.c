@@ -20,6 +20,8 @@
  *     then it is the Content-Length field's value; chunked only with a
  *     Transfer-Encoding field; never both fields, never two lengths;
  *     requests never H1B_CLOSE; no body for HEAD, 1xx, 204, 304;
+ *   - requests: pre_seen, pre_many and pre_first name the If-* and Range
+ *     lines (enum h1_pre) as strncasecmp finds them; responses: none;
  *   - the same head with a smaller max_target fails with 414, with fewer
  *     field slots with 431.
  * h1_content_length agrees with a reference (1*DIGIT up to 2^62).
@@ -183,6 +185,29 @@ static void check_head(enum h1_kind kind, const char *p, size_t n,
         h1_list_has(v, f->vlen, "close", 5);
     }
     FUZZ_CHECK(prev_end <= n);
+
+    /* the If-* and Range lines (enum h1_pre), against strncasecmp:
+     * requests only; each kind's first line, and whether there is another */
+    static const char *const pre[H1P_N] = {
+        [H1P_IF_MATCH] = "if-match",
+        [H1P_IF_NONE_MATCH] = "if-none-match",
+        [H1P_IF_MODIFIED_SINCE] = "if-modified-since",
+        [H1P_IF_UNMODIFIED_SINCE] = "if-unmodified-since",
+        [H1P_RANGE] = "range",
+        [H1P_IF_RANGE] = "if-range",
+    };
+    for (unsigned k = 0; k < H1P_N; k++) {
+        unsigned count = 0, first = 0;
+        for (unsigned i = 0; i < h->nfields; i++)
+            if (name_is(p, &h->fields[i], pre[k]) && count++ == 0)
+                first = i;
+        if (kind == H1_RESPONSE)
+            count = 0;
+        FUZZ_CHECK(!!(h->pre_seen >> k & 1) == (count > 0));
+        FUZZ_CHECK(!!(h->pre_many >> k & 1) == (count > 1));
+        if (count)
+            FUZZ_CHECK(h->pre_first[k] == first);
+    }
 
     /* framing */
     FUZZ_CHECK((h->content_length >= 0) == (h->body == H1B_LENGTH));
