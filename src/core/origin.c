@@ -49,7 +49,6 @@ static struct upconn *up_alloc(struct upstreams *us)
     u->next = NULL;
     stream_open(&u->s, -1);
     u->reused = u->got_bytes = u->paused = u->recv_cancel = false;
-    u->verify = false;
     u->flags = 0;
     u->obj = NULL;
     u->out.len = 0;
@@ -112,20 +111,25 @@ static void up_close(struct upstreams *us, struct upconn *u)
  * when it goes idle, no new receive when it is reused): bytes or an end of
  * file an origin sends unasked complete it, and origin_on_cqe closes the
  * connection (up_data, up_eof). Before reuse, bytes may still be on their
- * way to that handling: in a completion not handled yet, which
- * loop_cqe_pending sees (such a connection is not taken), or in the
- * socket, the receive's task work not run yet. The latter is looked for
- * once the batch of completions is handled, before the request goes out
- * (u->verify, origin_flush): one io_uring_enter then runs the queued work
- * for every connection taken in the batch, where a check at each take
- * cost one per take (0.24 per request at 64 pass-through connections).
- * One whose receive is still being cancelled (a paused fill's) is not
- * taken either: its last completions may still hold such bytes. */
+ * way to that handling: in the socket (the receive's task work has not run
+ * yet), or in a completion not handled yet, which loop_cqe_pending sees;
+ * either way the connection is not reused. When the ring has task work
+ * queued (loop_work_pending: some armed receive's socket became readable,
+ * maybe this one's), it is run first (loop_run_work, one io_uring_enter
+ * for all the connections taken until more arrives), which turns such
+ * bytes into a completion; with no task work queued, readable bytes would
+ * have queued the armed receive's. Only when that cannot tell (work queued
+ * again at once, or a ring without TASKRUN_FLAG) a MSG_PEEK (a system
+ * call per connection) looks at the socket. One whose receive is still
+ * being cancelled (a paused fill's) is not taken either: its last
+ * completions may still hold such bytes. */
 static struct upconn *pool_take(struct upstreams *us, struct origin *o)
 {
     struct upconn **pp = &o->idle;
     while (*pp) {
         struct upconn *u = *pp;
+        if (u->s.recv_armed && loop_work_pending(us->loop))
+            loop_run_work(us->loop);
         if (u->recv_cancel ||
             (u->s.recv_armed &&
              loop_cqe_pending(us->loop, stream_ud(&u->s, OP_UP_RECV)))) {
@@ -135,34 +139,19 @@ static struct upconn *pool_take(struct upstreams *us, struct origin *o)
         *pp = u->next;
         u->next = NULL;
         o->nidle--;
-        u->verify = true;
-        return u;
+        if (u->s.recv_armed && !loop_work_pending(us->loop))
+            return u; /* bytes would have queued the receive's work */
+        char b;
+        ssize_t r = recv(u->s.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return u; /* nothing pending: the connection is clean */
+        if (r > 0)
+            log_warn("origin %s: bytes on an idle connection before any "
+                     "request: connection closed", o->name);
+        u->phase = UP_WAIT; /* not in the pool any more */
+        up_close(us, u);
     }
     return NULL;
-}
-
-/* Did the origin send something on u (taken from the pool, its request
- * not sent) while it was idle? `settled`: no task work was queued, or the
- * queued work has just run (origin_flush), so bytes or an end of file that
- * were in the socket then are a completion in the CQ now (UP_IDLE_PENDING:
- * origin_on_cqe moves the request when it handles it). Otherwise (a ring
- * without TASKRUN_FLAG), or with no receive armed, a MSG_PEEK (a system
- * call) looks at the socket. What arrives after that check, as what
- * arrives after the request is sent, is read as the response: the check
- * runs just before the submit that sends it. */
-enum { UP_IDLE_CLEAN, UP_IDLE_PENDING, UP_IDLE_BYTES, UP_IDLE_CLOSED };
-static int up_idle_check(struct upstreams *us, struct upconn *u, bool settled)
-{
-    if (u->s.recv_armed &&
-        loop_cqe_pending(us->loop, stream_ud(&u->s, OP_UP_RECV)))
-        return UP_IDLE_PENDING;
-    if (u->s.recv_armed && settled)
-        return UP_IDLE_CLEAN;
-    char b;
-    ssize_t r = recv(u->s.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-        return UP_IDLE_CLEAN;
-    return r > 0 ? UP_IDLE_BYTES : UP_IDLE_CLOSED;
 }
 
 /* The fetch is over: hand the outcome to the object, drop our ref. */
@@ -457,36 +446,12 @@ static void up_send_later(struct upstreams *us, struct upconn *u)
     us->dirty = u;
 }
 
-static void up_idle_gone(struct upstreams *us, struct upconn *u, bool bytes);
-
 void origin_flush(struct upstreams *us)
 {
     struct upconn *u;
-    /* connections taken from the pool in this batch (u->verify): the
-     * task work queued meanwhile runs first (one io_uring_enter for all),
-     * so that bytes their origins sent while idle are completions */
-    bool settled = false;
-    for (u = us->dirty; u; u = u->next_dirty)
-        if (u->verify && !u->s.closed) {
-            settled = !loop_work_pending(us->loop) ||
-                      loop_run_work(us->loop);
-            break;
-        }
     while ((u = us->dirty) != NULL) {
         us->dirty = u->next_dirty;
         u->dirty = false;
-        if (u->verify && !u->s.closed) {
-            int e = up_idle_check(us, u, settled);
-            if (e == UP_IDLE_PENDING)
-                continue;
-            if (e != UP_IDLE_CLEAN) {
-                up_idle_gone(us, u, e == UP_IDLE_BYTES);
-                continue;
-            }
-            if (!u->s.recv_armed)
-                stream_recv(us->loop, &u->s, OP_UP_RECV);
-        }
-        u->verify = false;
         up_send(us, u); /* nothing when closed or sending */
     }
 }
@@ -562,11 +527,9 @@ static void up_start_request(struct upstreams *us, struct upconn *u)
     u->out_sent = 0;
     u->phase = UP_SEND;
     up_arm(us, u, o->first_byte_timeout_ms);
-    /* taken from the pool: sent once checked (origin_flush), which arms
-     * a receive if none is */
-    if (!u->s.recv_armed && !u->verify)
+    if (!u->s.recv_armed)
         stream_recv(us->loop, &u->s, OP_UP_RECV);
-    if (u->verify || u->streaming) /* a body: with this batch's receives */
+    if (u->streaming) /* with the body of this batch's receives */
         up_send_later(us, u);
     else
         up_send(us, u);
@@ -726,14 +689,13 @@ void origin_request_stream(struct origin *o, struct cache_obj *obj,
 }
 
 /* A pooled connection failed before any response byte: the origin may
- * have closed it while idle. Retry once on a fresh connection; `unsent`:
- * nothing of the request went out yet (u->verify), so any request may. */
-static bool retry_fresh(struct upstreams *us, struct upconn *u, bool unsent)
+ * have closed it while idle. Retry once on a fresh connection. */
+static bool retry_fresh(struct upstreams *us, struct upconn *u)
 {
     /* a streamed body is sent again only while all of it that went out
      * is still in out (nothing trimmed) */
     if (!u->reused || u->got_bytes || u->obj == NULL ||
-        (!(u->flags & ORQ_IDEMPOTENT) && !unsent) || u->trimmed)
+        !(u->flags & ORQ_IDEMPOTENT) || u->trimmed)
         return false;
     struct upconn *n = up_alloc(us);
     if (n == NULL)
@@ -768,23 +730,8 @@ static bool retry_fresh(struct upstreams *us, struct upconn *u, bool unsent)
 
 static void up_fail(struct upstreams *us, struct upconn *u, int status)
 {
-    if (!retry_fresh(us, u, false)) {
+    if (!retry_fresh(us, u)) {
         finish(u, false, status);
-        up_close(us, u);
-    }
-}
-
-/* u was taken from the pool, but the origin had sent something on it
- * while it was idle (bytes, an end of file, an error): it is closed and
- * its request, not sent yet, goes to a fresh connection. */
-static void up_idle_gone(struct upstreams *us, struct upconn *u, bool bytes)
-{
-    u->verify = false;
-    if (bytes)
-        log_warn("origin %s: bytes on an idle connection before any "
-                 "request: connection closed", u->o->name);
-    if (!retry_fresh(us, u, true)) {
-        finish(u, false, 502);
         up_close(us, u);
     }
 }
@@ -930,12 +877,6 @@ void origin_on_cqe(struct upstreams *us, const struct loop_cqe *cq)
         if (stale) {
             if (cq->has_buf)
                 loop_buf_recycle(us->loop, cq->bid);
-        } else if (u->verify) {
-            /* taken from the pool, its request not sent: whatever this
-             * says (bytes, end of file, error) the origin sent unasked */
-            if (cq->has_buf)
-                loop_buf_recycle(us->loop, cq->bid);
-            up_idle_gone(us, u, cq->res > 0 || cq->res == -ENOBUFS);
         } else if (cq->res > 0) {
             up_data(us, u, loop_buf(us->loop, cq->bid), (size_t)cq->res);
             loop_buf_recycle(us->loop, cq->bid);

@@ -65,10 +65,6 @@ enum up_phase { UP_FREE, UP_CONNECT, UP_SEND, UP_WAIT, UP_READ, UP_IDLE,
 struct upconn {
     struct stream s;        /* fd, slot, generation, ops in flight */
     bool reused;            /* came from the pool: may retry once */
-    bool verify;            /* taken from the pool, its request not handed
-                             * to the kernel yet: checked for bytes the
-                             * origin sent while it was idle first
-                             * (origin_flush) */
     bool got_bytes;         /* response bytes arrived */
     enum up_phase phase;
     struct timer timer;     /* the timeout of the current phase */

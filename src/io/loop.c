@@ -279,14 +279,12 @@ bool loop_work_pending(const struct loop *l)
            (IO_URING_READ_ONCE(*l->ring.sq.kflags) & IORING_SQ_TASKRUN) != 0;
 }
 
-bool loop_run_work(struct loop *l)
+void loop_run_work(struct loop *l)
 {
     /* GETEVENTS with nothing to submit and no minimum: the kernel runs
      * the ring's deferred task work and returns */
-    if (!l->taskrun_flag)
-        return false;
-    io_uring_get_events(&l->ring);
-    return true;
+    if (l->taskrun_flag)
+        io_uring_get_events(&l->ring);
 }
 
 bool loop_cqe_pending(const struct loop *l, uint64_t ud)

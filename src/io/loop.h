@@ -108,9 +108,9 @@ bool loop_cq_overflow(const struct loop *l);
 bool loop_work_pending(const struct loop *l);
 /** Run the completion work the kernel has queued (loop_work_pending) now:
  * one io_uring_enter that submits nothing; the completions it posts join
- * the CQ (the batch being handled picks them up). Returns true when it
- * ran; false (nothing done) on rings where loop_work_pending cannot tell. */
-bool loop_run_work(struct loop *l);
+ * the CQ (the batch being handled picks them up). Nothing on rings where
+ * loop_work_pending cannot tell. */
+void loop_run_work(struct loop *l);
 /** May a completion with user_data `ud` be in the CQ, not yet handed to
  * the dispatcher (later in this iteration's batch, or in the kernel's
  * overflow list)? Scans the few waiting CQEs; true when unsure. */
