@@ -487,6 +487,7 @@ static void do_reopen(struct alog *a)
     }
     close_fd(a, a->fd);
     a->fd = fd;
+    log_info("access log reopened: %s", a->path);
 }
 
 void alog_reopen(struct alog *a)

@@ -382,7 +382,13 @@ app:get("/*", function(req) return 200, {}, "ok\n" end)
     assert.is_true(os.rename(log, log .. ".1"))
     for i = 1, 5 do get(srv:port(), "/id/between" .. i) end
     os.execute("kill -USR1 " .. srv:pid())
-    assert.is_true(helper.wait_until(function() return io.open(log) ~= nil end, 5))
+    -- each worker reopens on its own loop (as nginx's do): the rotation is
+    -- complete once both have said so
+    assert.is_true(helper.wait_until(function()
+      local _, n = srv:stderr():gsub("access log reopened", "")
+      return n == 2
+    end, 5), srv:stderr())
+    assert.is_truthy(io.open(log))
     for i = 1, 20 do get(srv:port(), "/id/after" .. i) end
     local new = wait_lines(log, 20)
     local old = lines_of(log .. ".1")
