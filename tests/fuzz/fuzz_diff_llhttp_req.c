@@ -10,7 +10,9 @@
  *     llhttp differ on purpose, each named below (llhttp knows a fixed
  *     list of methods; HTTP/1.2-1.9 read as 1.1, RFC 9110 §2.5; OWS after
  *     "chunked" or around a Content-Length; BWS in chunk extensions, RFC 9112 §7.1.1; framing fields
- *     in a trailer, which we drop, RFC 9110 §6.5.1).
+ *     in a trailer, which we drop, RFC 9110 §6.5.1; a body after an
+ *     Upgrade request, which llhttp leaves to the new protocol, RFC 9110
+ *     §7.8).
  * Where we are stricter nothing is checked: a rejection is always safe.
  * Found so far: chunk extensions without a name, CONNECT with content,
  * CONNECT targets that are no host:port, absolute-form without a scheme. */
@@ -24,7 +26,7 @@
 #include "fuzz.h"
 #include "fuzz_llhttp.h"
 
-struct res { bool other; size_t head_end; size_t err_pos; int kind; size_t end; char method[32]; size_t mlen; const char *url; size_t ulen; int minor; int body; };
+struct res { bool other; size_t head_end; size_t err_pos; int kind; size_t end; char method[32]; size_t mlen; const char *url; size_t ulen; int minor; int body; bool upgrade; };
 
 static int ours(const char *p, size_t n, struct res *r)
 {
@@ -62,6 +64,7 @@ static int theirs(const char *p, size_t n, struct res *r, llhttp_errno_t *err)
         const char *m = llhttp_method_name(ps.method);
         r->mlen = strlen(m); memcpy(r->method, m, r->mlen);
         r->url = lurl; r->ulen = lulen; r->minor = ps.http_minor;
+        r->upgrade = ps.upgrade;
         return r->kind = R_ACCEPT;
     }
     if (e == HPE_OK) return r->kind = R_MORE;
@@ -86,6 +89,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             return 0;
         fprintf(stderr, "we accept, llhttp rejects: %s\n", llhttp_errno_name(e));
         abort();
+    }
+    /* an Upgrade request: llhttp ends the message at the head and hands
+     * the rest to the new protocol. luring does not tunnel Upgrade (RFC
+     * 9110 §7.8 lets a server ignore it): it reads the body as announced,
+     * answers, and closes the connection (h->upgrade clears keep_alive),
+     * so nothing after is read as a request; what it forwards is framed
+     * anew. Method and target must still match (proxy_spec). */
+    if (b.kind == R_ACCEPT && b.upgrade && a.kind != R_REJECT) {
+        if (a.kind == R_MORE) return 0;
+        b.end = a.end;
     }
     if (a.kind == R_ACCEPT && b.kind == R_ACCEPT) {
         if (a.end != b.end) { fprintf(stderr, "end %zu vs %zu\n", a.end, b.end); abort(); }

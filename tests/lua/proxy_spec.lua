@@ -249,6 +249,29 @@ describe("luring.proxy", function()
     assert.are.equal("", e.proxyauth)
   end)
 
+  it("ignores Upgrade: the body is read as framed, then the connection closes (RFC 9110 §7.8)", function()
+    -- llhttp ends such a message at its head and hands the connection to
+    -- the new protocol; luring does not tunnel: it reads the body exactly
+    -- as announced, answers, and closes, so no byte after the message is
+    -- ever read as a request of its own
+    for _, up in ipairs{ "websocket", "h2c" } do
+      local c = helper.connect(srv:port())
+      c:write(helper.request("POST", "/echo/up", {
+                { "Connection", "Upgrade" }, { "Upgrade", up },
+                { "Transfer-Encoding", "chunked" } }, helper.chunked({ "hel", "lo" }))
+              .. helper.request("GET", "/echo/next"))
+      local r = c:response{ timeout = 5 }
+      assert.are.equal(200, r.status)
+      assert.are.equal("close", r.headers["connection"])
+      local e = echoed(r)
+      assert.are.equal("POST", e.method)
+      assert.are.equal("hello", e.body)
+      assert.are.equal("", e.upgrade)
+      assert(c:expect_closed(2), "connection stayed open after an Upgrade request")
+      c:close()
+    end
+  end)
+
   it("sends request bodies with the client's framing: CL, chunked (re-chunked), 0 and 1 MiB (RFC 9112 §6, §7.1)", function()
     local e = echoed(exchange("POST", "/echo/b", nil, "hello body"))
     assert.are.equal("10", e.cl)
