@@ -1,4 +1,5 @@
 /* fetch.c - the verdict on a fetched response (see fetch.h). */
+#include "core/cond.h"
 #include "core/fetch.h"
 #include "core/inval.h"
 #include "core/vary.h"
@@ -166,7 +167,7 @@ static bool refresh_head(struct cache_obj *o, int status, int64_t now)
             return true;
         }
         o->revalidated = true;
-        o->cache->st.revalidated++;
+        CACHE_COUNT(o->cache, revalidated);
         verdict(o, s->status, (int64_t)s->len, now);
         for (size_t off = 0; off < s->len;) {
             size_t k;
@@ -243,6 +244,8 @@ static void verdict(struct cache_obj *o, int status, int64_t total,
     if (cc.set_cookie && ttl_ms <= 0)
         share = false;
     stale_windows(o, &cc);
+    o->status = status; /* cond_note reads it */
+    cond_note(o);
     cache_obj_head(o, status, total, share, ttl_ms, now);
     if (o->indexed && o->cacheable) /* to be stored: under its tags too */
         inval_tag_obj(o);

@@ -7,11 +7,12 @@
  *   cache:fetch passing a POST, PUT, DELETE, PATCH (any method but GET,
  *   HEAD, OPTIONS, TRACE): a 2xx/3xx response invalidates the key and the
  *   same-host Location / Content-Location keys (linval_watch).
- * Each worker has its own caches (until one shared store, issue 13): an
- * invalidation runs at once on the calling worker's cache, and goes to the
- * cache of the same name in every other worker through a queue each
- * worker drains when woken (linval_drain, the worker's wake_fd), a few
- * microseconds later. The counts returned are the calling worker's. */
+ * With --workers N a cache is shared by every worker (lua/l_cache.c): an
+ * invalidation is one store operation, seen by all at once, and the
+ * counts returned are the process's. A cache that is not shared gets it
+ * at once, and the cache of the same name in every other worker (if any
+ * had one) through a queue each worker drains when woken (linval_drain,
+ * the worker's wake_fd). */
 #include <lauxlib.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -176,7 +177,7 @@ static size_t invalidate(struct lrt *rt, struct cache *c, enum inval_kind k,
                          const char *a, size_t n)
 {
     size_t removed = apply(c, k, a, n);
-    if (rt)
+    if (rt && !c->shared) /* a shared cache is every worker's already */
         broadcast(rt, c, k, a, n);
     return removed;
 }
@@ -252,8 +253,10 @@ void linval_configure(lua_State *L, struct cache *c, int t)
         luaL_error(L, "luring.cache: tag_header must be a field name "
                       "(a token of at most %d bytes)",
                    (int)sizeof c->tag_header - 1);
-    memcpy(c->tag_header, h, n);
-    c->tag_header[n] = 0;
+    if (strlen(c->tag_header) != n || memcmp(c->tag_header, h, n) != 0) {
+        memcpy(c->tag_header, h, n); /* a shared cache: only a change */
+        c->tag_header[n] = 0;
+    }
     lua_pop(L, 1);
 }
 
