@@ -179,7 +179,10 @@ static bool refresh_head(struct cache_obj *o, int status, int64_t now)
         return true;
     }
     if (status >= 500) {
-        if (o->fallback && s->indexed && cache_obj_substitute(o, s))
+        cache_lock(o->cache); /* s->indexed: another worker may evict s */
+        bool sub = o->fallback && s->indexed && cache_obj_substitute(o, s);
+        cache_unlock(o->cache);
+        if (sub)
             return true;
         o->index_late = false; /* not stored, no marker: s stays */
     }
@@ -247,6 +250,10 @@ static void verdict(struct cache_obj *o, int status, int64_t total,
     o->status = status; /* cond_note reads it */
     cond_note(o);
     cache_obj_head(o, status, total, share, ttl_ms, now);
-    if (o->indexed && o->cacheable) /* to be stored: under its tags too */
+    /* to be stored: under its tags too (indexed may change on another
+     * worker: a purge, an eviction) */
+    cache_lock(o->cache);
+    if (o->indexed && o->cacheable)
         inval_tag_obj(o);
+    cache_unlock(o->cache);
 }

@@ -801,8 +801,10 @@ static void up_data(struct upstreams *us, struct upconn *u, const char *p,
          * sends another is not trusted with the cache or the connection */
         log_warn("origin %s: %zu bytes beyond the response's framing: "
                  "not cached, connection closed", u->o->name, n - k);
+        cache_lock(u->obj->cache);
         u->obj->cacheable = false;
         cache_unindex(u->obj);
+        cache_unlock(u->obj->cache);
         finish(u, true, 0);
         up_close(us, u);
     } else if (res == H1_DONE) {
@@ -1104,8 +1106,14 @@ void origin_cleanup(struct upstreams *us)
         struct upconn *u = us->slots[i];
         if (u->s.fd >= 0)
             close(u->s.fd);
-        if (u->obj)
+        if (u->obj) {
+            /* a fill of a shared cache may have waiters on workers that
+             * go on: they get an error rather than wait for ever (their
+             * fill is never found again: failed objects leave the index) */
+            if (u->obj->cache->shared)
+                cache_obj_done(u->obj, false, 502);
             cache_obj_unref(u->obj);
+        }
         buf_free(&u->out);
         h1_resp_free(&u->resp);
         free(u);

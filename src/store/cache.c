@@ -167,9 +167,13 @@ static int configure(struct cache *c, size_t max_bytes, size_t max_objects,
         policy_free(old);
         snprintf(c->policy, sizeof c->policy, "%s", policy);
     }
-    c->max_bytes = max_bytes;
-    c->max_objects = max_objects;
-    c->ttl_ms = ttl_ms;
+    /* only what changed: a shared cache's readers of these take no lock */
+    if (c->max_bytes != max_bytes)
+        c->max_bytes = max_bytes;
+    if (c->max_objects != max_objects)
+        c->max_objects = max_objects;
+    if (c->ttl_ms != ttl_ms)
+        c->ttl_ms = ttl_ms;
     /* objects the new policy didn't take are dropped; then the budget */
     for (unsigned i = 0; i < c->nbuckets; i++) {
         struct cache_obj *o = c->buckets[i], *next;
@@ -1100,7 +1104,8 @@ static void cache_obj_done_l(struct cache_obj *o, bool ok, int status)
     if (ok && o->total >= 0 && o->len != (size_t)o->total)
         ok = false; /* truncated */
     if (ok) {
-        o->total = (int64_t)o->len;
+        /* total stays what the head said (a delivery on another worker
+         * may be reading it): a complete object's length is len */
         __atomic_store_n(&o->state, OBJ_COMPLETE, __ATOMIC_RELEASE);
         CACHE_COUNT(c, fills);
         if (o->indexed)

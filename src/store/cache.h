@@ -75,7 +75,8 @@ struct cache_obj {
     int up_status;       /* the status the origin sent (a 304 to a
                           * revalidation too); 0: no head came */
     struct buf hdrs;     /* origin header lines to forward, "N: v\r\n"... */
-    int64_t total;       /* Content-Length, or -1 */
+    int64_t total;       /* Content-Length, or -1 (never changed once the
+                          * head is published: complete, len is the length) */
     size_t len;          /* bytes filled (the fill cursor), published
                           * (cache_obj_filled) */
     char **chunks;
