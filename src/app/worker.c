@@ -458,8 +458,6 @@ static void take_ctl(struct worker *w)
     }
     if (ctl & CTL_REOPEN)
         alog_reopen(w->alog);
-    if (ctl & CTL_INVAL)
-        linval_drain(&w->lrt);
     if (ctl & CTL_STORE)
         store_wake_run(w->id);
 }
@@ -495,9 +493,6 @@ static void wake_with(struct worker *w, unsigned ctl)
     else
         wake_by_fd(w);
 }
-
-/* Another worker queued invalidations for w (lua/l_inval.c). */
-static void wake_for_inval(void *arg) { wake_with(arg, CTL_INVAL); }
 
 /* store_wake_init's poke: a shared cache's object changed for a waiter
  * of worker i (store/wake.h). */
@@ -705,7 +700,8 @@ int worker_run(struct worker *w)
     w->loop = loop_new(&lc, w->err, sizeof w->err);
     if (w->loop == NULL)
         return -1;
-    /* published to other workers by linval_register's lock */
+    /* read by other workers' pokes (store/wake.h), which come after they
+     * took a cache lock this worker took since */
     w->ring_fd = loop_ring_fd(w->loop);
     w->alog = alog_new(w->loop, w->id);
     w->met = metrics_new(w->id);
@@ -747,7 +743,6 @@ int worker_run(struct worker *w)
         return -1;
     if (w->watch && watch_script(w) < 0)
         return -1;
-    linval_register(&w->lrt, wake_for_inval, w);
 
     arm_tick(w);
     arm_wake(w);

@@ -19,7 +19,6 @@
 
 /* worker->ctl bits, set by another thread before it writes wake_fd */
 enum { CTL_STOP = 1, CTL_RELOAD = 2,
-       CTL_INVAL = 4, /* invalidations queued for it (lua/l_inval.c) */
        CTL_DRAIN = 8, /* graceful drain: stop accepting, finish what runs */
        CTL_REOPEN = 16, /* SIGUSR1: reopen the access log */
        CTL_STORE = 32 /* shared caches' waiters queued (store/wake.h) */ };

@@ -155,6 +155,23 @@ describe("a cache shared by 4 workers (issue 13)", function()
     end
   end)
 
+  it("keeps the one store when every worker reloads the script", function()
+    local r1 = helper.get(srv:port(), "/c/id/reload")
+    assert.are.equal("MISS", r1.headers["x-cache"])
+    -- every worker runs the new script (each closes its replaced state)
+    local _, before = srv:stderr():gsub("closed a replaced script state", "")
+    os.execute("kill -HUP " .. math.floor(srv:pid()))
+    assert(helper.wait_until(function()
+      local _, n = srv:stderr():gsub("closed a replaced script state", "")
+      return n >= before + 4
+    end, 10), srv:stderr())
+    for _, r in ipairs(spread(srv, "/c/id/reload", 40)) do
+      assert.are.equal("HIT", r.headers["x-cache"])
+      assert.are.equal(r1.body, r.body)
+    end
+    assert.are.equal(1, ngx:count("/id/reload"))
+  end)
+
   it("holds one byte budget for the whole store while 4 workers fill (max_bytes + a chunk per fill)", function()
     -- 40 objects of ~64 KiB (2.6 MB) through a 1 MB store, 10 at a time
     local peak = 0
