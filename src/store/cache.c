@@ -11,6 +11,25 @@
 /* a shared cache's lock (recursive: the functions below call each other) */
 #define LOCK(c) cache_lock(c)
 #define UNLOCK(c) cache_unlock(c)
+/* The public `name`: name##_l under the lock of cache `lc` (an expression
+ * of the parameters). */
+#define LOCKED(ret, name, lc, params, args)                               \
+    ret name params                                                       \
+    {                                                                     \
+        struct cache *lc_ = (lc);                                         \
+        LOCK(lc_);                                                        \
+        ret rv_ = name##_l args;                                          \
+        UNLOCK(lc_);                                                      \
+        return rv_;                                                       \
+    }
+#define LOCKED_VOID(name, lc, params, args)                               \
+    void name params                                                      \
+    {                                                                     \
+        struct cache *lc_ = (lc);                                         \
+        LOCK(lc_);                                                        \
+        name##_l args;                                                    \
+        UNLOCK(lc_);                                                      \
+    }
 
 
 /* ==== hashing ==== */
@@ -442,13 +461,7 @@ static void cache_unindex_l(struct cache_obj *o)
     cache_obj_unref(o);
 }
 
-void cache_unindex(struct cache_obj *o)
-{
-    struct cache *lc_ = o->cache;
-    LOCK(lc_);
-    cache_unindex_l(o);
-    UNLOCK(lc_);
-}
+LOCKED_VOID(cache_unindex, o->cache, (struct cache_obj *o), (o))
 
 /* The indexed object under key (hash h), expired or not. */
 static struct cache_obj *find(const struct cache *c, const char *key,
@@ -480,15 +493,9 @@ static struct cache_obj *cache_lookup_l(struct cache *c, const char *key,
     return o;
 }
 
-struct cache_obj *cache_lookup(struct cache *c, const char *key, size_t klen,
-                               int64_t now)
-{
-    struct cache *lc_ = c;
-    LOCK(lc_);
-    struct cache_obj *rv_ = cache_lookup_l(c, key, klen, now);
-    UNLOCK(lc_);
-    return rv_;
-}
+LOCKED(struct cache_obj *, cache_lookup, c,
+       (struct cache *c, const char *key, size_t klen, int64_t now),
+       (c, key, klen, now))
 
 /* A spare stream object (c->spare) as calloc would make it, keeping its
  * allocations: its key when klen fits in it, its chunk array (no chunks),
@@ -556,15 +563,9 @@ static struct cache_obj *cache_obj_new_l(struct cache *c, const char *key,
     return o;
 }
 
-struct cache_obj *cache_obj_new(struct cache *c, const char *key,
-                                size_t klen)
-{
-    struct cache *lc_ = c;
-    LOCK(lc_);
-    struct cache_obj *rv_ = cache_obj_new_l(c, key, klen);
-    UNLOCK(lc_);
-    return rv_;
-}
+LOCKED(struct cache_obj *, cache_obj_new, c,
+       (struct cache *c, const char *key, size_t klen),
+       (c, key, klen))
 
 /* Link o into the index under its key, in front of the objects already
  * there (older variants: cache_variants_stored decides which stay). The
@@ -598,14 +599,9 @@ static struct cache_obj *cache_insert_l(struct cache *c, const char *key,
     return o;
 }
 
-struct cache_obj *cache_insert(struct cache *c, const char *key, size_t klen)
-{
-    struct cache *lc_ = c;
-    LOCK(lc_);
-    struct cache_obj *rv_ = cache_insert_l(c, key, klen);
-    UNLOCK(lc_);
-    return rv_;
-}
+LOCKED(struct cache_obj *, cache_insert, c,
+       (struct cache *c, const char *key, size_t klen),
+       (c, key, klen))
 
 /* Evict, in the policy's order, until the byte budget and the object
  * limit hold. Objects being filled are not in the policy: they can't be
@@ -618,13 +614,7 @@ static void cache_enforce_l(struct cache *c)
         ;
 }
 
-void cache_enforce(struct cache *c)
-{
-    struct cache *lc_ = c;
-    LOCK(lc_);
-    cache_enforce_l(c);
-    UNLOCK(lc_);
-}
+LOCKED_VOID(cache_enforce, c, (struct cache *c), (c))
 
 void cache_free(struct cache *c)
 {
@@ -707,15 +697,9 @@ static int cache_obj_set_tags_l(struct cache_obj *o, const struct cache_tag *t,
     return 0;
 }
 
-int cache_obj_set_tags(struct cache_obj *o, const struct cache_tag *t,
-                       unsigned n)
-{
-    struct cache *lc_ = o->cache;
-    LOCK(lc_);
-    int rv_ = cache_obj_set_tags_l(o, t, n);
-    UNLOCK(lc_);
-    return rv_;
-}
+LOCKED(int, cache_obj_set_tags, o->cache,
+       (struct cache_obj *o, const struct cache_tag *t, unsigned n),
+       (o, t, n))
 
 /* Remember an invalidation of `kind` with argument s (n bytes) for the
  * fills in flight it can't reach (struct cache inval_log). */
@@ -795,14 +779,9 @@ static size_t cache_purge_key_l(struct cache *c, const char *key, size_t klen)
     return n;
 }
 
-size_t cache_purge_key(struct cache *c, const char *key, size_t klen)
-{
-    struct cache *lc_ = c;
-    LOCK(lc_);
-    size_t rv_ = cache_purge_key_l(c, key, klen);
-    UNLOCK(lc_);
-    return rv_;
-}
+LOCKED(size_t, cache_purge_key, c,
+       (struct cache *c, const char *key, size_t klen),
+       (c, key, klen))
 
 #define OBJ_OF_KN(n) \
     ((struct cache_obj *)((char *)(n) - offsetof(struct cache_obj, kn)))
@@ -823,14 +802,9 @@ static size_t cache_ban_l(struct cache *c, const char *prefix, size_t plen)
     return n;
 }
 
-size_t cache_ban(struct cache *c, const char *prefix, size_t plen)
-{
-    struct cache *lc_ = c;
-    LOCK(lc_);
-    size_t rv_ = cache_ban_l(c, prefix, plen);
-    UNLOCK(lc_);
-    return rv_;
-}
+LOCKED(size_t, cache_ban, c,
+       (struct cache *c, const char *prefix, size_t plen),
+       (c, prefix, plen))
 
 static size_t cache_purge_tag_l(struct cache *c, const char *tag, size_t tlen)
 {
@@ -846,14 +820,9 @@ static size_t cache_purge_tag_l(struct cache *c, const char *tag, size_t tlen)
     return n;
 }
 
-size_t cache_purge_tag(struct cache *c, const char *tag, size_t tlen)
-{
-    struct cache *lc_ = c;
-    LOCK(lc_);
-    size_t rv_ = cache_purge_tag_l(c, tag, tlen);
-    UNLOCK(lc_);
-    return rv_;
-}
+LOCKED(size_t, cache_purge_tag, c,
+       (struct cache *c, const char *tag, size_t tlen),
+       (c, tag, tlen))
 
 /* ==== filling ==== */
 
@@ -947,14 +916,10 @@ static void cache_obj_head_l(struct cache_obj *o, int status, int64_t total,
     cache_obj_unref(o);
 }
 
-void cache_obj_head(struct cache_obj *o, int status, int64_t total,
-                    bool shareable, int64_t ttl_ms, int64_t now)
-{
-    struct cache *lc_ = o->cache;
-    LOCK(lc_);
-    cache_obj_head_l(o, status, total, shareable, ttl_ms, now);
-    UNLOCK(lc_);
-}
+LOCKED_VOID(cache_obj_head, o->cache,
+            (struct cache_obj *o, int status, int64_t total, bool shareable,
+             int64_t ttl_ms, int64_t now),
+            (o, status, total, shareable, ttl_ms, now))
 
 /* Make sure the chunk under the fill cursor exists; charge the budget. */
 static int ensure_chunk(struct cache_obj *o)
@@ -1040,14 +1005,9 @@ static char *cache_obj_reserve_l(struct cache_obj *o, size_t *n)
     return o->chunks[o->len / CACHE_CHUNK] + o->len % CACHE_CHUNK;
 }
 
-char *cache_obj_reserve(struct cache_obj *o, size_t *n)
-{
-    struct cache *lc_ = o->cache;
-    LOCK(lc_);
-    char *rv_ = cache_obj_reserve_l(o, n);
-    UNLOCK(lc_);
-    return rv_;
-}
+LOCKED(char *, cache_obj_reserve, o->cache,
+       (struct cache_obj *o, size_t *n),
+       (o, n))
 
 static void cache_obj_commit_l(struct cache_obj *o, size_t n)
 {
@@ -1055,13 +1015,9 @@ static void cache_obj_commit_l(struct cache_obj *o, size_t n)
     notify(o);
 }
 
-void cache_obj_commit(struct cache_obj *o, size_t n)
-{
-    struct cache *lc_ = o->cache;
-    LOCK(lc_);
-    cache_obj_commit_l(o, n);
-    UNLOCK(lc_);
-}
+LOCKED_VOID(cache_obj_commit, o->cache,
+            (struct cache_obj *o, size_t n),
+            (o, n))
 
 static int cache_obj_data_l(struct cache_obj *o, const char *p, size_t n)
 {
@@ -1082,14 +1038,9 @@ static int cache_obj_data_l(struct cache_obj *o, const char *p, size_t n)
     return 0;
 }
 
-int cache_obj_data(struct cache_obj *o, const char *p, size_t n)
-{
-    struct cache *lc_ = o->cache;
-    LOCK(lc_);
-    int rv_ = cache_obj_data_l(o, p, n);
-    UNLOCK(lc_);
-    return rv_;
-}
+LOCKED(int, cache_obj_data, o->cache,
+       (struct cache_obj *o, const char *p, size_t n),
+       (o, p, n))
 
 static void cache_obj_done_l(struct cache_obj *o, bool ok, int status)
 {
@@ -1121,13 +1072,9 @@ static void cache_obj_done_l(struct cache_obj *o, bool ok, int status)
     cache_obj_unref(o);
 }
 
-void cache_obj_done(struct cache_obj *o, bool ok, int status)
-{
-    struct cache *lc_ = o->cache;
-    LOCK(lc_);
-    cache_obj_done_l(o, ok, status);
-    UNLOCK(lc_);
-}
+LOCKED_VOID(cache_obj_done, o->cache,
+            (struct cache_obj *o, bool ok, int status),
+            (o, ok, status))
 
 const char *cache_obj_at(const struct cache_obj *o, size_t off, size_t *n)
 {
@@ -1196,11 +1143,6 @@ static bool cache_obj_substitute_l(struct cache_obj *o,
     return true;
 }
 
-bool cache_obj_substitute(struct cache_obj *o, const struct cache_obj *from)
-{
-    struct cache *lc_ = o->cache;
-    LOCK(lc_);
-    bool rv_ = cache_obj_substitute_l(o, from);
-    UNLOCK(lc_);
-    return rv_;
-}
+LOCKED(bool, cache_obj_substitute, o->cache,
+       (struct cache_obj *o, const struct cache_obj *from),
+       (o, from))
