@@ -35,7 +35,8 @@ static void unlink_sub(struct req *r)
 {
     struct cache_obj *o = r->obj;
     log_upstream(r, o);
-    cache_obj_unwatch(o, &r->sub);
+    if (r->sub_watch)
+        cache_obj_unwatch(o, &r->sub);
     r->obj = NULL;
     if (r->parts)
         cond_free(r);
@@ -230,7 +231,12 @@ void serve_subscribe(struct req *r, struct cache_obj *o, const char *xcache,
     r->sub_owner = owner;
     r->sub_fill = cache_obj_state(o) == OBJ_FILLING;
     r->sub.notify = on_obj_change;
-    cache_obj_watch(o, &r->sub);
+    /* a complete object never changes (a 304 or a refresh makes a new
+     * one): watching it would only cost two trips through a shared
+     * cache's lock per hit */
+    r->sub_watch = cache_obj_state(o) != OBJ_COMPLETE;
+    if (r->sub_watch)
+        cache_obj_watch(o, &r->sub);
     if (!o->cache->shared) /* else the caller, out of the cache's lock */
         serve_pump(r);
 }
