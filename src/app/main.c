@@ -19,6 +19,7 @@
 #include "app/sim.h"
 #include "base/log.h"
 #include "lua/rt.h"
+#include "store/wake.h"
 
 #define LURING_VERSION "0.1.0"
 
@@ -203,6 +204,11 @@ int main(int argc, char **argv)
     lbudget_install();             /* workers' Lua runs, watched below */
     lbudget_jit(NULL, cfg.lua_jit); /* for Lua policies */
 
+    /* shared caches tell waiters on other workers through inboxes */
+    if (store_wake_init(cfg.workers, worker_store_poke) < 0) {
+        fprintf(stderr, "luring: out of memory\n");
+        return 1;
+    }
     struct thread *th = calloc(cfg.workers, sizeof *th);
     if (th == NULL) {
         fprintf(stderr, "luring: out of memory\n");

@@ -36,7 +36,8 @@ struct counts {
 struct mcache {
     char name[64];
     struct cache_stats st;
-    uint64_t bytes, objects, max_bytes;
+    size_t bytes, objects, max_bytes;
+    bool shared;          /* one store for every worker */
 };
 
 struct morigin {
@@ -165,9 +166,11 @@ void metrics_publish(struct wmetrics *m, const struct lrt *rt, unsigned open)
         const struct cache *c = rt->caches[i];
         struct mcache *mc = &m->caches[m->ncaches++];
         snprintf(mc->name, sizeof mc->name, "%s", c->name);
-        mc->st = c->st;
-        mc->bytes = c->bytes;
-        mc->objects = c->nobj;
+        /* a shared cache: this worker's counters, the others add theirs;
+         * its usage once (every worker has the same) */
+        mc->st = *CACHE_ST(c);
+        mc->shared = c->shared;
+        cache_usage((struct cache *)c, &mc->bytes, &mc->objects);
         mc->max_bytes = c->max_bytes;
     }
     if (rt->norigins > m->ocap) {
@@ -343,9 +346,15 @@ int metrics_render(struct buf *b)
             ADD(passes); ADD(not_modified); ADD(partial); ADD(stale);
             ADD(refreshes); ADD(revalidated);
 #undef ADD
-            c->bytes += s->bytes;
-            c->objects += s->objects;
-            c->max_bytes += s->max_bytes;
+            if (s->shared) { /* one store: every worker says the same */
+                c->bytes = s->bytes;
+                c->objects = s->objects;
+                c->max_bytes = s->max_bytes;
+            } else {
+                c->bytes += s->bytes;
+                c->objects += s->objects;
+                c->max_bytes += s->max_bytes;
+            }
         }
         for (unsigned i = 0; i < m->norigins; i++) {
             const struct morigin *s = &m->origins[i];

@@ -458,8 +458,8 @@ static void take_ctl(struct worker *w)
     }
     if (ctl & CTL_REOPEN)
         alog_reopen(w->alog);
-    if (ctl & CTL_INVAL)
-        linval_drain(&w->lrt);
+    if (ctl & CTL_STORE)
+        store_wake_run(w->id);
 }
 
 static void on_wake(struct worker *w)
@@ -479,20 +479,27 @@ static void wake_by_fd(struct worker *w)
         log_err("cannot wake worker %u: %s", w->id, strerror(errno));
 }
 
-/* Another worker queued invalidations for w (lua/l_inval.c): any thread.
- * From a worker's thread the wake is a message through its own ring
- * (sent with its next submission, no syscall here); else, or when
- * messages between rings are unsupported, w's eventfd. */
-static void wake_for_inval(void *arg)
+/* w has work another thread queued (`ctl`): any thread. From a worker's
+ * thread the wake is a message through its own ring (sent with its next
+ * submission, no syscall here); else, or when messages between rings are
+ * unsupported, w's eventfd. */
+static void wake_with(struct worker *w, unsigned ctl)
 {
-    struct worker *w = arg;
-    atomic_fetch_or(&w->ctl, CTL_INVAL);
+    atomic_fetch_or(&w->ctl, ctl);
     if (self && self != w && self->loop && loop_has_msg_ring(self->loop) &&
         w->ring_fd >= 0)
         loop_msg_ring(self->loop, w->ring_fd, 0, UD_MAKE(OP_MSG, 0, 0),
                       UD_MAKE(OP_MSG_FAIL, 0, w->id));
     else
         wake_by_fd(w);
+}
+
+/* store_wake_init's poke: a shared cache's object changed for a waiter
+ * of worker i (store/wake.h). */
+void worker_store_poke(unsigned i)
+{
+    if (i < 256 && workers[i])
+        wake_with(workers[i], CTL_STORE);
 }
 
 static void arm_inotify(struct worker *w)
@@ -586,6 +593,8 @@ static bool before_sleep(void *ctx)
     outq_imm_settle(&w->h1.imm, on_cqe, w);
     if (w->up.imm_head)
         origin_imm_settle(&w->up);
+    if (store_wake_pending(w->id)) /* shared caches' changes */
+        store_wake_run(w->id);
     if (w->rp.deferred)
         req_run_deferred(&w->rp);
     if (w->rp.done)
@@ -674,6 +683,7 @@ static void on_deferred(struct req *r)
 int worker_run(struct worker *w)
 {
     log_set_worker((int)w->id);
+    store_self = (int)w->id;
     w->inotify_fd = -1;
     w->rp.w = w;
     w->rp.on_deferred = on_deferred;
@@ -690,7 +700,8 @@ int worker_run(struct worker *w)
     w->loop = loop_new(&lc, w->err, sizeof w->err);
     if (w->loop == NULL)
         return -1;
-    /* published to other workers by linval_register's lock */
+    /* read by other workers' pokes (store/wake.h), which come after they
+     * took a cache lock this worker took since */
     w->ring_fd = loop_ring_fd(w->loop);
     w->alog = alog_new(w->loop, w->id);
     w->met = metrics_new(w->id);
@@ -732,7 +743,6 @@ int worker_run(struct worker *w)
         return -1;
     if (w->watch && watch_script(w) < 0)
         return -1;
-    linval_register(&w->lrt, wake_for_inval, w);
 
     arm_tick(w);
     arm_wake(w);

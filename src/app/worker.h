@@ -19,9 +19,9 @@
 
 /* worker->ctl bits, set by another thread before it writes wake_fd */
 enum { CTL_STOP = 1, CTL_RELOAD = 2,
-       CTL_INVAL = 4, /* invalidations queued for it (lua/l_inval.c) */
        CTL_DRAIN = 8, /* graceful drain: stop accepting, finish what runs */
-       CTL_REOPEN = 16 /* SIGUSR1: reopen the access log */ };
+       CTL_REOPEN = 16, /* SIGUSR1: reopen the access log */
+       CTL_STORE = 32 /* shared caches' waiters queued (store/wake.h) */ };
 
 struct listener {
     int fd;
@@ -85,5 +85,8 @@ void worker_listener_name(const struct worker *w, unsigned i, char *buf,
                           size_t n);
 /** Ask every worker to stop or reload (any thread). */
 void worker_signal_all(unsigned ctl);
+/** store/wake.h's poke: worker i runs its inbox of store waiters soon
+ * (any thread). */
+void worker_store_poke(unsigned i);
 
 #endif

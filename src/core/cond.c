@@ -70,11 +70,10 @@ static void own_accept_ranges(struct cache_obj *o)
         buf_append(&o->hdrs, "Accept-Ranges: bytes\r\n", 22);
 }
 
-/* Read once what the evaluations need of o's head (objects belong to one
- * worker: no other thread writes them). Out of line: once per object,
- * cond_decide's frame on every request should not be its. */
-static __attribute__((noinline)) void note(struct cache_obj *o)
+void cond_note(struct cache_obj *o)
 {
+    if (o->stream || o->cache->scratch)
+        return; /* relayed as the origin sent it, never evaluated */
     own_accept_ranges(o);
     const char *p = o->hdrs.data;
     size_t n = o->hdrs.len, i = 0;
@@ -348,8 +347,8 @@ bool cond_next_part(struct req *r)
 
 int cond_decide(struct req *r, struct cache_obj *o, int64_t *len)
 {
-    if (!o->cond_noted)
-        note(o);
+    if (!o->cond_noted) /* not a stored response's: relayed as it is */
+        return o->status;
     struct cond_in in = { &r->m };
     /* §13.2.1: preconditions only when the response would be a 2xx */
     if (!r->m.pre_seen || o->status < 200 || o->status > 299)
@@ -392,7 +391,7 @@ int cond_decide(struct req *r, struct cache_obj *o, int64_t *len)
         return 412;
     }
     if (status == 304) {
-        o->cache->st.not_modified++;
+        CACHE_COUNT(o->cache, not_modified);
         r->obj_end = 0;
         return 304;
     }
@@ -428,7 +427,7 @@ int cond_decide(struct req *r, struct cache_obj *o, int64_t *len)
         }
         r->obj_off = r->obj_end = 0; /* the first part starts it */
     }
-    o->cache->st.partial++;
+    CACHE_COUNT(o->cache, partial);
     return 206;
 }
 

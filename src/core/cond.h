@@ -30,6 +30,14 @@ struct req;
  * when out of memory: then the answer is 200). */
 int cond_decide(struct req *r, struct cache_obj *o, int64_t *len);
 
+/** Read once what cond_decide needs of o's head (validators, dates, the
+ * spans of a 304, RFC 9110 §15.4.5) and put luring's own Accept-Ranges in
+ * o->hdrs in place of the origin's (§14.3). Called by the fetch before
+ * cache_obj_head publishes the head, so that a delivery on any worker
+ * only reads the object. Nothing for stream and scratch objects (relayed
+ * as the origin sent them). */
+void cond_note(struct cache_obj *o);
+
 /** Add the fields of r's response with `status` (from cond_decide) to its
  * head, or when `into` is not NULL append them there instead (for a
  * deliver hook): the stored lines less Accept-Ranges (RFC 9110 §14.3:

@@ -35,7 +35,8 @@ static void unlink_sub(struct req *r)
 {
     struct cache_obj *o = r->obj;
     log_upstream(r, o);
-    cache_obj_unwatch(o, &r->sub);
+    if (r->sub_watch)
+        cache_obj_unwatch(o, &r->sub);
     r->obj = NULL;
     if (r->parts)
         cond_free(r);
@@ -63,7 +64,8 @@ static void sub_done(struct req *r, bool ok)
  * "Age: 0" included. Passes forward the origin's Age as it came. */
 static void put_age(struct req *r, const struct cache_obj *o)
 {
-    if (o->stream || !o->head_ready || (r->sub_owner && o->init_age <= 0))
+    if (o->stream || !cache_obj_head_known(o) ||
+        (r->sub_owner && o->init_age <= 0))
         return;
     int64_t ms = loop_now(r->m.srv->loop) - o->born;
     char line[32] = "Age: ";
@@ -77,17 +79,17 @@ static void put_age(struct req *r, const struct cache_obj *o)
  * queued). */
 static bool send_head(struct req *r, struct cache_obj *o)
 {
-    int64_t len = o->state == OBJ_COMPLETE ? (int64_t)o->len : o->total;
+    int64_t len = cache_obj_state(o) == OBJ_COMPLETE
+                      ? (int64_t)cache_obj_filled(o) : o->total;
     if (o->head_only) /* a passed HEAD: what the origin said (RFC 9110 §9.3.2) */
         len = o->head_cl;
     if (r->sub_fill && r->xcache && (o->stale_sub || o->revalidated))
         r->xcache = o->stale_sub ? "STALE" : "REVALIDATED"; /* a refresh */
     int status = o->status;
     /* a stored response: 200, 206, 304, 412 or 416. A request without
-     * If-* or Range (h1_parse_head noted none) gets the stored status:
-     * cond.c is only called to read the object's head once (its
-     * Accept-Ranges, see cond_decide). */
-    if (r->cond && (r->m.pre_seen || !o->cond_noted))
+     * If-* or Range (h1_parse_head noted none) gets the stored status
+     * (cond_note read the head before it was published). */
+    if (r->cond && r->m.pre_seen)
         status = cond_decide(r, o, &len);
     /* a status of cond.c's making (206, 304, 412, 416) has fields of its
      * own; otherwise the stored lines go as they are. The origin's Date
@@ -133,7 +135,8 @@ static void pump_slices(struct req *r, struct cache_obj *o)
 {
     struct conn *c = r->m.c;
     for (;;) {
-        size_t lim = r->obj_end < o->len ? r->obj_end : o->len;
+        size_t filled = cache_obj_filled(o);
+        size_t lim = r->obj_end < filled ? r->obj_end : filled;
         while (r->obj_off < lim && outq_pending(&c->out) < OUT_HIGH &&
                c->state < CS_CLOSED) {
             size_t n;
@@ -151,7 +154,7 @@ static void pump_slices(struct req *r, struct cache_obj *o)
             return;
         }
     }
-    if (o->state == OBJ_FAILED)
+    if (cache_obj_state(o) == OBJ_FAILED)
         sub_done(r, false);
 }
 
@@ -175,8 +178,8 @@ void serve_pump(struct req *r)
     if (o == NULL || c == NULL)
         return;
     if (!r->m.head_sent) {
-        if (!o->head_ready) {
-            if (o->state == OBJ_FAILED) {
+        if (!cache_obj_head_known(o)) {
+            if (cache_obj_state(o) == OBJ_FAILED) {
                 serve_error(r, o->status ? o->status : 502);
                 sub_done(r, true); /* a complete (error) response */
             }
@@ -192,8 +195,8 @@ void serve_pump(struct req *r)
         pump_slices(r, o);
         return;
     }
-    while (r->obj_off < o->len && outq_pending(&c->out) < OUT_HIGH &&
-           c->state < CS_CLOSED) {
+    while (r->obj_off < cache_obj_filled(o) &&
+           outq_pending(&c->out) < OUT_HIGH && c->state < CS_CLOSED) {
         size_t n;
         const char *p = cache_obj_at(o, r->obj_off, &n);
         cache_obj_ref(o); /* released when the send covering it completes */
@@ -204,9 +207,9 @@ void serve_pump(struct req *r)
     }
     if (o->stream)
         cache_obj_read(o, r->obj_off); /* may let a paused fill go on */
-    if (o->state == OBJ_FAILED)
+    if (cache_obj_state(o) == OBJ_FAILED)
         sub_done(r, false); /* never served as complete: the caller closes */
-    else if (o->state == OBJ_COMPLETE && r->obj_off == o->len)
+    else if (cache_obj_state(o) == OBJ_COMPLETE && r->obj_off == cache_obj_filled(o))
         sub_done(r, true);
 }
 
@@ -226,10 +229,16 @@ void serve_subscribe(struct req *r, struct cache_obj *o, const char *xcache,
     r->cond = xcache != NULL && !o->stream;
     r->xcache = xcache;
     r->sub_owner = owner;
-    r->sub_fill = o->state == OBJ_FILLING;
+    r->sub_fill = cache_obj_state(o) == OBJ_FILLING;
     r->sub.notify = on_obj_change;
-    cache_obj_watch(o, &r->sub);
-    serve_pump(r);
+    /* a complete object never changes (a 304 or a refresh makes a new
+     * one): watching it would only cost two trips through a shared
+     * cache's lock per hit */
+    r->sub_watch = cache_obj_state(o) != OBJ_COMPLETE;
+    if (r->sub_watch)
+        cache_obj_watch(o, &r->sub);
+    if (!o->cache->shared) /* else the caller, out of the cache's lock */
+        serve_pump(r);
 }
 
 void serve_unsubscribe(struct req *r)
@@ -248,16 +257,16 @@ static void on_obj_change(struct store_waiter *sw)
 {
     struct req *r = (struct req *)((char *)sw - offsetof(struct req, sub));
     struct cache_obj *o = r->obj;
-    if (o->head_ready && !r->sub_owner &&
+    if (cache_obj_head_known(o) && !r->sub_owner &&
         (!o->shareable || !vary_match(o, &r->m))) {
         unlink_sub(r);
-        o->cache->st.released++;
+        CACHE_COUNT(o->cache, released);
         r->released = true;
         r->relookup = o->shareable; /* another variant: look up again */
         req_defer(r);
     } else if (r->collect) {
-        if (o->state != OBJ_FILLING)
-            sub_done(r, o->state == OBJ_COMPLETE);
+        if (cache_obj_state(o) != OBJ_FILLING)
+            sub_done(r, cache_obj_state(o) == OBJ_COMPLETE);
     } else if (r->deliver_hook) {
         /* the script's hook runs once this completion is handled, not
          * inside the fill (serve_pump from req_pool.on_deferred): a hook

@@ -12,7 +12,10 @@ struct req;
 
 /** Subscribe r to o's response (HIT, COALESCED or MISS in X-Cache). owner:
  * r's own fetch fills o, so r gets the response even if it turns out not
- * shareable; other subscribers are then released (req_defer). */
+ * shareable; other subscribers are then released (req_defer). What o
+ * holds already is queued at once, except for an object of a shared cache
+ * (store/cache.h), subscribed under its lock: the caller calls serve_pump
+ * after cache_unlock. */
 void serve_subscribe(struct req *r, struct cache_obj *o, const char *xcache,
                      bool owner);
 void serve_unsubscribe(struct req *r);

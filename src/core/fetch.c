@@ -1,4 +1,5 @@
 /* fetch.c - the verdict on a fetched response (see fetch.h). */
+#include "core/cond.h"
 #include "core/fetch.h"
 #include "core/inval.h"
 #include "core/vary.h"
@@ -166,7 +167,7 @@ static bool refresh_head(struct cache_obj *o, int status, int64_t now)
             return true;
         }
         o->revalidated = true;
-        o->cache->st.revalidated++;
+        CACHE_COUNT(o->cache, revalidated);
         verdict(o, s->status, (int64_t)s->len, now);
         for (size_t off = 0; off < s->len;) {
             size_t k;
@@ -178,7 +179,10 @@ static bool refresh_head(struct cache_obj *o, int status, int64_t now)
         return true;
     }
     if (status >= 500) {
-        if (o->fallback && s->indexed && cache_obj_substitute(o, s))
+        cache_lock(o->cache); /* s->indexed: another worker may evict s */
+        bool sub = o->fallback && s->indexed && cache_obj_substitute(o, s);
+        cache_unlock(o->cache);
+        if (sub)
             return true;
         o->index_late = false; /* not stored, no marker: s stays */
     }
@@ -243,7 +247,13 @@ static void verdict(struct cache_obj *o, int status, int64_t total,
     if (cc.set_cookie && ttl_ms <= 0)
         share = false;
     stale_windows(o, &cc);
+    o->status = status; /* cond_note reads it */
+    cond_note(o);
     cache_obj_head(o, status, total, share, ttl_ms, now);
-    if (o->indexed && o->cacheable) /* to be stored: under its tags too */
+    /* to be stored: under its tags too (indexed may change on another
+     * worker: a purge, an eviction) */
+    cache_lock(o->cache);
+    if (o->indexed && o->cacheable)
         inval_tag_obj(o);
+    cache_unlock(o->cache);
 }

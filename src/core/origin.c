@@ -4,6 +4,7 @@
  * still there. */
 #define _GNU_SOURCE
 #include "core/origin.h"
+#include "core/cond.h"
 #include "core/fetch.h"
 #include "io/ops.h"
 #include "base/clock.h"
@@ -303,9 +304,12 @@ static int up_head(void *owner, int status, int64_t total)
         u->obj->up_head_us = clock_us();
     /* never shared, never stored: a pass, or a response whose Connection
      * hid a field that decides sharing (h1_client.h) */
-    if ((u->flags & ORQ_PASS) || u->resp.hides_cache_field)
+    if ((u->flags & ORQ_PASS) || u->resp.hides_cache_field) {
+        u->obj->status = status; /* cond_note reads it */
+        cond_note(u->obj);
         cache_obj_head(u->obj, status, total, false, 0,
                        loop_now(u->o->us->loop));
+    }
     else
         fetch_head(u->obj, status, total, loop_now(u->o->us->loop));
     return 0;
@@ -797,8 +801,10 @@ static void up_data(struct upstreams *us, struct upconn *u, const char *p,
          * sends another is not trusted with the cache or the connection */
         log_warn("origin %s: %zu bytes beyond the response's framing: "
                  "not cached, connection closed", u->o->name, n - k);
+        cache_lock(u->obj->cache);
         u->obj->cacheable = false;
         cache_unindex(u->obj);
+        cache_unlock(u->obj->cache);
         finish(u, true, 0);
         up_close(us, u);
     } else if (res == H1_DONE) {
@@ -981,6 +987,8 @@ static void file_simple(struct cache_obj *obj, int status, int64_t now)
     buf_append(&obj->hdrs, "Content-Type: text/plain\r\n", 26);
     /* shared with the requests that joined, never stored: a missing file
      * may appear at any moment, and looking again costs a stat */
+    obj->status = status; /* cond_note reads it */
+    cond_note(obj);
     cache_obj_head(obj, status, (int64_t)n + 1, true, 0, now);
     cache_obj_data(obj, reason, n);
     cache_obj_data(obj, "\n", 1);
@@ -1098,8 +1106,14 @@ void origin_cleanup(struct upstreams *us)
         struct upconn *u = us->slots[i];
         if (u->s.fd >= 0)
             close(u->s.fd);
-        if (u->obj)
+        if (u->obj) {
+            /* a fill of a shared cache may have waiters on workers that
+             * go on: they get an error rather than wait for ever (their
+             * fill is never found again: failed objects leave the index) */
+            if (u->obj->cache->shared)
+                cache_obj_done(u->obj, false, 502);
             cache_obj_unref(u->obj);
+        }
         buf_free(&u->out);
         h1_resp_free(&u->resp);
         free(u);

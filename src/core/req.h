@@ -92,6 +92,9 @@ struct req {
     const char *xcache;     /* X-Cache header value, or NULL */
     bool sub_owner;         /* its fetch made the object: it gets the
                              * response even when it is not shareable */
+    bool sub_watch;         /* r->sub is in obj's waiters: the object was
+                             * not complete yet (a complete one never
+                             * changes: nothing to be told, no lock) */
     bool sub_fill;          /* subscribed while the object was filling:
                              * X-Cache says what the fill turned out to be
                              * when it was a refresh (core/deliver.c) */

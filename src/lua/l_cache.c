@@ -9,6 +9,7 @@
  * Caches and origins belong to the worker and are found by name, so a
  * reloaded script binds to the same ones. */
 #include <lauxlib.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -131,8 +132,8 @@ static bool call_hook(lua_State *L, struct cache *c, struct cache_obj *o,
 static int64_t lua_decide(struct cache *c, struct cache_obj *o, int64_t ttl_ms,
                           bool set_cookie)
 {
-    struct lrt *w = c->decide_ctx;
-    if (w->lua == NULL)
+    struct lrt *w = lrt_current(); /* the filling worker's script */
+    if (w == NULL || w->lua == NULL)
         return set_cookie ? 0 : ttl_ms;
     lua_State *L = w->lua->L;
     unsigned refused = w->lua->mem.refused;
@@ -288,10 +289,14 @@ static void opt_stale(lua_State *L, int t, struct stale_opts *so)
 
 static void set_stale(struct cache *c, const struct stale_opts *so)
 {
-    c->grace_ms = so->grace_ms;
-    c->keep_ms = so->keep_ms;
-    c->sie_ms = so->sie_ms;
-    c->client_revalidate = so->client_revalidate;
+    if (c->grace_ms != so->grace_ms) /* see SET in l_cache_new */
+        c->grace_ms = so->grace_ms;
+    if (c->keep_ms != so->keep_ms)
+        c->keep_ms = so->keep_ms;
+    if (c->sie_ms != so->sie_ms)
+        c->sie_ms = so->sie_ms;
+    if (c->client_revalidate != so->client_revalidate)
+        c->client_revalidate = so->client_revalidate;
 }
 
 static struct cache *check_cache(lua_State *L, int idx)
@@ -300,6 +305,82 @@ static struct cache *check_cache(lua_State *L, int idx)
     if (*pc == NULL)
         luaL_error(L, "cache is not available while checking the script");
     return *pc;
+}
+
+/* ==== caches shared by the workers (issue 13) ====
+ *
+ * With --workers N > 1, luring.cache{name} names one cache for the whole
+ * process: the first worker to run the declaration makes it (shared:
+ * store/cache.h), the others bind it, each worker's reload reconfigures
+ * it (the same settings, unless the script changed meanwhile), and the
+ * last worker to end frees it. With one worker a cache is its own,
+ * without locks. What stays per worker: the scratch cache of origin:fetch
+ * and passes, the counters (summed by cache:stats() and /metrics) and the
+ * script's admit/ttl/deliver hooks, run by the worker whose fill or
+ * delivery it is. */
+static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct reg_entry {
+    struct cache *c;
+    unsigned users;
+} *reg;
+static unsigned nreg;
+
+static struct cache *shared_bind(const char *name, size_t max_bytes,
+                                 size_t max_objects, int64_t ttl_ms,
+                                 const char *policy, char *err, size_t errlen)
+{
+    if (store_nworkers() <= 1)
+        return cache_new(name, max_bytes, max_objects, ttl_ms, policy, err,
+                         errlen);
+    struct cache *c = NULL;
+    pthread_mutex_lock(&reg_mu);
+    for (unsigned i = 0; i < nreg; i++)
+        if (strcmp(reg[i].c->name, name) == 0) {
+            c = reg[i].c;
+            if (cache_configure(c, max_bytes, max_objects, ttl_ms, policy,
+                                err, errlen) < 0) {
+                c = NULL;
+                goto out;
+            }
+            reg[i].users++;
+            goto out;
+        }
+    struct reg_entry *r = realloc(reg, (nreg + 1) * sizeof *r);
+    if (r == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto out;
+    }
+    reg = r;
+    c = cache_new(name, max_bytes, max_objects, ttl_ms, policy, err, errlen);
+    if (c && cache_share(c) < 0) {
+        cache_free(c);
+        c = NULL;
+        snprintf(err, errlen, "out of memory");
+    }
+    if (c)
+        reg[nreg++] = (struct reg_entry){ c, 1 };
+out:
+    pthread_mutex_unlock(&reg_mu);
+    return c;
+}
+
+/* A worker ends: its binding of c goes (the last frees a shared cache). */
+static void shared_release(struct cache *c)
+{
+    if (!c->shared) {
+        cache_free(c);
+        return;
+    }
+    pthread_mutex_lock(&reg_mu);
+    for (unsigned i = 0; i < nreg; i++)
+        if (reg[i].c == c) {
+            if (--reg[i].users == 0) {
+                cache_free(c);
+                reg[i] = reg[--nreg];
+            }
+            break;
+        }
+    pthread_mutex_unlock(&reg_mu);
 }
 
 static int l_cache_new(lua_State *L)
@@ -349,46 +430,43 @@ static int l_cache_new(lua_State *L)
         policy_free(p);
         return 1;
     }
-    for (unsigned i = 0; i < w->ncaches; i++)
-        if (strcmp(w->caches[i]->name, name) == 0) { /* bound by name */
-            struct cache *c = w->caches[i];
-            if (cache_configure(c, max_bytes, max_objects, ttl_ms, policy,
-                                err, sizeof err) < 0)
-                return luaL_error(L, "luring.cache %s: %s", name, err);
-            c->hfm_ms = hfm_ms;
-            c->max_variants = max_variants;
-            c->heuristic_fraction = h_frac;
-            c->heuristic_max_ms = h_max_ms;
-            c->lookup_cookie = lk_cookie;
-            c->lookup_auth = lk_auth;
-            set_stale(c, &so);
-            snprintf(c->fill_host, sizeof c->fill_host, "%s", host ? host : "");
-            c->deliver_hook = deliver;
-            linval_configure(L, c, 1);
-            *pc = c;
-            return 1;
-        }
-    struct cache **cs = realloc(w->caches, (w->ncaches + 1) * sizeof *cs);
-    if (cs == NULL)
-        return luaL_error(L, "out of memory");
-    w->caches = cs;
-    struct cache *c = cache_new(name, max_bytes, max_objects, ttl_ms,
-                                policy, err, sizeof err);
-    if (c == NULL)
+    struct cache *c = NULL;
+    for (unsigned i = 0; i < w->ncaches && c == NULL; i++)
+        if (strcmp(w->caches[i]->name, name) == 0) /* bound by name */
+            c = w->caches[i];
+    if (c == NULL) {
+        struct cache **cs = realloc(w->caches, (w->ncaches + 1) * sizeof *cs);
+        if (cs == NULL)
+            return luaL_error(L, "out of memory");
+        w->caches = cs;
+        c = shared_bind(name, max_bytes, max_objects, ttl_ms, policy, err,
+                        sizeof err);
+        if (c == NULL)
+            return luaL_error(L, "luring.cache %s: %s", name, err);
+        w->caches[w->ncaches++] = c;
+    } else if (cache_configure(c, max_bytes, max_objects, ttl_ms, policy,
+                               err, sizeof err) < 0) {
         return luaL_error(L, "luring.cache %s: %s", name, err);
-    w->caches[w->ncaches++] = c;
-    c->decide = lua_decide;
-    c->decide_ctx = w;
-    c->hfm_ms = hfm_ms;
-    c->max_variants = max_variants;
-    c->heuristic_fraction = h_frac;
-    c->heuristic_max_ms = h_max_ms;
-    c->lookup_cookie = lk_cookie;
-    c->lookup_auth = lk_auth;
+    }
+    /* every worker's script says the same (a reload may not): written
+     * only when it differs, under the lock, so that a worker binding a
+     * shared cache does not race the ones already reading it */
+    cache_lock(c);
+#define SET(f, v) do { if (c->f != (v)) c->f = (v); } while (0)
+    SET(decide, lua_decide);
+    SET(hfm_ms, hfm_ms);
+    SET(max_variants, max_variants);
+    SET(heuristic_fraction, h_frac);
+    SET(heuristic_max_ms, h_max_ms);
+    SET(lookup_cookie, lk_cookie);
+    SET(lookup_auth, lk_auth);
+    SET(deliver_hook, deliver);
+#undef SET
     set_stale(c, &so);
-    snprintf(c->fill_host, sizeof c->fill_host, "%s", host ? host : "");
-    c->deliver_hook = deliver;
+    if (strcmp(c->fill_host, host ? host : "") != 0)
+        snprintf(c->fill_host, sizeof c->fill_host, "%s", host ? host : "");
     linval_configure(L, c, 1);
+    cache_unlock(c);
     *pc = c;
     return 1;
 }
@@ -634,7 +712,7 @@ static struct cache_obj *refresh_new(struct req *r, struct cache *c,
     cache_obj_ref(s);
     s->refresh = n;
     n->fallback = s->sie_ms > 0 && now - s->expires < s->sie_ms;
-    c->st.refreshes++;
+    CACHE_COUNT(c, refreshes);
     return n;
 }
 
@@ -663,7 +741,7 @@ static void serve_stale(struct req *r, struct cache *c, struct origin *o,
                         struct cache_obj *s, const char *path, size_t plen,
                         const char *host, size_t hl, int64_t now)
 {
-    c->st.stale++;
+    CACHE_COUNT(c, stale);
     cache_obj_ref(s); /* whatever the refresh does to the index */
     struct cache_obj *n = s->refresh ? NULL : refresh_new(r, c, s, now);
     if (n) { /* else one runs, or out of memory: a later one tries */
@@ -711,7 +789,7 @@ fetch_stale(struct req *r, struct cache *c, struct origin *o,
         return 0;
     }
     if (s->refresh) { /* one refresh at a time: wait for it */
-        c->st.coalesced++;
+        CACHE_COUNT(c, coalesced);
         if (!s->refresh->head_ready &&
             keep_refetch(r, c, o, key, klen, path, plen, host, hl) < 0)
             return -1;
@@ -721,7 +799,7 @@ fetch_stale(struct req *r, struct cache *c, struct origin *o,
     struct cache_obj *n = refresh_new(r, c, s, now);
     if (n == NULL)
         return -1;
-    c->st.misses++;
+    CACHE_COUNT(c, misses);
     serve_subscribe(r, n, "MISS", true);
     refresh_go(r, o, n, path, plen, host, hl);
     cache_obj_unref(n); /* the subscription (or the fill) holds it */
@@ -744,11 +822,11 @@ lookup(struct req *r, struct cache *c, struct origin *o,
     struct cache_obj *obj =
         cache_select(c, key, klen, now, vary_match_req, &r->m, &fr);
     if (obj && obj->hfm) {
-        c->st.hit_for_miss++;
+        CACHE_COUNT(c, hit_for_miss);
         return fetch_alone(r, c, o, key, klen, path, plen, host, hl,
                            !(req_cc(r) & CC_REQ_NO_STORE));
     } else if (obj && obj->state == OBJ_FILLING) {
-        c->st.coalesced++;
+        CACHE_COUNT(c, coalesced);
         /* the response may turn out not shareable, or not r's variant:
          * keep what it takes to fetch on our own (lcache_refetch) */
         if (!obj->head_ready &&
@@ -758,13 +836,13 @@ lookup(struct req *r, struct cache *c, struct origin *o,
     } else if (obj && fr == CACHE_FRESH &&
                !(c->client_revalidate &&
                  req_wants(r, obj, fr, now) == WANT_VALIDATE)) {
-        c->st.hits++;
+        CACHE_COUNT(c, hits);
         serve_subscribe(r, obj, "HIT", false);
     } else if ((req_cc(r) & (CC_REQ_NO_STORE | CC_REQ_ONLY_IF_CACHED)) ==
                CC_REQ_NO_STORE) {
         /* RFC 9111 §5.2.1.5: no response to r is stored (nor a refresh
          * started for it); a fresh stored one may still be served */
-        c->st.misses++;
+        CACHE_COUNT(c, misses);
         return fetch_alone(r, c, o, key, klen, path, plen, host, hl, false);
     } else if (obj) { /* stale, or to revalidate */
         return fetch_stale(r, c, o, obj, fr, key, klen, path, plen, host, hl,
@@ -772,7 +850,7 @@ lookup(struct req *r, struct cache *c, struct origin *o,
     } else if (req_cc(r) & CC_REQ_ONLY_IF_CACHED) { /* RFC 9111 §5.2.1.7 */
         serve_error(r, 504);
     } else { /* nothing stored for r's variant: one more variant */
-        c->st.misses++;
+        CACHE_COUNT(c, misses);
         obj = cache_insert(c, key, klen);
         if (obj == NULL)
             return -1;
@@ -875,7 +953,7 @@ static int l_cache_fetch(lua_State *L)
             lua_pushboolean(L, 1);
             return 1;
         }
-        c->st.passes++;
+        CACHE_COUNT(c, passes);
         struct pass_opts po;
         fill_opts(&po, path, plen, host, hl);
         int e = pass_start(r, o, scratch_cache(L, w), &po);
@@ -891,7 +969,16 @@ static int l_cache_fetch(lua_State *L)
                     key);
         return wait_sub(L, r);
     }
-    if (lookup(r, c, o, key, klen, path, plen, host, hl, loop_now(w->loop)) < 0)
+    /* a shared cache: what r finds and what it does about it (join, or
+     * insert the fill) under the lock; its first bytes are queued after
+     * (a deliver hook's Lua runs with no lock held) */
+    cache_lock(c);
+    int rc = lookup(r, c, o, key, klen, path, plen, host, hl,
+                    loop_now(w->loop));
+    cache_unlock(c);
+    if (c->shared && r->obj)
+        serve_pump(r);
+    if (rc < 0)
         return luaL_error(L, "fetch: out of memory");
     return wait_sub(L, r);
 }
@@ -909,12 +996,17 @@ void lcache_refetch(struct req *r)
      * requests of one variant share one fill (and find a variant stored
      * meanwhile); from a response not shareable: a fetch of its own, as
      * the hit-for-miss marker it left says */
-    if (r->relookup ? lookup(r, r->fetch_cache, r->fetch_origin, kp, klen,
-                             kp + klen, plen, host, hl,
-                             loop_now(r->m.srv->loop)) < 0
-                    : fetch_alone(r, r->fetch_cache, r->fetch_origin, kp, klen,
-                                  kp + klen, plen, host, hl,
-                                  !(req_cc(r) & CC_REQ_NO_STORE)) < 0) {
+    struct cache *c = r->fetch_cache;
+    cache_lock(c);
+    int rc = r->relookup
+                 ? lookup(r, c, r->fetch_origin, kp, klen, kp + klen, plen,
+                          host, hl, loop_now(r->m.srv->loop))
+                 : fetch_alone(r, c, r->fetch_origin, kp, klen, kp + klen,
+                               plen, host, hl, !(req_cc(r) & CC_REQ_NO_STORE));
+    cache_unlock(c);
+    if (c->shared && r->obj)
+        serve_pump(r);
+    if (rc < 0) {
         serve_error(r, 503);
         req_wake(r);
     }
@@ -923,29 +1015,33 @@ void lcache_refetch(struct req *r)
 static int l_cache_stats(lua_State *L)
 {
     struct cache *c = check_cache(L, 1);
+    struct cache_stats st; /* every worker's, for a shared cache */
+    cache_stats_sum(c, &st);
+    size_t bytes, objects;
+    cache_usage(c, &bytes, &objects);
     lua_createtable(L, 0, 28);
 #define F(k, v) (lua_pushnumber(L, (lua_Number)(v)), lua_setfield(L, -2, k))
-    F("hits", c->st.hits);
-    F("hit_for_miss", c->st.hit_for_miss);
-    F("released", c->st.released);
-    F("passes", c->st.passes);
-    F("not_modified", c->st.not_modified);
-    F("partial", c->st.partial);
-    F("misses", c->st.misses);
-    F("coalesced", c->st.coalesced);
-    F("fills", c->st.fills);
-    F("fill_errors", c->st.fill_errors);
-    F("evictions", c->st.evictions);
-    F("expired", c->st.expired);
-    F("uncacheable", c->st.uncacheable);
-    F("stale", c->st.stale);
-    F("refreshes", c->st.refreshes);
-    F("revalidated", c->st.revalidated);
+    F("hits", st.hits);
+    F("hit_for_miss", st.hit_for_miss);
+    F("released", st.released);
+    F("passes", st.passes);
+    F("not_modified", st.not_modified);
+    F("partial", st.partial);
+    F("misses", st.misses);
+    F("coalesced", st.coalesced);
+    F("fills", st.fills);
+    F("fill_errors", st.fill_errors);
+    F("evictions", st.evictions);
+    F("expired", st.expired);
+    F("uncacheable", st.uncacheable);
+    F("stale", st.stale);
+    F("refreshes", st.refreshes);
+    F("revalidated", st.revalidated);
     F("grace", (lua_Number)c->grace_ms / 1000);
     F("keep", (lua_Number)c->keep_ms / 1000);
     F("stale_if_error", (lua_Number)c->sie_ms / 1000);
-    F("bytes", c->bytes);
-    F("objects", c->nobj);
+    F("bytes", bytes);
+    F("objects", objects);
     F("max_bytes", c->max_bytes);
     F("max_objects", c->max_objects);
     F("max_variants", c->max_variants);
@@ -1059,6 +1155,7 @@ struct cache *lcache_scratch(lua_State *L, struct lrt *w)
         (w->scratch = cache_new("(origin:fetch)", SIZE_MAX, SIZE_MAX, 0,
                                 "fifo", err, sizeof err)) == NULL)
         luaL_error(L, "%s", err);
+    w->scratch->scratch = true;
     return w->scratch;
 }
 
@@ -1226,7 +1323,7 @@ void lcache_cleanup(struct lrt *w)
 {
     lorigin_cleanup(w); /* readers hold scratch objects */
     for (unsigned i = 0; i < w->ncaches; i++)
-        cache_free(w->caches[i]);
+        shared_release(w->caches[i]);
     free(w->caches);
     cache_free(w->scratch);
     for (unsigned i = 0; i < w->norigins; i++)

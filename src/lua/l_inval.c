@@ -7,13 +7,10 @@
  *   cache:fetch passing a POST, PUT, DELETE, PATCH (any method but GET,
  *   HEAD, OPTIONS, TRACE): a 2xx/3xx response invalidates the key and the
  *   same-host Location / Content-Location keys (linval_watch).
- * Each worker has its own caches (until one shared store, issue 13): an
- * invalidation runs at once on the calling worker's cache, and goes to the
- * cache of the same name in every other worker through a queue each
- * worker drains when woken (linval_drain, the worker's wake_fd), a few
- * microseconds later. The counts returned are the calling worker's. */
+ * With --workers N a cache is one store for every worker (lua/l_cache.c):
+ * an invalidation is one store operation under its lock, seen by all at
+ * once, and the counts returned are the process's. */
 #include <lauxlib.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,47 +57,6 @@ static size_t apply(struct cache *c, enum inval_kind k, const char *a,
     return 0;
 }
 
-/* An invalidation for another worker's cache called `cache`. */
-struct inval_cmd {
-    struct inval_cmd *next;
-    enum inval_kind kind;
-    char cache[64];
-    size_t n;
-    char arg[];
-};
-
-/* Every worker's runtime, its queue and how to wake it: guarded by mu
- * (taken by a worker that invalidates and by one that drains; never on
- * the hit path). */
-#define RT_MAX 256
-static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-static struct rt_slot {
-    struct lrt *rt;
-    struct inval_cmd *head, **tail;
-    void (*wake)(void *arg);
-    void *arg;
-} slots[RT_MAX];
-
-void linval_register(struct lrt *rt, void (*wake)(void *arg), void *arg)
-{
-    pthread_mutex_lock(&mu);
-    for (unsigned i = 0; i < RT_MAX; i++)
-        if (slots[i].rt == NULL) {
-            slots[i] = (struct rt_slot){ rt, NULL, &slots[i].head, wake, arg };
-            break;
-        }
-    pthread_mutex_unlock(&mu);
-}
-
-static void free_cmds(struct inval_cmd *q)
-{
-    while (q) {
-        struct inval_cmd *next = q->next;
-        free(q);
-        q = next;
-    }
-}
-
 static void watch_end(struct inval_watch *iw);
 
 void linval_unregister(struct lrt *rt)
@@ -112,73 +68,6 @@ void linval_unregister(struct lrt *rt)
         rt->inval_watches->obj->fill_wake = NULL;
         watch_end(rt->inval_watches);
     }
-    struct inval_cmd *q = NULL;
-    pthread_mutex_lock(&mu);
-    for (unsigned i = 0; i < RT_MAX; i++)
-        if (slots[i].rt == rt) {
-            q = slots[i].head;
-            slots[i] = (struct rt_slot){ 0 };
-        }
-    pthread_mutex_unlock(&mu);
-    free_cmds(q);
-}
-
-void linval_drain(struct lrt *rt)
-{
-    struct inval_cmd *q = NULL;
-    pthread_mutex_lock(&mu);
-    for (unsigned i = 0; i < RT_MAX; i++)
-        if (slots[i].rt == rt) {
-            q = slots[i].head;
-            slots[i].head = NULL;
-            slots[i].tail = &slots[i].head;
-        }
-    pthread_mutex_unlock(&mu);
-    for (struct inval_cmd *cmd = q; cmd; cmd = cmd->next)
-        for (unsigned i = 0; i < rt->ncaches; i++)
-            if (strcmp(rt->caches[i]->name, cmd->cache) == 0)
-                apply(rt->caches[i], cmd->kind, cmd->arg, cmd->n);
-    free_cmds(q);
-}
-
-/* Queue the invalidation for every worker but rt's and wake them. */
-static void broadcast(struct lrt *rt, const struct cache *c,
-                      enum inval_kind k, const char *a, size_t n)
-{
-    pthread_mutex_lock(&mu);
-    for (unsigned i = 0; i < RT_MAX; i++) {
-        struct rt_slot *s = &slots[i];
-        if (s->rt == NULL || s->rt == rt)
-            continue;
-        struct inval_cmd *cmd = malloc(sizeof *cmd + n);
-        if (cmd == NULL) {
-            log_err("cache %s: out of memory: an invalidation did not reach "
-                    "worker %u", c->name, s->rt->id);
-            continue;
-        }
-        cmd->next = NULL;
-        cmd->kind = k;
-        snprintf(cmd->cache, sizeof cmd->cache, "%s", c->name);
-        cmd->n = n;
-        if (n)
-            memcpy(cmd->arg, a, n);
-        bool was_empty = s->head == NULL;
-        *s->tail = cmd;
-        s->tail = &cmd->next;
-        if (was_empty && s->wake) /* woken once per batch */
-            s->wake(s->arg);
-    }
-    pthread_mutex_unlock(&mu);
-}
-
-/* Invalidate here now, and on the other workers soon. */
-static size_t invalidate(struct lrt *rt, struct cache *c, enum inval_kind k,
-                         const char *a, size_t n)
-{
-    size_t removed = apply(c, k, a, n);
-    if (rt)
-        broadcast(rt, c, k, a, n);
-    return removed;
 }
 
 /* ==== Lua ==== */
@@ -198,7 +87,7 @@ static int l_purge(lua_State *L)
     struct cache *c = check_cache(L, 1);
     size_t n;
     const char *key = luaL_checklstring(L, 2, &n);
-    lua_pushboolean(L, invalidate(lrt_current(), c, INV_KEY, key, n) > 0);
+    lua_pushboolean(L, apply(c, INV_KEY, key, n) > 0);
     return 1;
 }
 
@@ -209,8 +98,7 @@ static int l_ban(lua_State *L)
     struct cache *c = check_cache(L, 1);
     size_t n;
     const char *p = luaL_checklstring(L, 2, &n);
-    lua_pushnumber(L, (lua_Number)invalidate(lrt_current(), c, INV_PREFIX,
-                                             p, n));
+    lua_pushnumber(L, (lua_Number)apply(c, INV_PREFIX, p, n));
     return 1;
 }
 
@@ -224,8 +112,7 @@ static int l_purge_tag(lua_State *L)
         lua_pushnumber(L, 0);
         return 1;
     }
-    lua_pushnumber(L, (lua_Number)invalidate(lrt_current(), c, INV_TAG, t,
-                                             n));
+    lua_pushnumber(L, (lua_Number)apply(c, INV_TAG, t, n));
     return 1;
 }
 
@@ -252,8 +139,10 @@ void linval_configure(lua_State *L, struct cache *c, int t)
         luaL_error(L, "luring.cache: tag_header must be a field name "
                       "(a token of at most %d bytes)",
                    (int)sizeof c->tag_header - 1);
-    memcpy(c->tag_header, h, n);
-    c->tag_header[n] = 0;
+    if (strlen(c->tag_header) != n || memcmp(c->tag_header, h, n) != 0) {
+        memcpy(c->tag_header, h, n); /* a shared cache: only a change */
+        c->tag_header[n] = 0;
+    }
     lua_pop(L, 1);
 }
 
@@ -273,7 +162,7 @@ static void invalidate_locations(struct inval_watch *iw)
             inval_uri_key(iw->data, iw->baselen, iw->data + iw->klen, iw->hl,
                           f.value, f.vlen, &k) &&
             !(k.len == iw->klen && memcmp(k.data, iw->data, k.len) == 0))
-            invalidate(iw->rt, iw->c, INV_KEY, k.data, k.len);
+            apply(iw->c, INV_KEY, k.data, k.len);
     }
     buf_free(&k);
 }
@@ -300,7 +189,7 @@ static void on_head(struct store_waiter *sw)
         /* a non-error status (RFC 9111 §4.4): 2xx, 3xx; 1xx never
          * reaches here (interim responses are not heads) */
         if (o->status >= 200 && o->status < 400) {
-            invalidate(iw->rt, iw->c, INV_KEY, iw->data, iw->klen);
+            apply(iw->c, INV_KEY, iw->data, iw->klen);
             if (iw->baselen != SIZE_MAX)
                 invalidate_locations(iw);
         }

@@ -186,7 +186,8 @@ static int push_head(lua_State *L, struct lreader *rd, int idx)
     lfields_push(L, o->hdrs.data, o->hdrs.len, NULL, false);
     /* the body's length, when the origin announced one (luring keeps the
      * framing fields out of o->hdrs) */
-    int64_t cl = o->head_only ? o->head_cl : o->total;
+    int64_t cl = o->head_only ? o->head_cl
+                 : o->state == OBJ_COMPLETE ? (int64_t)o->len : o->total;
     if (cl >= 0 && o->status != 204 && o->status != 304 && o->status >= 200) {
         char n[24];
         lua_pushstring(L, "content-length");

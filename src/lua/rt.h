@@ -161,15 +161,9 @@ bool linval_unsafe(const struct req *r);
  * 0; -1 when out of memory (nothing watched). */
 int linval_watch(struct req *r, struct cache *c, const char *key,
                  size_t klen, const char *target, size_t tlen);
-/** Make rt's caches reachable by the other workers' invalidations: wake
- * (arg) is called, from any thread, when some are queued for rt; the
- * worker then calls linval_drain on its own thread. */
-void linval_register(struct lrt *rt, void (*wake)(void *arg), void *arg);
-/** rt's worker stops: no more invalidations reach it; responses still
- * awaited are let go (call after origin_cleanup, before lcache_cleanup). */
+/** rt's worker stops: responses still awaited are let go (call after
+ * origin_cleanup, before lcache_cleanup). */
 void linval_unregister(struct lrt *rt);
-/** Apply the invalidations queued for rt by other workers. */
-void linval_drain(struct lrt *rt);
 
 /* l_origin.c */
 /** Add origin:request to the origin metatable (made by lcache_open). */

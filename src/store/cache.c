@@ -8,6 +8,29 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* a shared cache's lock (recursive: the functions below call each other) */
+#define LOCK(c) cache_lock(c)
+#define UNLOCK(c) cache_unlock(c)
+/* The public `name`: name##_l under the lock of cache `lc` (an expression
+ * of the parameters). */
+#define LOCKED(ret, name, lc, params, args)                               \
+    ret name params                                                       \
+    {                                                                     \
+        struct cache *lc_ = (lc);                                         \
+        LOCK(lc_);                                                        \
+        ret rv_ = name##_l args;                                          \
+        UNLOCK(lc_);                                                      \
+        return rv_;                                                       \
+    }
+#define LOCKED_VOID(name, lc, params, args)                               \
+    void name params                                                      \
+    {                                                                     \
+        struct cache *lc_ = (lc);                                         \
+        LOCK(lc_);                                                        \
+        name##_l args;                                                    \
+        UNLOCK(lc_);                                                      \
+    }
+
 
 /* ==== hashing ==== */
 
@@ -56,6 +79,14 @@ struct cache *cache_new(const char *name, size_t max_bytes,
         free(c);
         return NULL;
     }
+    c->stw = calloc(1, sizeof *c->stw);
+    if (c->stw == NULL) {
+        policy_free(c->pol);
+        free(c);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    c->nstw = 1;
     snprintf(c->policy, sizeof c->policy, "%s", policy);
     snprintf(c->name, sizeof c->name, "%s", name);
     c->max_bytes = max_bytes;
@@ -67,6 +98,7 @@ struct cache *cache_new(const char *name, size_t max_bytes,
     c->heuristic_max_ms = 86400000;
     if (rehash(c, 1024) < 0) {
         policy_free(c->pol);
+        free(c->stw);
         free(c);
         snprintf(err, errlen, "out of memory");
         return NULL;
@@ -74,9 +106,64 @@ struct cache *cache_new(const char *name, size_t max_bytes,
     return c;
 }
 
+int cache_share(struct cache *c)
+{
+    unsigned n = store_nworkers();
+    struct cache_stats *st = calloc(n, sizeof *st);
+    if (st == NULL)
+        return -1;
+    pthread_mutexattr_t a;
+    pthread_mutexattr_init(&a);
+    pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutex_init(&c->mu, &a);
+    pthread_mutexattr_destroy(&a);
+    st[0] = c->stw[0];
+    free(c->stw);
+    c->stw = st;
+    c->nstw = n;
+    c->shared = true;
+    return 0;
+}
+
+void cache_stats_sum(const struct cache *c, struct cache_stats *out)
+{
+    /* every field a uint64_t: summed as an array */
+    uint64_t *o = (uint64_t *)(void *)out;
+    size_t nf = sizeof *out / sizeof(uint64_t);
+    for (size_t f = 0; f < nf; f++)
+        o[f] = 0;
+    for (unsigned i = 0; i < c->nstw; i++) {
+        const uint64_t *x = (const uint64_t *)(const void *)&c->stw[i];
+        for (size_t f = 0; f < nf; f++)
+            o[f] += __atomic_load_n(&x[f], __ATOMIC_RELAXED);
+    }
+}
+
+void cache_usage(struct cache *c, size_t *bytes, size_t *objects)
+{
+    LOCK(c);
+    *bytes = c->bytes;
+    *objects = c->nobj;
+    UNLOCK(c);
+}
+
+static int configure(struct cache *c, size_t max_bytes, size_t max_objects,
+                     int64_t ttl_ms, const char *policy, char *err,
+                     size_t errlen);
+
 int cache_configure(struct cache *c, size_t max_bytes, size_t max_objects,
                     int64_t ttl_ms, const char *policy, char *err,
                     size_t errlen)
+{
+    LOCK(c);
+    int rc = configure(c, max_bytes, max_objects, ttl_ms, policy, err, errlen);
+    UNLOCK(c);
+    return rc;
+}
+
+static int configure(struct cache *c, size_t max_bytes, size_t max_objects,
+                     int64_t ttl_ms, const char *policy, char *err,
+                     size_t errlen)
 {
     if (strcmp(policy, c->policy) != 0 || max_bytes != c->max_bytes) {
         /* a new policy instance; complete objects move over */
@@ -99,9 +186,13 @@ int cache_configure(struct cache *c, size_t max_bytes, size_t max_objects,
         policy_free(old);
         snprintf(c->policy, sizeof c->policy, "%s", policy);
     }
-    c->max_bytes = max_bytes;
-    c->max_objects = max_objects;
-    c->ttl_ms = ttl_ms;
+    /* only what changed: a shared cache's readers of these take no lock */
+    if (c->max_bytes != max_bytes)
+        c->max_bytes = max_bytes;
+    if (c->max_objects != max_objects)
+        c->max_objects = max_objects;
+    if (c->ttl_ms != ttl_ms)
+        c->ttl_ms = ttl_ms;
     /* objects the new policy didn't take are dropped; then the budget */
     for (unsigned i = 0; i < c->nbuckets; i++) {
         struct cache_obj *o = c->buckets[i], *next;
@@ -131,7 +222,7 @@ static bool evict_one(struct cache *c)
     }
     struct cache_obj *o = OBJ_OF(n);
     o->in_policy = false;
-    c->st.evictions++;
+    CACHE_COUNT(c, evictions);
     cache_unindex(o);
     return true;
 }
@@ -149,7 +240,7 @@ static void policy_admit(struct cache *c, struct cache_obj *o)
             return;
         }
     }
-    c->st.uncacheable++;
+    CACHE_COUNT(c, uncacheable);
     cache_unindex(o);
 }
 
@@ -188,7 +279,15 @@ static void obj_free(struct cache_obj *o)
         c->nspare++;
         return;
     }
-    free(o->chunks);
+    if (o->stream) {
+        free(o->chunks);
+    } else if (o->chunks) { /* the directory and the ones it replaced */
+        for (char **d = o->chunks - 1; d;) {
+            char **prev = (char **)(void *)d[0];
+            free(d);
+            d = prev;
+        }
+    }
     free(o->sent);
     buf_free(&o->hdrs);
     free(o->vary_req);
@@ -199,16 +298,27 @@ static void obj_free(struct cache_obj *o)
 
 static void fill_resume(struct cache_obj *o);
 
-void cache_obj_ref(struct cache_obj *o) { o->refs++; }
+void cache_obj_ref(struct cache_obj *o)
+{
+    __atomic_fetch_add(&o->refs, 1, __ATOMIC_RELAXED);
+}
 
 void cache_obj_watch(struct cache_obj *o, struct store_waiter *sw)
 {
+    LOCK(o->cache);
+    sw->worker = store_self;
+    sw->queued = false;
     sw->next = o->waiters;
     o->waiters = sw;
+    UNLOCK(o->cache);
 }
 
 void cache_obj_unwatch(struct cache_obj *o, struct store_waiter *sw)
 {
+    struct cache *c = o->cache;
+    LOCK(c);
+    if (c->shared)
+        store_wake_cancel(sw);
     for (struct store_waiter **pp = &o->waiters; *pp; pp = &(*pp)->next)
         if (*pp == sw) {
             *pp = sw->next;
@@ -221,6 +331,7 @@ void cache_obj_unwatch(struct cache_obj *o, struct store_waiter *sw)
         o->fill_paused = false;
         o->fill_wake(o->fill_arg);
     }
+    UNLOCK(c);
 }
 
 /* o changed: tell every waiter (each may unwatch itself, or drop the last
@@ -228,6 +339,11 @@ void cache_obj_unwatch(struct cache_obj *o, struct store_waiter *sw)
 static void notify_held(struct cache_obj *o)
 {
     struct store_waiter *sw = o->waiters, *next;
+    if (o->cache->shared) { /* each on its own worker, after the lock */
+        for (; sw; sw = sw->next)
+            store_wake_post(sw);
+        return;
+    }
     for (; sw; sw = next) {
         next = sw->next;
         sw->notify(sw);
@@ -244,8 +360,12 @@ static void notify(struct cache_obj *o)
 
 void cache_obj_unref(struct cache_obj *o)
 {
-    if (--o->refs == 0)
+    if (__atomic_sub_fetch(&o->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+        struct cache *c = o->cache;
+        LOCK(c);
         obj_free(o);
+        UNLOCK(c);
+    }
 }
 
 /* A stream object's chunk i had n more bytes sent: free it once all of
@@ -319,7 +439,7 @@ static void obj_untag(struct cache_obj *o);
 static bool inval_since(const struct cache_obj *o, const struct cache_tag *t,
                         unsigned nt);
 
-void cache_unindex(struct cache_obj *o)
+static void cache_unindex_l(struct cache_obj *o)
 {
     struct cache *c = o->cache;
     if (!o->indexed)
@@ -341,6 +461,8 @@ void cache_unindex(struct cache_obj *o)
     cache_obj_unref(o);
 }
 
+LOCKED_VOID(cache_unindex, o->cache, (struct cache_obj *o), (o))
+
 /* The indexed object under key (hash h), expired or not. */
 static struct cache_obj *find(const struct cache *c, const char *key,
                               size_t klen, uint64_t h)
@@ -352,7 +474,8 @@ static struct cache_obj *find(const struct cache *c, const char *key,
     return o;
 }
 
-struct cache_obj *cache_lookup(struct cache *c, const char *key, size_t klen,
+static struct cache_obj *cache_lookup_l(struct cache *c, const char *key,
+                                        size_t klen,
                                int64_t now)
 {
     struct cache_obj *o = find(c, key, klen, cache_hash(key, klen));
@@ -361,7 +484,7 @@ struct cache_obj *cache_lookup(struct cache *c, const char *key, size_t klen,
     if (o->state == OBJ_COMPLETE && o->expires <= now) {
         if (now < o->stale_until)
             return NULL; /* kept for cache_select: stale */
-        c->st.expired++;
+        CACHE_COUNT(c, expired);
         cache_unindex(o);
         return NULL;
     }
@@ -369,6 +492,10 @@ struct cache_obj *cache_lookup(struct cache *c, const char *key, size_t klen,
         policy_hit(c->pol, &o->pn);
     return o;
 }
+
+LOCKED(struct cache_obj *, cache_lookup, c,
+       (struct cache *c, const char *key, size_t klen, int64_t now),
+       (c, key, klen, now))
 
 /* A spare stream object (c->spare) as calloc would make it, keeping its
  * allocations: its key when klen fits in it, its chunk array (no chunks),
@@ -408,7 +535,7 @@ static struct cache_obj *spare_take(struct cache *c, size_t klen)
     return o;
 }
 
-struct cache_obj *cache_obj_new(struct cache *c, const char *key,
+static struct cache_obj *cache_obj_new_l(struct cache *c, const char *key,
                                 size_t klen)
 {
     struct cache_obj *o = spare_take(c, klen);
@@ -436,6 +563,10 @@ struct cache_obj *cache_obj_new(struct cache *c, const char *key,
     return o;
 }
 
+LOCKED(struct cache_obj *, cache_obj_new, c,
+       (struct cache *c, const char *key, size_t klen),
+       (c, key, klen))
+
 /* Link o into the index under its key, in front of the objects already
  * there (older variants: cache_variants_stored decides which stay). The
  * index takes a ref. */
@@ -456,7 +587,8 @@ static void index_obj(struct cache *c, struct cache_obj *o)
     c->nobj++;
 }
 
-struct cache_obj *cache_insert(struct cache *c, const char *key, size_t klen)
+static struct cache_obj *cache_insert_l(struct cache *c, const char *key,
+                                        size_t klen)
 {
     struct cache_obj *o = cache_obj_new(c, key, klen);
     if (o == NULL)
@@ -467,16 +599,22 @@ struct cache_obj *cache_insert(struct cache *c, const char *key, size_t klen)
     return o;
 }
 
+LOCKED(struct cache_obj *, cache_insert, c,
+       (struct cache *c, const char *key, size_t klen),
+       (c, key, klen))
+
 /* Evict, in the policy's order, until the byte budget and the object
  * limit hold. Objects being filled are not in the policy: they can't be
  * evicted, but their bytes count. Objects still referenced by sends leave
  * the index now and free their memory when the last send completes. */
-void cache_enforce(struct cache *c)
+static void cache_enforce_l(struct cache *c)
 {
     while ((c->bytes > c->max_bytes || c->nobj > c->max_objects) &&
            evict_one(c))
         ;
 }
+
+LOCKED_VOID(cache_enforce, c, (struct cache *c), (c))
 
 void cache_free(struct cache *c)
 {
@@ -499,6 +637,9 @@ void cache_free(struct cache *c)
         free(o);
     }
     policy_free(c->pol);
+    free(c->stw);
+    if (c->shared)
+        pthread_mutex_destroy(&c->mu);
     free(c);
 }
 
@@ -522,7 +663,7 @@ static void obj_untag(struct cache_obj *o)
     o->cache->bytes -= mem;
 }
 
-int cache_obj_set_tags(struct cache_obj *o, const struct cache_tag *t,
+static int cache_obj_set_tags_l(struct cache_obj *o, const struct cache_tag *t,
                        unsigned n)
 {
     obj_untag(o);
@@ -555,6 +696,10 @@ int cache_obj_set_tags(struct cache_obj *o, const struct cache_tag *t,
     o->cache->bytes += mem;
     return 0;
 }
+
+LOCKED(int, cache_obj_set_tags, o->cache,
+       (struct cache_obj *o, const struct cache_tag *t, unsigned n),
+       (o, t, n))
 
 /* Remember an invalidation of `kind` with argument s (n bytes) for the
  * fills in flight it can't reach (struct cache inval_log). */
@@ -620,7 +765,7 @@ static void invalidate(struct cache_obj *o)
     cache_unindex(o); /* may free o, never another object */
 }
 
-size_t cache_purge_key(struct cache *c, const char *key, size_t klen)
+static size_t cache_purge_key_l(struct cache *c, const char *key, size_t klen)
 {
     uint64_t h = cache_hash(key, klen);
     size_t n = 0;
@@ -634,10 +779,14 @@ size_t cache_purge_key(struct cache *c, const char *key, size_t klen)
     return n;
 }
 
+LOCKED(size_t, cache_purge_key, c,
+       (struct cache *c, const char *key, size_t klen),
+       (c, key, klen))
+
 #define OBJ_OF_KN(n) \
     ((struct cache_obj *)((char *)(n) - offsetof(struct cache_obj, kn)))
 
-size_t cache_ban(struct cache *c, const char *prefix, size_t plen)
+static size_t cache_ban_l(struct cache *c, const char *prefix, size_t plen)
 {
     size_t n = 0;
     inval_note(c, INVAL_PREFIX, prefix, plen);
@@ -653,7 +802,11 @@ size_t cache_ban(struct cache *c, const char *prefix, size_t plen)
     return n;
 }
 
-size_t cache_purge_tag(struct cache *c, const char *tag, size_t tlen)
+LOCKED(size_t, cache_ban, c,
+       (struct cache *c, const char *prefix, size_t plen),
+       (c, prefix, plen))
+
+static size_t cache_purge_tag_l(struct cache *c, const char *tag, size_t tlen)
 {
     size_t n = 0;
     struct tag_link *l;
@@ -666,6 +819,10 @@ size_t cache_purge_tag(struct cache *c, const char *tag, size_t tlen)
     }
     return n;
 }
+
+LOCKED(size_t, cache_purge_tag, c,
+       (struct cache *c, const char *tag, size_t tlen),
+       (c, tag, tlen))
 
 /* ==== filling ==== */
 
@@ -701,22 +858,21 @@ static void set_marker(struct cache *c, struct cache_obj *o, int64_t now)
     if (m == NULL)
         return; /* no marker: the next request coalesces again */
     m->hfm = true;
-    m->head_ready = true;
-    m->state = OBJ_COMPLETE;
+    __atomic_store_n(&m->state, OBJ_COMPLETE, __ATOMIC_RELAXED);
+    __atomic_store_n(&m->head_ready, true, __ATOMIC_RELEASE);
     m->expires = until;
     index_obj(c, m);
     cache_obj_unref(m); /* the index holds it */
     policy_admit(c, m); /* evictable like any object */
 }
 
-void cache_obj_head(struct cache_obj *o, int status, int64_t total,
+static void cache_obj_head_l(struct cache_obj *o, int status, int64_t total,
                     bool shareable, int64_t ttl_ms, int64_t now)
 {
     struct cache *c = o->cache;
     cache_obj_ref(o); /* unindexing below may drop the last other ref */
     o->status = status;
     o->total = total;
-    o->head_ready = true;
     /* its header lines and Vary record are stored with the body: charged,
      * so that max_bytes bounds them too (a hostile origin's tens of KiB of
      * fields over a 1-byte body, or a request's large varying values) */
@@ -737,7 +893,7 @@ void cache_obj_head(struct cache_obj *o, int status, int64_t total,
         hm > c->max_bytes ||
         (total > 0 && (size_t)total > c->max_bytes - hm)) {
         o->cacheable = false;
-        c->st.uncacheable++;
+        CACHE_COUNT(c, uncacheable);
         if (!shareable && (o->indexed || o->index_late))
             set_marker(c, o, now);
         else
@@ -754,9 +910,16 @@ void cache_obj_head(struct cache_obj *o, int status, int64_t total,
         cache_enforce(c);
     }
     o->index_late = false;
+    /* published last: a delivery that sees it sees all of the above */
+    __atomic_store_n(&o->head_ready, true, __ATOMIC_RELEASE);
     notify_held(o); /* the ref taken above keeps o */
     cache_obj_unref(o);
 }
+
+LOCKED_VOID(cache_obj_head, o->cache,
+            (struct cache_obj *o, int status, int64_t total, bool shareable,
+             int64_t ttl_ms, int64_t now),
+            (o, status, total, shareable, ttl_ms, now))
 
 /* Make sure the chunk under the fill cursor exists; charge the budget. */
 static int ensure_chunk(struct cache_obj *o)
@@ -775,10 +938,27 @@ static int ensure_chunk(struct cache_obj *o)
         sz = (size_t)o->total - o->len;
     if (o->nchunks == o->chunks_cap) {
         unsigned cap = o->chunks_cap ? o->chunks_cap * 2 : 4;
-        char **ch = realloc(o->chunks, cap * sizeof *ch);
-        if (ch == NULL)
-            return -1;
-        o->chunks = ch;
+        /* the whole body's at once (up to 256 MiB of it) */
+        while (!o->stream && cap < 4096 && o->total > 0 &&
+               (uint64_t)cap * CACHE_CHUNK < (uint64_t)o->total)
+            cap *= 2;
+        if (o->stream) { /* one reader, on this worker */
+            char **ch = realloc(o->chunks, cap * sizeof *ch);
+            if (ch == NULL)
+                return -1;
+            o->chunks = ch;
+        } else {
+            /* a reader on another worker may be reading the directory:
+             * it is replaced, never moved, and the old one is kept (in
+             * slot -1 of the new) until the object goes */
+            char **d = malloc((cap + 1) * sizeof *d);
+            if (d == NULL)
+                return -1;
+            d[0] = o->chunks ? (char *)(void *)(o->chunks - 1) : NULL;
+            if (o->nchunks)
+                memcpy(d + 1, o->chunks, o->nchunks * sizeof *d);
+            __atomic_store_n(&o->chunks, d + 1, __ATOMIC_RELEASE);
+        }
         if (o->stream) {
             uint32_t *sent = realloc(o->sent, cap * sizeof *sent);
             if (sent == NULL)
@@ -801,7 +981,7 @@ static int ensure_chunk(struct cache_obj *o)
         if (c->bytes > c->max_bytes && o->indexed) {
             /* nothing left to evict: this one is passed through */
             o->cacheable = false;
-            c->st.uncacheable++;
+            CACHE_COUNT(c, uncacheable);
             cache_unindex(o);
         }
     }
@@ -817,7 +997,7 @@ static size_t chunk_room(const struct cache_obj *o)
     return room;
 }
 
-char *cache_obj_reserve(struct cache_obj *o, size_t *n)
+static char *cache_obj_reserve_l(struct cache_obj *o, size_t *n)
 {
     if ((o->total >= 0 && o->len >= (size_t)o->total) || ensure_chunk(o) < 0)
         return NULL;
@@ -825,13 +1005,21 @@ char *cache_obj_reserve(struct cache_obj *o, size_t *n)
     return o->chunks[o->len / CACHE_CHUNK] + o->len % CACHE_CHUNK;
 }
 
-void cache_obj_commit(struct cache_obj *o, size_t n)
+LOCKED(char *, cache_obj_reserve, o->cache,
+       (struct cache_obj *o, size_t *n),
+       (o, n))
+
+static void cache_obj_commit_l(struct cache_obj *o, size_t n)
 {
-    o->len += n;
+    __atomic_store_n(&o->len, o->len + n, __ATOMIC_RELEASE);
     notify(o);
 }
 
-int cache_obj_data(struct cache_obj *o, const char *p, size_t n)
+LOCKED_VOID(cache_obj_commit, o->cache,
+            (struct cache_obj *o, size_t n),
+            (o, n))
+
+static int cache_obj_data_l(struct cache_obj *o, const char *p, size_t n)
 {
     if (o->stale_sub)
         return 0; /* the rest of an error that a stale object replaced */
@@ -842,7 +1030,7 @@ int cache_obj_data(struct cache_obj *o, const char *p, size_t n)
             return -1; /* out of memory, or more than Content-Length */
         size_t k = n < room ? n : room;
         memcpy(dst, p, k);
-        o->len += k;
+        __atomic_store_n(&o->len, o->len + k, __ATOMIC_RELEASE);
         p += k;
         n -= k;
     }
@@ -850,7 +1038,11 @@ int cache_obj_data(struct cache_obj *o, const char *p, size_t n)
     return 0;
 }
 
-void cache_obj_done(struct cache_obj *o, bool ok, int status)
+LOCKED(int, cache_obj_data, o->cache,
+       (struct cache_obj *o, const char *p, size_t n),
+       (o, p, n))
+
+static void cache_obj_done_l(struct cache_obj *o, bool ok, int status)
 {
     struct cache *c = o->cache;
     if (o->state != OBJ_FILLING)
@@ -863,32 +1055,38 @@ void cache_obj_done(struct cache_obj *o, bool ok, int status)
     if (ok && o->total >= 0 && o->len != (size_t)o->total)
         ok = false; /* truncated */
     if (ok) {
-        o->state = OBJ_COMPLETE;
-        o->total = (int64_t)o->len;
-        c->st.fills++;
+        /* total stays what the head said (a delivery on another worker
+         * may be reading it): a complete object's length is len */
+        __atomic_store_n(&o->state, OBJ_COMPLETE, __ATOMIC_RELEASE);
+        CACHE_COUNT(c, fills);
         if (o->indexed)
             policy_admit(c, o);
     } else {
-        o->state = OBJ_FAILED;
         if (!o->head_ready)
             o->status = status;
-        c->st.fill_errors++;
+        __atomic_store_n(&o->state, OBJ_FAILED, __ATOMIC_RELEASE);
+        CACHE_COUNT(c, fill_errors);
         cache_unindex(o); /* never served as complete */
     }
     notify_held(o); /* the ref taken above keeps o */
     cache_obj_unref(o);
 }
 
+LOCKED_VOID(cache_obj_done, o->cache,
+            (struct cache_obj *o, bool ok, int status),
+            (o, ok, status))
+
 const char *cache_obj_at(const struct cache_obj *o, size_t off, size_t *n)
 {
     size_t i = off / CACHE_CHUNK, k = off % CACHE_CHUNK;
-    size_t avail = o->len - off;
+    size_t avail = __atomic_load_n(&o->len, __ATOMIC_ACQUIRE) - off;
     size_t room = CACHE_CHUNK - k;
     *n = avail < room ? avail : room;
-    return o->chunks[i] + k;
+    return __atomic_load_n(&o->chunks, __ATOMIC_ACQUIRE)[i] + k;
 }
 
-bool cache_obj_substitute(struct cache_obj *o, const struct cache_obj *from)
+static bool cache_obj_substitute_l(struct cache_obj *o,
+                                   const struct cache_obj *from)
 {
     struct buf h = {0};
     if (buf_append(&h, from->hdrs.data, from->hdrs.len) < 0) {
@@ -905,10 +1103,20 @@ bool cache_obj_substitute(struct cache_obj *o, const struct cache_obj *from)
     o->origin_age = from->origin_age;
     o->born = from->born;
     o->expires = from->expires;
+    o->cond_noted = from->cond_noted; /* offsets into the same lines */
+    o->etag_off = from->etag_off;
+    o->etag_len = from->etag_len;
+    o->etag_weak = from->etag_weak;
+    o->has_etag = from->has_etag;
+    o->ctype_off = from->ctype_off;
+    o->ctype_len = from->ctype_len;
+    o->nm_n = from->nm_n;
+    memcpy(o->nm_span, from->nm_span, sizeof o->nm_span);
+    o->last_mod = from->last_mod;
+    o->date = from->date;
     o->shareable = true; /* it was stored, so shared */
     o->cacheable = false;
     o->index_late = false;
-    o->head_ready = true;
     for (size_t off = 0; off < from->len;) {
         size_t n;
         const char *p = cache_obj_at(from, off, &n);
@@ -919,16 +1127,22 @@ bool cache_obj_substitute(struct cache_obj *o, const struct cache_obj *from)
         if (n > room)
             n = room;
         memcpy(dst, p, n);
-        o->len += n;
+        __atomic_store_n(&o->len, o->len + n, __ATOMIC_RELEASE);
         off += n;
     }
     bool ok = o->len == from->len;
-    o->cache->st.stale++;
-    o->state = ok ? OBJ_COMPLETE : OBJ_FAILED;
+    CACHE_COUNT(o->cache, stale);
     o->stale_sub = true;
+    __atomic_store_n(&o->state, ok ? OBJ_COMPLETE : OBJ_FAILED,
+                     __ATOMIC_RELEASE);
+    __atomic_store_n(&o->head_ready, true, __ATOMIC_RELEASE);
     refresh_end(o);
     cache_unindex(o);
     notify_held(o);
     cache_obj_unref(o);
     return true;
 }
+
+LOCKED(bool, cache_obj_substitute, o->cache,
+       (struct cache_obj *o, const struct cache_obj *from),
+       (o, from))

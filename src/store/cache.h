@@ -9,6 +9,7 @@
 #ifndef LURING_CACHE_H
 #define LURING_CACHE_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -17,6 +18,7 @@
 #include "store/keyidx.h"
 #include "store/policy.h"
 #include "store/tagidx.h"
+#include "store/wake.h"
 
 #define CACHE_CHUNK (64 * 1024)
 /* A stream object's fill pauses when its reader is this far behind, and
@@ -25,13 +27,6 @@
 
 struct worker; /* opaque: only passed through (cache_obj_release) */
 
-/* Someone who wants to know when an object changes (head known, bytes
- * added, complete, failed): embedded in the watcher, which finds itself
- * from the pointer. notify may unwatch the waiter it is given. */
-struct store_waiter {
-    struct store_waiter *next;
-    void (*notify)(struct store_waiter *sw);
-};
 
 enum obj_state {
     OBJ_FILLING,  /* fetch in flight: head and/or body still arriving */
@@ -48,9 +43,10 @@ struct cache_obj {
     uint64_t hash;                   /* cache_hash(key) */
     struct policy_node pn; /* eviction policy state (key id, size) */
     bool in_policy;      /* complete and linked in the cache's policy */
-    int refs;            /* index + subscribers + queued send segments */
+    int refs;            /* index + subscribers + queued send segments;
+                          * atomic (a send on any worker drops one) */
     bool indexed;        /* reachable by key (holds one ref) */
-    bool head_ready;
+    bool head_ready;     /* published (cache_obj_head_known) */
     bool cacheable;      /* may stay indexed once complete */
     bool shareable;      /* head known and the response may be delivered
                           * to requests other than the one that caused the
@@ -69,7 +65,7 @@ struct cache_obj {
                           * response's Vary names (core/vary.c), vary_len
                           * bytes; NULL: no Vary */
     size_t vary_len;
-    enum obj_state state;
+    enum obj_state state; /* published (cache_obj_state) */
     int status;          /* origin status, or 502/504 when failed early */
     /* the fill's origin exchange as core/origin.c saw it, for the access
      * log of the request that caused it: monotonic µs (0: not yet) */
@@ -79,8 +75,10 @@ struct cache_obj {
     int up_status;       /* the status the origin sent (a 304 to a
                           * revalidation too); 0: no head came */
     struct buf hdrs;     /* origin header lines to forward, "N: v\r\n"... */
-    int64_t total;       /* Content-Length, or -1 */
-    size_t len;          /* bytes filled (the fill cursor) */
+    int64_t total;       /* Content-Length, or -1 (never changed once the
+                          * head is published: complete, len is the length) */
+    size_t len;          /* bytes filled (the fill cursor), published
+                          * (cache_obj_filled) */
     char **chunks;
     unsigned nchunks, chunks_cap;
     size_t mem;          /* bytes charged to the cache's budget */
@@ -136,9 +134,10 @@ struct cache_obj {
     struct tag_link *tags; /* ntags links in cache->tags (cache_obj_set_tags) */
     unsigned ntags;
     /* what answering conditionals and ranges needs of the head (read by
-     * core/cond.c at its first delivery, cond_noted, which also puts
-     * luring's own Accept-Ranges in hdrs in place of the origin's: code
-     * that replaces hdrs later clears cond_noted): offsets into hdrs */
+     * core/cond.c cond_note before the head is published, cond_noted,
+     * which also puts luring's own Accept-Ranges in hdrs in place of the
+     * origin's; copied with hdrs by cache_obj_substitute): offsets into
+     * hdrs */
     bool cond_noted;
     uint32_t etag_off, etag_len; /* the first ETag's opaque-tag, when it
                                   * is a valid entity-tag (etag_weak: W/) */
@@ -152,6 +151,24 @@ struct cache_obj {
                           * INT64_MIN: none or invalid */
     int64_t date;        /* Date, likewise */
 };
+
+/* What a delivery on any worker reads of an object being filled: the
+ * fill stores each with release after the fields and bytes it covers
+ * (status, hdrs and the cond_note fields before head_ready; the bytes
+ * before len; total before state), so these acquire loads see them. The
+ * chunk directory is replaced, never moved (cache_obj_at). */
+static inline bool cache_obj_head_known(const struct cache_obj *o)
+{
+    return __atomic_load_n(&o->head_ready, __ATOMIC_ACQUIRE);
+}
+static inline enum obj_state cache_obj_state(const struct cache_obj *o)
+{
+    return __atomic_load_n(&o->state, __ATOMIC_ACQUIRE);
+}
+static inline size_t cache_obj_filled(const struct cache_obj *o)
+{
+    return __atomic_load_n(&o->len, __ATOMIC_ACQUIRE);
+}
 
 struct cache_stats {
     uint64_t hits, misses, coalesced, fills, fill_errors, evictions,
@@ -200,6 +217,17 @@ typedef int64_t (*cache_decide_pt)(struct cache *c, struct cache_obj *o,
 
 struct cache {
     char name[64];
+    /* shared by every worker (cache_new_shared): `mu` (recursive) is held
+     * by each function of this file that changes or walks the index,
+     * an object's waiters, the budget, the policy or the invalidation
+     * indexes; callers hold it (cache_lock) across a lookup and what they
+     * do about it; waiters are told through their worker's inbox
+     * (store/wake.h). Objects are read without it (cache_obj_at, the
+     * published fields). Unshared caches take no lock. */
+    bool shared;
+    pthread_mutex_t mu;
+    bool scratch;           /* objects nobody looks up (origin:fetch,
+                             * passes): relayed, never evaluated (cond.h) */
     cache_decide_pt decide; /* NULL: keep ttl_ms (called by the fetch) */
     void *decide_ctx;       /* for decide: the Lua runtime (struct lrt) whose
                              * current script runs the hooks */
@@ -232,7 +260,10 @@ struct cache {
     unsigned nbuckets;
     struct policy *pol;   /* eviction: capacity max_bytes, unit bytes */
     char policy[128];     /* its name or Lua file */
-    struct cache_stats st;
+    struct cache_stats *stw; /* one per worker (CACHE_ST; padded): each
+                              * written by its worker only, summed by
+                              * cache_stats_sum */
+    unsigned nstw;
     /* invalidation: every indexed object is in keys, and in tags under
      * each tag its response named */
     struct keyidx keys;   /* key order: cache_ban */
@@ -255,6 +286,35 @@ struct cache {
     unsigned nspare;
 };
 
+/* This worker's counters of c (unshared caches: the one set). Increment
+ * with CACHE_COUNT: a relaxed store, so that cache_stats_sum may read
+ * them from another thread. */
+#define CACHE_ST(c)                                                       \
+    (&(c)->stw[(c)->shared && store_self > 0 ? (unsigned)store_self : 0])
+#define CACHE_COUNT(c, f)                                                 \
+    do {                                                                  \
+        struct cache_stats *st_ = CACHE_ST(c);                            \
+        __atomic_store_n(&st_->f, st_->f + 1, __ATOMIC_RELAXED);         \
+    } while (0)
+/** The sum of every worker's counters of c (any thread). */
+void cache_stats_sum(const struct cache *c, struct cache_stats *out);
+/** c's charged bytes and indexed objects (any thread). */
+void cache_usage(struct cache *c, size_t *bytes, size_t *objects);
+
+/* The lock of a shared cache (recursive; nothing for an unshared one):
+ * held across a lookup and its consequences (lua/l_cache.c), so that
+ * two workers finding no object for one key make one fill. */
+static inline void cache_lock(struct cache *c)
+{
+    if (c->shared)
+        pthread_mutex_lock(&c->mu);
+}
+static inline void cache_unlock(struct cache *c)
+{
+    if (c->shared)
+        pthread_mutex_unlock(&c->mu);
+}
+
 /** A cache evicting with `policy` (a built-in name or a Lua file, see
  * policy_open). NULL with err on failure. */
 struct cache *cache_new(const char *name, size_t max_bytes,
@@ -265,6 +325,9 @@ int cache_configure(struct cache *c, size_t max_bytes, size_t max_objects,
                     int64_t ttl_ms, const char *policy, char *err,
                     size_t errlen);
 void cache_free(struct cache *c);
+/** Make new cache c shared by every worker (store_nworkers() counter
+ * sets; before any worker uses it). 0, or -1 when out of memory. */
+int cache_share(struct cache *c);
 
 /** A live (not expired, not failed) object for key, or NULL: the newest
  * of its variants, whatever its Vary (cache_select picks by request). A

@@ -24,9 +24,25 @@ struct cache_obj *cache_next_variant(const struct cache_obj *o)
     return x;
 }
 
+static struct cache_obj *select_l(struct cache *c, const char *key,
+                                  size_t klen, int64_t now,
+                                  cache_match_pt match, const void *arg,
+                                  enum cache_fresh *fr);
+
 struct cache_obj *cache_select(struct cache *c, const char *key, size_t klen,
                                int64_t now, cache_match_pt match,
                                const void *arg, enum cache_fresh *fr)
+{
+    cache_lock(c);
+    struct cache_obj *o = select_l(c, key, klen, now, match, arg, fr);
+    cache_unlock(c);
+    return o;
+}
+
+static struct cache_obj *select_l(struct cache *c, const char *key,
+                                  size_t klen, int64_t now,
+                                  cache_match_pt match, const void *arg,
+                                  enum cache_fresh *fr)
 {
     struct cache_obj *o = cache_first(c, key, klen), *next, *fill = NULL;
     *fr = CACHE_FRESH;
@@ -34,7 +50,7 @@ struct cache_obj *cache_select(struct cache *c, const char *key, size_t klen,
         if (o->state == OBJ_COMPLETE && o->expires <= now) {
             next = cache_next_variant(o);
             if (now >= o->stale_until) {
-                c->st.expired++;
+                CACHE_COUNT(c, expired);
                 cache_unindex(o);
             } else if (o->vary == NULL || match(o, arg)) {
                 /* stale, of r's variant (RFC 9111 §4.2.4): the caller
@@ -103,7 +119,7 @@ void cache_variants_stored(struct cache *c, struct cache_obj *o)
                 old = x;
         if (old == NULL)
             break;
-        c->st.evictions++;
+        CACHE_COUNT(c, evictions);
         cache_unindex(old);
         n--;
     }

@@ -102,7 +102,7 @@ static void test_ttl(void)
     fill(c, "k", 10, 1000);
     CHECK(cache_lookup(c, "k", 1, now + 500) != NULL);
     CHECK(cache_lookup(c, "k", 1, now + 1500) == NULL);
-    CHECK(c->st.expired == 1);
+    CHECK(CACHE_ST(c)->expired == 1);
     CHECK(c->nobj == 0);
     /* max-age=0, and statuses that are not heuristically cacheable
      * without explicit freshness, are never stored: a hit-for-miss marker
@@ -131,7 +131,7 @@ static void test_budget_and_lru(void)
     fill(c, "3", 100000, -1);
     fill(c, "4", 100000, -1);
     CHECK(c->bytes <= c->max_bytes);
-    CHECK(c->st.evictions >= 1);
+    CHECK(CACHE_ST(c)->evictions >= 1);
     CHECK(cache_lookup(c, "2", 1, now) == NULL); /* least recently used */
     CHECK(cache_lookup(c, "4", 1, now) != NULL);
     CHECK(cache_lookup(c, "1", 1, now) != NULL);
@@ -174,7 +174,7 @@ static void test_refs_and_failure(void)
     cache_obj_done(f, true, 0);     /* "ok" but short of Content-Length */
     CHECK(f->state == OBJ_FAILED);
     CHECK(cache_lookup(c, "f", 1, now) == NULL);
-    CHECK(c->st.fill_errors == 1);
+    CHECK(CACHE_ST(c)->fill_errors == 1);
     cache_obj_unref(f);
     /* objects being filled are not evicted */
     struct cache *small = cache_new("s", 1000, 1000, 60000, "lru", err, sizeof err);
@@ -390,7 +390,7 @@ static void test_policies(void)
     fill(s3, "large", 200000, -1);
     CHECK(cache_lookup(s3, "small", 5, now) != NULL);
     CHECK(cache_lookup(s3, "large", 5, now) == NULL);
-    CHECK(s3->st.uncacheable == 1);
+    CHECK(CACHE_ST(s3)->uncacheable == 1);
     cache_free(s3);
     CHECK(cache_new("p", 1000, 10, 1000, "nope", err, sizeof err) == NULL);
     CHECK(strstr(err, "nope") != NULL);
@@ -592,7 +592,7 @@ static void test_variants(void)
         snprintf(req, sizeof req, "X-V: %d\r\n", k);
         v[k] = vfill(c, "l", req, "Vary: X-V\r\n", k % 2);
     }
-    uint64_t ev = c->st.evictions;
+    uint64_t ev = CACHE_ST(c)->evictions;
     CHECK(!v[0]->indexed && v[1]->indexed && v[2]->indexed && v[3]->indexed);
     CHECK(count_key(c, "l") == 3 && ev >= 1);
     CHECK(vselect(c, "l", "X-V: 0\r\n", now) == NULL);
@@ -731,7 +731,7 @@ static void test_stale(void)
     CHECK(n->state == OBJ_COMPLETE && o->refresh == NULL && n->reval_of == NULL);
     cache_obj_unref(o);
     CHECK(cache_lookup(c, "v", 1, now + 4500) == n);
-    CHECK(c->st.revalidated == 1);
+    CHECK(CACHE_ST(c)->revalidated == 1);
     /* must-revalidate: no grace, no stale-if-error; kept (validator) */
     c->sie_ms = 3000;
     struct cache_obj *m = cache_insert(c, "m", 1);

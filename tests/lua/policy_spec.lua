@@ -83,6 +83,20 @@ describe("cache policies and hooks", function()
     assert.truthy(bytes <= 350000, stats)
   end)
 
+  it("a Lua policy of a cache shared by 2 workers decides for the one store (issue 13)", function()
+    -- each request on its own connection, so the two workers take them in
+    -- turn; the policy's state is one (its calls serialized by the cache's
+    -- lock), so the outcome is the single worker's
+    local srv = helper.start(script(dir, ('max_bytes = 350000, policy = %q')
+      :format(root .. "/examples/policies/lru.lua")), { args = { "--workers", "2" } })
+    pattern(srv)
+    assert.are.equal("HIT", xcache(srv, "a"))
+    assert.are.equal("MISS", xcache(srv, "b"))
+    local stats = helper.get(srv:port(), "/stats").body
+    assert.truthy(tonumber(stats:match("bytes=(%d+)")) <= 350000, stats)
+    assert.truthy(tonumber(stats:match("evictions=(%d+)")) >= 1, stats)
+  end)
+
   it("an unknown policy is a load error", function()
     local src = script(dir, 'policy = "nope"'):gsub("@LISTEN@", "127.0.0.1:1")
     local path, cleanup = helper.temp_script(src)
