@@ -259,10 +259,14 @@ static void on_obj_change(struct store_waiter *sw)
     struct cache_obj *o = r->obj;
     if (cache_obj_head_known(o) && !r->sub_owner &&
         (!o->shareable || !vary_match(o, &r->m))) {
-        unlink_sub(r);
-        CACHE_COUNT(o->cache, released);
-        r->released = true;
+        /* read before unlink_sub drops r's ref: for a shared cache's
+         * object, nobody else may hold one (store/wake.h runs r here
+         * with no ref of its own) */
+        struct cache *c = o->cache;
         r->relookup = o->shareable; /* another variant: look up again */
+        unlink_sub(r);
+        CACHE_COUNT(c, released);
+        r->released = true;
         req_defer(r);
     } else if (r->collect) {
         if (cache_obj_state(o) != OBJ_FILLING)

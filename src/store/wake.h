@@ -7,7 +7,9 @@
  * many changes come before that worker looks; the owner runs its inbox on
  * its own thread (store_wake_run), with no lock held, so a notify may do
  * what a waiter on an unshared object does (unwatch, unref, send, wake its
- * request). A worker whose inbox turns non-empty is poked once (the
+ * request). The fill holds no reference across it: a notify that drops
+ * its waiter's reference must not touch the object after. A worker whose
+ * inbox turns non-empty is poked once (the
  * callback given to store_wake_init: a message through its ring). Objects
  * of unshared caches notify their waiters directly, as before.
  *

@@ -12,6 +12,8 @@ local SCRIPT = [[
 local app = luring.app()
 app:listen("@LISTEN@")
 local web = luring.origin{ name = "web", url = "@ORIGIN@" }
+local impatient = luring.origin{ name = "impatient", url = "@ORIGIN@",
+                                 first_byte_timeout = 0.5 }
 local cache = luring.cache{ name = "main", max_bytes = @MAX@, ttl = 60 }
 local function worker(req) return req.id:sub(1, 2) end
 app:get("/c/*", function(req)
@@ -25,6 +27,10 @@ app:get("/purge/*", function(req)
 end)
 app:get("/ban/*", function(req)
   return 200, {}, tostring(cache:ban("/c/" .. req.params["*"])) .. "\n"
+end)
+app:get("/t/*", function(req)
+  return cache:fetch(req, req.path, impatient, { path = "/" .. req.params["*"],
+    deliver = function(r, res) res.headers["X-Worker"] = worker(r) end })
 end)
 app:get("/w", function(req) return 200, {}, worker(req) end)
 app:get("/stats", function(req)
@@ -44,6 +50,8 @@ local LOCATIONS = [[
       echo "part three";
     }
     location /files/ { add_header Cache-Control "max-age=60"; }
+    location /private/ { add_header Cache-Control "private"; echo_sleep 0.3; echo "p $request_id"; }
+    location /late/ { add_header Cache-Control "max-age=60"; echo_sleep 2; echo "late"; }
 ]]
 
 local function stats(srv)
@@ -153,6 +161,62 @@ describe("a cache shared by 4 workers (issue 13)", function()
     for i = 1, 5 do
       assert.are.equal("MISS", helper.get(srv:port(), "/c/id/ban" .. i).headers["x-cache"])
     end
+  end)
+
+  it("releases waiters on every worker at once when the fill is private (RFC 9111 §3, §5.2.2.7)", function()
+    -- hit-for-miss: nobody waits for a response that is not shared, so 60
+    -- requests of 300 ms each over 4 workers end in about 300 ms, not 60 x
+    local t0 = socket.gettime()
+    local res = helper.burst(srv:port(), 60, "/c/private/x", 20)
+    local took = socket.gettime() - t0
+    local bodies = {}
+    for i = 1, 60 do
+      assert.are.equal(200, res[i].status, tostring(res[i].err))
+      assert.are.equal("MISS", res[i].headers["x-cache"])
+      assert.is_nil(bodies[res[i].body], "a private response went to two clients")
+      bodies[res[i].body] = true
+    end
+    assert.truthy(took < 2.5, ("60 private requests took %.2f s"):format(took))
+    assert.are.equal(60, ngx:count("/private/x"))
+  end)
+
+  it("gives every waiter on every worker the fill's error, then fetches again (RFC 9110 §15.6.5)", function()
+    local t0 = socket.gettime()
+    local res = helper.burst(srv:port(), 40, "/t/late/x", 10)
+    local took = socket.gettime() - t0
+    local workers = {}
+    for i = 1, 40 do
+      assert.are.equal(504, res[i].status, tostring(res[i].err))
+      workers[res[i].headers["x-worker"] or "?"] = true
+    end
+    assert.truthy(took < 2, ("the waiters were answered after %.2f s"):format(took))
+    -- nginx logs each abandoned request when its 2 s sleep ends
+    assert.are.equal(1, ngx:wait_count("/late/x", 1, 5, 0.2))
+    -- the failed fill left no object behind: the next request fetches
+    local r = helper.get(srv:port(), "/t/late/x")
+    assert.are.equal(504, r.status)
+    assert.are.equal(2, ngx:wait_count("/late/x", 2, 5, 0.2))
+  end)
+
+  it("lets waiters on any worker leave mid-fill; the others get every byte", function()
+    local conns = {}
+    for i = 1, 40 do
+      conns[i] = helper.connect(srv:port())
+      conns[i]:write(helper.request("GET", "/c/stream/leave"))
+    end
+    socket.sleep(0.1) -- all joined the fill; half of them leave now
+    for i = 1, 40, 2 do conns[i]:close() end
+    local body
+    for i = 2, 40, 2 do
+      local r = conns[i]:response{ timeout = 10 }
+      assert.are.equal(200, r.status)
+      body = body or r.body
+      assert.are.equal(body, r.body)
+      conns[i]:close()
+    end
+    assert.matches("^part one %x+\npart two\npart three\n$", body)
+    assert.are.equal(1, ngx:count("/stream/leave"))
+    assert.are.equal(200, helper.get(srv:port(), "/c/stream/leave").status) -- still serving
   end)
 
   it("keeps the one store when every worker reloads the script", function()
