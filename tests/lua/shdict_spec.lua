@@ -42,6 +42,8 @@ end)
 
 local function worker(req) return req.id:sub(1, 2) end
 
+app:get("/metrics", luring.metrics())
+
 -- n incr of one key in one run (no yield): the workers' runs overlap
 app:get("/incr/:n", function(req)
   local c = luring.shared.counters
@@ -266,6 +268,18 @@ describe("shared dictionaries", function()
       d:expire("k5", 0.01)
       luring.sleep(30)
       return d:safe_set("k12", "0123456789")]]))
+  end)
+
+  it("/metrics: luring_shdict_bytes, _entries, _capacity_bytes per dict", function()
+    eval(srv, [[
+      local d = luring.shared.small
+      d:flush_all(); d:set("k1", "0123456789"); d:set("k2", true)]])
+    local body = helper.get(srv:port(), "/metrics").body
+    assert.truthy(body:find('\nluring_shdict_bytes{dict="small"} 174\n', 1, true), body)
+    assert.truthy(body:find('\nluring_shdict_entries{dict="small"} 2\n', 1, true), body)
+    assert.truthy(body:find('\nluring_shdict_capacity_bytes{dict="small"} 1024\n', 1, true), body)
+    assert.truthy(body:find('\nluring_shdict_capacity_bytes{dict="d"} 1048576\n', 1, true), body)
+    assert.truthy(body:find("# TYPE luring_shdict_bytes gauge", 1, true), body)
   end)
 
   it("the server goes on serving after all these errors", function()
