@@ -18,7 +18,7 @@ local text = { ["Content-Type"] = "text/plain" }
 -- true when the client is over its limit in this one-second window
 local function limited(req)
     -- the first incr of a window makes the counter, expiring with it
-    local n = limits:incr(req.remote_addr, 1, 0, 1)
+    local n = limits:incr(req.remote_addr or "gone", 1, 0, 1)
     return n and n > LIMIT
 end
 
