@@ -19,6 +19,7 @@
 #include "app/sim.h"
 #include "base/log.h"
 #include "lua/rt.h"
+#include "store/shdict.h"
 #include "store/wake.h"
 
 #define LURING_VERSION "0.1.0"
@@ -329,5 +330,6 @@ int main(int argc, char **argv)
         close(th[i].w.wake_fd);
     }
     free(th);
+    shdict_free_all(); /* no Lua state uses them any more */
     return rc;
 }

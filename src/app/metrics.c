@@ -14,6 +14,7 @@
 #include "core/req.h"
 #include "lua/rt.h"
 #include "store/cache.h"
+#include "store/shdict.h"
 
 /* Histogram bucket bounds, µs (Prometheus `le` in seconds); +Inf after. */
 static const int64_t bounds_us[] = {500,    1000,   2500,    5000,   10000,
@@ -309,6 +310,43 @@ static struct morigin *agg_origin(struct agg *a, const char *name)
     return o;
 }
 
+/* Shared dictionaries (luring.shared_dict{}): one store per process,
+ * read under each one's lock at the scrape. */
+static const char *shd_gauges[][2] = {
+    {"luring_shdict_bytes", "Bytes a shared dictionary accounts for "
+                            "(keys, values, per-entry overhead)."},
+    {"luring_shdict_entries", "Entries of a shared dictionary (expired "
+                              "ones not yet removed included)."},
+    {"luring_shdict_capacity_bytes", "A shared dictionary's size."},
+};
+
+struct shd_put {
+    struct buf *b;
+    unsigned g;
+    int rc;
+};
+
+static void put_shdict(void *ud, const char *name,
+                       const struct shdict_stats *st)
+{
+    struct shd_put *p = ud;
+    char lv[200];
+    label(lv, sizeof lv, name);
+    size_t v = p->g == 0 ? st->used : p->g == 1 ? st->entries : st->capacity;
+    p->rc |= put(p->b, "%s{dict=\"%s\"} %zu\n", shd_gauges[p->g][0], lv, v);
+}
+
+static int put_shdicts(struct buf *b)
+{
+    struct shd_put p = {.b = b};
+    for (p.g = 0; p.g < 3; p.g++) {
+        p.rc |= put(b, "# HELP %s %s\n# TYPE %s gauge\n", shd_gauges[p.g][0],
+                    shd_gauges[p.g][1], shd_gauges[p.g][0]);
+        shdict_each(put_shdict, &p);
+    }
+    return p.rc;
+}
+
 int metrics_render(struct buf *b)
 {
     struct counts t = {0};
@@ -496,6 +534,7 @@ int metrics_render(struct buf *b)
         rc |= put(b, "luring_origin_idle_connections{origin=\"%s\"} %llu\n",
                   lv, (unsigned long long)a.o[i].idle);
     }
+    rc |= put_shdicts(b);
     free(a.c);
     free(a.o);
     return rc ? -1 : 0;

@@ -600,6 +600,7 @@ static int luaopen_luring_core(lua_State *L)
     lcache_open(L); /* luring.cache{}, luring.origin{} */
     lorigin_open(L); /* origin:request */
     linval_open(L);  /* cache:purge, ban, purge_tag */
+    lshdict_open(L); /* luring.shared_dict{}, luring.shared */
     return 1;
 }
 

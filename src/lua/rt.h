@@ -183,6 +183,12 @@ bool lrt_body_wake(struct req *r);
 /** Close every reader (the worker ends; before the scratch cache goes). */
 void lorigin_cleanup(struct lrt *rt);
 
+/* l_shdict.c */
+/** Add luring.shared_dict{} and the luring.shared table to the
+ * luring.core table at the top of L's stack (docs/API.md "Shared
+ * dictionaries"). */
+void lshdict_open(struct lua_State *L);
+
 /* l_deliver.c */
 /** Push a table of the header lines p[0..n) ("Name: value\r\n"...), plus
  * X-Cache: xcache when not NULL: lowercased names; a repeated field's
