@@ -242,9 +242,9 @@ void ltimer_reload(struct lrt *rt, struct lstate *old)
 
 void ltimer_drain(struct lrt *rt)
 {
-    struct ltimers *ts = rt->timers;
+    struct ltimers *ts = timers_of(rt); /* draining even with none yet */
     if (ts == NULL)
-        return;
+        return; /* out of memory: no timer exists either */
     ts->draining = true;
     for (uint32_t i = 0; i < ts->n; i++) {
         struct ltimer *t = ts->t[i];
