@@ -281,6 +281,48 @@ app:get("/ping", function(req) return tostring(runs) end)
   end)
 end)
 
+describe("luring.timer runs", function()
+  after_each(function() helper.stop_all() end)
+
+  it("an every whose run outlasts its interval never overlaps itself", function()
+    local srv = helper.start([[
+local app = luring.app()
+app:listen("@LISTEN@")
+local runs, inside, most = 0, 0, 0
+luring.timer.every(0.05, function()
+  inside = inside + 1
+  if inside > most then most = inside end
+  luring.sleep(120)
+  inside = inside - 1
+  runs = runs + 1
+end)
+app:get("/", function(req) return runs .. " " .. most end)
+]])
+    socket.sleep(1)
+    local runs, most = get(srv, "/"):match("^(%d+) (%d+)$")
+    runs = tonumber(runs)
+    assert.are.equal("1", most)
+    -- one run every ~120 ms (the next follows a late one at once)
+    assert.truthy(runs >= 4 and runs <= 9, "runs: " .. runs)
+  end)
+
+  it("lua_budget stops a timer that loops; it is logged and the worker serves on", function()
+    local srv = helper.start([[
+luring.config{ lua_budget = 0.2 }
+local app = luring.app()
+app:listen("@LISTEN@")
+local runs = 0
+luring.timer.every(0.3, function()
+  runs = runs + 1
+  while true do end
+end)
+app:get("/", function(req) return tostring(runs) end)
+]])
+    assert.truthy(wait_body(srv, "/", function(b) return tonumber(b) >= 2 end, 5))
+    assert.truthy(srv:stderr():match("timer 1 failed: [^\n]*lua_budget"), srv:stderr())
+  end)
+end)
+
 describe("luring.timer with --workers 2", function()
   after_each(function() helper.stop_all() end)
 
