@@ -3,14 +3,16 @@
 -- Features: luring.timer.at / every, premature runs on reload and drain,
 -- origin:fetch from a timer, luring.worker.id().
 --   python3 -m http.server 9000 --bind 127.0.0.1 &   (any origin with /)
---   luring examples/timer.lua
---   curl http://127.0.0.1:8080/latest
+--   luring examples/timer.lua            (or ORIGIN=http://host:port luring ...)
+--   curl -i http://127.0.0.1:8080/latest
+--   curl -X POST http://127.0.0.1:8080/stop-refresh
 -- With --workers N each worker runs this file, so each has its own refresh
 -- timer and its own copy (as OpenResty's init_worker).
 local app = luring.app()
 app:listen("127.0.0.1:8080")
 
-local upstream = luring.origin{ name = "upstream", url = "http://127.0.0.1:9000" }
+local upstream = luring.origin{ name = "upstream",
+                                url = os.getenv("ORIGIN") or "http://127.0.0.1:9000" }
 local latest = { body = "not fetched yet\n", at = 0 }
 
 local function refresh(premature)

@@ -323,6 +323,30 @@ app:get("/", function(req) return tostring(runs) end)
   end)
 end)
 
+describe("examples/timer.lua", function()
+  after_each(function()
+    helper.stop_all()
+    origin.stop_all()
+  end)
+
+  it("serves what its timers fetched from the origin; /stop-refresh cancels the every", function()
+    local o = origin.start{ files = { ["index.html"] = "from the origin\n" } }
+    local srv = helper.start(nil, { file = helper.repo_root() .. "/examples/timer.lua",
+                                    env = { ORIGIN = o:url() } })
+    local ok, body = wait_body(srv, "/latest", "from the origin\n", 5)
+    assert.truthy(ok, body)
+    local res = helper.get(srv:port(), "/latest")
+    assert.are.equal("0", res.headers["x-worker"])
+    assert.truthy(tonumber(res.headers["x-age-ms"]) >= 0)
+    local c = helper.connect(srv:port())
+    c:write(helper.request("POST", "/stop-refresh", nil, ""))
+    assert.are.equal("stopped\n", c:response().body)
+    c:write(helper.request("POST", "/stop-refresh", nil, ""))
+    assert.are.equal("done\n", c:response().body)
+    c:close()
+  end)
+end)
+
 describe("luring.timer with --workers 2", function()
   after_each(function() helper.stop_all() end)
 
