@@ -21,6 +21,11 @@ for k, v in pairs(core) do
     end
 end
 
+-- luring.timer.at / every (docs/API.md "Timers"); luring.worker.id() and
+-- .count(): which of the workers runs this state (each runs the script).
+_M.timer = require "luring.timer"
+_M.worker = { id = core._worker_id, count = core._worker_count }
+
 
 local config_keys = {
     workers = true, max_connections = true,
@@ -31,6 +36,7 @@ local config_keys = {
     lua_jit = "boolean",
     conn_buffer_budget = true,
     request_id_header = "header",
+    max_timers = true,
 }
 
 -- luring.config{ key = value, ... }: server settings (see docs/API.md).

@@ -267,7 +267,7 @@ int main(int argc, char **argv)
             }
             if (now_ms() >= drain_until) {
                 log_warn("drain_timeout (%.3g s) reached with connections "
-                         "still open: stopping",
+                         "still open or timers still running: stopping",
                          (double)cfg.drain_timeout_ms / 1000);
                 break;
             }

@@ -47,6 +47,7 @@ void config_defaults(struct config *cfg)
     cfg->shutdown_timeout_ms = 10000;
     cfg->drain_timeout_ms = 30000;
     cfg->conn_buffer_budget = (size_t)256 << 20;
+    cfg->max_timers = 1024;
     snprintf(cfg->request_id_header, sizeof cfg->request_id_header,
              "X-Request-Id");
 }
@@ -64,7 +65,8 @@ static void arm_tick(struct worker *w)
 static void on_tick(struct worker *w)
 {
     int64_t now = loop_now(w->loop);
-    if (w->draining && h1_server_drain(&w->h1) == 0)
+    if (w->draining && h1_server_drain(&w->h1) == 0 &&
+        ltimer_active(&w->lrt) == 0)
         atomic_store(&w->drained, true);
     h1_refresh_date(&w->h1);
     budget_flush(&w->h1.budget); /* the shared count exact when idle */
@@ -385,6 +387,8 @@ static void arm_wake(struct worker *w)
 static void req_done(struct req *r)
 {
     struct worker *w = r->w;
+    if (r->timer)
+        return; /* a timer's run: no exchange to log or count */
     if (alog_on(w->alog))
         alog_request(w->alog, r);
     metrics_request(w->met, r);
@@ -434,7 +438,8 @@ static void start_drain(struct worker *w)
             w->ls[i].fd = -1;
         }
     }
-    if (h1_server_drain(&w->h1) == 0)
+    ltimer_drain(&w->lrt); /* pending timers run now, premature */
+    if (h1_server_drain(&w->h1) == 0 && ltimer_active(&w->lrt) == 0)
         atomic_store(&w->drained, true);
 }
 
@@ -563,6 +568,7 @@ static void on_cqe(void *ctx, const struct loop_cqe *cq)
     case OP_RECV: h1_on_recv(&w->h1, cq); break;
     case OP_SEND: h1_on_send(&w->h1, cq); break;
     case OP_SLEEP: lrt_sleep_done(&w->lrt, cq); break;
+    case OP_TIMER: ltimer_on_cqe(&w->lrt, cq); break;
     case OP_TICK: on_tick(w); break;
     case OP_UP_CONNECT:
     case OP_UP_SEND:
@@ -741,6 +747,7 @@ int worker_run(struct worker *w)
         return -1;
     if (log_configure(w, false) < 0)
         return -1;
+    ltimer_start(&w->lrt, w->lrt.lua); /* the timers its main chunk made */
     if (w->watch && watch_script(w) < 0)
         return -1;
 
@@ -785,6 +792,7 @@ void worker_cleanup(struct worker *w)
     if (w->inotify_fd >= 0)
         close(w->inotify_fd);
     alog_run(w->alog); /* before the state of its format function goes */
+    ltimer_cleanup(&w->lrt); /* its runs went with the request pool */
     lrt_close_all(&w->lrt); /* last: queued sends above released Lua strings */
     timers_free(&w->timers);
     loop_free(w->loop);

@@ -25,6 +25,8 @@ struct config {
     int64_t drain_timeout_ms;  /* SIGTERM/SIGQUIT: connections in flight
                                   may finish until then (graceful drain) */
     size_t conn_buffer_budget; /* every worker's connection buffers */
+    unsigned max_timers;       /* per worker: luring.timer's pending +
+                                  running timers */
     char request_id_header[64]; /* the field that carries req.id to the
                                    origin (fills and passes); "": none */
 };

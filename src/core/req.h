@@ -18,6 +18,7 @@
 struct conn;
 struct h1_server;
 struct lstate;
+struct ltimer;
 struct lua_State;
 struct origin;
 struct cond_parts;
@@ -120,6 +121,9 @@ struct req {
     int body_status;        /* bsink's end: 0, an HTTP status, -1 gone;
                              * 1 while the read goes on */
     struct req *next_free;
+    struct ltimer *timer;   /* a timer's run (lua/l_timer.c): no client,
+                             * m.c NULL all along; NULL for requests (set
+                             * and cleared by l_timer.c only) */
 };
 
 /* A worker's request slots: stable pointers, indexed by req->idx. */

@@ -20,6 +20,7 @@ enum op {
     OP_MSG,        /* another worker's message (loop_msg_ring): res = CTL_* */
     OP_MSG_FAIL,   /* a message of ours not delivered: idx = target worker */
     OP_ALOG_WRITE, /* the access log's write (app/accesslog.c) */
+    OP_TIMER,      /* idx = timer slot, gen = its arming: luring.timer */
 };
 
 #endif

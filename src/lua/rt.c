@@ -205,6 +205,13 @@ static void lstate_release(struct lrt *w, struct lstate *ls)
         }
 }
 
+void lrt_state_hold(struct lstate *ls) { ls->live++; }
+
+void lrt_state_release(struct lrt *rt, struct lstate *ls)
+{
+    lstate_release(rt, ls);
+}
+
 void lrt_unref(struct worker *w, void *arg, intptr_t ref)
 {
     (void)w; /* the worker is this thread's: cur_rt */
@@ -601,6 +608,7 @@ static int luaopen_luring_core(lua_State *L)
     lorigin_open(L); /* origin:request */
     linval_open(L);  /* cache:purge, ban, purge_tag */
     lshdict_open(L); /* luring.shared_dict{}, luring.shared */
+    ltimer_open(L);  /* luring.timer, luring.worker */
     return 1;
 }
 
@@ -705,6 +713,7 @@ int lrt_read_config(lua_State *L, struct config *cfg, char *err,
         {"max_body_size", 2},   {"lua_budget", 1},
         {"shutdown_timeout", 1}, {"lua_max_memory", 2},
         {"conn_buffer_budget", 2}, {"drain_timeout", 1},
+        {"max_timers", 0},
     };
     get_luring_field(L, "_config");
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
@@ -744,6 +753,7 @@ int lrt_read_config(lua_State *L, struct config *cfg, char *err,
         else if (!strcmp(k, "drain_timeout")) cfg->drain_timeout_ms = (int64_t)(v * 1000);
         else if (!strcmp(k, "lua_max_memory")) cfg->lua_max_memory = (size_t)v;
         else if (!strcmp(k, "conn_buffer_budget")) cfg->conn_buffer_budget = (size_t)v;
+        else if (!strcmp(k, "max_timers")) cfg->max_timers = (unsigned)v;
     }
     lua_getfield(L, -1, "lua_jit");
     if (!lua_isnil(L, -1))
@@ -847,18 +857,21 @@ struct lstate *lrt_load(struct lrt *w, lrt_listener_pt fn, void *ud,
     cur_rt = w; /* caches and origins the script declares are ours */
     lbudget_cur = &w->budget;
     w->budget.budget_ms = w->cfg->lua_budget_ms;
+    w->loading = ls; /* timers its main chunk creates are its own */
     ls->L = lrt_open(w->script, &ls->mem, w->cfg, err, errlen);
     if (ls->L == NULL) {
+        w->loading = NULL;
+        ltimer_discard(w, ls);
         free(ls);
         return NULL;
     }
     lua_State *L = ls->L;
     get_luring_field(L, "_entry");
     ls->entry_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    w->loading = ls;
     int n = lrt_listeners(L, fn, ud, err, errlen);
     w->loading = NULL;
     if (n < 0) {
+        ltimer_discard(w, ls);
         lstate_close(ls);
         return NULL;
     }
@@ -874,6 +887,7 @@ int lrt_reload(struct lrt *w, lrt_listener_pt fn, void *ud,
         snprintf(err, sizeof err, "the script has %u listeners, the running "
                  "one %u; restart to change listeners", ls->ndispatch,
                  nlisteners);
+        ltimer_discard(w, ls);
         lstate_close(ls);
         ls = NULL;
     }
@@ -893,7 +907,9 @@ int lrt_reload(struct lrt *w, lrt_listener_pt fn, void *ud,
     for (struct req *r = w->rp->free; r; r = r->next_free)
         if (r->co && r->ls == old)
             lrt_drop_thread(r);
+    ltimer_reload(w, old); /* its pending timers run, premature */
     lstate_release(w, old);
+    ltimer_start(w, ls);
     if (w->id == 0)
         log_info("reloaded %s", w->script);
     return 0;
@@ -976,9 +992,13 @@ static void respond_status(struct req *r, int status)
 
 static void fail(struct req *r, const char *msg)
 {
-    log_err("handler failed: %s", msg);
     if (cur_rt)
         cur_rt->lua_errors++;
+    if (r->timer) { /* a timer's run: logged with the timer's id */
+        ltimer_run_end(r, msg);
+        return;
+    }
+    log_err("handler failed: %s", msg);
     if (r->m.c == NULL)
         req_put(r);
     else if (r->m.head_sent)
@@ -994,8 +1014,11 @@ static void finish(struct req *r, lua_State *co)
         fail(r, lua_tostring(co, 2) ? lua_tostring(co, 2) : "(no message)");
         return;
     }
-    if (r->m.c == NULL) {
-        req_put(r);
+    if (r->m.c == NULL) { /* its client left, or a timer's run (none) */
+        if (r->timer)
+            ltimer_run_end(r, NULL);
+        else
+            req_put(r);
         return;
     }
     if (r->m.head_sent) {
@@ -1162,6 +1185,25 @@ void lrt_start(struct req *r)
     int nargs = 1 + push_req(co, r);
     r->running = true;
     run(r, nargs);
+}
+
+void lrt_run_timer(struct req *r, struct lstate *ls, int ref, bool premature)
+{
+    if (r->co && r->ls != ls)
+        lrt_drop_thread(r); /* pooled from another script state */
+    if (r->co == NULL) {
+        r->co = lua_newthread(ls->L);
+        r->co_ref = luaL_ref(ls->L, LUA_REGISTRYINDEX);
+        r->ls = ls;
+        ls->live++;
+    }
+    lua_State *co = r->co;
+    lua_rawgeti(co, LUA_REGISTRYINDEX, ref); /* t */
+    lua_getfield(co, -1, "run");
+    lua_insert(co, -2);                      /* run, t */
+    lua_pushboolean(co, premature);
+    r->running = true;
+    run(r, 2);
 }
 
 void lrt_continue(struct req *r, int nargs)

@@ -15,6 +15,7 @@ struct h1_server;
 struct loop;
 struct loop_cqe;
 struct lreader;
+struct ltimers;
 struct lua_State; /* lua.h stays out of the layers that include this */
 struct origin;
 struct req;
@@ -73,6 +74,7 @@ struct lrt {
                                         * for invalidation (l_inval.c) */
     uint64_t lua_errors;    /* handlers that failed (500, or a response
                              * cut short): luring_lua_errors_total */
+    struct ltimers *timers; /* luring.timer's (l_timer.c), made on first use */
 };
 
 /* A listener the script declares, the i-th (0-based), with its own
@@ -113,6 +115,15 @@ void lrt_start(struct req *r);
  * operation's resume, core/req.h), then parse pipelined input if the
  * response is complete. */
 void lrt_continue(struct req *r, int nargs);
+/** Run a timer's function on r, a request without a client (r->timer
+ * set): the {run =, fn =, ...} table `ref` in ls's registry is called as
+ * run(t, premature) on a coroutine of ls, and handled like a handler
+ * (parks, wakes); its end, or its failure, goes to ltimer_run_end. */
+void lrt_run_timer(struct req *r, struct lstate *ls, int ref, bool premature);
+/** Hold ls open (one more user); lrt_state_release lets it go, and closes
+ * a retired state with its last user. */
+void lrt_state_hold(struct lstate *ls);
+void lrt_state_release(struct lrt *rt, struct lstate *ls);
 /** An OP_SLEEP completion: wakes the request still sleeping on it. */
 void lrt_sleep_done(struct lrt *rt, const struct loop_cqe *cq);
 /** The coroutine's thread can't be reused (aborted mid-yield). */
@@ -188,6 +199,32 @@ void lorigin_cleanup(struct lrt *rt);
  * luring.core table at the top of L's stack (docs/API.md "Shared
  * dictionaries"). */
 void lshdict_open(struct lua_State *L);
+/* l_timer.c: luring.timer.at / every (docs/API.md "Timers") */
+/** Add _timer_new, _timer_cancel, _timer_counts, _worker_id and
+ * _worker_count to the core table on the top of the stack. */
+void ltimer_open(struct lua_State *L);
+/** An OP_TIMER completion: the timer whose slot and arming it names runs
+ * (a stale or cancelled arming is dropped). */
+void ltimer_on_cqe(struct lrt *rt, const struct loop_cqe *cq);
+/** ls loaded (at start-up, or a reload that succeeded): arm the timers
+ * its main chunk created. */
+void ltimer_start(struct lrt *rt, struct lstate *ls);
+/** ls failed to load and is being closed: forget its timers (their Lua
+ * references go with the state). */
+void ltimer_discard(struct lrt *rt, struct lstate *ls);
+/** A reload replaced `old`: its pending timers run once more, now, with
+ * premature = true; its running ones finish and never run again. */
+void ltimer_reload(struct lrt *rt, struct lstate *old);
+/** Graceful drain: every pending timer runs now with premature = true and
+ * none runs again; new ones are refused unless their delay is 0. */
+void ltimer_drain(struct lrt *rt);
+/** Timers pending or running (a drain waits for none). */
+unsigned ltimer_active(const struct lrt *rt);
+/** r, a timer's run, ended: err is the failure (logged with the timer's
+ * id), or NULL. Frees r (req_put) and re-arms an `every`. */
+void ltimer_run_end(struct req *r, const char *err);
+/** Free every timer (the worker ends, before its states close). */
+void ltimer_cleanup(struct lrt *rt);
 
 /* l_deliver.c */
 /** Push a table of the header lines p[0..n) ("Name: value\r\n"...), plus
