@@ -569,6 +569,7 @@ static void on_cqe(void *ctx, const struct loop_cqe *cq)
     case OP_SEND: h1_on_send(&w->h1, cq); break;
     case OP_SLEEP: lrt_sleep_done(&w->lrt, cq); break;
     case OP_TIMER: ltimer_on_cqe(&w->lrt, cq); break;
+    case OP_COSOCK: lsock_on_cqe(&w->lrt, cq); break;
     case OP_TICK: on_tick(w); break;
     case OP_UP_CONNECT:
     case OP_UP_SEND:
@@ -794,6 +795,7 @@ void worker_cleanup(struct worker *w)
     alog_run(w->alog); /* before the state of its format function goes */
     ltimer_cleanup(&w->lrt); /* its runs went with the request pool */
     lrt_close_all(&w->lrt); /* last: queued sends above released Lua strings */
+    lsock_cleanup(&w->lrt); /* cosockets with an operation in flight */
     timers_free(&w->timers);
     loop_free(w->loop);
     alog_free(w->alog); /* after the ring: no write of it in flight */
