@@ -570,6 +570,7 @@ static void on_cqe(void *ctx, const struct loop_cqe *cq)
     case OP_SLEEP: lrt_sleep_done(&w->lrt, cq); break;
     case OP_TIMER: ltimer_on_cqe(&w->lrt, cq); break;
     case OP_COSOCK: lsock_on_cqe(&w->lrt, cq); break;
+    case OP_RESOLVED: lsock_on_resolved(&w->lrt, cq); break;
     case OP_TICK: on_tick(w); break;
     case OP_UP_CONNECT:
     case OP_UP_SEND:

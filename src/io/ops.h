@@ -24,6 +24,7 @@ enum op {
     OP_COSOCK,     /* a cosocket's operation: bits 55..0 are the address
                     * of its struct lsock (lua/l_socket.c), which lives
                     * until that completion, whatever happens meanwhile */
+    OP_RESOLVED,   /* the worker's resolver has answers (its eventfd read) */
 };
 
 #endif

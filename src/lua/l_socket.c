@@ -11,6 +11,7 @@
  * meantime cancels the operation and the completion frees what is left. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <netdb.h>
 #include <lauxlib.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -25,15 +26,18 @@
 #include "core/req.h"
 #include "io/loop.h"
 #include "io/ops.h"
+#include "io/resolve.h"
 
 #define SOCK_MT "luring.socket.tcp"
 #define TIMEOUT_DEFAULT 60000     /* ms, each kind (OpenResty's default) */
 #define TIMEOUT_MAX 31536000000.0 /* ms: a year */
+#define RESOLVE_THREADS 2         /* per worker, started on first use */
+#define RESOLVE_QUEUE 256         /* names a worker may wait on at once */
 #define RECV_CHUNK 16384          /* bytes asked of each receive */
 #define LSOCK_RECV_MAX (4 << 20)  /* bytes a socket buffers: a longer line,
                                    * "*a" or n is "too large" */
 
-enum sop { S_NONE, S_CONNECT, S_SEND, S_RECV };
+enum sop { S_NONE, S_RESOLVE, S_CONNECT, S_SEND, S_RECV };
 enum spat { P_LINE, P_ALL, P_N, P_UNTIL };
 
 /* A cosocket. */
@@ -45,7 +49,9 @@ struct lsock {
     bool orphan;             /* the userdata was collected while op was in
                               * flight: its completion frees the record */
     bool eof;                /* the peer ended its side */
-    int32_t res;             /* the completion's result, for the resume */
+    int32_t res;             /* the completion's result, for the resume
+                              * (S_RESOLVE: getaddrinfo's code) */
+    char host[256];          /* the name being resolved */
     struct req *r;           /* the request parked on op */
     uint32_t rgen;           /* r's generation then */
     int64_t tmo[3];          /* connect, send, read timeouts, ms */
@@ -102,15 +108,16 @@ static void sock_free(struct lsock *s)
 
 void lsock_cleanup(struct lrt *rt)
 {
+    resolver_free(rt->resolver); /* joins its threads: no answer after */
+    rt->resolver = NULL;
     while (rt->socks) /* orphans whose completion never came */
         sock_free(rt->socks);
 }
 
-void lsock_on_cqe(struct lrt *rt, const struct loop_cqe *cq)
+/* s's operation ended with res: wake the request waiting on it. */
+static void sock_done(struct lsock *s, int32_t res)
 {
-    (void)rt;
-    struct lsock *s = (struct lsock *)(uintptr_t)(cq->ud & ((1ull << 56) - 1));
-    s->res = cq->res;
+    s->res = res;
     s->op = S_NONE;
     if (s->orphan) {
         sock_free(s);
@@ -122,6 +129,13 @@ void lsock_on_cqe(struct lrt *rt, const struct loop_cqe *cq)
         req_wake(r); /* resumes, or drops an aborted request */
 }
 
+void lsock_on_cqe(struct lrt *rt, const struct loop_cqe *cq)
+{
+    (void)rt;
+    sock_done((struct lsock *)(uintptr_t)(cq->ud & ((1ull << 56) - 1)),
+              cq->res);
+}
+
 /* ==== operations ==== */
 
 static void arm(struct lsock *s, int64_t ms)
@@ -129,6 +143,16 @@ static void arm(struct lsock *s, int64_t ms)
     s->ts.tv_sec = ms / 1000;
     s->ts.tv_nsec = (ms % 1000) * 1000000LL;
     loop_link_timeout(s->rt->loop, &s->ts, UD_MAKE(OP_CANCEL, 0, 0));
+}
+
+/* r waits on s's operation `op`. */
+static void park(struct lsock *s, struct req *r, enum sop op)
+{
+    s->op = s->last = op;
+    s->r = r;
+    s->rgen = r->gen;
+    r->op_arg = s;
+    req_park(r, &op_sock);
 }
 
 /* Queue s's next operation and park r on it. */
@@ -152,13 +176,10 @@ static void start(struct lsock *s, struct req *r, enum sop op)
         arm(s, s->tmo[2]);
         break;
     case S_NONE:
+    case S_RESOLVE:
         return;
     }
-    s->op = s->last = op;
-    s->r = r;
-    s->rgen = r->gen;
-    r->op_arg = s;
-    req_park(r, &op_sock);
+    park(s, r, op);
 }
 
 /* The request that runs L, or raises (a main chunk, a coroutine it made,
@@ -205,6 +226,74 @@ static struct lsock *check_sock(lua_State *L)
     return *ps;
 }
 
+/* ==== name resolution (io/resolve.h) ==== */
+
+static void arm_resolved(struct lrt *rt)
+{
+    loop_read(rt->loop, resolver_fd(rt->resolver), &rt->resolved,
+              sizeof rt->resolved, 0, UD_MAKE(OP_RESOLVED, 0, 0));
+}
+
+static void on_answer(void *ctx, const struct resolve_answer *a)
+{
+    struct lsock *s = (struct lsock *)(uintptr_t)a->tag;
+    (void)ctx;
+    if (a->err == 0) {
+        memcpy(&s->sa, &a->sa, a->salen);
+        s->salen = a->salen;
+    }
+    sock_done(s, a->err);
+}
+
+void lsock_on_resolved(struct lrt *rt, const struct loop_cqe *cq)
+{
+    (void)cq;
+    if (rt->resolver == NULL)
+        return;
+    arm_resolved(rt); /* first: an answer queued from now on is seen */
+    resolver_take(rt->resolver, on_answer, rt);
+}
+
+/* Start resolving s->host for r (parked on it). 0, or -1 with err. */
+static int resolve(struct lsock *s, struct req *r, const char **err)
+{
+    struct lrt *rt = s->rt;
+    if (rt->resolver == NULL) {
+        rt->resolver = resolver_new(RESOLVE_THREADS, RESOLVE_QUEUE);
+        if (rt->resolver == NULL) {
+            *err = "no resolver (out of memory or threads)";
+            return -1;
+        }
+        arm_resolved(rt);
+    }
+    uint16_t port = s->sa.ss_family == AF_INET6
+                    ? ntohs(((struct sockaddr_in6 *)&s->sa)->sin6_port)
+                    : ntohs(((struct sockaddr_in *)&s->sa)->sin_port);
+    if (resolver_ask(rt->resolver, s->host, port, (uint64_t)(uintptr_t)s) < 0) {
+        *err = "too many name lookups waiting";
+        return -1;
+    }
+    park(s, r, S_RESOLVE);
+    return 0;
+}
+
+/* A connect's socket and its connect (r parks on it); 0, or -1 with the
+ * results pushed. */
+static int connect_start(lua_State *L, struct lsock *s, struct req *r)
+{
+    s->fd = socket(s->sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (s->fd < 0) {
+        char b[96];
+        push_err(L, err_text(-errno, b, sizeof b));
+        return -1;
+    }
+    int one = 1;
+    setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    s->reused = 0;
+    start(s, r, S_CONNECT);
+    return 0;
+}
+
 /* ==== connect ==== */
 
 static int parse_addr(struct lsock *s, const char *host, int port)
@@ -219,8 +308,8 @@ static int parse_addr(struct lsock *s, const char *host, int port)
         h[hl - 2] = 0;
         host = h;
     }
-    if (strcmp(host, "localhost") == 0)
-        host = "127.0.0.1";
+    a4->sin_family = AF_INET; /* the port, for a name resolved */
+    a4->sin_port = htons((uint16_t)port);
     if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
         a4->sin_family = AF_INET;
         a4->sin_port = htons((uint16_t)port);
@@ -248,18 +337,18 @@ static int l_connect(lua_State *L)
     if (s->op != S_NONE)
         return push_err(L, "socket busy");
     sock_shut(s); /* connecting again closes the connection first */
-    if (parse_addr(s, host, (int)port) < 0)
-        return push_err(L, "host name resolution is not supported yet: "
-                           "give an IPv4 or IPv6 address (or localhost)");
-    s->fd = socket(s->sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (s->fd < 0) {
-        char b[96];
-        return push_err(L, err_text(-errno, b, sizeof b));
+    if (parse_addr(s, host, (int)port) < 0) { /* a name */
+        size_t hl = strlen(host);
+        const char *err;
+        if (hl == 0 || hl >= sizeof s->host)
+            return push_err(L, "bad host name");
+        memcpy(s->host, host, hl + 1);
+        if (resolve(s, r, &err) < 0)
+            return push_err(L, err);
+        return lua_yield(L, 0);
     }
-    int one = 1;
-    setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    s->reused = 0;
-    start(s, r, S_CONNECT);
+    if (connect_start(L, s, r) < 0)
+        return 2;
     return lua_yield(L, 0);
 }
 
@@ -535,6 +624,17 @@ static void sock_resume(struct req *r)
     int n;
     s->r = NULL;
     r->op_arg = NULL;
+    if (s->last == S_RESOLVE) {
+        if (res != 0) {
+            lua_pushnil(L);
+            lua_pushfstring(L, "%s could not be resolved (%s)", s->host,
+                            gai_strerror(res));
+            lrt_continue(r, 2);
+        } else if (connect_start(L, s, r) < 0) {
+            lrt_continue(r, 2);
+        }
+        return;
+    }
     if (s->fd < 0) { /* closed meanwhile (the socket was shared) */
         lrt_continue(r, push_err(L, "closed"));
         return;

@@ -17,6 +17,7 @@ struct loop_cqe;
 struct lreader;
 struct ltimers;
 struct lsock;
+struct resolver;
 struct lua_State; /* lua.h stays out of the layers that include this */
 struct origin;
 struct req;
@@ -77,6 +78,9 @@ struct lrt {
                              * cut short): luring_lua_errors_total */
     struct ltimers *timers; /* luring.timer's (l_timer.c), made on first use */
     struct lsock *socks;    /* every cosocket record (l_socket.c) */
+    struct resolver *resolver; /* cosockets' name lookups, made on first
+                                * use (io/resolve.h) */
+    uint64_t resolved;      /* its eventfd's value, read by the ring */
 };
 
 /* A listener the script declares, the i-th (0-based), with its own
@@ -202,7 +206,10 @@ void lorigin_cleanup(struct lrt *rt);
 void lsock_open(struct lua_State *L);
 /** An OP_COSOCK completion: its socket's operation ended. */
 void lsock_on_cqe(struct lrt *rt, const struct loop_cqe *cq);
-/** Free the records left (the worker ends, after its states closed). */
+/** An OP_RESOLVED completion: the resolver's answers wake their sockets. */
+void lsock_on_resolved(struct lrt *rt, const struct loop_cqe *cq);
+/** Stop the resolver and free the records left (the worker ends, after
+ * its states closed). */
 void lsock_cleanup(struct lrt *rt);
 
 /* l_shdict.c */

@@ -1,6 +1,7 @@
 -- Cosockets (issue 15, point 2): luring.socket.tcp(), shaped like
 -- OpenResty's ngx.socket.tcp, against a real TCP server written for the
--- test (line_server.py): connect (ok, refused, timeout), send, receive by
+-- test (line_server.py): connect (ok, refused, timeout, a name resolved
+-- on the resolver's threads), send, receive by
 -- line, by size and to the end, partial data on close, receiveuntil,
 -- timeouts, use from a timer, many sockets at once, a socket collected
 -- unclosed; and a handler waiting on a cosocket does not hold up the
@@ -211,6 +212,21 @@ app:get("/errors", function(req)
   return table.concat({ r1, r2, r3, r4, tostring(ok), tostring(ok2) }, "\n")
 end)
 
+app:get("/names/:n", function(req)
+  results.names = 0
+  for i = 1, tonumber(req.params.n) do
+    luring.timer.at(0, function()
+      local sock = luring.socket.tcp()
+      sock:settimeout(3000)
+      assert(sock:connect("localhost", P))
+      sock:send("echo " .. i .. "\n")
+      if tonumber(sock:receive()) == i then results.names = results.names + 1 end
+      sock:close()
+    end)
+  end
+  return "ok"
+end)
+
 app:get("/outside", function(req)
   local co = coroutine.create(function()
     return luring.socket.tcp():connect("127.0.0.1", P)
@@ -336,8 +352,15 @@ describe("cosockets", function()
   it("errors: not connected, closed, names, bad arguments", function()
     assert.are.equal(table.concat({
       "nil|closed", "nil|closed", "nil|closed",
-      "nil|host name resolution is not supported yet: give an IPv4 or IPv6 address (or localhost)",
+      "nil|example.invalid could not be resolved (Name or service not known)",
       "false", "false" }, "\n"), get("/errors"))
+  end)
+
+  it("resolves host names off the worker's thread, many at once", function()
+    assert.are.equal("ok", get("/names/40"))
+    assert.truthy(helper.wait_until(function()
+      return helper.get(srv:port(), "/get/names").body == "40"
+    end, 10))
   end)
 
   it("refuses to park outside a handler's coroutine", function()
