@@ -15,6 +15,7 @@
 #include <lauxlib.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -33,6 +34,9 @@
 #define TIMEOUT_MAX 31536000000.0 /* ms: a year */
 #define RESOLVE_THREADS 2         /* per worker, started on first use */
 #define RESOLVE_QUEUE 256         /* names a worker may wait on at once */
+#define POOL_TOTAL 1024           /* idle connections a worker keeps */
+#define POOL_SIZE_DEFAULT 30      /* per key (OpenResty's lua_socket_pool_size) */
+#define KEEPALIVE_DEFAULT 60000   /* ms idle (lua_socket_keepalive_timeout) */
 #define RECV_CHUNK 16384          /* bytes asked of each receive */
 #define LSOCK_RECV_MAX (4 << 20)  /* bytes a socket buffers: a longer line,
                                    * "*a" or n is "too large" */
@@ -52,6 +56,7 @@ struct lsock {
     int32_t res;             /* the completion's result, for the resume
                               * (S_RESOLVE: getaddrinfo's code) */
     char host[256];          /* the name being resolved */
+    char key[300];           /* its pool's key: "host:port" or opts.pool */
     struct req *r;           /* the request parked on op */
     uint32_t rgen;           /* r's generation then */
     int64_t tmo[3];          /* connect, send, read timeouts, ms */
@@ -71,6 +76,7 @@ struct lsock {
 };
 
 static const struct req_op op_sock;
+static void pool_free_all(struct lrt *rt);
 
 #define UD_SOCK(s) (((uint64_t)OP_COSOCK << 56) | (uint64_t)(uintptr_t)(s))
 
@@ -110,6 +116,7 @@ void lsock_cleanup(struct lrt *rt)
 {
     resolver_free(rt->resolver); /* joins its threads: no answer after */
     rt->resolver = NULL;
+    pool_free_all(rt);
     while (rt->socks) /* orphans whose completion never came */
         sock_free(rt->socks);
 }
@@ -294,6 +301,140 @@ static int connect_start(lua_State *L, struct lsock *s, struct req *r)
     return 0;
 }
 
+
+/* ==== the connection pool (setkeepalive) ==== */
+
+/* An idle connection kept for a later connect to the same key. */
+struct lpool {
+    struct lpool *prev, *next; /* rt->pool, newest first */
+    int fd;
+    unsigned reused;         /* times it was taken from the pool so far */
+    int64_t expire;          /* loop_now ms when it is closed; 0: never */
+    char key[300];
+};
+
+static void pool_drop(struct lrt *rt, struct lpool *p)
+{
+    *(p->prev ? &p->prev->next : &rt->pool) = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+    rt->npool--;
+    close(p->fd);
+    free(p);
+}
+
+/* Close the idle connections whose time is over. */
+static void pool_expire(struct lrt *rt)
+{
+    int64_t now = loop_now(rt->loop);
+    struct lpool *p, *next;
+    for (p = rt->pool; p; p = next) {
+        next = p->next;
+        if (p->expire && p->expire <= now)
+            pool_drop(rt, p);
+    }
+}
+
+/* Is an idle connection still good: no byte, no end, no error waiting
+ * (one non-blocking peek)? */
+static bool pool_alive(int fd)
+{
+    char c;
+    ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+/* Take the newest good idle connection for s->key into s: true. */
+static bool pool_take(struct lsock *s)
+{
+    struct lrt *rt = s->rt;
+    pool_expire(rt);
+    struct lpool *p, *next;
+    for (p = rt->pool; p; p = next) {
+        next = p->next;
+        if (strcmp(p->key, s->key) != 0)
+            continue;
+        if (!pool_alive(p->fd)) {
+            pool_drop(rt, p);
+            continue;
+        }
+        s->fd = p->fd;
+        s->reused = p->reused + 1;
+        p->fd = -1;
+        *(p->prev ? &p->prev->next : &rt->pool) = p->next;
+        if (p->next)
+            p->next->prev = p->prev;
+        rt->npool--;
+        free(p);
+        return true;
+    }
+    return false;
+}
+
+static void pool_free_all(struct lrt *rt)
+{
+    while (rt->pool)
+        pool_drop(rt, rt->pool);
+}
+
+/* sock:setkeepalive([timeout_ms[, pool_size]]) -> 1 | nil, err: the
+ * connection goes to the worker's pool for a later connect to the same
+ * key, the socket is closed. */
+static int l_setkeepalive(lua_State *L)
+{
+    struct lsock *s = check_sock(L);
+    lua_Number tmo = luaL_optnumber(L, 2, KEEPALIVE_DEFAULT);
+    lua_Integer size = luaL_optinteger(L, 3, POOL_SIZE_DEFAULT);
+    if (!(tmo >= 0 && tmo <= TIMEOUT_MAX))
+        return luaL_argerror(L, 2, "milliseconds from 0 to 31536000000 expected");
+    if (size < 1 || size > POOL_TOTAL)
+        return luaL_argerror(L, 3, "a pool size from 1 to 1024 expected");
+    if (s->op != S_NONE)
+        return push_err(L, "socket busy");
+    if (s->fd < 0)
+        return push_err(L, "closed");
+    if (s->in_len > s->in_off) {
+        sock_shut(s);
+        return push_err(L, "unread data in buffer");
+    }
+    struct lrt *rt = s->rt;
+    struct lpool *p = calloc(1, sizeof *p);
+    if (p == NULL || !pool_alive(s->fd)) {
+        free(p);
+        sock_shut(s);
+        return push_err(L, p ? "closed" : "no memory");
+    }
+    pool_expire(rt);
+    /* room: the oldest of this key past size, the oldest of all past the
+     * worker's total */
+    struct lpool *q, *oldest = NULL, *oldest_all = NULL;
+    unsigned same = 0;
+    for (q = rt->pool; q; q = q->next) {
+        oldest_all = q;
+        if (strcmp(q->key, s->key) == 0) {
+            same++;
+            oldest = q;
+        }
+    }
+    if (same >= (unsigned)size && oldest)
+        pool_drop(rt, oldest);
+    else if (rt->npool >= POOL_TOTAL && oldest_all)
+        pool_drop(rt, oldest_all);
+    p->fd = s->fd;
+    p->reused = s->reused;
+    p->expire = tmo > 0 ? loop_now(rt->loop) + (int64_t)tmo : 0;
+    memcpy(p->key, s->key, sizeof p->key);
+    p->next = rt->pool;
+    if (rt->pool)
+        rt->pool->prev = p;
+    rt->pool = p;
+    rt->npool++;
+    s->fd = -1; /* now the pool's */
+    sock_shut(s);
+    lua_pushinteger(L, 1);
+    return 1;
+}
+
 /* ==== connect ==== */
 
 static int parse_addr(struct lsock *s, const char *host, int port)
@@ -337,6 +478,24 @@ static int l_connect(lua_State *L)
     if (s->op != S_NONE)
         return push_err(L, "socket busy");
     sock_shut(s); /* connecting again closes the connection first */
+    size_t kl;
+    if (lua_istable(L, 4)) { /* { pool = name } */
+        lua_getfield(L, 4, "pool");
+        const char *k = lua_tolstring(L, -1, &kl);
+        if (k == NULL || kl == 0 || kl >= sizeof s->key)
+            return luaL_argerror(L, 4, "opts.pool: a name of 1 to 299 "
+                                       "bytes expected");
+        memcpy(s->key, k, kl + 1);
+        lua_pop(L, 1);
+    } else if (!lua_isnoneornil(L, 4)) {
+        return luaL_argerror(L, 4, "an options table expected");
+    } else {
+        snprintf(s->key, sizeof s->key, "%s:%d", host, (int)port);
+    }
+    if (pool_take(s)) {
+        lua_pushinteger(L, 1);
+        return 1;
+    }
     if (parse_addr(s, host, (int)port) < 0) { /* a name */
         size_t hl = strlen(host);
         const char *err;
@@ -799,6 +958,7 @@ void lsock_open(lua_State *L)
         {"settimeout", l_settimeout},
         {"settimeouts", l_settimeouts},
         {"getreusedtimes", l_reused},
+        {"setkeepalive", l_setkeepalive},
         {NULL, NULL},
     };
     luaL_newmetatable(L, SOCK_MT);

@@ -17,6 +17,7 @@ struct loop_cqe;
 struct lreader;
 struct ltimers;
 struct lsock;
+struct lpool;
 struct resolver;
 struct lua_State; /* lua.h stays out of the layers that include this */
 struct origin;
@@ -81,6 +82,8 @@ struct lrt {
     struct resolver *resolver; /* cosockets' name lookups, made on first
                                 * use (io/resolve.h) */
     uint64_t resolved;      /* its eventfd's value, read by the ring */
+    struct lpool *pool;     /* idle cosocket connections (setkeepalive) */
+    unsigned npool;
 };
 
 /* A listener the script declares, the i-th (0-based), with its own

@@ -1,7 +1,7 @@
 -- Cosockets (issue 15, point 2): luring.socket.tcp(), shaped like
 -- OpenResty's ngx.socket.tcp, against a real TCP server written for the
 -- test (line_server.py): connect (ok, refused, timeout, a name resolved
--- on the resolver's threads), send, receive by
+-- on the resolver's threads), the connection pool (setkeepalive), send, receive by
 -- line, by size and to the end, partial data on close, receiveuntil,
 -- timeouts, use from a timer, many sockets at once, a socket collected
 -- unclosed; and a handler waiting on a cosocket does not hold up the
@@ -227,6 +227,59 @@ app:get("/names/:n", function(req)
   return "ok"
 end)
 
+app:get("/keepalive", function(req)
+  local a = conn()
+  a:send("count\n")
+  local c1 = a:receive()
+  local r0 = a:getreusedtimes()
+  local ok = a:setkeepalive(10000, 5)
+  local st = s(a:send("x"))
+  local b = conn()
+  local r1 = b:getreusedtimes()
+  b:send("count\n")
+  local c2 = b:receive()
+  b:setkeepalive()
+  local c = conn()
+  local r2 = c:getreusedtimes()
+  c:close()
+  local d = conn()
+  local r3 = d:getreusedtimes()
+  d:close()
+  return s(r0, ok, st, r1, c1 == c2, r2, r3)
+end)
+
+app:get("/keepalive-edges", function(req)
+  -- unread data: refused, closed
+  local a = conn()
+  a:send("lines 2\n")
+  a:receive()
+  luring.sleep(50)
+  local u = s(a:setkeepalive())
+  -- the peer closes an idle connection: not reused
+  local b = conn()
+  b:send("quit\n")
+  b:setkeepalive()
+  luring.sleep(100)
+  local c = conn()
+  local rc = c:getreusedtimes()
+  -- an idle connection past its timeout: not reused
+  c:setkeepalive(30)
+  luring.sleep(100)
+  local d = conn()
+  local rd = d:getreusedtimes()
+  -- a named pool is apart from host:port's
+  d:setkeepalive()
+  local e = luring.socket.tcp()
+  assert(e:connect("127.0.0.1", P, { pool = "other" }))
+  local re = e:getreusedtimes()
+  e:setkeepalive()
+  local f = luring.socket.tcp()
+  assert(f:connect("127.0.0.1", P, { pool = "other" }))
+  local rf = f:getreusedtimes()
+  f:close()
+  return s(u, rc, rd, re, rf)
+end)
+
 app:get("/outside", function(req)
   local co = coroutine.create(function()
     return luring.socket.tcp():connect("127.0.0.1", P)
@@ -361,6 +414,14 @@ describe("cosockets", function()
     assert.truthy(helper.wait_until(function()
       return helper.get(srv:port(), "/get/names").body == "40"
     end, 10))
+  end)
+
+  it("setkeepalive pools the connection for the next connect to host:port", function()
+    assert.are.equal("0|1|nil|closed|1|true|2|0", get("/keepalive"))
+  end)
+
+  it("setkeepalive: unread data, a peer that closed, a timeout, named pools", function()
+    assert.are.equal("nil|unread data in buffer|0|0|0|1", get("/keepalive-edges"))
   end)
 
   it("refuses to park outside a handler's coroutine", function()
