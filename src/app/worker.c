@@ -796,9 +796,11 @@ void worker_cleanup(struct worker *w)
     alog_run(w->alog); /* before the state of its format function goes */
     ltimer_cleanup(&w->lrt); /* its runs went with the request pool */
     lrt_close_all(&w->lrt); /* last: queued sends above released Lua strings */
-    lsock_cleanup(&w->lrt); /* cosockets with an operation in flight */
     timers_free(&w->timers);
     loop_free(w->loop);
+    /* after the ring: a cosocket's operation in flight wrote into its
+     * record until then */
+    lsock_cleanup(&w->lrt);
     alog_free(w->alog); /* after the ring: no write of it in flight */
     metrics_free(w->met);
     w->alog = NULL;

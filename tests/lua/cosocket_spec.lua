@@ -391,6 +391,20 @@ describe("cosockets", function()
     c:close()
   end)
 
+  it("a client leaving while its handler waits on a socket: the operation is cancelled", function()
+    for _ = 1, 5 do
+      local c = socket.tcp()
+      c:settimeout(5)
+      assert(c:connect("127.0.0.1", srv:port()))
+      assert(c:send("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n"))
+      helper.sleep(0.05)
+      c:close()
+    end
+    helper.sleep(0.2)
+    assert.are.equal("pong", get("/ping"))
+    assert.are.equal("1|v", get("/host/localhost"))
+  end)
+
   it("holds many sockets at once", function()
     assert.are.equal(tostring(200 * 201 / 2), get("/many/200"))
   end)
