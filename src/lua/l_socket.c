@@ -24,6 +24,7 @@
 #include "lua/rt.h"
 
 #include "base/buf.h"
+#include "base/log.h"
 #include "core/req.h"
 #include "io/loop.h"
 #include "io/ops.h"
@@ -254,10 +255,13 @@ static void on_answer(void *ctx, const struct resolve_answer *a)
 
 void lsock_on_resolved(struct lrt *rt, const struct loop_cqe *cq)
 {
-    (void)cq;
     if (rt->resolver == NULL)
         return;
-    arm_resolved(rt); /* first: an answer queued from now on is seen */
+    if (cq->res >= 0 || cq->res == -EAGAIN || cq->res == -EINTR)
+        arm_resolved(rt); /* first: an answer queued from now on is seen */
+    else /* not armed again: later lookups are never answered */
+        log_err("cosockets: reading the resolver's eventfd: %s",
+                strerror(-cq->res));
     resolver_take(rt->resolver, on_answer, rt);
 }
 

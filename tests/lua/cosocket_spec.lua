@@ -280,6 +280,21 @@ app:get("/keepalive-edges", function(req)
   return s(u, rc, rd, re, rf)
 end)
 
+app:get("/linger", function(req)
+  -- left waiting when the server stops (the spec's teardown)
+  luring.timer.at(0, function()
+    local sock = conn()
+    sock:settimeout(60000)
+    sock:send("silent\n")
+    sock:receive()
+  end)
+  local sock = conn()
+  sock:settimeout(60000)
+  sock:send("silent\n")
+  results.lingering = sock -- kept, waited on by nobody
+  return "ok"
+end)
+
 app:get("/outside", function(req)
   local co = coroutine.create(function()
     return luring.socket.tcp():connect("127.0.0.1", P)
@@ -290,12 +305,12 @@ end)
 ]]
 
 describe("cosockets", function()
-  local srv, port, full, dir
+  local srv, port, full, dir, line_pid
 
   lazy_setup(function()
     dir = helper.mktempdir()
     port, full = helper.free_port(), helper.free_port()
-    helper.spawn(dir, { "python3", script_dir() .. "/line_server.py",
+    line_pid = helper.spawn(dir, { "python3", script_dir() .. "/line_server.py",
                         tostring(port), tostring(full) })
     assert(helper.wait_until(function()
       local c = socket.tcp()
@@ -310,6 +325,7 @@ describe("cosockets", function()
   end)
 
   lazy_teardown(function()
+    if line_pid then os.execute("kill " .. tonumber(line_pid) .. " 2>/dev/null") end
     helper.stop_all()
   end)
 
@@ -436,6 +452,11 @@ describe("cosockets", function()
 
   it("setkeepalive: unread data, a peer that closed, a timeout, named pools", function()
     assert.are.equal("nil|unread data in buffer|0|0|0|1", get("/keepalive-edges"))
+  end)
+
+  it("stops cleanly with sockets waiting (teardown checks the exit)", function()
+    assert.are.equal("ok", get("/linger"))
+    helper.sleep(0.2)
   end)
 
   it("refuses to park outside a handler's coroutine", function()
