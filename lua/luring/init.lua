@@ -25,6 +25,8 @@ end
 -- .count(): which of the workers runs this state (each runs the script).
 _M.timer = require "luring.timer"
 _M.worker = { id = core._worker_id, count = core._worker_count }
+-- luring.socket.tcp() (docs/API.md "Cosockets")
+_M.socket = require "luring.socket"
 
 
 local config_keys = {

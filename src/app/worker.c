@@ -569,6 +569,8 @@ static void on_cqe(void *ctx, const struct loop_cqe *cq)
     case OP_SEND: h1_on_send(&w->h1, cq); break;
     case OP_SLEEP: lrt_sleep_done(&w->lrt, cq); break;
     case OP_TIMER: ltimer_on_cqe(&w->lrt, cq); break;
+    case OP_COSOCK: lsock_on_cqe(&w->lrt, cq); break;
+    case OP_RESOLVED: lsock_on_resolved(&w->lrt, cq); break;
     case OP_TICK: on_tick(w); break;
     case OP_UP_CONNECT:
     case OP_UP_SEND:
@@ -796,6 +798,9 @@ void worker_cleanup(struct worker *w)
     lrt_close_all(&w->lrt); /* last: queued sends above released Lua strings */
     timers_free(&w->timers);
     loop_free(w->loop);
+    /* after the ring: a cosocket's operation in flight wrote into its
+     * record until then */
+    lsock_cleanup(&w->lrt);
     alog_free(w->alog); /* after the ring: no write of it in flight */
     metrics_free(w->met);
     w->alog = NULL;

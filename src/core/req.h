@@ -75,6 +75,8 @@ struct req {
     struct lua_State *co;
     int co_ref;             /* registry ref anchoring co (REQ_NO_REF: none) */
     const struct req_op *op; /* what it is parked on, or NULL (req.c only) */
+    void *op_arg;           /* the parked operation's own record, set by
+                             * the code that parks it (a cosocket) */
     struct loop_ts ts;      /* sleep timeout, read by the kernel at submit */
     bool running;           /* handler started and not finished */
     bool aborted;           /* client gone; free at the pending op's CQE */

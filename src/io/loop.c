@@ -51,6 +51,7 @@ struct luring_getevents_arg {
 
 struct loop {
     struct io_uring ring;
+    struct io_uring_sqe *last_sqe; /* the last get_sqe: loop_link_timeout */
     struct io_uring_buf_ring *br;  /* provided buffers, shared with kernel */
     char *bufs;                    /* nbufs * buf_size bytes */
     unsigned nbufs, buf_size, buf_mask;
@@ -184,17 +185,43 @@ void loop_free(struct loop *l)
 
 /* Never returns NULL: a full SQ is submitted to make room (the seed
  * worklog's server panicked here). */
+static void submit_for_room(struct loop *l)
+{
+    int ret = io_uring_submit(&l->ring);
+    if (ret < 0 && ret != -EAGAIN && ret != -EBUSY && ret != -EINTR) {
+        log_crit("io_uring_submit: %s", strerror(-ret));
+        abort();
+    }
+}
+
 static struct io_uring_sqe *get_sqe(struct loop *l)
 {
     struct io_uring_sqe *sqe;
-    while ((sqe = io_uring_get_sqe(&l->ring)) == NULL) {
-        int ret = io_uring_submit(&l->ring);
-        if (ret < 0 && ret != -EAGAIN && ret != -EBUSY && ret != -EINTR) {
-            log_crit("io_uring_submit: %s", strerror(-ret));
-            abort();
-        }
-    }
+    while ((sqe = io_uring_get_sqe(&l->ring)) == NULL)
+        submit_for_room(l);
+    l->last_sqe = sqe;
     return sqe;
+}
+
+void loop_reserve(struct loop *l, unsigned n)
+{
+    while (io_uring_sq_space_left(&l->ring) < n)
+        submit_for_room(l);
+}
+
+void loop_link_timeout(struct loop *l, const struct loop_ts *ts, uint64_t ud)
+{
+    l->last_sqe->flags |= IOSQE_IO_LINK;
+    struct io_uring_sqe *sqe = get_sqe(l);
+    io_uring_prep_link_timeout(sqe, (struct __kernel_timespec *)ts, 0);
+    io_uring_sqe_set_data64(sqe, ud);
+}
+
+void loop_recv(struct loop *l, int fd, void *buf, size_t len, uint64_t ud)
+{
+    struct io_uring_sqe *sqe = get_sqe(l);
+    io_uring_prep_recv(sqe, fd, buf, len, 0);
+    io_uring_sqe_set_data64(sqe, ud);
 }
 
 void loop_accept_multishot(struct loop *l, int fd, uint64_t ud)

@@ -123,6 +123,17 @@ bool loop_cqe_pending(const struct loop *l, uint64_t ud);
 void loop_connect(struct loop *l, int fd, const struct sockaddr *sa,
                   socklen_t salen, uint64_t ud);
 void loop_timeout(struct loop *l, const struct loop_ts *ts, uint64_t ud);
+/** Receive up to len bytes into buf (not a provided buffer): res = bytes,
+ * 0 at the peer's end, or -errno. */
+void loop_recv(struct loop *l, int fd, void *buf, size_t len, uint64_t ud);
+/** Make room for n SQEs that must go in one submission (an operation and
+ * its loop_link_timeout): the SQ is submitted first when it has fewer. */
+void loop_reserve(struct loop *l, unsigned n);
+/** Bound the operation queued just before (after loop_reserve(l, 2)) by
+ * ts: when it has not completed in time it is cancelled (its res is
+ * -ECANCELED). The timeout's own completion is reported with ud. ts is
+ * read when the SQE is taken (the next submission). */
+void loop_link_timeout(struct loop *l, const struct loop_ts *ts, uint64_t ud);
 /** Cancel the operation(s) armed with user_data `target`; the cancel's own
  * completion is reported with `ud`. */
 void loop_cancel(struct loop *l, uint64_t target, uint64_t ud);

@@ -21,6 +21,10 @@ enum op {
     OP_MSG_FAIL,   /* a message of ours not delivered: idx = target worker */
     OP_ALOG_WRITE, /* the access log's write (app/accesslog.c) */
     OP_TIMER,      /* idx = timer slot, gen = its arming: luring.timer */
+    OP_COSOCK,     /* a cosocket's operation: bits 55..0 are the address
+                    * of its struct lsock (lua/l_socket.c), which lives
+                    * until that completion, whatever happens meanwhile */
+    OP_RESOLVED,   /* the worker's resolver has answers (its eventfd read) */
 };
 
 #endif

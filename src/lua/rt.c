@@ -609,6 +609,7 @@ static int luaopen_luring_core(lua_State *L)
     linval_open(L);  /* cache:purge, ban, purge_tag */
     lshdict_open(L); /* luring.shared_dict{}, luring.shared */
     ltimer_open(L);  /* luring.timer, luring.worker */
+    lsock_open(L);   /* luring.socket.tcp */
     return 1;
 }
 

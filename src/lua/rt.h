@@ -16,6 +16,9 @@ struct loop;
 struct loop_cqe;
 struct lreader;
 struct ltimers;
+struct lsock;
+struct lpool;
+struct resolver;
 struct lua_State; /* lua.h stays out of the layers that include this */
 struct origin;
 struct req;
@@ -75,6 +78,12 @@ struct lrt {
     uint64_t lua_errors;    /* handlers that failed (500, or a response
                              * cut short): luring_lua_errors_total */
     struct ltimers *timers; /* luring.timer's (l_timer.c), made on first use */
+    struct lsock *socks;    /* every cosocket record (l_socket.c) */
+    struct resolver *resolver; /* cosockets' name lookups, made on first
+                                * use (io/resolve.h) */
+    uint64_t resolved;      /* its eventfd's value, read by the ring */
+    struct lpool *pool;     /* idle cosocket connections (setkeepalive) */
+    unsigned npool;
 };
 
 /* A listener the script declares, the i-th (0-based), with its own
@@ -193,6 +202,18 @@ void lorigin_wake(struct req *r);
 bool lrt_body_wake(struct req *r);
 /** Close every reader (the worker ends; before the scratch cache goes). */
 void lorigin_cleanup(struct lrt *rt);
+
+/* l_socket.c: cosockets (docs/API.md "Cosockets") */
+/** Add the socket metatable, and _socket_tcp to the luring.core table at
+ * the top of L's stack. */
+void lsock_open(struct lua_State *L);
+/** An OP_COSOCK completion: its socket's operation ended. */
+void lsock_on_cqe(struct lrt *rt, const struct loop_cqe *cq);
+/** An OP_RESOLVED completion: the resolver's answers wake their sockets. */
+void lsock_on_resolved(struct lrt *rt, const struct loop_cqe *cq);
+/** Stop the resolver and free the records left (the worker ends, after
+ * its states closed). */
+void lsock_cleanup(struct lrt *rt);
 
 /* l_shdict.c */
 /** Add luring.shared_dict{} and the luring.shared table to the
