@@ -1,0 +1,457 @@
+-- Attacks on the cache shared by 4 workers (issue 13), as a stranger would
+-- try them: many connections spread by the kernel over the workers, each
+-- asking something that makes one worker fill while others wait, refresh,
+-- revalidate, purge, evict, abort or reload. Every body is checked byte for
+-- byte (never another key's or another client's data, never cut short
+-- without an error), every wait is bounded, and origin requests are
+-- counted from nginx's access log.
+local helper = require "helper"
+local origin = require "origin"
+local socket = require "socket"
+
+local SCRIPT = [[
+local app = luring.app()
+app:listen("@LISTEN@")
+local web = luring.origin{ name = "web", url = "@ORIGIN@" }
+local dead = luring.origin{ name = "dead", url = "http://127.0.0.1:@DEAD@",
+                            connect_timeout = 0.5 }
+local main = luring.cache{ name = "main", max_bytes = 3000000, ttl = 60,
+                           max_variants = 2, grace = 10, keep = 60 }
+local reval = luring.cache{ name = "reval", ttl = 60, grace = 0, keep = 60 }
+local sie = luring.cache{ name = "sie", ttl = 60, grace = 0, keep = 60,
+                          stale_if_error = 30 }
+local small = luring.cache{ name = "small", max_bytes = 200000, ttl = 60 }
+local lua = luring.cache{ name = "lua", max_bytes = 400000, ttl = 60,
+                          policy = "@POLICY@" }
+local caches = { main = main, reval = reval, sie = sie, small = small, lua = lua }
+local function worker(req) return req.id:sub(1, 2) end
+local function hook(r, res)
+  if r:header("x-fail") then error("deliver hook fails on purpose") end
+  res.headers["X-Worker"] = worker(r)
+end
+app:get("/c/:cache/*", function(req)
+  local c = caches[req.params.cache]
+  local o = req:header("x-down") and dead or web
+  local ok, err = c:fetch(req, req.path, o, { path = "/" .. req.params["*"], deliver = hook })
+  if not ok then return 502, {}, tostring(err) end
+end)
+app:post("/c/:cache/*", function(req)
+  local c = caches[req.params.cache]
+  local ok, err = c:fetch(req, "/c/" .. req.params.cache .. "/" .. req.params["*"], web,
+                          { path = "/" .. req.params["*"] })
+  if not ok then return 502, {}, tostring(err) end
+end)
+app:get("/of/*", function(req)
+  local st, h, body = web:fetch("/" .. req.params["*"])
+  if not st then return 502, {}, tostring(h) end
+  return st, { ["X-Len"] = tostring(#body) }, body
+end)
+app:get("/purge/:cache/*", function(req)
+  return 200, {}, tostring(caches[req.params.cache]:purge("/c/" .. req.params.cache .. "/" .. req.params["*"])) .. "\n"
+end)
+app:get("/ban/:cache/*", function(req)
+  return 200, {}, tostring(caches[req.params.cache]:ban("/c/" .. req.params.cache .. "/" .. req.params["*"])) .. "\n"
+end)
+app:get("/tag/:cache/:tag", function(req)
+  return 200, {}, tostring(caches[req.params.cache]:purge_tag(req.params.tag)) .. "\n"
+end)
+app:get("/w", function(req) return 200, {}, worker(req) end)
+app:get("/stats/:cache", function(req)
+  local s = caches[req.params.cache]:stats()
+  return 200, {}, ("%d %d %d %d %d %d %d\n"):format(s.bytes, s.objects, s.max_bytes,
+                                                     s.evictions, s.refreshes, s.revalidated, s.stale)
+end)
+]]
+
+local KB = 1024
+
+local LOCATIONS = [[
+    location /slow/ { add_header Cache-Control "max-age=60"; add_header Surrogate-Key "slowtag"; echo_sleep 0.4; echo "slow $request_id"; }
+    location /swr/ { add_header Cache-Control "max-age=1"; echo_sleep 0.3; echo "swr $request_id"; }
+    location /sie/ { add_header Cache-Control "max-age=1"; echo "sie $request_id"; }
+    location /vary/ { add_header Cache-Control "max-age=60"; add_header Vary "Accept-Language";
+                      echo_sleep 0.2; echo "lang=$http_accept_language $request_id"; }
+    location /stream/ {
+      add_header Cache-Control "max-age=60";
+      echo "part one $request_id"; echo_flush; echo_sleep 0.2;
+      echo "part two"; echo_flush; echo_sleep 0.2;
+      echo "part three";
+    }
+    location /files/ { add_header Cache-Control "max-age=60"; }
+    location /etag/ { add_header Cache-Control "max-age=1"; }
+    location /private/ { add_header Cache-Control "private"; echo_sleep 0.2; echo "p $request_id"; }
+]]
+
+-- Connections to open at once: each { path, headers, method, body }. All
+-- requests are written before any response is read (the server works on
+-- them concurrently). Returns the responses ({ err = } for a failure).
+local function many(port, reqs, timeout)
+  local conns, res = {}, {}
+  for i, q in ipairs(reqs) do
+    local c = helper.connect(port)
+    c:write(helper.request(q.method or "GET", q.path, q.headers, q.body))
+    conns[i] = c
+  end
+  for i, c in ipairs(conns) do
+    local ok, r = pcall(function() return c:response{ timeout = timeout or 10 } end)
+    res[i] = ok and r or { err = tostring(r) }
+    c:close()
+  end
+  return res
+end
+
+local function stats(srv, name)
+  local r = helper.get(srv:port(), "/stats/" .. name)
+  local t = {}
+  for n in r.body:gmatch("%d+") do t[#t + 1] = tonumber(n) end
+  return { bytes = t[1], objects = t[2], max_bytes = t[3], evictions = t[4],
+           refreshes = t[5], revalidated = t[6], stale = t[7] }
+end
+
+local function start(script, ngx, policy)
+  local src = script:gsub("@ORIGIN@", ngx:url()):gsub("@DEAD@", tostring(helper.free_port()))
+                    :gsub("@POLICY@", policy)
+  local srv = helper.start(src, { args = { "--workers", "4" } })
+  local seen, n = {}, 0
+  assert(helper.wait_until(function()
+    local w = helper.get(srv:port(), "/w").body
+    if not seen[w] then seen[w], n = true, n + 1 end
+    return n == 4
+  end, 20, 0.01), "not all 4 workers took connections")
+  return srv
+end
+
+describe("attacks on a cache shared by 4 workers (issue 13)", function()
+  local ngx, srv
+  local files = {}
+
+  lazy_setup(function()
+    files["files/big.bin"] = helper.payload(300 * KB, "big")        -- > small's max_bytes
+    files["files/huge.bin"] = helper.payload(4 * 1024 * KB, "huge") -- backpressure
+    files["files/rng.bin"] = helper.payload(2 * 1024 * KB, "rng")
+    for i = 1, 30 do files["files/e" .. i .. ".bin"] = helper.payload(90 * KB, "e" .. i) end
+    files["etag/doc.txt"] = helper.payload(20 * KB, "etag")
+    ngx = origin.start{ locations = LOCATIONS, files = files }
+    local lru = helper.repo_root() .. "/examples/policies/lru.lua"
+    srv = start(SCRIPT, ngx, lru)
+  end)
+
+  lazy_teardown(helper.teardown_with(function()
+    origin.stop_all()
+  end))
+
+  it("serves stale on every worker while one refresh runs in the background (RFC 5861 §3, RFC 9111 §4.2.4)", function()
+    local r0 = helper.get(srv:port(), "/c/main/swr/a")
+    assert.are.equal(200, r0.status)
+    socket.sleep(1.3) -- stale now, within grace
+    local reqs = {}
+    for i = 1, 80 do reqs[i] = { path = "/c/main/swr/a" } end
+    local res = many(srv:port(), reqs)
+    local bodies = {}
+    for i, r in ipairs(res) do
+      assert.are.equal(200, r.status, tostring(r.err))
+      assert.matches("^swr %x+\n$", r.body)
+      bodies[r.body] = true
+    end
+    -- the stale body, and (for late ones) the refreshed one: never more
+    local n = 0
+    for _ in pairs(bodies) do n = n + 1 end
+    assert.truthy(n <= 2, n .. " bodies")
+    assert.truthy(bodies[r0.body], "nobody got the stale response during grace")
+    assert.are.equal(2, ngx:wait_count("/swr/a", 2, 3, 0.3)) -- one refresh
+    -- the refresh replaced it for everyone
+    local new
+    for _ = 1, 20 do
+      local r = helper.get(srv:port(), "/c/main/swr/a")
+      assert.are_not.equal(r0.body, r.body)
+      new = new or r.body
+      assert.are.equal(new, r.body)
+    end
+    assert.are.equal(2, ngx:count("/swr/a"))
+  end)
+
+  it("revalidates once with a 304 for waiters on every worker, each getting the stored body whole (RFC 9111 §4.3.3, §4.3.4)", function()
+    local want = files["etag/doc.txt"]
+    local r0 = helper.get(srv:port(), "/c/reval/etag/doc.txt")
+    assert.are.equal(want, r0.body)
+    for round = 1, 2 do
+      socket.sleep(1.2)
+      local reqs = {}
+      for i = 1, 60 do
+        reqs[i] = { path = "/c/reval/etag/doc.txt",
+                    headers = i % 3 == 0 and { Range = "bytes=100-199" } or
+                              i % 3 == 1 and { ["If-None-Match"] = r0.headers["etag"] } or nil }
+      end
+      local res = many(srv:port(), reqs)
+      for i, r in ipairs(res) do
+        if i % 3 == 0 then
+          assert.are.equal(206, r.status, tostring(r.err))
+          assert.are.equal(want:sub(101, 200), r.body)
+        elseif i % 3 == 1 then
+          assert.are.equal(304, r.status, tostring(r.err))
+          assert.are.equal("", r.body)
+        else
+          assert.are.equal(200, r.status, tostring(r.err))
+          assert.are.equal(#want, #r.body)
+          assert.are.equal(want, r.body)
+        end
+      end
+      assert.are.equal(1 + round, ngx:wait_count("/etag/doc.txt", 1 + round, 3, 0.3))
+    end
+  end)
+
+  it("serves the stale response on every worker when the origin is down (RFC 5861 §4)", function()
+    local r0 = helper.get(srv:port(), "/c/sie/sie/a")
+    assert.are.equal(200, r0.status)
+    socket.sleep(1.2)
+    local reqs = {}
+    for i = 1, 40 do reqs[i] = { path = "/c/sie/sie/a", headers = { ["X-Down"] = "1" } } end
+    local t0 = socket.gettime()
+    local res = many(srv:port(), reqs)
+    for _, r in ipairs(res) do
+      assert.are.equal(200, r.status, tostring(r.err))
+      assert.are.equal(r0.body, r.body)
+    end
+    assert.truthy(socket.gettime() - t0 < 5)
+    -- the origin back: one fetch replaces it
+    local r = helper.get(srv:port(), "/c/sie/sie/a")
+    assert.are_not.equal(r0.body, r.body)
+    assert.are.equal(2, ngx:wait_count("/sie/a", 2, 3, 0.2))
+  end)
+
+  it("fills Vary variants from every worker at once, each client its own variant (RFC 9111 §4.1)", function()
+    local langs = { "en", "fr", "de", "it", "es", "nl" }
+    for round = 1, 2 do
+      local reqs = {}
+      for i = 1, 60 do
+        reqs[i] = { path = "/c/main/vary/x" .. round, headers = { ["Accept-Language"] = langs[i % #langs + 1] } }
+      end
+      local res = many(srv:port(), reqs)
+      for i, r in ipairs(res) do
+        assert.are.equal(200, r.status, tostring(r.err))
+        assert.matches("^lang=" .. langs[i % #langs + 1] .. " %x+\n$", r.body)
+      end
+    end
+    -- max_variants = 2: no more than 2 variants of a key stay
+    local n = ngx:count("/vary/x1")
+    assert.truthy(n >= 6 and n <= 60, n)
+  end)
+
+  it("answers Range and If-None-Match requests joining a fill in progress (RFC 9110 §14.2, §13.1.2)", function()
+    -- a length known from the head (a chunked fill gets 200: docs/API.md)
+    local want = files["files/rng.bin"]
+    local kinds = {
+      { h = { Range = "bytes=0-7" }, st = 206, body = want:sub(1, 8) },
+      { h = { Range = "bytes=-11" }, st = 206, body = want:sub(-11) },
+      { h = { Range = "bytes=1500000-1500099" }, st = 206, body = want:sub(1500001, 1500100) },
+      { h = { Range = "bytes=0-0,-1" }, st = 206 },
+      { h = { ["If-None-Match"] = "*" }, st = 304, body = "" },
+      { h = { ["If-None-Match"] = '"nope"' }, st = 200, body = want },
+      { h = nil, st = 200, body = want },
+    }
+    local reqs = {}
+    for i = 1, 42 do reqs[i] = { path = "/c/main/files/rng.bin", headers = kinds[i % #kinds + 1].h } end
+    for i, r in ipairs(many(srv:port(), reqs)) do
+      local k = kinds[i % #kinds + 1]
+      assert.are.equal(k.st, r.status, tostring(r.err))
+      if k.body then
+        assert.are.equal(#k.body, #r.body)
+        assert.are.equal(k.body, r.body, "request " .. i)
+      else
+        assert.matches("multipart/byteranges", r.headers["content-type"])
+      end
+    end
+    assert.are.equal(1, ngx:count("/files/rng.bin"))
+  end)
+
+  it("gives every waiter a whole body when purge, ban and purge_tag hit fills in flight (RFC 9111 §4.4)", function()
+    for _, inval in ipairs({ "/purge/main/slow/p", "/ban/main/slow/", "/tag/main/slowtag" }) do
+      local conns = {}
+      for i = 1, 30 do
+        conns[i] = helper.connect(srv:port())
+        conns[i]:write(helper.request("GET", "/c/main/slow/p"))
+      end
+      socket.sleep(0.15)
+      for _ = 1, 4 do helper.get(srv:port(), inval) end
+      local body
+      for i = 1, 30 do
+        local r = conns[i]:response{ timeout = 10 }
+        assert.are.equal(200, r.status)
+        assert.matches("^slow %x+\n$", r.body)
+        body = body or r.body
+        assert.are.equal(body, r.body)
+        conns[i]:close()
+      end
+      -- invalidated before its head: not stored, the next one fetches
+      local r = helper.get(srv:port(), "/c/main/slow/p")
+      assert.are_not.equal(body, r.body)
+      helper.get(srv:port(), "/purge/main/slow/p")
+    end
+  end)
+
+  it("passes a response larger than max_bytes whole to many waiters on every worker", function()
+    local want = files["files/big.bin"]
+    for _ = 1, 2 do
+      local reqs = {}
+      for i = 1, 30 do reqs[i] = { path = "/c/small/files/big.bin" } end
+      for i, r in ipairs(many(srv:port(), reqs)) do
+        assert.are.equal(200, r.status, tostring(r.err))
+        assert.are.equal(#want, #r.body)
+        assert.are.equal(want, r.body, "waiter " .. i)
+      end
+    end
+    local s = stats(srv, "small")
+    assert.truthy(s.bytes <= 200000, s.bytes)
+  end)
+
+  it("keeps bodies whole while evictions take what other workers stream (budget pressure)", function()
+    -- 30 objects of 90 KiB through 3 MB and the Lua policy's 400 KB
+    for _, name in ipairs({ "main", "lua" }) do
+      local reqs = {}
+      for i = 1, 60 do reqs[i] = { path = "/c/" .. name .. "/files/e" .. (i % 30 + 1) .. ".bin" } end
+      for i, r in ipairs(many(srv:port(), reqs)) do
+        assert.are.equal(200, r.status, tostring(r.err))
+        assert.are.equal(files["files/e" .. (i % 30 + 1) .. ".bin"], r.body, name .. " " .. i)
+      end
+      local s = stats(srv, name)
+      assert.truthy(s.bytes <= s.max_bytes, s.bytes)
+    end
+    -- the store asked the Lua policy for a victim with none resident
+    -- (fills in flight held the budget): lru.lua's evict() failed on nil,
+    -- and a failed policy evicts nothing ever after (store/policy.c)
+    assert.is_nil(srv:stderr():match("lua policy: [^\n]*"))
+  end)
+
+  it("survives clients leaving at every point of a big fill while slow readers get every byte", function()
+    local want = files["files/huge.bin"]
+    helper.get(srv:port(), "/purge/main/files/huge.bin")
+    local conns = {}
+    for i = 1, 24 do
+      conns[i] = helper.connect(srv:port())
+      conns[i]:write(helper.request("GET", "/c/main/files/huge.bin"))
+    end
+    -- leave: before the head, after the head, mid-body
+    for i = 1, 24, 3 do conns[i]:abort() end
+    for i = 2, 24, 3 do conns[i]:read_until("\r\n\r\n", helper.now() + 5) end
+    for i = 2, 24, 3 do conns[i]:abort() end
+    socket.sleep(0.3) -- the others sit on full socket buffers (OUT_HIGH)
+    for i = 3, 24, 3 do
+      local r = conns[i]:response{ timeout = 20 }
+      assert.are.equal(200, r.status)
+      assert.are.equal(#want, #r.body)
+      assert.are.equal(want, r.body)
+      conns[i]:close()
+    end
+    assert.are.equal(200, helper.get(srv:port(), "/w").status)
+  end)
+
+  it("mixes origin:fetch with cache:fetch of the same resources on every worker", function()
+    local reqs = {}
+    for i = 1, 60 do
+      reqs[i] = { path = (i % 2 == 0 and "/of/" or "/c/main/") .. "files/e" .. (i % 5 + 1) .. ".bin" }
+    end
+    for i, r in ipairs(many(srv:port(), reqs)) do
+      assert.are.equal(200, r.status, tostring(r.err))
+      assert.are.equal(files["files/e" .. (i % 5 + 1) .. ".bin"], r.body)
+    end
+  end)
+
+  it("invalidates a key on a POST while GETs of it coalesce on other workers (RFC 9111 §4.4)", function()
+    local old = helper.get(srv:port(), "/c/main/slow/post").body
+    helper.get(srv:port(), "/purge/main/slow/post")
+    local reqs = {}
+    for i = 1, 40 do
+      reqs[i] = i % 10 == 0 and { method = "POST", path = "/c/main/slow/post", body = "x=1",
+                                   headers = { ["Content-Type"] = "text/plain" } }
+                             or { path = "/c/main/slow/post" }
+    end
+    for i, r in ipairs(many(srv:port(), reqs)) do
+      assert.truthy(r.status, tostring(r.err))
+      if i % 10 ~= 0 then
+        assert.are.equal(200, r.status)
+        assert.matches("^slow %x+\n$", r.body)
+        assert.are_not.equal(old, r.body)
+      end
+    end
+    -- after the POSTs: nothing from before them is served
+    assert.are.equal(200, helper.get(srv:port(), "/w").status)
+  end)
+
+  it("fails only the deliveries whose hook errs while others coalesce on the same fill", function()
+    local reqs = {}
+    for i = 1, 40 do
+      reqs[i] = { path = "/c/main/stream/hook", headers = i % 4 == 0 and { ["X-Fail"] = "1" } or nil }
+    end
+    local body
+    for i, r in ipairs(many(srv:port(), reqs)) do
+      if i % 4 == 0 then
+        assert.are.equal(500, r.status, tostring(r.err))
+      else
+        assert.are.equal(200, r.status, tostring(r.err))
+        body = body or r.body
+        assert.are.equal(body, r.body)
+      end
+    end
+    assert.matches("^part one %x+\npart two\npart three\n$", body)
+    assert.are.equal(1, ngx:count("/stream/hook"))
+  end)
+
+  it("releases private fills on every worker with no body crossing clients (RFC 9111 §3)", function()
+    local reqs = {}
+    for i = 1, 60 do reqs[i] = { path = "/c/main/private/x" .. (i % 3) } end
+    local seen = {}
+    for _, r in ipairs(many(srv:port(), reqs)) do
+      assert.are.equal(200, r.status, tostring(r.err))
+      assert.is_nil(seen[r.body], "a private response reached two clients")
+      seen[r.body] = true
+    end
+  end)
+
+  it("keeps serving fills in flight through SIGHUP reloads", function()
+    local reqs = {}
+    for i = 1, 40 do reqs[i] = { path = "/c/main/stream/hup" .. (i % 4) } end
+    local conns = {}
+    for i, q in ipairs(reqs) do
+      conns[i] = helper.connect(srv:port())
+      conns[i]:write(helper.request("GET", q.path))
+    end
+    socket.sleep(0.05)
+    os.execute("kill -HUP " .. math.floor(srv:pid()))
+    socket.sleep(0.1)
+    os.execute("kill -HUP " .. math.floor(srv:pid()))
+    local bodies = {}
+    for i = 1, 40 do
+      local r = conns[i]:response{ timeout = 10 }
+      assert.are.equal(200, r.status)
+      assert.matches("^part one %x+\npart two\npart three\n$", r.body)
+      local k = i % 4
+      bodies[k] = bodies[k] or r.body
+      assert.are.equal(bodies[k], r.body)
+      conns[i]:close()
+    end
+    for k = 0, 3 do assert.are.equal(1, ngx:count("/stream/hup" .. k)) end
+  end)
+
+  it("finishes fills in flight with waiters on every worker through a graceful drain (SIGTERM)", function()
+    local conns = {}
+    for i = 1, 40 do
+      conns[i] = helper.connect(srv:port())
+      conns[i]:write(helper.request("GET", "/c/main/stream/drain"))
+    end
+    socket.sleep(0.1)
+    os.execute("kill -TERM " .. math.floor(srv:pid()))
+    local body
+    for i = 1, 40 do
+      local r = conns[i]:response{ timeout = 10 }
+      assert.are.equal(200, r.status)
+      body = body or r.body
+      assert.are.equal(body, r.body)
+      assert.matches("^part one %x+\npart two\npart three\n$", r.body)
+      conns[i]:close()
+    end
+    assert(helper.wait_until(function() return srv:exit_code() ~= nil end, 10), "no exit after drain")
+    srv:stop() -- exited already: only leaves the helper's list
+    assert.is_nil(helper.crash_report(srv:stderr()))
+    assert.are.equal(0, srv:exit_code(), srv:stderr():sub(-3000))
+  end)
+end)
