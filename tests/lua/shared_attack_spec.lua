@@ -46,6 +46,20 @@ app:get("/of/*", function(req)
   if not st then return 502, {}, tostring(h) end
   return st, { ["X-Len"] = tostring(#body) }, body
 end)
+app:get("/or/*", function(req)
+  local st, h, rd = web:request{ method = "GET", path = "/" .. req.params["*"] }
+  if not st then return 502, {}, tostring(h) end
+  local parts = {}
+  while true do
+    local piece, err = rd:read()
+    if piece == nil then
+      if err then return 502, {}, err end
+      break
+    end
+    parts[#parts + 1] = piece
+  end
+  return st, {}, table.concat(parts)
+end)
 app:get("/purge/:cache/*", function(req)
   return 200, {}, tostring(caches[req.params.cache]:purge("/c/" .. req.params.cache .. "/" .. req.params["*"])) .. "\n"
 end)
@@ -354,6 +368,82 @@ describe("attacks on a cache shared by 4 workers (issue 13)", function()
       assert.are.equal(200, r.status, tostring(r.err))
       assert.are.equal(files["files/e" .. (i % 5 + 1) .. ".bin"], r.body)
     end
+  end)
+
+  it("keeps a stored object whole for slow readers while fills on other workers evict it (max_bytes)", function()
+    local want = files["files/rng.bin"]
+    helper.get(srv:port(), "/ban/main/")
+    local n0 = ngx:count("/files/rng.bin")
+    assert.are.equal(want, helper.get(srv:port(), "/c/main/files/rng.bin").body)
+    -- 12 readers take the head and a little, then sit on full buffers
+    local slow = {}
+    for i = 1, 12 do
+      slow[i] = helper.connect(srv:port())
+      slow[i]:write(helper.request("GET", "/c/main/files/rng.bin"))
+      slow[i]:read_until("\r\n\r\n", helper.now() + 5)
+    end
+    -- 2.7 MB of other objects through the 3 MB store: rng.bin goes
+    local reqs = {}
+    for i = 1, 30 do reqs[i] = { path = "/c/main/files/e" .. i .. ".bin" } end
+    for i, r in ipairs(many(srv:port(), reqs)) do
+      assert.are.equal(files["files/e" .. i .. ".bin"], r.body)
+    end
+    local s = stats(srv, "main")
+    assert.truthy(s.bytes <= s.max_bytes, s.bytes)
+    for i = 1, 12 do
+      local body = slow[i]:read_n(#want, helper.now() + 20)
+      assert.are.equal(#want, #body)
+      assert.are.equal(want, body)
+      slow[i]:close()
+    end
+    -- evicted: the next one fetches again
+    assert.are.equal(want, helper.get(srv:port(), "/c/main/files/rng.bin").body)
+    assert.are.equal(n0 + 2, ngx:wait_count("/files/rng.bin", n0 + 2, 3, 0.2))
+  end)
+
+  it("streams origin:request bodies on every worker while cache:fetch fills the same paths", function()
+    local reqs = {}
+    for i = 1, 40 do
+      reqs[i] = { path = (i % 2 == 0 and "/or/" or "/c/small/") .. "files/e" .. (i % 4 + 11) .. ".bin" }
+    end
+    for i, r in ipairs(many(srv:port(), reqs)) do
+      assert.are.equal(200, r.status, tostring(r.err))
+      assert.are.equal(files["files/e" .. (i % 4 + 11) .. ".bin"], r.body)
+    end
+  end)
+
+  it("keeps fills whole when a reload changes max_bytes and the policy under them", function()
+    local path = srv:script_path()
+    local orig = helper.readfile(path)
+    local variants = {
+      (orig:gsub('max_bytes = 400000, ttl = 60,\n%s*policy = "[^"]*"', 'max_bytes = 250000, ttl = 60, policy = "s3fifo"')),
+      (orig:gsub('max_bytes = 3000000', 'max_bytes = 1000000')),
+      orig,
+    }
+    assert.are_not.equal(orig, variants[1])
+    assert.are_not.equal(orig, variants[2])
+    for round, src in ipairs(variants) do
+      local conns = {}
+      for i = 1, 30 do
+        local name = i % 2 == 0 and "lua" or "main"
+        conns[i] = { c = helper.connect(srv:port()), want = files["files/e" .. (i % 15 + 1) .. ".bin"] }
+        conns[i].c:write(helper.request("GET", "/c/" .. name .. "/files/e" .. (i % 15 + 1) .. ".bin"))
+      end
+      helper.writefile(path, src)
+      os.execute("kill -HUP " .. math.floor(srv:pid()))
+      for i = 1, 30 do
+        local r = conns[i].c:response{ timeout = 10 }
+        assert.are.equal(200, r.status, "round " .. round)
+        assert.are.equal(conns[i].want, r.body)
+        conns[i].c:close()
+      end
+      socket.sleep(0.3) -- every worker reloaded
+    end
+    for _, name in ipairs({ "main", "lua" }) do
+      local s = stats(srv, name)
+      assert.truthy(s.bytes <= s.max_bytes, name .. " " .. s.bytes)
+    end
+    assert.is_nil(srv:stderr():match("lua policy: [^\n]*"))
   end)
 
   it("invalidates a key on a POST while GETs of it coalesce on other workers (RFC 9111 §4.4)", function()
