@@ -184,6 +184,47 @@ describe("attacks on a cache shared by 4 workers (issue 13)", function()
     assert.are.equal(2, ngx:count("/swr/a"))
   end)
 
+  it("never serves the purged response once a purge lands during a background refresh (RFC 9111 §4.4, RFC 5861 §3)", function()
+    for round = 1, 3 do
+      local path = "/c/main/swr/p" .. round
+      local r0 = helper.get(srv:port(), path)
+      socket.sleep(1.2)
+      -- the refresh starts (300 ms at the origin) on one worker...
+      local c = helper.connect(srv:port())
+      c:write(helper.request("GET", path))
+      assert.are.equal(r0.body, c:response{ timeout = 5 }.body) -- grace
+      c:close()
+      -- ...a purge on any worker, then every worker
+      assert.are.equal("true\n", helper.get(srv:port(), "/purge/main/swr/p" .. round).body)
+      local reqs = {}
+      for i = 1, 30 do reqs[i] = { path = path } end
+      for _, r in ipairs(many(srv:port(), reqs)) do
+        assert.are.equal(200, r.status, tostring(r.err))
+        assert.are_not.equal(r0.body, r.body)
+        assert.matches("^swr %x+\n$", r.body)
+      end
+    end
+  end)
+
+  it("keeps serving stale during grace when the background refresh fails, then refreshes (RFC 5861 §3)", function()
+    local r0 = helper.get(srv:port(), "/c/main/swr/f")
+    socket.sleep(1.2)
+    local reqs = {}
+    for i = 1, 30 do reqs[i] = { path = "/c/main/swr/f", headers = { ["X-Down"] = "1" } } end
+    for _, r in ipairs(many(srv:port(), reqs)) do
+      assert.are.equal(200, r.status, tostring(r.err))
+      assert.are.equal(r0.body, r.body)
+    end
+    socket.sleep(0.6) -- the refresh failed (connection refused)
+    local r = helper.get(srv:port(), "/c/main/swr/f")
+    assert.are.equal(200, r.status)
+    assert.matches("^swr %x+\n$", r.body)
+    assert.truthy(ngx:wait_count("/swr/f", 2, 3, 0.3) == 2)
+    socket.sleep(0.4)
+    local r2 = helper.get(srv:port(), "/c/main/swr/f")
+    assert.are_not.equal(r0.body, r2.body)
+  end)
+
   it("revalidates once with a 304 for waiters on every worker, each getting the stored body whole (RFC 9111 §4.3.3, §4.3.4)", function()
     local want = files["etag/doc.txt"]
     local r0 = helper.get(srv:port(), "/c/reval/etag/doc.txt")
@@ -574,6 +615,48 @@ describe("attacks on a cache shared by 4 workers (issue 13)", function()
       conns[i]:close()
     end
     for k = 0, 3 do assert.are.equal(1, ngx:count("/stream/hup" .. k)) end
+  end)
+
+  it("finishes a fill through a graceful drain when only other workers wait for it (SIGTERM)", function()
+    local lru = helper.repo_root() .. "/examples/policies/lru.lua"
+    local s2 = start(SCRIPT, ngx, lru)
+    for _ = 1, 5 do
+      local conns = {}
+      for i = 1, 40 do
+        conns[i] = helper.connect(s2:port())
+        conns[i]:write(helper.request("GET", "/c/main/stream/orphan"))
+      end
+      -- the heads are out (part one flushed): who fills, who waits where
+      local heads, owner = {}, nil
+      for i = 1, 40 do
+        local h = conns[i]:read_until("\r\n\r\n", helper.now() + 5):lower()
+        heads[i] = h
+        if h:match("x%-cache: miss") then owner = h:match("x%-worker: (%x+)") end
+      end
+      assert.truthy(owner)
+      -- every client of the filling worker leaves, the fill goes on
+      local left = 0
+      for i = 1, 40 do
+        if heads[i]:match("x%-worker: " .. owner) then conns[i]:abort() conns[i] = nil left = left + 1 end
+      end
+      if left < 40 then
+        os.execute("kill -TERM " .. math.floor(s2:pid()))
+        for i = 1, 40 do
+          if conns[i] then
+            local rest = conns[i]:read_to_close(helper.now() + 10)
+            -- chunked: the whole body and the last chunk, never cut short
+            assert.matches("part two\n.*part three\n\r\n0\r\n\r\n$", rest)
+          end
+        end
+        assert(helper.wait_until(function() return s2:exit_code() ~= nil end, 10), "no exit after drain")
+        s2:stop()
+        assert.is_nil(helper.crash_report(s2:stderr()))
+        return
+      end
+      for i = 1, 40 do if conns[i] then conns[i]:close() end end
+      helper.get(s2:port(), "/purge/main/stream/orphan")
+    end
+    error("the fill's worker took every connection 5 times")
   end)
 
   it("finishes fills in flight with waiters on every worker through a graceful drain (SIGTERM)", function()
