@@ -143,6 +143,7 @@ describe("attacks on a cache shared by 4 workers (issue 13)", function()
     files["files/big.bin"] = helper.payload(300 * KB, "big")        -- > small's max_bytes
     files["files/huge.bin"] = helper.payload(4 * 1024 * KB, "huge") -- backpressure
     files["files/rng.bin"] = helper.payload(2 * 1024 * KB, "rng")
+    files["files/head.bin"] = helper.payload(700 * KB, "head")
     for i = 1, 30 do files["files/e" .. i .. ".bin"] = helper.payload(90 * KB, "e" .. i) end
     files["etag/doc.txt"] = helper.payload(20 * KB, "etag")
     ngx = origin.start{ locations = LOCATIONS, files = files }
@@ -317,6 +318,29 @@ describe("attacks on a cache shared by 4 workers (issue 13)", function()
       end
     end
     assert.are.equal(1, ngx:count("/files/rng.bin"))
+  end)
+
+  it("answers HEAD and GET requests of one cold key on every worker from one fill (RFC 9110 §9.3.2)", function()
+    local want = files["files/head.bin"]
+    local reqs = {}
+    for i = 1, 40 do reqs[i] = { method = i % 2 == 0 and "HEAD" or "GET", path = "/c/main/files/head.bin" } end
+    local conns = {}
+    for i, q in ipairs(reqs) do
+      conns[i] = helper.connect(srv:port())
+      conns[i]:write(helper.request(q.method, q.path))
+    end
+    for i = 1, 40 do
+      local r = conns[i]:response{ timeout = 10, method = reqs[i].method }
+      assert.are.equal(200, r.status)
+      if reqs[i].method == "HEAD" then
+        assert.are.equal("", r.body)
+        assert.are.equal(tostring(#want), r.headers["content-length"])
+      else
+        assert.are.equal(want, r.body)
+      end
+      conns[i]:close()
+    end
+    assert.are.equal(1, ngx:wait_count("/files/head.bin", 1, 2, 0.2))
   end)
 
   it("gives every waiter a whole body when purge, ban and purge_tag hit fills in flight (RFC 9111 §4.4)", function()
