@@ -41,6 +41,12 @@ app:post("/c/:cache/*", function(req)
                           { path = "/" .. req.params["*"] })
   if not ok then return 502, {}, tostring(err) end
 end)
+app:get("/k/:cache/:key/*", function(req)
+  return caches[req.params.cache]:fetch(req, "/k/" .. req.params.key, web, "/" .. req.params["*"])
+end)
+app:get("/purgek/:cache/:key", function(req)
+  return 200, {}, tostring(caches[req.params.cache]:purge("/k/" .. req.params.key)) .. "\n"
+end)
 app:get("/of/*", function(req)
   local st, h, body = web:fetch("/" .. req.params["*"])
   if not st then return 502, {}, tostring(h) end
@@ -563,6 +569,36 @@ describe("attacks on a cache shared by 4 workers (issue 13)", function()
       end
     end
     assert.are.equal(200, helper.get(srv:port(), "/w").status)
+  end)
+
+  it("keeps a Lua policy's books while markers, variants and responses replace each other under one key (RFC 9111 §4.1)", function()
+    local langs = { "en", "fr", "de" }
+    local origins = { "private/m", "vary/m", "files/e1.bin", "files/e2.bin", "slow/m" }
+    for round = 1, 6 do
+      local reqs = {}
+      for i = 1, 40 do
+        local key = "k" .. (i % 4)
+        local o = origins[(i + round) % #origins + 1]
+        reqs[i] = { path = "/k/lua/" .. key .. "/" .. o, o = o,
+                    headers = { ["Accept-Language"] = langs[i % 3 + 1] } }
+      end
+      for i, r in ipairs(many(srv:port(), reqs)) do
+        assert.are.equal(200, r.status, tostring(r.err))
+        -- a response of this key from any of its origins: never cut short
+        if r.body:match("^lang=") then
+          assert.matches("^lang=%a+ %x+\n$", r.body)
+        elseif r.body:match("^e%d") then
+          assert.are.equal(#files["files/e1.bin"], #r.body)
+          assert.truthy(r.body == files["files/e1.bin"] or r.body == files["files/e2.bin"])
+        else
+          assert.truthy(r.body:match("^p %x+\n$") or r.body:match("^slow %x+\n$"), r.body:sub(1, 40))
+        end
+      end
+      for k = 0, 3 do
+        if (k + round) % 2 == 0 then helper.get(srv:port(), "/purgek/lua/k" .. k) end
+      end
+    end
+    assert.is_nil(srv:stderr():match("lua policy: [^\n]*"))
   end)
 
   it("invalidates a key on a POST while GETs of it coalesce on other workers (RFC 9111 §4.4)", function()
