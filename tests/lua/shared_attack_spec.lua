@@ -601,6 +601,36 @@ describe("attacks on a cache shared by 4 workers (issue 13)", function()
     assert.is_nil(srv:stderr():match("lua policy: [^\n]*"))
   end)
 
+  it("answers pipelined requests for fills on other workers in order, whoever leaves early (RFC 9112 §9.3.2)", function()
+    local paths = { "/c/main/stream/pl1", "/c/main/slow/pl2", "/c/main/files/e20.bin", "/c/main/stream/pl1",
+                    "/c/main/private/pl3", "/c/main/vary/pl4" }
+    local conns = {}
+    for i = 1, 30 do
+      local c = helper.connect(srv:port())
+      local q = {}
+      for k = 1, 4 do q[k] = paths[(i + k) % #paths + 1] end
+      local wire = {}
+      for k = 1, 4 do wire[k] = helper.request("GET", q[k], { ["Accept-Language"] = "en" }) end
+      c:write(table.concat(wire))
+      conns[i] = { c = c, q = q }
+    end
+    for i, t in ipairs(conns) do
+      local n = i % 3 == 0 and 1 or 4 -- every third leaves after its first response
+      for k = 1, n do
+        local r = t.c:response{ timeout = 10 }
+        assert.are.equal(200, r.status, "conn " .. i .. " request " .. k)
+        local p = t.q[k]
+        if p:match("stream") then assert.matches("^part one %x+\npart two\npart three\n$", r.body)
+        elseif p:match("slow") then assert.matches("^slow %x+\n$", r.body)
+        elseif p:match("files") then assert.are.equal(files["files/e20.bin"], r.body)
+        elseif p:match("private") then assert.matches("^p %x+\n$", r.body)
+        else assert.matches("^lang=en %x+\n$", r.body) end
+      end
+      t.c:abort()
+    end
+    assert.are.equal(200, helper.get(srv:port(), "/w").status)
+  end)
+
   it("invalidates a key on a POST while GETs of it coalesce on other workers (RFC 9111 §4.4)", function()
     local old = helper.get(srv:port(), "/c/main/slow/post").body
     helper.get(srv:port(), "/purge/main/slow/post")
