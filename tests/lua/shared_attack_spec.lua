@@ -389,6 +389,31 @@ describe("attacks on a cache shared by 4 workers (issue 13)", function()
     assert.truthy(s.bytes <= 200000, s.bytes)
   end)
 
+  -- BUG (pending): a fill found too large (Content-Length > max_bytes at its head,
+  -- store/cache.c cache_obj_head_l; or past max_bytes while it grows, ensure_chunk) is
+  -- unindexed but stays a stored-kind object: every chunk is kept until its last reader is
+  -- done, charged to the cache, so a slow reader of a 4 MB response holds 4 MB of a 200 KB
+  -- budget (and ensure_chunk then evicts the whole store for every other fill); a pass-through
+  -- should free chunks once sent like a stream object (CACHE_SEG) or pause the fill.
+  -- Seen with --workers 1 too: bytes 4195092 of 200000 here.
+  pending("holds no more than max_bytes + a chunk per fill while a response larger than max_bytes goes to slow readers (issue 13 point 6)", function()
+    local want = files["files/huge.bin"]
+    local conns = {}
+    for i = 1, 4 do
+      conns[i] = helper.connect(srv:port())
+      conns[i]:write(helper.request("GET", "/c/small/files/huge.bin"))
+      conns[i]:read_until("\r\n\r\n", helper.now() + 5)
+    end
+    socket.sleep(0.5) -- the origin is fast, the readers are not
+    local s = stats(srv, "small")
+    for i = 1, 4 do
+      local body = conns[i]:read_n(#want, helper.now() + 20)
+      assert.are.equal(want, body)
+      conns[i]:close()
+    end
+    assert.truthy(s.bytes <= s.max_bytes + 64 * KB, "bytes " .. s.bytes .. " of " .. s.max_bytes)
+  end)
+
   it("keeps bodies whole while evictions take what other workers stream (budget pressure)", function()
     -- 30 objects of 90 KiB through 3 MB and the Lua policy's 400 KB
     for _, name in ipairs({ "main", "lua" }) do
