@@ -76,6 +76,11 @@ app:get("/tag/:cache/:tag", function(req)
   return 200, {}, tostring(caches[req.params.cache]:purge_tag(req.params.tag)) .. "\n"
 end)
 app:get("/w", function(req) return 200, {}, worker(req) end)
+app:get("/metrics", luring.metrics())
+app:get("/st/:cache", function(req)
+  local s = caches[req.params.cache]:stats()
+  return 200, {}, ("%d %d %d %d %d\n"):format(s.hits, s.misses, s.coalesced, s.fills, s.objects)
+end)
 app:get("/stats/:cache", function(req)
   local s = caches[req.params.cache]:stats()
   return 200, {}, ("%d %d %d %d %d %d %d\n"):format(s.bytes, s.objects, s.max_bytes,
@@ -673,6 +678,24 @@ describe("attacks on a cache shared by 4 workers (issue 13)", function()
       t.c:abort()
     end
     assert.are.equal(200, helper.get(srv:port(), "/w").status)
+  end)
+
+  it("reports the same store figures in /metrics as cache:stats() on every worker, once each", function()
+    for _ = 1, 20 do helper.get(srv:port(), "/c/main/files/e30.bin") end
+    socket.sleep(0.3) -- every worker's 100 ms tick
+    local st = helper.get(srv:port(), "/st/main").body
+    local hits, misses, coalesced, fills, objects = st:match("(%d+) (%d+) (%d+) (%d+) (%d+)")
+    for _ = 1, 8 do -- whichever worker answers the scrape
+      local m = helper.get(srv:port(), "/metrics").body
+      local function metric(name)
+        return m:match("\n" .. name .. '{cache="main"} (%d+)')
+      end
+      assert.are.equal(hits, metric("luring_cache_hits_total"))
+      assert.are.equal(misses, metric("luring_cache_misses_total"))
+      assert.are.equal(coalesced, metric("luring_cache_coalesced_total"))
+      assert.are.equal(fills, metric("luring_cache_fills_total"))
+      assert.are.equal(objects, metric("luring_cache_objects"))
+    end
   end)
 
   it("invalidates a key on a POST while GETs of it coalesce on other workers (RFC 9111 §4.4)", function()
