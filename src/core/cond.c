@@ -456,7 +456,8 @@ int cond_fields(struct req *r, const struct cache_obj *o, int status,
     const char *p = o->hdrs.data;
     size_t n = o->hdrs.len;
     char tmp[96];
-    int64_t total = o->state == OBJ_COMPLETE ? (int64_t)o->len : o->total;
+    int64_t total = cache_obj_state(o) == OBJ_COMPLETE ? (int64_t)o->len
+                                                  : o->total;
     if (status == 412 || status == 416) {
         PUT_LIT(&w, "Content-Type: text/plain\r\n");
         if (status == 416) {

@@ -853,6 +853,11 @@ void policy_remove(struct policy *p, struct policy_node *n)
 
 struct policy_node *policy_evict(struct policy *p)
 {
+    /* nothing resident, nothing to pick: the store asks while fills in
+     * flight hold the budget, and a Lua policy's evict() may assume a
+     * resident key (examples/policies/lru.lua fails on nil, for good) */
+    if (p->count == 0)
+        return NULL;
     struct policy_node *n = p->ops->evict(p);
     if (n) {
         p->used -= n->size;
