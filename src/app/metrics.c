@@ -37,7 +37,7 @@ struct counts {
 struct mcache {
     char name[64];
     struct cache_stats st;
-    size_t bytes, objects, max_bytes;
+    size_t bytes, objects, max_bytes, held;
     bool shared;          /* one store for every worker */
 };
 
@@ -171,7 +171,7 @@ void metrics_publish(struct wmetrics *m, const struct lrt *rt, unsigned open)
          * its usage once (every worker has the same) */
         mc->st = *CACHE_ST(c);
         mc->shared = c->shared;
-        cache_usage((struct cache *)c, &mc->bytes, &mc->objects);
+        cache_usage((struct cache *)c, &mc->bytes, &mc->objects, &mc->held);
         mc->max_bytes = c->max_bytes;
     }
     if (rt->norigins > m->ocap) {
@@ -388,10 +388,12 @@ int metrics_render(struct buf *b)
                 c->bytes = s->bytes;
                 c->objects = s->objects;
                 c->max_bytes = s->max_bytes;
+                c->held = s->held;
             } else {
                 c->bytes += s->bytes;
                 c->objects += s->objects;
                 c->max_bytes += s->max_bytes;
+                c->held += s->held;
             }
         }
         for (unsigned i = 0; i < m->norigins; i++) {
@@ -486,18 +488,20 @@ int metrics_render(struct buf *b)
         }
     }
     static const char *gauges[][2] = {
-        {"luring_cache_bytes", "Bytes held by the cache (every worker's)."},
-        {"luring_cache_objects", "Stored responses (every worker's)."},
-        {"luring_cache_max_bytes", "The caches' byte budgets, summed."},
+        {"luring_cache_bytes", "Bytes of stored responses and fills that may be stored (the budget's)."},
+        {"luring_cache_objects", "Stored responses."},
+        {"luring_cache_max_bytes", "The caches' byte budgets."},
+        {"luring_cache_held_bytes", "Bytes of responses no index reaches (not stored, evicted) that readers still hold."},
     };
-    for (unsigned g = 0; g < 3; g++) {
+    for (unsigned g = 0; g < 4; g++) {
         rc |= put(b, "# HELP %s %s\n# TYPE %s gauge\n", gauges[g][0],
                   gauges[g][1], gauges[g][0]);
         for (unsigned i = 0; i < a.nc; i++) {
             label(lv, sizeof lv, a.c[i].name);
             uint64_t v = g == 0 ? a.c[i].bytes
                        : g == 1 ? a.c[i].objects
-                                : a.c[i].max_bytes;
+                       : g == 2 ? a.c[i].max_bytes
+                                : a.c[i].held;
             rc |= put(b, "%s{cache=\"%s\"} %llu\n", gauges[g][0], lv,
                       (unsigned long long)v);
         }

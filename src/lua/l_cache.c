@@ -1017,8 +1017,8 @@ static int l_cache_stats(lua_State *L)
     struct cache *c = check_cache(L, 1);
     struct cache_stats st; /* every worker's, for a shared cache */
     cache_stats_sum(c, &st);
-    size_t bytes, objects;
-    cache_usage(c, &bytes, &objects);
+    size_t bytes, objects, held;
+    cache_usage(c, &bytes, &objects, &held);
     lua_createtable(L, 0, 28);
 #define F(k, v) (lua_pushnumber(L, (lua_Number)(v)), lua_setfield(L, -2, k))
     F("hits", st.hits);
@@ -1042,6 +1042,7 @@ static int l_cache_stats(lua_State *L)
     F("stale_if_error", (lua_Number)c->sie_ms / 1000);
     F("bytes", bytes);
     F("objects", objects);
+    F("held_bytes", held);
     F("max_bytes", c->max_bytes);
     F("max_objects", c->max_objects);
     F("max_variants", c->max_variants);

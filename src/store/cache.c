@@ -32,6 +32,37 @@
     }
 
 
+/* ==== memory ==== */
+
+/* An object's memory (o->mem) is charged to c->bytes, the store's budget
+ * (what max_bytes bounds and eviction makes room in: stored objects and
+ * fills that may be stored), or, while o->held, to c->held: objects no
+ * index reaches (passes, responses too large or not shareable, evicted or
+ * purged ones still being sent), which their readers hold and free. A
+ * response that can't be stored thus never evicts what is stored. */
+static void mem_add(struct cache_obj *o, size_t n)
+{
+    o->mem += n;
+    *(o->held ? &o->cache->held : &o->cache->bytes) += n;
+}
+
+static void mem_sub(struct cache_obj *o, size_t n)
+{
+    o->mem -= n;
+    *(o->held ? &o->cache->held : &o->cache->bytes) -= n;
+}
+
+/* o moves to the other count (indexed: the budget; unindexed: held). */
+static void set_held(struct cache_obj *o, bool held)
+{
+    if (o->held == held)
+        return;
+    size_t n = o->mem;
+    mem_sub(o, n);
+    o->held = held;
+    mem_add(o, n);
+}
+
 /* ==== hashing ==== */
 
 /* One hash per key (cache_hash, cache.h): it picks the bucket (o->hash)
@@ -139,11 +170,13 @@ void cache_stats_sum(const struct cache *c, struct cache_stats *out)
     }
 }
 
-void cache_usage(struct cache *c, size_t *bytes, size_t *objects)
+void cache_usage(struct cache *c, size_t *bytes, size_t *objects,
+                 size_t *held)
 {
     LOCK(c);
     *bytes = c->bytes;
     *objects = c->nobj;
+    *held = c->held;
     UNLOCK(c);
 }
 
@@ -266,7 +299,7 @@ static void obj_free(struct cache_obj *o)
 {
     struct cache *c = o->cache;
     refresh_end(o); /* o->refresh is NULL: a refresh holds a ref on o */
-    c->bytes -= o->mem;
+    mem_sub(o, o->mem);
     for (unsigned i = 0; i < o->nchunks; i++)
         free(o->chunks[i]); /* NULL: a stream chunk freed already */
     if (o->stream && c->nspare < CACHE_SPARE) {
@@ -381,8 +414,7 @@ static void chunk_sent(struct cache_obj *o, unsigned i, uint32_t n)
         return;
     free(o->chunks[i]);
     o->chunks[i] = NULL;
-    o->mem -= sz;
-    o->cache->bytes -= sz;
+    mem_sub(o, sz);
 }
 
 void cache_obj_release(struct worker *w, void *arg, intptr_t aux)
@@ -458,6 +490,7 @@ static void cache_unindex_l(struct cache_obj *o)
     obj_untag(o);
     o->indexed = false;
     c->nobj--;
+    set_held(o, true); /* its readers' until they are done */
     cache_obj_unref(o);
 }
 
@@ -557,8 +590,9 @@ static struct cache_obj *cache_obj_new_l(struct cache *c, const char *key,
     o->head_cl = -1;
     o->origin_age = -1;
     o->gen = c->inval_gen;
-    o->mem = sizeof *o + klen;
-    c->bytes += o->mem;
+    o->held = true; /* until indexed (index_obj) */
+    o->mem = 0;
+    mem_add(o, sizeof *o + klen);
     o->refs = 1;
     return o;
 }
@@ -584,6 +618,7 @@ static void index_obj(struct cache *c, struct cache_obj *o)
     keyidx_insert(&c->keys, &o->kn); /* a miss's cost, never a hit's */
     cache_obj_ref(o);
     o->indexed = true;
+    set_held(o, false); /* the store's now: the budget counts it */
     c->nobj++;
 }
 
@@ -659,8 +694,7 @@ static void obj_untag(struct cache_obj *o)
     free(o->tags);
     o->tags = NULL;
     o->ntags = 0;
-    o->mem -= mem;
-    o->cache->bytes -= mem;
+    mem_sub(o, mem);
 }
 
 static int cache_obj_set_tags_l(struct cache_obj *o, const struct cache_tag *t,
@@ -685,15 +719,13 @@ static int cache_obj_set_tags_l(struct cache_obj *o, const struct cache_tag *t,
     for (unsigned i = 0; i < n; i++) {
         o->tags[i].owner = o;
         if (tagidx_link(&o->cache->tags, &o->tags[i], t[i].p, t[i].n) < 0) {
-            o->mem += mem; /* what obj_untag gives back */
-            o->cache->bytes += mem;
+            mem_add(o, mem); /* what obj_untag gives back */
             obj_untag(o);
             return -1;
         }
         mem += t[i].n;
     }
-    o->mem += mem; /* charged before the policy sizes o (policy_admit) */
-    o->cache->bytes += mem;
+    mem_add(o, mem); /* charged before the policy sizes o (policy_admit) */
     return 0;
 }
 
@@ -877,8 +909,7 @@ static void cache_obj_head_l(struct cache_obj *o, int status, int64_t total,
      * so that max_bytes bounds them too (a hostile origin's tens of KiB of
      * fields over a 1-byte body, or a request's large varying values) */
     size_t hm = o->hdrs.len + o->vary_len;
-    o->mem += hm;
-    c->bytes += hm;
+    mem_add(o, hm);
     o->shareable = shareable;
     o->expires = now + ttl_ms;
     o->born = now - o->init_age * 1000;
@@ -974,9 +1005,8 @@ static int ensure_chunk(struct cache_obj *o)
         return -1;
     o->chunks[o->nchunks++] = chunk;
     o->last_sz = (uint32_t)sz;
-    o->mem += sz;
-    c->bytes += sz;
-    if (c->bytes > c->max_bytes) {
+    mem_add(o, sz);
+    if (!o->held && c->bytes > c->max_bytes) {
         cache_enforce(c);
         if (c->bytes > c->max_bytes && o->indexed) {
             /* nothing left to evict: this one is passed through */

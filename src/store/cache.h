@@ -81,7 +81,9 @@ struct cache_obj {
                           * (cache_obj_filled) */
     char **chunks;
     unsigned nchunks, chunks_cap;
-    size_t mem;          /* bytes charged to the cache's budget */
+    size_t mem;          /* bytes charged to the cache: its budget
+                          * (bytes), or held while not indexed */
+    bool held;           /* mem is in cache->held, not cache->bytes */
     int64_t expires;     /* monotonic ms */
     int64_t born;        /* monotonic ms at which the stored response's
                           * age was 0: when its head came (cache_obj_head)
@@ -255,7 +257,10 @@ struct cache {
                            * client's */
     bool deliver_hook;    /* the script gave luring.cache{} a deliver hook
                            * (looked up by lua/l_cache.c per fetch) */
-    size_t bytes, nobj;   /* charged bytes (all live objects), indexed objects */
+    size_t bytes, nobj;   /* charged bytes (indexed objects: stored ones and
+                           * fills that may be stored), indexed objects */
+    size_t held;          /* bytes of live objects no index reaches (see
+                           * mem_add in cache.c): not in the budget */
     struct cache_obj **buckets;
     unsigned nbuckets;
     struct policy *pol;   /* eviction: capacity max_bytes, unit bytes */
@@ -298,8 +303,12 @@ struct cache {
     } while (0)
 /** The sum of every worker's counters of c (any thread). */
 void cache_stats_sum(const struct cache *c, struct cache_stats *out);
-/** c's charged bytes and indexed objects (any thread). */
-void cache_usage(struct cache *c, size_t *bytes, size_t *objects);
+/** c's charged bytes (the budget: stored objects and fills that may be
+ * stored), indexed objects, and bytes held by objects no index reaches
+ * (passes, responses not stored, evicted ones still being sent: their
+ * readers free them) (any thread). */
+void cache_usage(struct cache *c, size_t *bytes, size_t *objects,
+                 size_t *held);
 
 /* The lock of a shared cache (recursive; nothing for an unshared one):
  * held across a lookup and its consequences (lua/l_cache.c), so that
