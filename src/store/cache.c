@@ -140,9 +140,11 @@ struct cache *cache_new(const char *name, size_t max_bytes,
 int cache_share(struct cache *c)
 {
     unsigned n = store_nworkers();
-    struct cache_stats *st = calloc(n, sizeof *st);
+    /* each worker's counters on cache lines of their own */
+    struct cache_stats *st = aligned_alloc(64, n * sizeof *st);
     if (st == NULL)
         return -1;
+    memset(st, 0, n * sizeof *st);
     pthread_mutexattr_t a;
     pthread_mutexattr_init(&a);
     pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
