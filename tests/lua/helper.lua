@@ -318,6 +318,18 @@ function Server:wait_stderr(substr, timeout)
   end, timeout or 5)
 end
 
+-- The workers start one after another: wait (bounded, 20 s: slow under
+-- the sanitizers) until n distinct ones have answered GET `path` on fresh
+-- connections, the body of which names the worker. Raises otherwise.
+function Server:wait_workers(n, path)
+  local seen, count = {}, 0
+  assert(M.wait_until(function()
+    local w = M.get(self._port, path).body
+    if not seen[w] then seen[w], count = true, count + 1 end
+    return count == n
+  end, 20, 0.01), ("not all %d workers took connections"):format(n))
+end
+
 -- SIGINT (an immediate stop; SIGTERM and SIGQUIT drain first), or `sig`
 -- ("TERM", "QUIT"), bounded wait, then SIGKILL.  Returns exit status
 -- (number) and whether SIGKILL was needed.  Idempotent.

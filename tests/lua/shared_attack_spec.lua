@@ -138,12 +138,7 @@ local function start(script, ngx, policy)
   local src = script:gsub("@ORIGIN@", ngx:url()):gsub("@DEAD@", tostring(helper.free_port()))
                     :gsub("@POLICY@", policy)
   local srv = helper.start(src, { args = { "--workers", "4" } })
-  local seen, n = {}, 0
-  assert(helper.wait_until(function()
-    local w = helper.get(srv:port(), "/w").body
-    if not seen[w] then seen[w], n = true, n + 1 end
-    return n == 4
-  end, 20, 0.01), "not all 4 workers took connections")
+  srv:wait_workers(4, "/w")
   return srv
 end
 

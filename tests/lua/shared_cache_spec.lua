@@ -80,14 +80,7 @@ describe("a cache shared by 4 workers (issue 13)", function()
     ngx = origin.start{ locations = LOCATIONS, files = files }
     srv = helper.start((SCRIPT:gsub("@ORIGIN@", ngx:url()):gsub("@MAX@", "1000000")),
                        { args = { "--workers", "4" } })
-    -- the workers start one after another: wait until all 4 take
-    -- connections (slow under the sanitizers)
-    local seen, n = {}, 0
-    assert(helper.wait_until(function()
-      local w = helper.get(srv:port(), "/w").body
-      if not seen[w] then seen[w], n = true, n + 1 end
-      return n == 4
-    end, 20, 0.01), "not all 4 workers took connections")
+    srv:wait_workers(4, "/w")
   end)
 
   lazy_teardown(helper.teardown_with(function()
