@@ -382,7 +382,7 @@ int metrics_render(struct buf *b)
             ADD(fill_errors); ADD(evictions); ADD(expired);
             ADD(uncacheable); ADD(hit_for_miss); ADD(released);
             ADD(passes); ADD(not_modified); ADD(partial); ADD(stale);
-            ADD(refreshes); ADD(revalidated);
+            ADD(refreshes); ADD(revalidated); ADD(locks); ADD(lock_waits);
 #undef ADD
             if (s->shared) { /* one store: every worker says the same */
                 c->bytes = s->bytes;
@@ -473,6 +473,8 @@ int metrics_render(struct buf *b)
         C(evictions, "Stored responses evicted by the policy."),
         C(expired, "Stored responses dropped once expired."),
         C(uncacheable, "Complete responses the policy did not take."),
+        C(locks, "Times a worker took the lock of a cache shared by workers."),
+        C(lock_waits, "Of those, times another worker held it (contention)."),
 #undef C
     };
     char lv[200];

@@ -56,6 +56,24 @@ static void sub_done(struct req *r, bool ok)
     req_wake(r); /* unless cache:fetch is still on the stack: it returns */
 }
 
+/* sub_done for the last n bytes at p of r's complete object o: queued
+ * with the subscription's reference, which their send's completion drops.
+ * Everything r needs of o is read before: a send that cannot happen
+ * (HEAD, a closed connection) drops the reference at once. */
+static void sub_give(struct req *r, struct cache_obj *o, const char *p,
+                     size_t n)
+{
+    log_upstream(r, o);
+    if (r->sub_watch)
+        cache_obj_unwatch(o, &r->sub);
+    r->obj = NULL;
+    if (r->parts)
+        cond_free(r);
+    r->obj_off += n;
+    http_body(&r->m, p, n, cache_obj_release, o, 0);
+    req_wake(r);
+}
+
 /* Age (RFC 9111 §5.1) for a response from a stored object: how long it
  * has been in this cache plus its corrected initial age (§4.2.3), whole
  * seconds. The owner of a fill gets one only when the origin said the
@@ -195,10 +213,21 @@ void serve_pump(struct req *r)
         pump_slices(r, o);
         return;
     }
+    /* the last bytes of a complete object take the subscription's own
+     * reference with them (sub_give): one reference taken and dropped
+     * per delivery of a small object, not two (each one a write to a
+     * cache line every worker's hits share) */
+    bool last_gives = cache_obj_state(o) == OBJ_COMPLETE && !o->stream &&
+                      !r->collect;
+    size_t filled = cache_obj_filled(o); /* final when complete */
     while (r->obj_off < cache_obj_filled(o) &&
            outq_pending(&c->out) < OUT_HIGH && c->state < CS_CLOSED) {
         size_t n;
         const char *p = cache_obj_at(o, r->obj_off, &n);
+        if (last_gives && r->obj_off + n == filled) {
+            sub_give(r, o, p, n);
+            return;
+        }
         cache_obj_ref(o); /* released when the send covering it completes */
         /* a stream object frees each chunk once its sends are done */
         http_body(&r->m, p, n, cache_obj_release, o,

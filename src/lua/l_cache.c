@@ -1019,7 +1019,7 @@ static int l_cache_stats(lua_State *L)
     cache_stats_sum(c, &st);
     size_t bytes, objects, held;
     cache_usage(c, &bytes, &objects, &held);
-    lua_createtable(L, 0, 28);
+    lua_createtable(L, 0, 30);
 #define F(k, v) (lua_pushnumber(L, (lua_Number)(v)), lua_setfield(L, -2, k))
     F("hits", st.hits);
     F("hit_for_miss", st.hit_for_miss);
@@ -1037,6 +1037,8 @@ static int l_cache_stats(lua_State *L)
     F("stale", st.stale);
     F("refreshes", st.refreshes);
     F("revalidated", st.revalidated);
+    F("locks", st.locks);
+    F("lock_waits", st.lock_waits);
     F("grace", (lua_Number)c->grace_ms / 1000);
     F("keep", (lua_Number)c->keep_ms / 1000);
     F("stale_if_error", (lua_Number)c->sie_ms / 1000);

@@ -100,7 +100,9 @@ struct cache *cache_new(const char *name, size_t max_bytes,
                         size_t max_objects, int64_t ttl_ms, const char *policy,
                         char *err, size_t errlen)
 {
-    struct cache *c = calloc(1, sizeof *c);
+    struct cache *c = aligned_alloc(64, sizeof *c); /* mu's own line */
+    if (c != NULL)
+        memset(c, 0, sizeof *c);
     if (c == NULL) {
         snprintf(err, errlen, "out of memory");
         return NULL;
@@ -574,8 +576,8 @@ static struct cache_obj *cache_obj_new_l(struct cache *c, const char *key,
                                 size_t klen)
 {
     struct cache_obj *o = spare_take(c, klen);
-    if (o == NULL && (o = calloc(1, sizeof *o)) != NULL &&
-        (o->key = malloc(klen + 1)) == NULL) {
+    if (o == NULL && (o = aligned_alloc(64, sizeof *o)) != NULL &&
+        (memset(o, 0, sizeof *o), o->key = malloc(klen + 1)) == NULL) {
         free(o);
         return NULL;
     }

@@ -43,8 +43,6 @@ struct cache_obj {
     uint64_t hash;                   /* cache_hash(key) */
     struct policy_node pn; /* eviction policy state (key id, size) */
     bool in_policy;      /* complete and linked in the cache's policy */
-    int refs;            /* index + subscribers + queued send segments;
-                          * atomic (a send on any worker drops one) */
     bool indexed;        /* reachable by key (holds one ref) */
     bool head_ready;     /* published (cache_obj_head_known) */
     bool cacheable;      /* may stay indexed once complete */
@@ -152,6 +150,11 @@ struct cache_obj {
     int64_t last_mod;    /* Last-Modified, seconds since the epoch;
                           * INT64_MIN: none or invalid */
     int64_t date;        /* Date, likewise */
+    /* index + subscribers + queued send segments; atomic (a send on any
+     * worker drops one). On a cache line of its own: every hit on every
+     * worker writes it twice, and the fields above are what the other
+     * workers' hits read (objects are allocated 64-byte aligned). */
+    int refs __attribute__((aligned(64)));
 };
 
 /* What a delivery on any worker reads of an object being filled: the
@@ -186,6 +189,8 @@ struct cache_stats {
                             * instead of an error) */
     uint64_t refreshes;    /* refresh fills started (background or not) */
     uint64_t revalidated;  /* 304s from the origin that freshened an object */
+    uint64_t locks;        /* a shared cache: its lock taken (cache_lock) */
+    uint64_t lock_waits;   /* ... of which it was held by another worker */
 } __attribute__((aligned(64))); /* a worker's own lines (CACHE_ST) */
 
 /* The invalidations a cache remembers (struct cache inval_log): the last
@@ -227,8 +232,11 @@ struct cache {
      * (store/wake.h). Objects are read without it (cache_obj_at, the
      * published fields). Unshared caches take no lock. */
     bool shared;
-    pthread_mutex_t mu;
-    bool scratch;           /* objects nobody looks up (origin:fetch,
+    /* on a cache line of its own (each lock moves it between cores; the
+     * fields next to it are read by every lookup); struct cache is
+     * allocated 64-byte aligned */
+    pthread_mutex_t mu __attribute__((aligned(64)));
+    bool scratch __attribute__((aligned(64)));          /* objects nobody looks up (origin:fetch,
                              * passes): relayed, never evaluated (cond.h) */
     cache_decide_pt decide; /* NULL: keep ttl_ms (called by the fetch) */
     void *decide_ctx;       /* for decide: the Lua runtime (struct lrt) whose
@@ -315,8 +323,18 @@ void cache_usage(struct cache *c, size_t *bytes, size_t *objects,
  * two workers finding no object for one key make one fill. */
 static inline void cache_lock(struct cache *c)
 {
-    if (c->shared)
+    if (!c->shared)
+        return;
+    /* counted the way Varnish's LCK counters are: every take, and the
+     * takes that had to wait (the contention the store costs) */
+    bool count = store_self >= 0; /* a worker's thread: its own slot */
+    if (count)
+        CACHE_COUNT(c, locks);
+    if (__builtin_expect(pthread_mutex_trylock(&c->mu) != 0, 0)) {
+        if (count)
+            CACHE_COUNT(c, lock_waits);
         pthread_mutex_lock(&c->mu);
+    }
 }
 static inline void cache_unlock(struct cache *c)
 {

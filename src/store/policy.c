@@ -96,6 +96,9 @@ static struct policy_node *qp_evict_tail(struct policy *p)
 static void lru_hit(struct policy *p, struct policy_node *n)
 {
     struct qpolicy *qp = (struct qpolicy *)p;
+    if (qp->q.head == n) /* already the newest: no write (a hot object's
+                          * hits on every worker of a shared cache) */
+        return;
     q_unlink(&qp->q, n);
     q_push_head(&qp->q, n);
 }
@@ -107,7 +110,8 @@ static void fifo_hit(struct policy *p, struct policy_node *n)
 /* clock and sieve: one visited bit */
 static void bit_hit(struct policy *p, struct policy_node *n)
 {
-    n->freq = 1;
+    if (n->freq != 1) /* written once, not per hit */
+        n->freq = 1;
 }
 
 /* FIFO-reinsertion: a visited tail loses its bit and goes to the head. */
