@@ -297,6 +297,18 @@ int alog_check(struct lua_State *L, char *err, size_t errlen)
             fmt_free(&f);
         }
         lua_pop(L, 1);
+        /* the file as a worker will open it (created if missing, as
+         * nginx -t does), so --check fails where the start would */
+        lua_getfield(L, -1, "path");
+        const char *path = lua_tostring(L, -1);
+        if (e == 0 && path != NULL && strcmp(path, "stderr") != 0) {
+            int fd = open_log(path, err, errlen);
+            if (fd < 0)
+                e = -1;
+            else
+                close(fd);
+        }
+        lua_pop(L, 1);
     }
     lua_pop(L, 4);
     return e;
