@@ -74,6 +74,13 @@ describe("command line", function()
     path = script(GOOD:format(1) .. 'luring.access_log{ path = "stderr" }\n')
     rc, out, err = helper.run({ "--check", path }, 10)
     assert.are.equal(0, rc, "stdout:\n" .. out .. "\nstderr:\n" .. err)
+    -- a FIFO no one reads yet (a log shipper started later): --check
+    -- does not wait for a reader
+    local fifo = dir .. "/pipe.log"
+    assert.is_true(os.execute("mkfifo " .. helper.shquote(fifo)) == 0)
+    path = script(GOOD:format(1) .. ('luring.access_log{ path = %q }\n'):format(fifo))
+    rc, out, err = helper.run({ "--check", path }, 5)
+    assert.are.equal(0, rc, "stdout:\n" .. out .. "\nstderr:\n" .. err)
   end)
 
   it("a missing script file exits 1 with a message", function()
