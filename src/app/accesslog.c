@@ -297,6 +297,24 @@ int alog_check(struct lua_State *L, char *err, size_t errlen)
             fmt_free(&f);
         }
         lua_pop(L, 1);
+        /* the file as a worker will open it (created if missing, as
+         * nginx -t does), so --check fails where the start would; without
+         * waiting on a FIFO that has no reader yet (ENXIO: fine here) */
+        lua_getfield(L, -1, "path");
+        const char *path = lua_tostring(L, -1);
+        if (e == 0 && path != NULL && strcmp(path, "stderr") != 0) {
+            int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC |
+                                    O_NONBLOCK, 0644);
+            if (fd >= 0) {
+                close(fd);
+            } else if (errno != ENXIO) {
+                snprintf(err, errlen,
+                         "luring.access_log: cannot open %.900s: %s", path,
+                         strerror(errno));
+                e = -1;
+            }
+        }
+        lua_pop(L, 1);
     }
     lua_pop(L, 4);
     return e;

@@ -27,8 +27,9 @@ struct alog *alog_new(struct loop *loop, unsigned worker);
  * stays). L must stay open while it is configured. */
 int alog_configure(struct alog *a, struct lua_State *L, char *err,
                    size_t errlen);
-/** Check luring._access_log's format in L without applying it (main's
- * first load, --check): 0, or -1 with err. */
+/** Check luring._access_log in L without applying it (main's first load,
+ * --check): its format compiles and its path (unless "stderr") opens for
+ * appending, created when missing. 0, or -1 with err. */
 int alog_check(struct lua_State *L, char *err, size_t errlen);
 /** Is a line written per request? */
 bool alog_on(const struct alog *a);

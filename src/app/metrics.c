@@ -129,7 +129,10 @@ void metrics_request(struct wmetrics *m, const struct req *r)
     m->live.cls[cls >= 1 && cls <= 5 ? cls : 0]++;
     if (r->log.start_us > 0)
         observe(&m->live.req, clock_us() - r->log.start_us);
-    if (r->log.up_status > 0 && r->log.up_time_us >= 0)
+    /* every fetch this request made, failed ones too (refused, timed out:
+     * no status, but the time they cost), as the access log's
+     * upstream_time_us */
+    if (r->log.up_time_us >= 0)
         observe(&m->live.up, r->log.up_time_us);
 }
 

@@ -489,9 +489,11 @@ static int l_now(lua_State *L)
 
 static int l_log(lua_State *L)
 {
-    static const char *levels[] = {"err", "warn", "info", "debug", NULL};
+    /* the names the log writes and --log-level takes, and "err" */
+    static const char *levels[] = {"err",  "warn",  "info", "debug",
+                                   "error", "crit", NULL};
     static const enum log_level lv[] = {LOG_ERROR, LOG_WARN, LOG_INFO,
-                                        LOG_DEBUG};
+                                        LOG_DEBUG, LOG_ERROR, LOG_CRIT};
     int lvl = luaL_checkoption(L, 1, NULL, levels);
     if (!log_enabled(lv[lvl]))
         return 0;

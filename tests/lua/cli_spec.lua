@@ -55,6 +55,34 @@ describe("command line", function()
     assert.truthy(#err > 0, "no message")
   end)
 
+  it("--check exits 1 for an access log it cannot open, as a start would (nginx -t)", function()
+    -- a directory that does not exist, and a path under a regular file
+    -- (ENOTDIR even for root): both fail the start, so --check says so
+    local path = script(GOOD:format(1) .. 'luring.access_log{ path = "/nonexistent/dir/a.log" }\n')
+    local rc, out, err = helper.run({ "--check", path }, 10)
+    assert.are.equal(1, rc, "stdout:\n" .. out .. "\nstderr:\n" .. err)
+    assert.truthy(err:find("cannot open /nonexistent/dir/a.log", 1, true), err)
+    path = script(GOOD:format(1) .. ('luring.access_log{ path = %q }\n'):format(path .. "/a.log"))
+    rc, out, err = helper.run({ "--check", path }, 10)
+    assert.are.equal(1, rc, "stdout:\n" .. out .. "\nstderr:\n" .. err)
+    assert.truthy(err:find("Not a directory", 1, true), err)
+    -- a path it can open passes; stderr needs no file
+    local dir = path:match("^(.*)/[^/]*$")
+    path = script(GOOD:format(1) .. ('luring.access_log{ path = %q }\n'):format(dir .. "/ok.log"))
+    rc, out, err = helper.run({ "--check", path }, 10)
+    assert.are.equal(0, rc, "stdout:\n" .. out .. "\nstderr:\n" .. err)
+    path = script(GOOD:format(1) .. 'luring.access_log{ path = "stderr" }\n')
+    rc, out, err = helper.run({ "--check", path }, 10)
+    assert.are.equal(0, rc, "stdout:\n" .. out .. "\nstderr:\n" .. err)
+    -- a FIFO no one reads yet (a log shipper started later): --check
+    -- does not wait for a reader
+    local fifo = dir .. "/pipe.log"
+    assert.is_true(os.execute("mkfifo " .. helper.shquote(fifo)) == 0)
+    path = script(GOOD:format(1) .. ('luring.access_log{ path = %q }\n'):format(fifo))
+    rc, out, err = helper.run({ "--check", path }, 5)
+    assert.are.equal(0, rc, "stdout:\n" .. out .. "\nstderr:\n" .. err)
+  end)
+
   it("a missing script file exits 1 with a message", function()
     local rc, out, err = helper.run({ "/nonexistent/dir/missing_script.lua" }, 10)
     assert.are.equal(1, rc, "stdout:\n" .. out .. "\nstderr:\n" .. err)

@@ -87,6 +87,39 @@ describe("error log", function()
     end
   end)
 
+  it("luring.log takes the level names the log writes and --log-level takes", function()
+    -- "[error]" and "[crit]" in the log, --log-level error|crit: a script
+    -- may say luring.log("error") and luring.log("crit") (and "err")
+    local srv = helper.start([[
+local app = luring.app()
+app:listen("@LISTEN@")
+app:get("/", function(req)
+  for _, l in ipairs{ "debug", "info", "warn", "err", "error", "crit" } do
+    luring.log(l, "lv-" .. l)
+  end
+  local ok, e = pcall(luring.log, "loud", "x")
+  return ok and "accepted" or tostring(e)
+end)
+]], { args = { "--log-level", "debug" } })
+    local r = helper.get(srv:port(), "/")
+    assert.are.equal(200, r.status, srv:stderr())
+    assert.truthy(r.body:find("invalid option 'loud'", 1, true), r.body)
+    assert.truthy(srv:wait_stderr("lv-crit", 2), srv:stderr())
+    local want = { debug = "debug", info = "info", warn = "warn", err = "error",
+                   error = "error", crit = "crit" }
+    for name, level in pairs(want) do
+      local found = false
+      for _, l in ipairs(lines(srv:stderr())) do
+        local lv, _, msg = select(8, l:match(LINE))
+        if msg and msg:find("^lv%-" .. name .. " ") then
+          assert.are.equal(level, lv, l)
+          found = true
+        end
+      end
+      assert.is_true(found, name .. ":\n" .. srv:stderr())
+    end
+  end)
+
   it("--log-level with an unknown level: exit 1 with a message", function()
     local path, clean = helper.temp_script(SCRIPT:gsub("@LISTEN@", "127.0.0.1:1"))
     local rc, _, err = helper.run({ "--log-level", "loud", path }, 10)

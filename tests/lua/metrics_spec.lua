@@ -136,3 +136,84 @@ describe("metrics", function()
   end)
 
 end)
+
+describe("metrics under failures and concurrency", function()
+  after_each(function() helper.stop_all() end)
+
+  it("counts failed origin fetches (refused, first-byte timeout) in luring_origin_duration_seconds", function()
+    -- a port nothing listens on, and a listener that never answers
+    local closed = assert(socket.bind("127.0.0.1", 0))
+    local _, cport = closed:getsockname()
+    closed:close()
+    local mute = assert(socket.bind("127.0.0.1", 0))
+    local _, mport = mute:getsockname()
+    local srv = helper.start(([[
+local app = luring.app()
+app:listen("@LISTEN@")
+local refused = luring.origin{ name = "refused", url = "http://127.0.0.1:%d" }
+local mute = luring.origin{ name = "mute", url = "http://127.0.0.1:%d", first_byte_timeout = 0.2 }
+local cache = luring.cache{ name = "c", max_bytes = 1e6, ttl = 60 }
+app:get("/metrics", luring.metrics())
+app:get("/refused", function(req) return cache:fetch(req, "r", refused, "/") end)
+app:get("/mute", function(req) return cache:fetch(req, "m", mute, "/") end)
+]]):format(cport, mport))
+    local dir = helper.mktempdir()
+    assert.are.equal(502, helper.get(srv:port(), "/refused").status)
+    assert.are.equal(504, helper.get(srv:port(), "/mute").status)
+    local m = scrape(srv, dir)
+    mute:close()
+    os.execute("rm -rf " .. helper.shquote(dir))
+    assert.are.equal(1, m["luring_origin_errors_total|origin=refused"])
+    assert.are.equal(1, m["luring_origin_timeouts_total|origin=mute"])
+    -- both fetches took time and are latencies an operator must see
+    assert.are.equal(2, m["luring_origin_duration_seconds_count|"])
+    assert.truthy(m["luring_origin_duration_seconds_sum|"] >= 0.2)
+    assert.are.equal(1, m["luring_origin_duration_seconds_bucket|le=0.1"]) -- the refused one
+    assert.are.equal(2, m["luring_origin_duration_seconds_bucket|le=+Inf"])
+  end)
+
+  it("answers concurrent scrapes with --workers 4 under load: each parses, the totals add up", function()
+    local srv = helper.start([[
+local app = luring.app()
+app:listen("@LISTEN@")
+app:get("/metrics", luring.metrics())
+app:get("/", function(req) return "ok" end)
+]], { args = { "--workers", "4" } })
+    local dir = helper.mktempdir()
+    helper.writefile(dir .. "/load.py", ([[
+import threading, urllib.request
+from prometheus_client.parser import text_string_to_metric_families
+port = %d
+bad = []
+def scrape():
+    for _ in range(25):
+        t = urllib.request.urlopen("http://127.0.0.1:%%d/metrics" %% port).read().decode()
+        fams = {f.name for f in text_string_to_metric_families(t)}
+        if "luring_requests" not in fams: bad.append(t)
+def load():
+    for _ in range(100):
+        assert urllib.request.urlopen("http://127.0.0.1:%%d/" %% port).read() == b"ok"
+ts = [threading.Thread(target=scrape) for _ in range(8)] + [threading.Thread(target=load) for _ in range(8)]
+for t in ts: t.start()
+for t in ts: t.join()
+print("bad", len(bad))
+]]):format(srv:port()))
+    local p = assert(io.popen("/usr/bin/python3 " .. helper.shquote(dir .. "/load.py") .. " 2>&1"))
+    local out = p:read("*a")
+    p:close()
+    assert.truthy(out:find("bad 0", 1, true), out)
+    -- 800 requests to / and 200 scrapes, on 4 workers, all counted once
+    -- (another worker's figures are at most one 100 ms tick old)
+    -- (a scrape is counted once it is over: the k-th one here sees k - 1)
+    local m, k = nil, 0
+    helper.wait_until(function()
+      k = k + 1
+      m = scrape(srv, dir)
+      return m["luring_requests_total|code=2xx"] == 1000 + k - 1
+    end, 3, 0.2)
+    os.execute("rm -rf " .. helper.shquote(dir))
+    assert.are.equal(4, m["luring_workers|"])
+    assert.are.equal(1000 + k - 1, m["luring_requests_total|code=2xx"])
+    assert.are.equal(0, m["luring_requests_total|code=5xx"])
+  end)
+end)
