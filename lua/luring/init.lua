@@ -27,6 +27,8 @@ _M.timer = require "luring.timer"
 _M.worker = { id = core._worker_id, count = core._worker_count }
 -- luring.socket.tcp() (docs/API.md "Cosockets")
 _M.socket = require "luring.socket"
+-- luring.http.request{} (docs/API.md "HTTP client")
+_M.http = require "luring.http"
 
 
 local config_keys = {
