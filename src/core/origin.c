@@ -157,6 +157,22 @@ static struct upconn *pool_take(struct upstreams *us, struct origin *o)
     return NULL;
 }
 
+/* A socket error as a failure reason (upconn.why): lowercase, as the
+ * other reasons and cosockets' errors; strerror's for the rare ones. */
+static const char *errno_why(int e)
+{
+    switch (e) {
+    case ECONNREFUSED: return "connection refused";
+    case ECONNRESET: return "connection reset by peer";
+    case EPIPE: return "broken pipe";
+    case ETIMEDOUT: return "timeout";
+    case ENETUNREACH: return "network is unreachable";
+    case EHOSTUNREACH: return "no route to host";
+    case EADDRNOTAVAIL: return "cannot assign requested address";
+    default: return strerror(e);
+    }
+}
+
 /* The fetch is over: hand the outcome to the object, drop our ref. */
 static void finish(struct upconn *u, bool ok, int status)
 {
@@ -557,7 +573,7 @@ static void up_connect(struct upstreams *us, struct upconn *u)
     stream_open(&u->s, socket(o->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
     if (u->s.fd < 0) {
         log_err("origin %s: socket: %s", o->name, strerror(errno));
-        u->why = strerror(errno);
+        u->why = errno_why(errno);
         u->phase = UP_CLOSED;
         stream_close(&u->s, false);
         finish(u, false, 502);
@@ -921,7 +937,7 @@ void origin_on_cqe(struct upstreams *us, const struct loop_cqe *cq)
             if (up_reading(u))
                 stream_recv(us->loop, &u->s, OP_UP_RECV);
         } else {
-            u->why = strerror(-cq->res);
+            u->why = errno_why(-cq->res);
             up_fail(us, u, 502);
         }
     } else if (op == OP_UP_CONNECT) {
@@ -930,7 +946,7 @@ void origin_on_cqe(struct upstreams *us, const struct loop_cqe *cq)
                 log_warn("origin %s: connect: %s", u->o->name,
                          strerror(-cq->res));
                 u->why = cq->res == -ECANCELED ? "timeout"
-                                               : strerror(-cq->res);
+                                               : errno_why(-cq->res);
                 finish(u, false, cq->res == -ECANCELED ? 504 : 502);
                 up_close(us, u);
             } else {
@@ -946,7 +962,7 @@ void origin_on_cqe(struct upstreams *us, const struct loop_cqe *cq)
             if (imm && cq->res == -EAGAIN) {
                 up_send_go(us, u, false); /* socket full: nothing went */
             } else if (cq->res <= 0) {
-                u->why = cq->res < 0 ? strerror(-cq->res) : "send failed";
+                u->why = cq->res < 0 ? errno_why(-cq->res) : "send failed";
                 up_fail(us, u, 502);
             } else {
                 u->out_sent += (size_t)cq->res;

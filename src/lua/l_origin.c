@@ -177,10 +177,8 @@ static void reader_notify(struct store_waiter *sw)
     struct lreader *rd = (struct lreader *)((char *)sw - offsetof(struct lreader, sub));
     const char *why = rd->rt ? rd->rt->up->fail_why : NULL;
     if (rd->http && why && !rd->why[0] && rd->obj->state == OBJ_FAILED) {
-        /* told from inside the failure (origin.h): keep the reason, as
-         * the system says it but lowercased ("connection refused") */
+        /* told from inside the failure (origin.h): keep the reason */
         snprintf(rd->why, sizeof rd->why, "%s", why);
-        rd->why[0] = (char)tolower((unsigned char)rd->why[0]);
     }
     if (reader_ready(rd))
         req_defer(rd->r);

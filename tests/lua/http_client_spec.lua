@@ -56,6 +56,8 @@ local RAW = {
   garbage = "HTTP/1.1 2OO OK\r\nContent-Length: 2\r\n\r\nok",
   -- RFC 9110 §15.3.5: a 204 ends at its head, whatever it says
   nocontent = "HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n",
+  -- RFC 9110 §15.4.5: so does a 304
+  notmod = "HTTP/1.1 304 Not Modified\r\nETag: \"e\"\r\nContent-Length: 5\r\n\r\n",
   -- RFC 9110 §15.2: an interim response, then the final one
   interim = "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
             .. "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal",
@@ -68,6 +70,8 @@ local app = luring.app()
 app:listen("@LISTEN@")
 local ORIGIN, RAW, DOWN = "@ORIGIN@", "@RAW@", "@DOWN@"
 local http = luring.http
+-- a declared origin at nginx's address: luring.http uses its pool
+local declared = luring.origin{ name = "declared", url = ORIGIN }
 
 local ok, err = pcall(http.request, { url = ORIGIN .. "/echo/x" })
 MAIN_ERR = err
@@ -207,6 +211,16 @@ app:get("/timeout/:what", function(req)
   end
   return 200, nil, ("%s %s %d\n"):format(tostring(res and body), tostring(err),
     math.floor(luring.now() - t0))
+end)
+
+app:get("/declared", function(req)
+  local s0 = declared:stats()
+  for i = 1, 2 do
+    assert(http.request{ url = ORIGIN .. "/echo/d" .. i }):read_body()
+  end
+  local s1 = declared:stats()
+  return 200, nil, ("requests=%d reused=%d\n"):format(s1.requests - s0.requests,
+                                                      s1.reused - s0.reused)
 end)
 
 app:get("/refused", function(req) return show(http.request{ url = DOWN .. "/x" }) end)
@@ -353,6 +367,9 @@ describe("luring.http.request", function()
     assert.are.equal("status=200 cl=12 body=nil err=nil\n", get("/head").body)
     assert.matches("^status=204\n.*%-%-\n$", get("/nothing").body)
     assert.matches("^status=204\n.*%-%-\n$", get("/raw/nocontent").body)
+    local nm = get("/raw/notmod").body
+    assert.matches("^status=304\n", nm)
+    assert.matches("%-%-\n$", nm)
     local r = get("/raw/interim").body
     assert.matches("^status=200\n", r)
     assert.matches("%-%-\nfinal$", r)
@@ -435,7 +452,7 @@ describe("luring.http.request", function()
   end)
 
   it("rejects malformed responses with a reason (RFC 9112 §6.3, §7.1, §4)", function()
-    assert.matches("^err=.*[Cc]ontent%-[Ll]ength", get("/raw/twocl").body)
+    assert.are.equal("err=Content-Length repeated\n", get("/raw/twocl").body)
     local bad = get("/raw/badchunk").body
     assert.matches("^status=200\n", bad) -- the head was valid
     assert.matches("\nerr=invalid chunked body$", bad)
@@ -456,6 +473,12 @@ describe("luring.http.request", function()
     local before = raw:connections()
     assert.are.equal("hello world|hello world\n", get("/rawkeep/chunked").body)
     assert.are.equal(before + 1, raw:connections())
+  end)
+
+  it("uses the pool of a declared origin with the URL's address", function()
+    local r = get("/declared").body
+    assert.are.equal("2", r:match("requests=(%d+)"))
+    assert(tonumber(r:match("reused=(%d+)")) >= 1, r) -- the second at least
   end)
 
   it("looks up a host name without blocking: localhost (RFC 9110 §4.2.1)", function()
