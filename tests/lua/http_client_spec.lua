@@ -223,6 +223,25 @@ app:get("/declared", function(req)
                                                       s1.reused - s0.reused)
 end)
 
+app:get("/derrors", function(req) return 200, nil, declared:stats().errors .. "\n" end)
+
+-- the client leaves while this waits for the head
+app:get("/leave", function(req)
+  http.request{ url = ORIGIN .. "/slow/leave" }
+  return 200, nil, "not reached\n"
+end)
+
+-- many addresses, none listening: pools made and let go past 256
+app:get("/many", function(req)
+  local port, n, refused = tonumber(req.query), 0, 0
+  for a = 1, 300 do
+    local res, err = http.request{ url = ("http://127.0.%d.%d:%d/x"):format(math.floor(a / 250), a % 250 + 2, port) }
+    n = n + 1
+    if err == "connection refused" then refused = refused + 1 end
+  end
+  return 200, nil, n .. " " .. refused .. "\n"
+end)
+
 app:get("/refused", function(req) return show(http.request{ url = DOWN .. "/x" }) end)
 
 app:get("/ping", function(req) return 200, nil, "pong\n" end)
@@ -445,6 +464,33 @@ describe("luring.http.request", function()
     assert.are.equal("nil", body)
     assert.are.equal("timeout", err)
     assert(tonumber(ms) >= 250 and tonumber(ms) < 1500, "after " .. ms .. " ms")
+  end)
+
+  it("closes the origin connection when its client leaves during the wait", function()
+    local errors = tonumber(get("/derrors").body)
+    local c = helper.connect(srv:port(), 5)
+    c:write(helper.request("GET", "/leave"))
+    socket.sleep(0.3)
+    c:abort() -- a reset: gone (a FIN alone is a half-close, RFC 9112 §9.6)
+    -- the request failed at once (the head comes after 3 s), its
+    -- connection closed: counted in the errors of the origin whose pool
+    -- it used
+    assert(helper.wait_until(function()
+      return tonumber(get("/derrors").body) > errors
+    end, 2), "the abandoned request went on")
+    assert.are.equal("pong\n", get("/ping").body)
+  end)
+
+  it("serves 64 concurrent handlers that each make a request", function()
+    local results = helper.burst(srv:port(), 64, "/get/burst", 30)
+    for i, r in ipairs(results) do
+      assert.is_nil(r.err, "client " .. i .. ": " .. tostring(r.err))
+      assert.matches("uri=/echo/burst%?q=1", r.body)
+    end
+  end)
+
+  it("makes room for new addresses past 256 per worker", function()
+    assert.are.equal("300 300\n", get("/many?" .. helper.free_port()).body)
   end)
 
   it("fails with connection refused", function()
