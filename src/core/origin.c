@@ -1139,6 +1139,10 @@ void origin_cleanup(struct upstreams *us)
         if (u->s.fd >= 0)
             close(u->s.fd);
         if (u->obj) {
+            /* a reader still open (an origin:request or luring.http
+             * response held by a request at a hard stop) leaves later,
+             * in lorigin_cleanup: it must not wake u, freed here */
+            u->obj->fill_wake = NULL;
             /* a fill of a shared cache may have waiters on workers that
              * go on: they get an error rather than wait for ever (their
              * fill is never found again: failed objects leave the index) */
