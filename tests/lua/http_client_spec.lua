@@ -223,6 +223,14 @@ app:get("/declared", function(req)
                                                       s1.reused - s0.reused)
 end)
 
+-- holds a response open (read in part) while it sleeps
+app:get("/hold", function(req)
+  local res = assert(http.request{ url = ORIGIN .. "/files/big.bin" })
+  assert(res:read())
+  luring.sleep(10000)
+  return 200, nil, "not reached\n"
+end)
+
 app:get("/derrors", function(req) return 200, nil, declared:stats().errors .. "\n" end)
 
 -- the client leaves while this waits for the head
@@ -574,8 +582,16 @@ describe("luring.http.request", function()
     assert.matches("^false .*only inside a request handler", get("/coroutine").body)
   end)
 
-  it("has not crashed", function()
+  it("has not crashed, and stops at once with a response open", function()
     assert.is_true(srv:alive())
     assert.is_nil(helper.crash_report(srv:stderr()))
+    local c = helper.connect(srv:port(), 5)
+    c:write(helper.request("GET", "/hold"))
+    socket.sleep(0.5)
+    local rc, killed = srv:stop("INT")
+    c:close()
+    assert.is_nil(helper.crash_report(srv:stderr()))
+    assert.are.equal(0, rc)
+    assert.is_falsy(killed)
   end)
 end)
