@@ -11,7 +11,7 @@
  * request to any http:// URL: the host is looked up off the worker
  * (lsock_resolve), then the request goes out on the pool of the declared
  * origin with that address, or else on an origin made for the address
- * (struct hpool, at most HTTP_POOLS_MAX per worker); each wait is bounded
+ * (struct hpool, at most LHTTP_POOLS_MAX per worker); each wait is bounded
  * by the call's timeout, and failures say why (origin.h fail_why). */
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -36,7 +36,6 @@
 
 enum { W_NONE, W_HEAD, W_BODY, W_RESOLVE }; /* what the request waits for */
 
-#define HTTP_POOLS_MAX 256      /* origins luring.http makes, per worker */
 #define HTTP_POLL_MS 100        /* how often a waiting call's deadline is
                                  * looked at (the worker's tick) */
 #define HTTP_KEEPALIVE_MS 60000 /* an idle pooled connection's life */
@@ -678,6 +677,18 @@ static void http_free(struct lrt *w)
     w->http = NULL;
 }
 
+unsigned lorigin_http_origins(const struct lrt *w, const struct origin **out,
+                              unsigned max)
+{
+    unsigned n = 0;
+    for (const struct hpool *p = w->http ? w->http->pools : NULL; p; p = p->next) {
+        if (n < max)
+            out[n] = &p->o;
+        n++;
+    }
+    return n;
+}
+
 static bool same_addr(const struct sockaddr_storage *a,
                       const struct sockaddr_storage *b)
 {
@@ -712,7 +723,7 @@ static bool origin_in_use(const struct origin *o)
 /* The origin whose pool serves rd->sa: a declared http:// origin with
  * that address (its pool, and its own timeouts besides the call's), else
  * the one luring.http made for it, made now if need be (the least
- * recently used unused one goes past HTTP_POOLS_MAX). NULL with *err. */
+ * recently used unused one goes past LHTTP_POOLS_MAX). NULL with *err. */
 static struct origin *http_origin(struct lrt *w, struct lhttp *h,
                                   struct lreader *rd, const char **err)
 {
@@ -733,7 +744,7 @@ static struct origin *http_origin(struct lrt *w, struct lhttp *h,
         if (!origin_in_use(&p->o))
             victim = pp; /* the last unused one */
     }
-    if (h->npools >= HTTP_POOLS_MAX) {
+    if (h->npools >= LHTTP_POOLS_MAX) {
         if (victim == NULL) {
             *err = "too many hosts (each has its connection pool)";
             return NULL;

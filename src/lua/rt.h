@@ -207,6 +207,12 @@ bool lrt_body_wake(struct req *r);
 /** Close every reader (the worker ends; before the scratch cache goes),
  * free luring.http's pools (after origin_cleanup) and lookups. */
 void lorigin_cleanup(struct lrt *rt);
+#define LHTTP_POOLS_MAX 256 /* origins luring.http makes, per worker */
+/** The origins luring.http.request made for addresses no declared origin
+ * has (their counters, for metrics): the first max into out; how many
+ * there are. */
+unsigned lorigin_http_origins(const struct lrt *rt, const struct origin **out,
+                              unsigned max);
 /** A name luring.http.request looked up (lsock_resolve) was answered. */
 void lorigin_resolved(struct lrt *rt, const struct resolve_answer *a);
 

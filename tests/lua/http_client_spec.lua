@@ -253,6 +253,7 @@ end)
 app:get("/refused", function(req) return show(http.request{ url = DOWN .. "/x" }) end)
 
 app:get("/ping", function(req) return 200, nil, "pong\n" end)
+app:get("/metrics", luring.metrics())
 
 -- a request made by a timer's function
 app:get("/timer", function(req)
@@ -523,10 +524,18 @@ describe("luring.http.request", function()
     assert.are.equal(before + 3, raw:connections())
   end)
 
-  it("reuses the connection to the raw origin otherwise (RFC 9112 §9.3)", function()
+  it("reuses the connection to the raw origin otherwise (RFC 9112 §9.3), counted in /metrics", function()
+    local function reused()
+      local m = get("/metrics").body
+      local name = 'luring_origin_connections_reused_total{origin="' .. raw:url() .. '"}'
+      local i = m:find(name, 1, true)
+      return i and tonumber(m:match("^ (%d+)", i + #name)) or 0
+    end
+    local r0 = reused()
     local before = raw:connections()
     assert.are.equal("hello world|hello world\n", get("/rawkeep/chunked").body)
     assert.are.equal(before + 1, raw:connections())
+    assert.are.equal(r0 + 1, reused())
   end)
 
   it("uses the pool of a declared origin with the URL's address", function()
