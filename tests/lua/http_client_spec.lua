@@ -441,6 +441,18 @@ describe("luring.http.request", function()
     assert.are_not.equal(cl[2], cl[3])
   end)
 
+  it("keeps its pools across a reload (SIGHUP)", function()
+    local ids = {}
+    for id in get("/cids").body:gmatch("%d+") do ids[#ids + 1] = id end
+    local n = select(2, srv:stderr():gsub("reloaded", ""))
+    os.execute("kill -HUP " .. srv:pid())
+    assert(helper.wait_until(function()
+      return select(2, srv:stderr():gsub("reloaded", "")) > n
+    end, 5), srv:stderr())
+    local after = get("/cids").body:match("^(%d+)")
+    assert.are.equal(ids[3], after) -- the pooled connection, taken again
+  end)
+
   it("closes the connection of an abandoned body (RFC 9112 §9.6)", function()
     local before = #ngx:log_entries()
     local r = get("/abandon").body
