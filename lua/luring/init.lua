@@ -27,6 +27,16 @@ _M.timer = require "luring.timer"
 _M.worker = { id = core._worker_id, count = core._worker_count }
 -- luring.socket.tcp() (docs/API.md "Cosockets")
 _M.socket = require "luring.socket"
+-- luring.http.request{} (docs/API.md "HTTP client"): lua/luring/http.lua,
+-- loaded on first use (a script that never makes a request loads nothing)
+_M.http = setmetatable({}, { __index = function(t, k)
+    local m = require "luring.http"
+    setmetatable(t, nil)
+    for name, v in pairs(m) do
+        t[name] = v
+    end
+    return m[k]
+end })
 
 
 local config_keys = {

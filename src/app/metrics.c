@@ -177,16 +177,23 @@ void metrics_publish(struct wmetrics *m, const struct lrt *rt, unsigned open)
         cache_usage((struct cache *)c, &mc->bytes, &mc->objects, &mc->held);
         mc->max_bytes = c->max_bytes;
     }
-    if (rt->norigins > m->ocap) {
-        struct morigin *o = realloc(m->origins, rt->norigins * sizeof *o);
+    /* the declared origins, then the pools luring.http made */
+    const struct origin *made[LHTTP_POOLS_MAX];
+    unsigned nmade = lorigin_http_origins(rt, made, LHTTP_POOLS_MAX);
+    if (nmade > LHTTP_POOLS_MAX)
+        nmade = LHTTP_POOLS_MAX;
+    unsigned want = rt->norigins + nmade;
+    if (want > m->ocap) {
+        struct morigin *o = realloc(m->origins, want * sizeof *o);
         if (o) {
             m->origins = o;
-            m->ocap = rt->norigins;
+            m->ocap = want;
         }
     }
     m->norigins = 0;
-    for (unsigned i = 0; i < rt->norigins && i < m->ocap; i++) {
-        const struct origin *o = rt->origins[i];
+    for (unsigned i = 0; i < want && m->norigins < m->ocap; i++) {
+        const struct origin *o = i < rt->norigins ? rt->origins[i]
+                                                  : made[i - rt->norigins];
         struct morigin *mo = &m->origins[m->norigins++];
         snprintf(mo->name, sizeof mo->name, "%s", o->name);
         mo->st = o->st;

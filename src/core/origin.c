@@ -52,6 +52,7 @@ static struct upconn *up_alloc(struct upstreams *us)
     stream_open(&u->s, -1);
     u->reused = u->got_bytes = u->paused = u->recv_cancel = false;
     u->flags = 0;
+    u->why = NULL;
     u->obj = NULL;
     u->out.len = 0;
     u->out_sent = 0;
@@ -156,6 +157,22 @@ static struct upconn *pool_take(struct upstreams *us, struct origin *o)
     return NULL;
 }
 
+/* A socket error as a failure reason (upconn.why): lowercase, as the
+ * other reasons and cosockets' errors; strerror's for the rare ones. */
+static const char *errno_why(int e)
+{
+    switch (e) {
+    case ECONNREFUSED: return "connection refused";
+    case ECONNRESET: return "connection reset by peer";
+    case EPIPE: return "broken pipe";
+    case ETIMEDOUT: return "timeout";
+    case ENETUNREACH: return "network is unreachable";
+    case EHOSTUNREACH: return "no route to host";
+    case EADDRNOTAVAIL: return "cannot assign requested address";
+    default: return strerror(e);
+    }
+}
+
 /* The fetch is over: hand the outcome to the object, drop our ref. */
 static void finish(struct upconn *u, bool ok, int status)
 {
@@ -175,7 +192,12 @@ static void finish(struct upconn *u, bool ok, int status)
         u->o->st.errors++;
     if (u->o->us->timed)
         obj->up_end_us = clock_us();
+    /* the reason, for the waiters told now (origin.h) */
+    u->o->us->fail_why = ok ? NULL : u->why ? u->why
+                         : status == 504 ? "timeout" : "bad gateway";
     cache_obj_done(obj, ok, status);
+    u->o->us->fail_why = NULL;
+    u->why = NULL;
     cache_obj_unref(obj);
 }
 
@@ -551,6 +573,7 @@ static void up_connect(struct upstreams *us, struct upconn *u)
     stream_open(&u->s, socket(o->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
     if (u->s.fd < 0) {
         log_err("origin %s: socket: %s", o->name, strerror(errno));
+        u->why = errno_why(errno);
         u->phase = UP_CLOSED;
         stream_close(&u->s, false);
         finish(u, false, 502);
@@ -644,7 +667,9 @@ void origin_request_stream(struct origin *o, struct cache_obj *obj,
     } else {
         u = up_alloc(us);
         if (u == NULL) {
+            us->fail_why = "out of memory";
             cache_obj_done(obj, false, 502);
+            us->fail_why = NULL;
             return;
         }
         u->o = o;
@@ -754,7 +779,7 @@ static void up_done(struct upstreams *us, struct upconn *u)
     struct origin *o = u->o;
     /* a request still going out (a body the origin answered before it
      * read it all) leaves the connection out of step: not reused */
-    bool keep = h1_resp_keep_alive(&u->resp) &&
+    bool keep = h1_resp_keep_alive(&u->resp) && !(u->flags & ORQ_CLOSE) &&
                 o->nidle < o->keepalive_max && !u->sending &&
                 u->out_sent == u->out.len &&
                 (!u->streaming || u->body_done);
@@ -822,6 +847,7 @@ static void up_data(struct upstreams *us, struct upconn *u, const char *p,
     } else if (res == H1_ERROR) {
         log_warn("origin %s: invalid response: %s", u->o->name,
                  h1_resp_error(&u->resp));
+        u->why = h1_resp_error(&u->resp);
         up_fail(us, u, 502);
     }
 }
@@ -838,6 +864,8 @@ static void up_eof(struct upstreams *us, struct upconn *u)
         log_warn("origin %s: connection closed mid-response (truncated)",
                  u->o->name);
     }
+    u->why = u->got_bytes ? h1_resp_error(&u->resp)
+                          : "connection closed before any response byte";
     up_fail(us, u, 502);
 }
 
@@ -909,6 +937,7 @@ void origin_on_cqe(struct upstreams *us, const struct loop_cqe *cq)
             if (up_reading(u))
                 stream_recv(us->loop, &u->s, OP_UP_RECV);
         } else {
+            u->why = errno_why(-cq->res);
             up_fail(us, u, 502);
         }
     } else if (op == OP_UP_CONNECT) {
@@ -916,6 +945,8 @@ void origin_on_cqe(struct upstreams *us, const struct loop_cqe *cq)
             if (cq->res < 0) {
                 log_warn("origin %s: connect: %s", u->o->name,
                          strerror(-cq->res));
+                u->why = cq->res == -ECANCELED ? "timeout"
+                                               : errno_why(-cq->res);
                 finish(u, false, cq->res == -ECANCELED ? 504 : 502);
                 up_close(us, u);
             } else {
@@ -931,6 +962,7 @@ void origin_on_cqe(struct upstreams *us, const struct loop_cqe *cq)
             if (imm && cq->res == -EAGAIN) {
                 up_send_go(us, u, false); /* socket full: nothing went */
             } else if (cq->res <= 0) {
+                u->why = cq->res < 0 ? errno_why(-cq->res) : "send failed";
                 up_fail(us, u, 502);
             } else {
                 u->out_sent += (size_t)cq->res;
@@ -1107,6 +1139,10 @@ void origin_cleanup(struct upstreams *us)
         if (u->s.fd >= 0)
             close(u->s.fd);
         if (u->obj) {
+            /* a reader still open (an origin:request or luring.http
+             * response held by a request at a hard stop) leaves later,
+             * in lorigin_cleanup: it must not wake u, freed here */
+            u->obj->fill_wake = NULL;
             /* a fill of a shared cache may have waiters on workers that
              * go on: they get an error rather than wait for ever (their
              * fill is never found again: failed objects leave the index) */

@@ -32,6 +32,12 @@ struct upstreams {
     struct upconn *imm_head, *imm_tail;
     bool timed;             /* stamp fills' times on their objects (the
                              * access log is on: cache_obj up_*_us) */
+    /* while a failed request's object is told (cache_obj_done, whose
+     * waiters of a worker's own cache run at once): why it failed, a
+     * short lowercase phrase ("connection refused", "connect timed out",
+     * "invalid response: ..."); NULL otherwise. Waiters that want the
+     * reason (luring.http.request) copy it then. */
+    const char *fail_why;
 };
 
 enum origin_kind { ORIGIN_HTTP, ORIGIN_FILE };
@@ -69,6 +75,8 @@ struct upconn {
     bool reused;            /* came from the pool: may retry once */
     bool got_bytes;         /* response bytes arrived */
     enum up_phase phase;
+    const char *why;        /* why it fails (a static phrase), set before
+                             * finish: us->fail_why then */
     struct timer timer;     /* the timeout of the current phase */
     struct origin *o;
     struct cache_obj *obj;  /* destination of the fetch (one ref) */
@@ -123,6 +131,9 @@ enum {
     ORQ_PASS = 1 << 2,       /* a pass-through: obj is a stream object
                                 (cache_obj_stream) and the response is
                                 never shared nor stored */
+    ORQ_CLOSE = 1 << 3,      /* the connection is not pooled after the
+                                response (the request said Connection:
+                                close) */
 };
 
 /** Writes the request's bytes (head and body, framed) to out; -1 fails

@@ -244,8 +244,11 @@ static void arm_resolved(struct lrt *rt)
 
 static void on_answer(void *ctx, const struct resolve_answer *a)
 {
+    if (a->tag & 1) { /* luring.http.request's (lsock_resolve) */
+        lorigin_resolved(ctx, a);
+        return;
+    }
     struct lsock *s = (struct lsock *)(uintptr_t)a->tag;
-    (void)ctx;
     if (a->err == 0) {
         memcpy(&s->sa, &a->sa, a->salen);
         s->salen = a->salen;
@@ -265,18 +268,40 @@ void lsock_on_resolved(struct lrt *rt, const struct loop_cqe *cq)
     resolver_take(rt->resolver, on_answer, rt);
 }
 
-/* Start resolving s->host for r (parked on it). 0, or -1 with err. */
-static int resolve(struct lsock *s, struct req *r, const char **err)
+/* The worker's resolver, made (and its eventfd read armed) on first
+ * use; NULL with err. */
+static struct resolver *resolver_of(struct lrt *rt, const char **err)
 {
-    struct lrt *rt = s->rt;
     if (rt->resolver == NULL) {
         rt->resolver = resolver_new(RESOLVE_THREADS, RESOLVE_QUEUE);
         if (rt->resolver == NULL) {
             *err = "no resolver (out of memory or threads)";
-            return -1;
+            return NULL;
         }
         arm_resolved(rt);
     }
+    return rt->resolver;
+}
+
+int lsock_resolve(struct lrt *rt, const char *host, uint16_t port,
+                  uint64_t tag, const char **err)
+{
+    struct resolver *rs = resolver_of(rt, err);
+    if (rs == NULL)
+        return -1;
+    if (resolver_ask(rs, host, port, tag) < 0) {
+        *err = "too many name lookups waiting";
+        return -1;
+    }
+    return 0;
+}
+
+/* Start resolving s->host for r (parked on it). 0, or -1 with err. */
+static int resolve(struct lsock *s, struct req *r, const char **err)
+{
+    struct lrt *rt = s->rt;
+    if (resolver_of(rt, err) == NULL)
+        return -1;
     uint16_t port = s->sa.ss_family == AF_INET6
                     ? ntohs(((struct sockaddr_in6 *)&s->sa)->sin6_port)
                     : ntohs(((struct sockaddr_in *)&s->sa)->sin_port);

@@ -15,10 +15,12 @@ struct h1_server;
 struct loop;
 struct loop_cqe;
 struct lreader;
+struct lhttp;
 struct ltimers;
 struct lsock;
 struct lpool;
 struct resolver;
+struct resolve_answer;
 struct lua_State; /* lua.h stays out of the layers that include this */
 struct origin;
 struct req;
@@ -72,6 +74,8 @@ struct lrt {
     unsigned norigins;
     struct cache *scratch;  /* uncached objects for origin:fetch */
     struct lreader *readers; /* open origin:request readers (l_origin.c) */
+    struct lhttp *http;     /* luring.http's pools and lookups (l_origin.c),
+                             * made on first use */
     struct req *delivering; /* the request whose deliver hook runs, or NULL */
     struct inval_watch *inval_watches; /* unsafe requests' responses awaited
                                         * for invalidation (l_inval.c) */
@@ -200,8 +204,17 @@ void lorigin_wake(struct req *r);
  * failed while the handler was still on the stack): resume it. false when
  * r is not parked there (nothing done). */
 bool lrt_body_wake(struct req *r);
-/** Close every reader (the worker ends; before the scratch cache goes). */
+/** Close every reader (the worker ends; before the scratch cache goes),
+ * free luring.http's pools (after origin_cleanup) and lookups. */
 void lorigin_cleanup(struct lrt *rt);
+#define LHTTP_POOLS_MAX 256 /* origins luring.http makes, per worker */
+/** The origins luring.http.request made for addresses no declared origin
+ * has (their counters, for metrics): the first max into out; how many
+ * there are. */
+unsigned lorigin_http_origins(const struct lrt *rt, const struct origin **out,
+                              unsigned max);
+/** A name luring.http.request looked up (lsock_resolve) was answered. */
+void lorigin_resolved(struct lrt *rt, const struct resolve_answer *a);
 
 /* l_socket.c: cosockets (docs/API.md "Cosockets") */
 /** Add the socket metatable, and _socket_tcp to the luring.core table at
@@ -214,6 +227,11 @@ void lsock_on_resolved(struct lrt *rt, const struct loop_cqe *cq);
 /** Stop the resolver and free the records left (the worker ends, after
  * its states closed). */
 void lsock_cleanup(struct lrt *rt);
+/** Look host up on rt's resolver (made on first use) for luring.http:
+ * tag's lowest bit set (a cosocket's tag is its aligned record); the
+ * answer goes to lorigin_resolved. 0, or -1 with *err. */
+int lsock_resolve(struct lrt *rt, const char *host, uint16_t port,
+                  uint64_t tag, const char **err);
 
 /* l_shdict.c */
 /** Add luring.shared_dict{} and the luring.shared table to the
