@@ -43,7 +43,7 @@
                                    * "*a" or n is "too large" */
 
 enum sop { S_NONE, S_RESOLVE, S_CONNECT, S_SEND, S_RECV };
-enum spat { P_LINE, P_ALL, P_N, P_UNTIL };
+enum spat { P_LINE, P_ALL, P_N, P_UNTIL, P_ANY };
 
 /* A cosocket. */
 struct lsock {
@@ -54,6 +54,13 @@ struct lsock {
     bool orphan;             /* the userdata was collected while op was in
                               * flight: its completion frees the record */
     bool eof;                /* the peer ended its side */
+    bool server;             /* accepted by an app:tcp listener (its
+                              * connection is the run's, lsock_server_end) */
+    bool run_owned;          /* server: its run has not ended; the record
+                              * stays (for lsock_server_end) even if the
+                              * userdata is collected first */
+    bool close_after;        /* the run ended while op was in flight:
+                              * closed at its completion */
     int32_t res;             /* the completion's result, for the resume
                               * (S_RESOLVE: getaddrinfo's code) */
     char host[256];          /* the name being resolved */
@@ -127,8 +134,13 @@ static void sock_done(struct lsock *s, int32_t res)
 {
     s->res = res;
     s->op = S_NONE;
+    if (s->close_after) {
+        s->close_after = false;
+        sock_shut(s);
+    }
     if (s->orphan) {
-        sock_free(s);
+        if (!s->run_owned)
+            sock_free(s);
         return;
     }
     struct req *r = s->r;
@@ -397,6 +409,8 @@ static int l_setkeepalive(lua_State *L)
         return push_err(L, "socket busy");
     if (s->fd < 0)
         return push_err(L, "closed");
+    if (s->server)
+        return push_err(L, "an accepted connection can't be pooled");
     if (s->in_len > s->in_off) {
         sock_shut(s);
         return push_err(L, "unread data in buffer");
@@ -629,6 +643,14 @@ static int recv_try(lua_State *L, struct lsock *s)
             return 1;
         }
         break;
+    case P_ANY:
+        if (n > 0) {
+            size_t k = n < s->want ? n : s->want;
+            lua_pushlstring(L, p, k);
+            s->in_off += k;
+            return 1;
+        }
+        break;
     case P_ALL:
         if (s->eof) { /* the connection is over: closed */
             lua_pushlstring(L, p ? p : "", n);
@@ -734,6 +756,27 @@ static int l_receive(lua_State *L)
         return push_err(L, "closed");
     s->pat = pat;
     s->want = want;
+    int n = recv_step(L, s, r);
+    return n ? n : lua_yield(L, 0);
+}
+
+/* sock:receiveany(max) -> data | nil, err, partial: what is buffered,
+ * or else what the next receive brings, at most max bytes (OpenResty's
+ * tcpsock:receiveany). */
+static int l_receiveany(lua_State *L)
+{
+    struct lsock *s = check_sock(L);
+    lua_Number v = luaL_checknumber(L, 2);
+    if (!(v >= 1 && v <= (lua_Number)LSOCK_RECV_MAX))
+        return luaL_argerror(L, 2, "a size from 1 to the receive limit "
+                                   "expected");
+    struct req *r = running_req(L, "sock:receiveany");
+    if (s->op != S_NONE)
+        return push_err(L, "socket busy");
+    if (s->fd < 0)
+        return push_err(L, "closed");
+    s->pat = P_ANY;
+    s->want = (size_t)v;
     int n = recv_step(L, s, r);
     return n ? n : lua_yield(L, 0);
 }
@@ -901,6 +944,34 @@ static int l_reused(lua_State *L)
     return 1;
 }
 
+/* sock:getpeername() -> ip, port | nil, err: the peer's address */
+static int l_getpeername(lua_State *L)
+{
+    struct lsock *s = check_sock(L);
+    if (s->fd < 0)
+        return push_err(L, "closed");
+    struct sockaddr_storage sa;
+    socklen_t len = sizeof sa;
+    char ip[INET6_ADDRSTRLEN];
+    if (getpeername(s->fd, (struct sockaddr *)&sa, &len) < 0) {
+        char b[96];
+        return push_err(L, err_text(-errno, b, sizeof b));
+    }
+    int port;
+    if (sa.ss_family == AF_INET6) {
+        struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&sa;
+        inet_ntop(AF_INET6, &a6->sin6_addr, ip, sizeof ip);
+        port = ntohs(a6->sin6_port);
+    } else {
+        struct sockaddr_in *a4 = (struct sockaddr_in *)&sa;
+        inet_ntop(AF_INET, &a4->sin_addr, ip, sizeof ip);
+        port = ntohs(a4->sin_port);
+    }
+    lua_pushstring(L, ip);
+    lua_pushinteger(L, port);
+    return 2;
+}
+
 static int l_gc(lua_State *L)
 {
     struct lsock **ps = luaL_checkudata(L, 1, SOCK_MT);
@@ -908,11 +979,11 @@ static int l_gc(lua_State *L)
     *ps = NULL;
     if (s == NULL)
         return 0;
-    if (s->op == S_NONE) {
+    if (s->op == S_NONE && !s->run_owned) {
         sock_free(s);
-    } else { /* its completion frees it */
+    } else { /* its completion, or its run's end, frees it */
         s->orphan = true;
-        if (s->rt)
+        if (s->rt && s->op != S_NONE)
             loop_cancel(s->rt->loop, UD_SOCK(s), UD_MAKE(OP_CANCEL, 0, 0));
     }
     return 0;
@@ -926,20 +997,17 @@ static int l_tostring(lua_State *L)
     return 1;
 }
 
-/* core._socket_tcp() -> a cosocket (not connected) */
-static int l_tcp(lua_State *L)
+/* A new socket record of rt, its userdata pushed on L (NULL: out of
+ * memory, nothing pushed beyond the userdata). */
+static struct lsock *sock_new(lua_State *L, struct lrt *rt)
 {
-    struct lrt *rt = lrt_current();
-    if (rt == NULL)
-        return luaL_error(L, "luring.socket.tcp: not while checking the "
-                             "script");
     struct lsock **ps = lua_newuserdata(L, sizeof *ps);
     *ps = NULL;
     luaL_getmetatable(L, SOCK_MT);
     lua_setmetatable(L, -2);
     struct lsock *s = calloc(1, sizeof *s);
     if (s == NULL)
-        return luaL_error(L, "luring.socket.tcp: out of memory");
+        return NULL;
     s->fd = -1;
     s->tmo[0] = s->tmo[1] = s->tmo[2] = TIMEOUT_DEFAULT;
     s->rt = rt;
@@ -948,7 +1016,55 @@ static int l_tcp(lua_State *L)
         rt->socks->prev = s;
     rt->socks = s;
     *ps = s;
+    return s;
+}
+
+/* core._socket_tcp() -> a cosocket (not connected) */
+static int l_tcp(lua_State *L)
+{
+    struct lrt *rt = lrt_current();
+    if (rt == NULL)
+        return luaL_error(L, "luring.socket.tcp: not while checking the "
+                             "script");
+    if (sock_new(L, rt) == NULL)
+        return luaL_error(L, "luring.socket.tcp: out of memory");
     return 1;
+}
+
+/* ==== accepted connections (app:tcp) ==== */
+
+struct lsock *lsock_push_server(struct lua_State *L, struct lrt *rt, int fd)
+{
+    struct lsock *s = sock_new(L, rt);
+    if (s == NULL) {
+        lua_pop(L, 1);
+        return NULL;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    s->fd = fd;
+    s->server = s->run_owned = true;
+    snprintf(s->key, sizeof s->key, "accepted");
+    return s;
+}
+
+void lsock_server_end(struct lsock *s)
+{
+    s->run_owned = false;
+    if (s->orphan && s->op == S_NONE) { /* its userdata is gone */
+        sock_free(s);
+        return;
+    }
+    if (s->fd < 0)
+        return;
+    if (s->op == S_NONE) {
+        sock_shut(s);
+        return;
+    }
+    /* an operation of another run (a timer given the socket) is in
+     * flight: it fails now, the fd closes at its completion */
+    shutdown(s->fd, SHUT_RDWR);
+    s->close_after = true;
 }
 
 void lsock_open(lua_State *L)
@@ -957,6 +1073,8 @@ void lsock_open(lua_State *L)
         {"connect", l_connect},
         {"send", l_send},
         {"receive", l_receive},
+        {"receiveany", l_receiveany},
+        {"getpeername", l_getpeername},
         {"_until", l_until},
         {"close", l_close},
         {"settimeout", l_settimeout},
