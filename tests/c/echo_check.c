@@ -149,5 +149,10 @@ int main(int argc, char **argv)
     printf("ok %llu %.3f\n", (unsigned long long)(total * n), t);
     for (unsigned i = 0; i < n; i++)
         close(cs[i].fd);
+    free(cs);
+    free(pf);
+    free(out);
+    free(in);
+    free(want);
     return 0;
 }
