@@ -41,6 +41,10 @@
 #define RECV_CHUNK 16384          /* bytes asked of each receive */
 #define LSOCK_RECV_MAX (4 << 20)  /* bytes a socket buffers: a longer line,
                                    * "*a" or n is "too large" */
+#define MR_HIGH (256 << 10)       /* accepted sockets: the multishot recv
+                                   * stops by itself (its total limit) once
+                                   * this much is buffered; re-armed when
+                                   * the handler waits for more */
 
 enum sop { S_NONE, S_RESOLVE, S_CONNECT, S_SEND, S_RECV };
 enum spat { P_LINE, P_ALL, P_N, P_UNTIL, P_ANY };
@@ -61,6 +65,15 @@ struct lsock {
                               * userdata is collected first */
     bool close_after;        /* the run ended while op was in flight:
                               * closed at its completion */
+    /* accepted sockets receive through a multishot recv into the loop's
+     * provided buffers (copied into in[] as they come); a receive that
+     * must wait parks on S_RECV with a plain timeout (tmo_seq) */
+    bool mr_armed;           /* the multishot recv is in flight */
+    int32_t mr_err;          /* its error (-errno), 0: none */
+    bool mr_nobufs;          /* it ended on -ENOBUFS: the next receive is
+                              * a plain recv into in[] */
+    uint8_t tmo_seq;         /* the current wait's timeout (7 bits) */
+    uint16_t tmo_n;          /* timeouts in flight */
     int32_t res;             /* the completion's result, for the resume
                               * (S_RESOLVE: getaddrinfo's code) */
     char host[256];          /* the name being resolved */
@@ -83,10 +96,24 @@ struct lsock {
     struct lsock *prev, *next; /* its runtime's list (lsock_cleanup) */
 };
 
+/* The kernel has no total limit on multishot receives (before Linux
+ * 6.17): accepted sockets receive with plain recvs (process-wide). */
+static bool mr_unsupported;
+
 static const struct req_op op_sock;
 static void pool_free_all(struct lrt *rt);
 
-#define UD_SOCK(s) (((uint64_t)OP_COSOCK << 56) | (uint64_t)(uintptr_t)(s))
+/* user_data of a socket's operations: OP_COSOCK, then
+ *   [55..54] kind  K_OP: the operation in `op` (and its cancel),
+ *                  K_MRECV: an accepted socket's multishot recv,
+ *                  K_TMO: its receive's timeout, [53..47] its tmo_seq
+ *   [46..0]  the struct lsock's address (user space: 47 bits) */
+enum { K_OP, K_MRECV, K_TMO };
+#define UD_PTR_MASK ((1ull << 47) - 1)
+#define UD_SOCK_K(s, k, seq)                                                   \
+    (((uint64_t)OP_COSOCK << 56) | ((uint64_t)(k) << 54) |                    \
+     ((uint64_t)((seq)&0x7f) << 47) | (uint64_t)(uintptr_t)(s))
+#define UD_SOCK(s) UD_SOCK_K(s, K_OP, 0)
 
 /* ==== records ==== */
 
@@ -103,6 +130,9 @@ static void sock_unlink(struct lsock *s)
 
 static void sock_shut(struct lsock *s)
 {
+    if (s->fd >= 0 && s->mr_armed)
+        shutdown(s->fd, SHUT_RDWR); /* ends the multishot recv, whose
+                                     * request holds the file open */
     if (s->fd >= 0)
         close(s->fd);
     s->fd = -1;
@@ -129,6 +159,15 @@ void lsock_cleanup(struct lrt *rt)
         sock_free(rt->socks);
 }
 
+/* Free an orphan (its userdata collected) once nothing refers to it:
+ * no run owning it, no operation, receive or timeout in flight. */
+static void sock_maybe_free(struct lsock *s)
+{
+    if (s->orphan && !s->run_owned && s->op == S_NONE && !s->mr_armed &&
+        s->tmo_n == 0)
+        sock_free(s);
+}
+
 /* s's operation ended with res: wake the request waiting on it. */
 static void sock_done(struct lsock *s, int32_t res)
 {
@@ -139,8 +178,7 @@ static void sock_done(struct lsock *s, int32_t res)
         sock_shut(s);
     }
     if (s->orphan) {
-        if (!s->run_owned)
-            sock_free(s);
+        sock_maybe_free(s);
         return;
     }
     struct req *r = s->r;
@@ -149,11 +187,18 @@ static void sock_done(struct lsock *s, int32_t res)
         req_wake(r); /* resumes, or drops an aborted request */
 }
 
+static void mr_on_cqe(struct lrt *rt, struct lsock *s,
+                      const struct loop_cqe *cq);
+static void tmo_on_cqe(struct lsock *s, const struct loop_cqe *cq);
+
 void lsock_on_cqe(struct lrt *rt, const struct loop_cqe *cq)
 {
-    (void)rt;
-    sock_done((struct lsock *)(uintptr_t)(cq->ud & ((1ull << 56) - 1)),
-              cq->res);
+    struct lsock *s = (struct lsock *)(uintptr_t)(cq->ud & UD_PTR_MASK);
+    switch ((unsigned)(cq->ud >> 54) & 3u) {
+    case K_MRECV: mr_on_cqe(rt, s, cq); break;
+    case K_TMO: tmo_on_cqe(s, cq); break;
+    default: sock_done(s, cq->res); break;
+    }
 }
 
 /* ==== operations ==== */
@@ -495,6 +540,8 @@ static int l_connect(lua_State *L)
     struct req *r = running_req(L, "sock:connect");
     if (s->op != S_NONE)
         return push_err(L, "socket busy");
+    if (s->server)
+        return push_err(L, "an accepted connection can't connect");
     sock_shut(s); /* connecting again closes the connection first */
     size_t kl;
     if (lua_istable(L, 4)) { /* { pool = name } */
@@ -716,11 +763,28 @@ static bool recv_room(struct lsock *s)
 
 /* Answer the receive, or receive more (r parks again): the results
  * pushed, or 0 when parked. */
+static void server_wait(struct lsock *s, struct req *r);
+
 static int recv_step(lua_State *L, struct lsock *s, struct req *r)
 {
     int n = recv_try(L, s);
     if (n)
         return n;
+    if (s->server) { /* the multishot recv brings it */
+        char b[96];
+        if (s->mr_err)
+            return recv_fail(L, s, err_text(s->mr_err, b, sizeof b));
+        if (s->in_len - s->in_off >= (size_t)LSOCK_RECV_MAX)
+            return recv_fail(L, s, "too large");
+        if (s->mr_armed || (!s->mr_nobufs && !mr_unsupported)) {
+            server_wait(s, r);
+            return 0;
+        }
+        /* the provided buffers ran out under this socket (they come back
+         * as completions are handled): this once a plain recv into in[],
+         * which reads what is queued whatever the buffers */
+        s->mr_nobufs = false;
+    }
     if (!recv_room(s))
         return recv_fail(L, s, "too large");
     start(s, r, S_RECV);
@@ -817,7 +881,11 @@ static int l_until(lua_State *L)
 static bool sock_cancel(struct req *r)
 {
     struct lsock *s = r->op_arg;
-    loop_cancel(s->rt->loop, UD_SOCK(s), UD_MAKE(OP_CANCEL, 0, 0));
+    if (s->server && s->op == S_RECV) /* its timeout's completion wakes it */
+        loop_cancel(s->rt->loop, UD_SOCK_K(s, K_TMO, s->tmo_seq),
+                    UD_MAKE(OP_CANCEL, 0, 0));
+    else
+        loop_cancel(s->rt->loop, UD_SOCK(s), UD_MAKE(OP_CANCEL, 0, 0));
     return false; /* the completion comes: req_wake frees r then */
 }
 
@@ -979,12 +1047,14 @@ static int l_gc(lua_State *L)
     *ps = NULL;
     if (s == NULL)
         return 0;
-    if (s->op == S_NONE && !s->run_owned) {
+    if (s->op == S_NONE && !s->run_owned && !s->mr_armed && s->tmo_n == 0) {
         sock_free(s);
-    } else { /* its completion, or its run's end, frees it */
+    } else { /* its completions, or its run's end, free it */
         s->orphan = true;
-        if (s->rt && s->op != S_NONE)
+        if (s->rt && s->op != S_NONE && !s->server)
             loop_cancel(s->rt->loop, UD_SOCK(s), UD_MAKE(OP_CANCEL, 0, 0));
+        if (s->server && !s->run_owned && s->op == S_NONE)
+            sock_shut(s); /* ends a multishot recv */
     }
     return 0;
 }
@@ -1048,23 +1118,135 @@ struct lsock *lsock_push_server(struct lua_State *L, struct lrt *rt, int fd)
     return s;
 }
 
+/* Arm s's multishot recv, to end by itself once MR_HIGH bytes are
+ * buffered (at least a chunk more: a receive waits). Cancelling it
+ * instead (the first design) was seen to lose bytes on Linux 6.18, and a
+ * cancel can miss a multishot recv that is running (liburing issue
+ * 1375). */
+static void mr_arm(struct lsock *s)
+{
+    size_t held = s->in_len - s->in_off;
+    size_t lim = held + RECV_CHUNK < MR_HIGH ? MR_HIGH - held : RECV_CHUNK;
+    loop_recv_multishot_lim(s->rt->loop, s->fd, (uint32_t)lim,
+                            UD_SOCK_K(s, K_MRECV, 0));
+    s->mr_armed = true;
+}
+
+/* Append n received bytes to s->in (growing it as needed: what the
+ * kernel still had in flight when the recv was cancelled may pass
+ * MR_HIGH). false: out of memory. */
+static bool mr_store(struct lsock *s, const char *p, size_t n)
+{
+    if (s->in_off == s->in_len)
+        s->in_off = s->in_len = 0;
+    if (s->in_cap - s->in_len < n && s->in_off) {
+        memmove(s->in, s->in + s->in_off, s->in_len - s->in_off);
+        s->in_len -= s->in_off;
+        s->in_off = 0;
+    }
+    if (s->in_cap - s->in_len < n) {
+        size_t cap = s->in_cap ? s->in_cap : RECV_CHUNK;
+        while (cap - s->in_len < n)
+            cap *= 2;
+        char *q = realloc(s->in, cap);
+        if (q == NULL)
+            return false;
+        s->in = q;
+        s->in_cap = cap;
+    }
+    memcpy(s->in + s->in_len, p, n);
+    s->in_len += n;
+    return true;
+}
+
+/* A receive of accepted socket s waits for the multishot recv (armed now
+ * if it is not), at most the read timeout; r parks on it. */
+static void server_wait(struct lsock *s, struct req *r)
+{
+    struct loop *l = s->rt->loop;
+    if (!s->mr_armed && !s->eof && s->fd >= 0)
+        mr_arm(s);
+    s->tmo_seq = (uint8_t)((s->tmo_seq + 1) & 0x7f);
+    s->ts.tv_sec = s->tmo[2] / 1000;
+    s->ts.tv_nsec = (s->tmo[2] % 1000) * 1000000LL;
+    loop_timeout(l, &s->ts, UD_SOCK_K(s, K_TMO, s->tmo_seq));
+    s->tmo_n++;
+    park(s, r, S_RECV);
+}
+
+/* The receive waiting on s (if any) is answered: its timeout goes. */
+static void server_wake(struct lsock *s, int32_t res)
+{
+    if (!(s->server && s->op == S_RECV))
+        return;
+    loop_cancel(s->rt->loop, UD_SOCK_K(s, K_TMO, s->tmo_seq),
+                UD_MAKE(OP_CANCEL, 0, 0));
+    s->tmo_seq = (uint8_t)((s->tmo_seq + 1) & 0x7f); /* now stale */
+    sock_done(s, res);
+}
+
+/* A completion of s's multishot recv: bytes (in a provided buffer, given
+ * back at once), the peer's end, or an error; the receive waiting, if
+ * any, is woken. */
+static void mr_on_cqe(struct lrt *rt, struct lsock *s,
+                      const struct loop_cqe *cq)
+{
+    if (!cq->more)
+        s->mr_armed = false;
+    bool live = s->fd >= 0 && !s->orphan;
+    if (cq->res > 0 && cq->has_buf && live) {
+        if (!mr_store(s, loop_buf(rt->loop, cq->bid), (size_t)cq->res))
+            s->mr_err = -ENOMEM;
+    }
+    if (cq->has_buf)
+        loop_buf_recycle(rt->loop, cq->bid);
+    if (!live) {
+        sock_maybe_free(s);
+        return;
+    }
+    if (cq->res == 0) {
+        s->eof = true;
+    } else if (cq->res == -ENOBUFS) {
+        s->mr_nobufs = true;
+    } else if (cq->res == -EINVAL && !mr_unsupported) {
+        mr_unsupported = true; /* no total limit: plain recvs from now on */
+        log_info("app:tcp: this kernel has no multishot receive limit "
+                 "(Linux 6.17): accepted sockets use plain receives");
+    } else if (cq->res < 0 && cq->res != -ECANCELED) {
+        s->mr_err = cq->res;
+    }
+    server_wake(s, -EAGAIN); /* recv_step looks at what came */
+}
+
+/* A receive's timeout completed: -ETIME, it ran out (the receive fails
+ * with "timeout"); -ECANCELED, cancelled (stale, or the request went
+ * away: its wait ends). */
+static void tmo_on_cqe(struct lsock *s, const struct loop_cqe *cq)
+{
+    s->tmo_n--;
+    unsigned seq = (unsigned)(cq->ud >> 47) & 0x7fu;
+    if (seq == s->tmo_seq && s->server && s->op == S_RECV) {
+        s->tmo_seq = (uint8_t)((s->tmo_seq + 1) & 0x7f);
+        sock_done(s, cq->res == -ETIME ? -ETIME : -ECANCELED);
+        return;
+    }
+    sock_maybe_free(s);
+}
+
 void lsock_server_end(struct lsock *s)
 {
     s->run_owned = false;
-    if (s->orphan && s->op == S_NONE) { /* its userdata is gone */
-        sock_free(s);
-        return;
+    if (s->fd >= 0) {
+        if (s->op == S_NONE) {
+            sock_shut(s); /* a multishot recv ends with its last completion */
+        } else {
+            /* an operation of another run (a timer given the socket) is
+             * in flight: it fails now, the fd closes at its completion */
+            shutdown(s->fd, SHUT_RDWR);
+            s->close_after = true;
+        }
     }
-    if (s->fd < 0)
-        return;
-    if (s->op == S_NONE) {
-        sock_shut(s);
-        return;
-    }
-    /* an operation of another run (a timer given the socket) is in
-     * flight: it fails now, the fd closes at its completion */
-    shutdown(s->fd, SHUT_RDWR);
-    s->close_after = true;
+    sock_maybe_free(s);
 }
 
 void lsock_open(lua_State *L)

@@ -84,7 +84,7 @@ tcp:tcp("127.0.0.1:" .. TCP, function(sock)
     elseif cmd == "peer" then
       sock:send(ip .. " " .. tostring(port > 0) .. "\n")
     elseif cmd == "bytes" then                 -- "bytes n": read n, say them back
-      local data = sock:receive(tonumber(arg))
+      local data, rerr = sock:receive(tonumber(arg))
       sock:send("got " .. data .. "\n")
     elseif cmd == "any" then                   -- "any n": receiveany(n) twice
       local a = sock:receiveany(tonumber(arg))
@@ -98,6 +98,23 @@ tcp:tcp("127.0.0.1:" .. TCP, function(sock)
     elseif cmd == "sleep" then
       luring.sleep(tonumber(arg))
       sock:send("slept\n")
+    elseif cmd == "wait" then                  -- a receive that times out
+      sock:settimeout(200)
+      local x, err, partial = sock:receive("*l")
+      sock:settimeout(5000)
+      sock:send(tostring(x) .. " " .. tostring(err) .. " [" .. tostring(partial) .. "]\n")
+    elseif cmd == "bulk" then                  -- not reading for a while
+      luring.sleep(300)
+      local data, rerr = sock:receive(tonumber(arg))
+      local ok = data == ("0123456789"):rep(tonumber(arg) / 10)
+      local bad = ""
+      if not ok then
+        local want = ("0123456789"):rep(tonumber(arg) / 10)
+        local i = 1
+        while data and data:byte(i) == want:byte(i) do i = i + 1 end
+        bad = " " .. tostring(rerr) .. " " .. tostring(data and #data) .. " at " .. i .. " " .. tostring(data and data:sub(i, i + 20))
+      end
+      sock:send("bulk " .. (ok and "ok" or "bad") .. bad .. "\n")
     elseif cmd == "boom" then
       error("boom on purpose")
     elseif cmd == "spin" then
@@ -145,6 +162,28 @@ end)
     local x, err = c:receive("*l")
     assert.is_nil(x)
     assert.are.equal("closed", err)  -- the handler returned: closed
+    c:close()
+  end)
+
+  it("a receive times out (settimeout) and the connection goes on", function()
+    local srv, tcp = start_lines()
+    local c = connect(tcp)
+    c:send("wait\npart")
+    assert.are.equal("nil timeout [part]", c:receive("*l"))
+    c:send("ly\n")
+    assert.are.equal("you said ly", c:receive("*l"))
+    c:close()
+  end)
+
+  it("a handler not reading while 4 MB come: every byte is kept, in order", function()
+    local srv, tcp = start_lines()
+    local c = connect(tcp)
+    local n = 4000000
+    c:send("bulk " .. n .. "\n")
+    assert(c:send(("0123456789"):rep(n / 10)))
+    assert.are.equal("bulk ok", c:receive("*l"))
+    c:send("after\n")
+    assert.are.equal("you said after", c:receive("*l"))
     c:close()
   end)
 
