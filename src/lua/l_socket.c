@@ -881,11 +881,11 @@ static int l_until(lua_State *L)
 static bool sock_cancel(struct req *r)
 {
     struct lsock *s = r->op_arg;
-    if (s->server && s->op == S_RECV) /* its timeout's completion wakes it */
+    if (s->server && s->op == S_RECV) /* a wait: its timeout's completion
+                                       * wakes it (none: a plain recv) */
         loop_cancel(s->rt->loop, UD_SOCK_K(s, K_TMO, s->tmo_seq),
                     UD_MAKE(OP_CANCEL, 0, 0));
-    else
-        loop_cancel(s->rt->loop, UD_SOCK(s), UD_MAKE(OP_CANCEL, 0, 0));
+    loop_cancel(s->rt->loop, UD_SOCK(s), UD_MAKE(OP_CANCEL, 0, 0));
     return false; /* the completion comes: req_wake frees r then */
 }
 
