@@ -72,8 +72,13 @@ struct lsock {
     int32_t mr_err;          /* its error (-errno), 0: none */
     bool mr_nobufs;          /* it ended on -ENOBUFS: the next receive is
                               * a plain recv into in[] */
-    uint8_t tmo_seq;         /* the current wait's timeout (7 bits) */
+    bool swait;              /* a receive waits on the multishot recv */
+    uint8_t tmo_seq;         /* the armed timeout's (7 bits; older: stale) */
     uint16_t tmo_n;          /* timeouts in flight */
+    bool tmo_live;           /* the one of tmo_seq is armed, not cancelled */
+    int64_t tmo_at;          /* loop_now ms when the armed one fires */
+    int64_t deadline;        /* loop_now ms when the wait times out */
+    struct loop_ts tts;      /* the armed timeout's */
     int32_t res;             /* the completion's result, for the resume
                               * (S_RESOLVE: getaddrinfo's code) */
     char host[256];          /* the name being resolved */
@@ -173,6 +178,7 @@ static void sock_done(struct lsock *s, int32_t res)
 {
     s->res = res;
     s->op = S_NONE;
+    s->swait = false;
     if (s->close_after) {
         s->close_after = false;
         sock_shut(s);
@@ -881,11 +887,12 @@ static int l_until(lua_State *L)
 static bool sock_cancel(struct req *r)
 {
     struct lsock *s = r->op_arg;
-    if (s->server && s->op == S_RECV) /* a wait: its timeout's completion
-                                       * wakes it (none: a plain recv) */
+    if (s->swait) /* its timeout's completion wakes it (a wait always
+                   * has one live: server_wait) */
         loop_cancel(s->rt->loop, UD_SOCK_K(s, K_TMO, s->tmo_seq),
                     UD_MAKE(OP_CANCEL, 0, 0));
-    loop_cancel(s->rt->loop, UD_SOCK(s), UD_MAKE(OP_CANCEL, 0, 0));
+    else
+        loop_cancel(s->rt->loop, UD_SOCK(s), UD_MAKE(OP_CANCEL, 0, 0));
     return false; /* the completion comes: req_wake frees r then */
 }
 
@@ -1161,28 +1168,41 @@ static bool mr_store(struct lsock *s, const char *p, size_t n)
 
 /* A receive of accepted socket s waits for the multishot recv (armed now
  * if it is not), at most the read timeout; r parks on it. */
+/* Arm s's read timeout for ms (the one before, if any, is stale). */
+static void tmo_arm(struct lsock *s, int64_t ms)
+{
+    struct loop *l = s->rt->loop;
+    if (s->tmo_live)
+        loop_cancel(l, UD_SOCK_K(s, K_TMO, s->tmo_seq), UD_MAKE(OP_CANCEL, 0, 0));
+    s->tmo_live = true;
+    s->tmo_seq = (uint8_t)((s->tmo_seq + 1) & 0x7f);
+    s->tts.tv_sec = ms / 1000;
+    s->tts.tv_nsec = (ms % 1000) * 1000000LL;
+    s->tmo_at = loop_now(l) + ms;
+    loop_timeout(l, &s->tts, UD_SOCK_K(s, K_TMO, s->tmo_seq));
+    s->tmo_n++;
+}
+
 static void server_wait(struct lsock *s, struct req *r)
 {
     struct loop *l = s->rt->loop;
     if (!s->mr_armed && !s->eof && s->fd >= 0)
         mr_arm(s);
-    s->tmo_seq = (uint8_t)((s->tmo_seq + 1) & 0x7f);
-    s->ts.tv_sec = s->tmo[2] / 1000;
-    s->ts.tv_nsec = (s->tmo[2] % 1000) * 1000000LL;
-    loop_timeout(l, &s->ts, UD_SOCK_K(s, K_TMO, s->tmo_seq));
-    s->tmo_n++;
+    /* One timeout stays armed across waits (lazy: a wait answered does
+     * not cancel it, it is checked against the wait's deadline when it
+     * fires): an answered receive costs no timeout and no cancel. */
+    s->deadline = loop_now(l) + s->tmo[2];
+    if (!s->tmo_live || s->deadline < s->tmo_at)
+        tmo_arm(s, s->tmo[2]); /* none, or a shorter timeout now */
+    s->swait = true;
     park(s, r, S_RECV);
 }
 
-/* The receive waiting on s (if any) is answered: its timeout goes. */
+/* The receive waiting on s (if any) is answered. */
 static void server_wake(struct lsock *s, int32_t res)
 {
-    if (!(s->server && s->op == S_RECV))
-        return;
-    loop_cancel(s->rt->loop, UD_SOCK_K(s, K_TMO, s->tmo_seq),
-                UD_MAKE(OP_CANCEL, 0, 0));
-    s->tmo_seq = (uint8_t)((s->tmo_seq + 1) & 0x7f); /* now stale */
-    sock_done(s, res);
+    if (s->swait)
+        sock_done(s, res);
 }
 
 /* A completion of s's multishot recv: bytes (in a provided buffer, given
@@ -1218,14 +1238,23 @@ static void mr_on_cqe(struct lrt *rt, struct lsock *s,
     server_wake(s, -EAGAIN); /* recv_step looks at what came */
 }
 
-/* A receive's timeout completed: -ETIME, it ran out (the receive fails
- * with "timeout"); -ECANCELED, cancelled (stale, or the request went
- * away: its wait ends). */
+/* s's read timeout completed: -ETIME, it fired: a wait past its deadline
+ * fails with "timeout", one with time left arms it again for that; no
+ * wait, nothing more. -ECANCELED: a stale one (armed again since, or the
+ * socket closed), or the waiting request went away (sock_cancel): its
+ * wait ends. */
 static void tmo_on_cqe(struct lsock *s, const struct loop_cqe *cq)
 {
     s->tmo_n--;
     unsigned seq = (unsigned)(cq->ud >> 47) & 0x7fu;
-    if (seq == s->tmo_seq && s->server && s->op == S_RECV) {
+    if (seq == s->tmo_seq)
+        s->tmo_live = false;
+    if (seq == s->tmo_seq && s->swait && s->fd >= 0) {
+        int64_t left = s->deadline - loop_now(s->rt->loop);
+        if (cq->res == -ETIME && left > 0) {
+            tmo_arm(s, left);
+            return;
+        }
         s->tmo_seq = (uint8_t)((s->tmo_seq + 1) & 0x7f);
         sock_done(s, cq->res == -ETIME ? -ETIME : -ECANCELED);
         return;
@@ -1236,6 +1265,11 @@ static void tmo_on_cqe(struct lsock *s, const struct loop_cqe *cq)
 void lsock_server_end(struct lsock *s)
 {
     s->run_owned = false;
+    if (s->tmo_live && !s->swait) { /* a read timeout left armed */
+        loop_cancel(s->rt->loop, UD_SOCK_K(s, K_TMO, s->tmo_seq),
+                    UD_MAKE(OP_CANCEL, 0, 0));
+        s->tmo_live = false;
+    }
     if (s->fd >= 0) {
         if (s->op == S_NONE) {
             sock_shut(s); /* a multishot recv ends with its last completion */
