@@ -1085,6 +1085,10 @@ static struct lsock *sock_new(lua_State *L, struct lrt *rt)
     struct lsock *s = calloc(1, sizeof *s);
     if (s == NULL)
         return NULL;
+    if ((uintptr_t)s & ~(uintptr_t)UD_PTR_MASK) { /* not in user_data */
+        free(s);
+        return NULL;
+    }
     s->fd = -1;
     s->tmo[0] = s->tmo[1] = s->tmo[2] = TIMEOUT_DEFAULT;
     s->rt = rt;
