@@ -278,6 +278,22 @@ end)
     end, 10))
   end)
 
+  it("max_connections of an app:tcp listener: the next connection waits until one ends", function()
+    local srv, tcp = start_lines({ src = LINES:gsub('tcp:tcp%("127.0.0.1:" .. TCP, function%(sock%)',
+      'tcp:tcp("127.0.0.1:" .. TCP, function(sock)', 1):gsub("\nend%)\n$", "\nend, { max_connections = 1 })\n") })
+    local a = connect(tcp)
+    a:send("x\n")
+    assert.are.equal("you said x", a:receive("*l"))
+    local b = connect(tcp)       -- in the backlog: not accepted yet
+    b:send("y\n")
+    b:settimeout(0.3)
+    assert.is_nil((b:receive("*l")))
+    b:settimeout(10)
+    a:close()
+    assert.are.equal("you said y", b:receive("*l"))
+    b:close()
+  end)
+
   it("--workers 2: both workers accept on the shared port", function()
     local srv, tcp = start_lines({ args = { "--workers", "2" } })
     local seen, n = {}, 0
