@@ -173,6 +173,24 @@ function app.listen(self, addr, opts)
 end
 
 
+-- app:tcp(addr, handler [, { max_connections = n }]): a raw TCP listener;
+-- each connection accepted runs handler(sock) in its own coroutine, sock
+-- a cosocket already connected (docs/API.md "Raw TCP handlers"). The
+-- connection closes when the handler returns or fails.
+function app.tcp(self, addr, fn, opts)
+    if type(fn) ~= "function" then
+        error("bad argument #2 to 'tcp': function expected, got " .. type(fn), 2)
+    end
+    local ok, err = pcall(app.listen, self, addr, opts)
+    if not ok then
+        error((tostring(err):gsub("^[^:]*:%d+: ", ""):gsub("'listen'", "'tcp'")), 2)
+    end
+    self.tcp_handlers = self.tcp_handlers or {}
+    self.tcp_handlers[#self.listeners] = fn
+    return self
+end
+
+
 function app.route(self, method, path, fn)
     local ok, err = self.router:add(method, path, fn)
     if not ok then
@@ -326,6 +344,11 @@ end
 -- Arguments after the app come from the C side (push_req in lua_rt.c).
 function _M._entry(a, r, gen, m, path, query, minor)
     return xpcall(handle, traceback, a, r, gen, m, path, query, minor)
+end
+
+-- A raw TCP connection's run (app:tcp): the handler and its socket.
+function _M._tcp_entry(fn, sock)
+    return xpcall(fn, traceback, sock)
 end
 
 

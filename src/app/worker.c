@@ -66,7 +66,7 @@ static void on_tick(struct worker *w)
 {
     int64_t now = loop_now(w->loop);
     if (w->draining && h1_server_drain(&w->h1) == 0 &&
-        ltimer_active(&w->lrt) == 0)
+        ltimer_active(&w->lrt) == 0 && w->ntcp == 0)
         atomic_store(&w->drained, true);
     h1_refresh_date(&w->h1);
     budget_flush(&w->h1.budget); /* the shared count exact when idle */
@@ -346,13 +346,27 @@ static void on_accept(struct worker *w, const struct loop_cqe *cq)
         }
         return;
     }
-    if (h1_accept(&w->h1, cq->res, i) == NULL)
-        return;
+    if (lrt_is_tcp(&w->lrt, i)) { /* app:tcp: a handler runs it */
+        w->ntcp++;
+        w->ls[i].nconns++;
+        if (lrt_tcp_start(&w->lrt, cq->res, i) < 0) {
+            w->ntcp--;
+            w->ls[i].nconns--;
+            log_err("accept on %s: out of memory, connection closed",
+                    w->ls[i].addr);
+            return;
+        }
+    } else {
+        if (h1_accept(&w->h1, cq->res, i) == NULL)
+            return;
+        w->ls[i].nconns++;
+    }
     metrics_accepted(w->met);
     struct listener *l = &w->ls[i];
-    if (++l->nconns >= l->max_conns && l->max_conns && !l->full)
+    if (l->nconns >= l->max_conns && l->max_conns && !l->full)
         set_listener_full(w, i, true);
-    if (w->h1.nconns >= w->cfg->max_connections && !w->accept_paused)
+    if (w->h1.nconns + w->ntcp >= w->cfg->max_connections &&
+        !w->accept_paused)
         set_accepting(w, false);
 }
 
@@ -387,8 +401,8 @@ static void arm_wake(struct worker *w)
 static void req_done(struct req *r)
 {
     struct worker *w = r->w;
-    if (r->timer)
-        return; /* a timer's run: no exchange to log or count */
+    if (r->timer || r->tcp)
+        return; /* a timer's or app:tcp run: no exchange to log or count */
     if (alog_on(w->alog))
         alog_request(w->alog, r);
     metrics_request(w->met, r);
@@ -439,7 +453,8 @@ static void start_drain(struct worker *w)
         }
     }
     ltimer_drain(&w->lrt); /* pending timers run now, premature */
-    if (h1_server_drain(&w->h1) == 0 && ltimer_active(&w->lrt) == 0)
+    if (h1_server_drain(&w->h1) == 0 && ltimer_active(&w->lrt) == 0 &&
+        w->ntcp == 0)
         atomic_store(&w->drained, true);
 }
 
@@ -636,8 +651,20 @@ static void conn_freed(struct worker *w, unsigned listener, unsigned nconns)
     struct listener *l = &w->ls[listener];
     if (--l->nconns < l->max_conns && l->full)
         set_listener_full(w, listener, false);
-    if (w->accept_paused && nconns < w->cfg->max_connections)
+    if (w->accept_paused && nconns + w->ntcp < w->cfg->max_connections)
         set_accepting(w, true);
+}
+
+/* An app:tcp connection ended (rt->tcp_end): it no longer counts. */
+static void tcp_ended(struct lrt *rt, unsigned listener)
+{
+    struct worker *w = (struct worker *)((char *)rt - offsetof(struct worker, lrt));
+    w->ntcp--;
+    if (listener < w->nls)
+        conn_freed(w, listener, w->h1.nconns);
+    if (w->draining && w->ntcp == 0 && h1_server_drain(&w->h1) == 0 &&
+        ltimer_active(&w->lrt) == 0)
+        atomic_store(&w->drained, true);
 }
 
 /* HTTP's exchanges are the h1_msg inside requests from the pool; parsed
@@ -714,6 +741,7 @@ int worker_run(struct worker *w)
     w->alog = alog_new(w->loop, w->id);
     w->met = metrics_new(w->id);
     w->lrt.metrics = metrics_text;
+    w->lrt.tcp_end = tcp_ended;
     if (w->alog == NULL || w->met == NULL) {
         snprintf(w->err, sizeof w->err, "out of memory");
         return -1;

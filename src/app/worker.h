@@ -53,6 +53,7 @@ struct worker {
     struct listener *ls;
     unsigned nls;
     bool accept_paused;
+    unsigned ntcp;          /* app:tcp connections running (lua/rt.c) */
     struct h1_server h1;    /* client connections */
     struct timers timers;   /* every timeout: connections, origins */
     /* requests */

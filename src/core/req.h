@@ -19,6 +19,7 @@ struct conn;
 struct h1_server;
 struct lstate;
 struct ltimer;
+struct lsock;
 struct lua_State;
 struct origin;
 struct cond_parts;
@@ -126,6 +127,9 @@ struct req {
     struct ltimer *timer;   /* a timer's run (lua/l_timer.c): no client,
                              * m.c NULL all along; NULL for requests (set
                              * and cleared by l_timer.c only) */
+    struct lsock *tcp;      /* an app:tcp connection's run (lua/rt.c): its
+                             * socket; m.c NULL all along, m.listener its
+                             * listener; NULL for requests */
 };
 
 /* A worker's request slots: stable pointers, indexed by req->idx. */

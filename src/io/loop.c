@@ -240,6 +240,18 @@ void loop_recv_multishot(struct loop *l, int fd, uint64_t ud)
     io_uring_sqe_set_data64(sqe, ud);
 }
 
+void loop_recv_multishot_lim(struct loop *l, int fd, uint32_t limit,
+                             uint64_t ud)
+{
+    struct io_uring_sqe *sqe = get_sqe(l);
+    io_uring_prep_recv_multishot(sqe, fd, NULL, 0, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = BGID;
+    /* sqe->optlen of newer headers: the same 32 bits as file_index */
+    sqe->file_index = limit;
+    io_uring_sqe_set_data64(sqe, ud);
+}
+
 void loop_send(struct loop *l, int fd, const void *buf, size_t len,
                uint64_t ud)
 {

@@ -76,6 +76,12 @@ void loop_poll(struct loop *l, loop_cqe_pt on_cqe, loop_before_pt before,
  * the operation's completion arrives; the caller keeps it alive. */
 void loop_accept_multishot(struct loop *l, int fd, uint64_t ud);
 void loop_recv_multishot(struct loop *l, int fd, uint64_t ud);
+/** loop_recv_multishot that ends by itself (a completion without `more`,
+ * its last bytes included) once `limit` bytes (> 0) came: the multishot
+ * recv's total limit, sqe->optlen (Linux 6.17). An older kernel fails it
+ * at once with -EINVAL. */
+void loop_recv_multishot_lim(struct loop *l, int fd, uint32_t limit,
+                             uint64_t ud);
 void loop_send(struct loop *l, int fd, const void *buf, size_t len,
                uint64_t ud);
 void loop_sendmsg(struct loop *l, int fd, const struct msghdr *msg,

@@ -41,9 +41,13 @@
 #define RECV_CHUNK 16384          /* bytes asked of each receive */
 #define LSOCK_RECV_MAX (4 << 20)  /* bytes a socket buffers: a longer line,
                                    * "*a" or n is "too large" */
+#define MR_HIGH (256 << 10)       /* accepted sockets: the multishot recv
+                                   * stops by itself (its total limit) once
+                                   * this much is buffered; re-armed when
+                                   * the handler waits for more */
 
 enum sop { S_NONE, S_RESOLVE, S_CONNECT, S_SEND, S_RECV };
-enum spat { P_LINE, P_ALL, P_N, P_UNTIL };
+enum spat { P_LINE, P_ALL, P_N, P_UNTIL, P_ANY };
 
 /* A cosocket. */
 struct lsock {
@@ -54,6 +58,27 @@ struct lsock {
     bool orphan;             /* the userdata was collected while op was in
                               * flight: its completion frees the record */
     bool eof;                /* the peer ended its side */
+    bool server;             /* accepted by an app:tcp listener (its
+                              * connection is the run's, lsock_server_end) */
+    bool run_owned;          /* server: its run has not ended; the record
+                              * stays (for lsock_server_end) even if the
+                              * userdata is collected first */
+    bool close_after;        /* the run ended while op was in flight:
+                              * closed at its completion */
+    /* accepted sockets receive through a multishot recv into the loop's
+     * provided buffers (copied into in[] as they come); a receive that
+     * must wait parks on S_RECV with a plain timeout (tmo_seq) */
+    bool mr_armed;           /* the multishot recv is in flight */
+    int32_t mr_err;          /* its error (-errno), 0: none */
+    bool mr_nobufs;          /* it ended on -ENOBUFS: the next receive is
+                              * a plain recv into in[] */
+    bool swait;              /* a receive waits on the multishot recv */
+    uint8_t tmo_seq;         /* the armed timeout's (7 bits; older: stale) */
+    uint16_t tmo_n;          /* timeouts in flight */
+    bool tmo_live;           /* the one of tmo_seq is armed, not cancelled */
+    int64_t tmo_at;          /* loop_now ms when the armed one fires */
+    int64_t deadline;        /* loop_now ms when the wait times out */
+    struct loop_ts tts;      /* the armed timeout's */
     int32_t res;             /* the completion's result, for the resume
                               * (S_RESOLVE: getaddrinfo's code) */
     char host[256];          /* the name being resolved */
@@ -76,10 +101,24 @@ struct lsock {
     struct lsock *prev, *next; /* its runtime's list (lsock_cleanup) */
 };
 
+/* The kernel has no total limit on multishot receives (before Linux
+ * 6.17): accepted sockets receive with plain recvs (process-wide). */
+static bool mr_unsupported;
+
 static const struct req_op op_sock;
 static void pool_free_all(struct lrt *rt);
 
-#define UD_SOCK(s) (((uint64_t)OP_COSOCK << 56) | (uint64_t)(uintptr_t)(s))
+/* user_data of a socket's operations: OP_COSOCK, then
+ *   [55..54] kind  K_OP: the operation in `op` (and its cancel),
+ *                  K_MRECV: an accepted socket's multishot recv,
+ *                  K_TMO: its receive's timeout, [53..47] its tmo_seq
+ *   [46..0]  the struct lsock's address (user space: 47 bits) */
+enum { K_OP, K_MRECV, K_TMO };
+#define UD_PTR_MASK ((1ull << 47) - 1)
+#define UD_SOCK_K(s, k, seq)                                                   \
+    (((uint64_t)OP_COSOCK << 56) | ((uint64_t)(k) << 54) |                    \
+     ((uint64_t)((seq)&0x7f) << 47) | (uint64_t)(uintptr_t)(s))
+#define UD_SOCK(s) UD_SOCK_K(s, K_OP, 0)
 
 /* ==== records ==== */
 
@@ -96,6 +135,9 @@ static void sock_unlink(struct lsock *s)
 
 static void sock_shut(struct lsock *s)
 {
+    if (s->fd >= 0 && s->mr_armed)
+        shutdown(s->fd, SHUT_RDWR); /* ends the multishot recv, whose
+                                     * request holds the file open */
     if (s->fd >= 0)
         close(s->fd);
     s->fd = -1;
@@ -122,13 +164,27 @@ void lsock_cleanup(struct lrt *rt)
         sock_free(rt->socks);
 }
 
+/* Free an orphan (its userdata collected) once nothing refers to it:
+ * no run owning it, no operation, receive or timeout in flight. */
+static void sock_maybe_free(struct lsock *s)
+{
+    if (s->orphan && !s->run_owned && s->op == S_NONE && !s->mr_armed &&
+        s->tmo_n == 0)
+        sock_free(s);
+}
+
 /* s's operation ended with res: wake the request waiting on it. */
 static void sock_done(struct lsock *s, int32_t res)
 {
     s->res = res;
     s->op = S_NONE;
+    s->swait = false;
+    if (s->close_after) {
+        s->close_after = false;
+        sock_shut(s);
+    }
     if (s->orphan) {
-        sock_free(s);
+        sock_maybe_free(s);
         return;
     }
     struct req *r = s->r;
@@ -137,11 +193,18 @@ static void sock_done(struct lsock *s, int32_t res)
         req_wake(r); /* resumes, or drops an aborted request */
 }
 
+static void mr_on_cqe(struct lrt *rt, struct lsock *s,
+                      const struct loop_cqe *cq);
+static void tmo_on_cqe(struct lsock *s, const struct loop_cqe *cq);
+
 void lsock_on_cqe(struct lrt *rt, const struct loop_cqe *cq)
 {
-    (void)rt;
-    sock_done((struct lsock *)(uintptr_t)(cq->ud & ((1ull << 56) - 1)),
-              cq->res);
+    struct lsock *s = (struct lsock *)(uintptr_t)(cq->ud & UD_PTR_MASK);
+    switch ((unsigned)(cq->ud >> 54) & 3u) {
+    case K_MRECV: mr_on_cqe(rt, s, cq); break;
+    case K_TMO: tmo_on_cqe(s, cq); break;
+    default: sock_done(s, cq->res); break;
+    }
 }
 
 /* ==== operations ==== */
@@ -422,6 +485,8 @@ static int l_setkeepalive(lua_State *L)
         return push_err(L, "socket busy");
     if (s->fd < 0)
         return push_err(L, "closed");
+    if (s->server)
+        return push_err(L, "an accepted connection can't be pooled");
     if (s->in_len > s->in_off) {
         sock_shut(s);
         return push_err(L, "unread data in buffer");
@@ -506,6 +571,8 @@ static int l_connect(lua_State *L)
     struct req *r = running_req(L, "sock:connect");
     if (s->op != S_NONE)
         return push_err(L, "socket busy");
+    if (s->server)
+        return push_err(L, "an accepted connection can't connect");
     sock_shut(s); /* connecting again closes the connection first */
     size_t kl;
     if (lua_istable(L, 4)) { /* { pool = name } */
@@ -654,6 +721,14 @@ static int recv_try(lua_State *L, struct lsock *s)
             return 1;
         }
         break;
+    case P_ANY:
+        if (n > 0) {
+            size_t k = n < s->want ? n : s->want;
+            lua_pushlstring(L, p, k);
+            s->in_off += k;
+            return 1;
+        }
+        break;
     case P_ALL:
         if (s->eof) { /* the connection is over: closed */
             lua_pushlstring(L, p ? p : "", n);
@@ -719,11 +794,28 @@ static bool recv_room(struct lsock *s)
 
 /* Answer the receive, or receive more (r parks again): the results
  * pushed, or 0 when parked. */
+static void server_wait(struct lsock *s, struct req *r);
+
 static int recv_step(lua_State *L, struct lsock *s, struct req *r)
 {
     int n = recv_try(L, s);
     if (n)
         return n;
+    if (s->server) { /* the multishot recv brings it */
+        char b[96];
+        if (s->mr_err)
+            return recv_fail(L, s, err_text(s->mr_err, b, sizeof b));
+        if (s->in_len - s->in_off >= (size_t)LSOCK_RECV_MAX)
+            return recv_fail(L, s, "too large");
+        if (s->mr_armed || (!s->mr_nobufs && !mr_unsupported)) {
+            server_wait(s, r);
+            return 0;
+        }
+        /* the provided buffers ran out under this socket (they come back
+         * as completions are handled): this once a plain recv into in[],
+         * which reads what is queued whatever the buffers */
+        s->mr_nobufs = false;
+    }
     if (!recv_room(s))
         return recv_fail(L, s, "too large");
     start(s, r, S_RECV);
@@ -759,6 +851,27 @@ static int l_receive(lua_State *L)
         return push_err(L, "closed");
     s->pat = pat;
     s->want = want;
+    int n = recv_step(L, s, r);
+    return n ? n : lua_yield(L, 0);
+}
+
+/* sock:receiveany(max) -> data | nil, err, partial: what is buffered,
+ * or else what the next receive brings, at most max bytes (OpenResty's
+ * tcpsock:receiveany). */
+static int l_receiveany(lua_State *L)
+{
+    struct lsock *s = check_sock(L);
+    lua_Number v = luaL_checknumber(L, 2);
+    if (!(v >= 1 && v <= (lua_Number)LSOCK_RECV_MAX))
+        return luaL_argerror(L, 2, "a size from 1 to the receive limit "
+                                   "expected");
+    struct req *r = running_req(L, "sock:receiveany");
+    if (s->op != S_NONE)
+        return push_err(L, "socket busy");
+    if (s->fd < 0)
+        return push_err(L, "closed");
+    s->pat = P_ANY;
+    s->want = (size_t)v;
     int n = recv_step(L, s, r);
     return n ? n : lua_yield(L, 0);
 }
@@ -799,7 +912,12 @@ static int l_until(lua_State *L)
 static bool sock_cancel(struct req *r)
 {
     struct lsock *s = r->op_arg;
-    loop_cancel(s->rt->loop, UD_SOCK(s), UD_MAKE(OP_CANCEL, 0, 0));
+    if (s->swait) /* its timeout's completion wakes it (a wait always
+                   * has one live: server_wait) */
+        loop_cancel(s->rt->loop, UD_SOCK_K(s, K_TMO, s->tmo_seq),
+                    UD_MAKE(OP_CANCEL, 0, 0));
+    else
+        loop_cancel(s->rt->loop, UD_SOCK(s), UD_MAKE(OP_CANCEL, 0, 0));
     return false; /* the completion comes: req_wake frees r then */
 }
 
@@ -926,6 +1044,34 @@ static int l_reused(lua_State *L)
     return 1;
 }
 
+/* sock:getpeername() -> ip, port | nil, err: the peer's address */
+static int l_getpeername(lua_State *L)
+{
+    struct lsock *s = check_sock(L);
+    if (s->fd < 0)
+        return push_err(L, "closed");
+    struct sockaddr_storage sa;
+    socklen_t len = sizeof sa;
+    char ip[INET6_ADDRSTRLEN];
+    if (getpeername(s->fd, (struct sockaddr *)&sa, &len) < 0) {
+        char b[96];
+        return push_err(L, err_text(-errno, b, sizeof b));
+    }
+    int port;
+    if (sa.ss_family == AF_INET6) {
+        struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&sa;
+        inet_ntop(AF_INET6, &a6->sin6_addr, ip, sizeof ip);
+        port = ntohs(a6->sin6_port);
+    } else {
+        struct sockaddr_in *a4 = (struct sockaddr_in *)&sa;
+        inet_ntop(AF_INET, &a4->sin_addr, ip, sizeof ip);
+        port = ntohs(a4->sin_port);
+    }
+    lua_pushstring(L, ip);
+    lua_pushinteger(L, port);
+    return 2;
+}
+
 static int l_gc(lua_State *L)
 {
     struct lsock **ps = luaL_checkudata(L, 1, SOCK_MT);
@@ -933,12 +1079,14 @@ static int l_gc(lua_State *L)
     *ps = NULL;
     if (s == NULL)
         return 0;
-    if (s->op == S_NONE) {
+    if (s->op == S_NONE && !s->run_owned && !s->mr_armed && s->tmo_n == 0) {
         sock_free(s);
-    } else { /* its completion frees it */
+    } else { /* its completions, or its run's end, free it */
         s->orphan = true;
-        if (s->rt)
+        if (s->rt && s->op != S_NONE && !s->server)
             loop_cancel(s->rt->loop, UD_SOCK(s), UD_MAKE(OP_CANCEL, 0, 0));
+        if (s->server && !s->run_owned && s->op == S_NONE)
+            sock_shut(s); /* ends a multishot recv */
     }
     return 0;
 }
@@ -951,20 +1099,21 @@ static int l_tostring(lua_State *L)
     return 1;
 }
 
-/* core._socket_tcp() -> a cosocket (not connected) */
-static int l_tcp(lua_State *L)
+/* A new socket record of rt, its userdata pushed on L (NULL: out of
+ * memory, nothing pushed beyond the userdata). */
+static struct lsock *sock_new(lua_State *L, struct lrt *rt)
 {
-    struct lrt *rt = lrt_current();
-    if (rt == NULL)
-        return luaL_error(L, "luring.socket.tcp: not while checking the "
-                             "script");
     struct lsock **ps = lua_newuserdata(L, sizeof *ps);
     *ps = NULL;
     luaL_getmetatable(L, SOCK_MT);
     lua_setmetatable(L, -2);
     struct lsock *s = calloc(1, sizeof *s);
     if (s == NULL)
-        return luaL_error(L, "luring.socket.tcp: out of memory");
+        return NULL;
+    if ((uintptr_t)s & ~(uintptr_t)UD_PTR_MASK) { /* not in user_data */
+        free(s);
+        return NULL;
+    }
     s->fd = -1;
     s->tmo[0] = s->tmo[1] = s->tmo[2] = TIMEOUT_DEFAULT;
     s->rt = rt;
@@ -973,7 +1122,194 @@ static int l_tcp(lua_State *L)
         rt->socks->prev = s;
     rt->socks = s;
     *ps = s;
+    return s;
+}
+
+/* core._socket_tcp() -> a cosocket (not connected) */
+static int l_tcp(lua_State *L)
+{
+    struct lrt *rt = lrt_current();
+    if (rt == NULL)
+        return luaL_error(L, "luring.socket.tcp: not while checking the "
+                             "script");
+    if (sock_new(L, rt) == NULL)
+        return luaL_error(L, "luring.socket.tcp: out of memory");
     return 1;
+}
+
+/* ==== accepted connections (app:tcp) ==== */
+
+struct lsock *lsock_push_server(struct lua_State *L, struct lrt *rt, int fd)
+{
+    struct lsock *s = sock_new(L, rt);
+    if (s == NULL) {
+        lua_pop(L, 1);
+        return NULL;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    s->fd = fd;
+    s->server = s->run_owned = true;
+    snprintf(s->key, sizeof s->key, "accepted");
+    return s;
+}
+
+/* Arm s's multishot recv, to end by itself once MR_HIGH bytes are
+ * buffered (at least a chunk more: a receive waits). Cancelling it
+ * instead (the first design) was seen to lose bytes on Linux 6.18, and a
+ * cancel can miss a multishot recv that is running (liburing issue
+ * 1375). */
+static void mr_arm(struct lsock *s)
+{
+    size_t held = s->in_len - s->in_off;
+    size_t lim = held + RECV_CHUNK < MR_HIGH ? MR_HIGH - held : RECV_CHUNK;
+    loop_recv_multishot_lim(s->rt->loop, s->fd, (uint32_t)lim,
+                            UD_SOCK_K(s, K_MRECV, 0));
+    s->mr_armed = true;
+}
+
+/* Append n received bytes to s->in (growing it as needed: what the
+ * kernel still had in flight when the recv was cancelled may pass
+ * MR_HIGH). false: out of memory. */
+static bool mr_store(struct lsock *s, const char *p, size_t n)
+{
+    if (s->in_off == s->in_len)
+        s->in_off = s->in_len = 0;
+    if (s->in_cap - s->in_len < n && s->in_off) {
+        memmove(s->in, s->in + s->in_off, s->in_len - s->in_off);
+        s->in_len -= s->in_off;
+        s->in_off = 0;
+    }
+    if (s->in_cap - s->in_len < n) {
+        size_t cap = s->in_cap ? s->in_cap : RECV_CHUNK;
+        while (cap - s->in_len < n)
+            cap *= 2;
+        char *q = realloc(s->in, cap);
+        if (q == NULL)
+            return false;
+        s->in = q;
+        s->in_cap = cap;
+    }
+    memcpy(s->in + s->in_len, p, n);
+    s->in_len += n;
+    return true;
+}
+
+/* A receive of accepted socket s waits for the multishot recv (armed now
+ * if it is not), at most the read timeout; r parks on it. */
+/* Arm s's read timeout for ms (the one before, if any, is stale). */
+static void tmo_arm(struct lsock *s, int64_t ms)
+{
+    struct loop *l = s->rt->loop;
+    if (s->tmo_live)
+        loop_cancel(l, UD_SOCK_K(s, K_TMO, s->tmo_seq), UD_MAKE(OP_CANCEL, 0, 0));
+    s->tmo_live = true;
+    s->tmo_seq = (uint8_t)((s->tmo_seq + 1) & 0x7f);
+    s->tts.tv_sec = ms / 1000;
+    s->tts.tv_nsec = (ms % 1000) * 1000000LL;
+    s->tmo_at = loop_now(l) + ms;
+    loop_timeout(l, &s->tts, UD_SOCK_K(s, K_TMO, s->tmo_seq));
+    s->tmo_n++;
+}
+
+static void server_wait(struct lsock *s, struct req *r)
+{
+    struct loop *l = s->rt->loop;
+    if (!s->mr_armed && !s->eof && s->fd >= 0)
+        mr_arm(s);
+    /* One timeout stays armed across waits (lazy: a wait answered does
+     * not cancel it, it is checked against the wait's deadline when it
+     * fires): an answered receive costs no timeout and no cancel. */
+    s->deadline = loop_now(l) + s->tmo[2];
+    if (!s->tmo_live || s->deadline < s->tmo_at)
+        tmo_arm(s, s->tmo[2]); /* none, or a shorter timeout now */
+    s->swait = true;
+    park(s, r, S_RECV);
+}
+
+/* The receive waiting on s (if any) is answered. */
+static void server_wake(struct lsock *s, int32_t res)
+{
+    if (s->swait)
+        sock_done(s, res);
+}
+
+/* A completion of s's multishot recv: bytes (in a provided buffer, given
+ * back at once), the peer's end, or an error; the receive waiting, if
+ * any, is woken. */
+static void mr_on_cqe(struct lrt *rt, struct lsock *s,
+                      const struct loop_cqe *cq)
+{
+    if (!cq->more)
+        s->mr_armed = false;
+    bool live = s->fd >= 0 && !s->orphan;
+    if (cq->res > 0 && cq->has_buf && live) {
+        if (!mr_store(s, loop_buf(rt->loop, cq->bid), (size_t)cq->res))
+            s->mr_err = -ENOMEM;
+    }
+    if (cq->has_buf)
+        loop_buf_recycle(rt->loop, cq->bid);
+    if (!live) {
+        sock_maybe_free(s);
+        return;
+    }
+    if (cq->res == 0) {
+        s->eof = true;
+    } else if (cq->res == -ENOBUFS) {
+        s->mr_nobufs = true;
+    } else if (cq->res == -EINVAL && !mr_unsupported) {
+        mr_unsupported = true; /* no total limit: plain recvs from now on */
+        log_info("app:tcp: this kernel has no multishot receive limit "
+                 "(Linux 6.17): accepted sockets use plain receives");
+    } else if (cq->res < 0 && cq->res != -ECANCELED) {
+        s->mr_err = cq->res;
+    }
+    server_wake(s, -EAGAIN); /* recv_step looks at what came */
+}
+
+/* s's read timeout completed: -ETIME, it fired: a wait past its deadline
+ * fails with "timeout", one with time left arms it again for that; no
+ * wait, nothing more. -ECANCELED: a stale one (armed again since, or the
+ * socket closed), or the waiting request went away (sock_cancel): its
+ * wait ends. */
+static void tmo_on_cqe(struct lsock *s, const struct loop_cqe *cq)
+{
+    s->tmo_n--;
+    unsigned seq = (unsigned)(cq->ud >> 47) & 0x7fu;
+    if (seq == s->tmo_seq)
+        s->tmo_live = false;
+    if (seq == s->tmo_seq && s->swait && s->fd >= 0) {
+        int64_t left = s->deadline - loop_now(s->rt->loop);
+        if (cq->res == -ETIME && left > 0) {
+            tmo_arm(s, left);
+            return;
+        }
+        s->tmo_seq = (uint8_t)((s->tmo_seq + 1) & 0x7f);
+        sock_done(s, cq->res == -ETIME ? -ETIME : -ECANCELED);
+        return;
+    }
+    sock_maybe_free(s);
+}
+
+void lsock_server_end(struct lsock *s)
+{
+    s->run_owned = false;
+    if (s->tmo_live && !s->swait) { /* a read timeout left armed */
+        loop_cancel(s->rt->loop, UD_SOCK_K(s, K_TMO, s->tmo_seq),
+                    UD_MAKE(OP_CANCEL, 0, 0));
+        s->tmo_live = false;
+    }
+    if (s->fd >= 0) {
+        if (s->op == S_NONE) {
+            sock_shut(s); /* a multishot recv ends with its last completion */
+        } else {
+            /* an operation of another run (a timer given the socket) is
+             * in flight: it fails now, the fd closes at its completion */
+            shutdown(s->fd, SHUT_RDWR);
+            s->close_after = true;
+        }
+    }
+    sock_maybe_free(s);
 }
 
 void lsock_open(lua_State *L)
@@ -982,6 +1318,8 @@ void lsock_open(lua_State *L)
         {"connect", l_connect},
         {"send", l_send},
         {"receive", l_receive},
+        {"receiveany", l_receiveany},
+        {"getpeername", l_getpeername},
         {"_until", l_until},
         {"close", l_close},
         {"settimeout", l_settimeout},

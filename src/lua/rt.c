@@ -14,6 +14,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "lua/rt.h"
 
@@ -825,7 +826,19 @@ int lrt_listeners(lua_State *L, lrt_listener_pt fn, void *ud, char *err,
                     lua_pop(L, 3);
                     return -1;
                 }
-                lua_pushvalue(L, -2); /* the app */
+                /* app:tcp's: its handler function instead */
+                lua_getfield(L, -2, "tcp_handlers");
+                if (lua_istable(L, -1))
+                    lua_rawgeti(L, -1, j);
+                else
+                    lua_pushnil(L);
+                if (lua_isfunction(L, -1)) {
+                    ls->tcp_mask |= 1u << ls->ndispatch;
+                    lua_remove(L, -2);
+                } else {
+                    lua_pop(L, 2);
+                    lua_pushvalue(L, -2); /* the app */
+                }
                 ls->dispatch[ls->ndispatch++] = luaL_ref(L, LUA_REGISTRYINDEX);
             }
             count++;
@@ -871,6 +884,8 @@ struct lstate *lrt_load(struct lrt *w, lrt_listener_pt fn, void *ud,
     lua_State *L = ls->L;
     get_luring_field(L, "_entry");
     ls->entry_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    get_luring_field(L, "_tcp_entry");
+    ls->tcp_entry_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     int n = lrt_listeners(L, fn, ud, err, errlen);
     w->loading = NULL;
     if (n < 0) {
@@ -993,12 +1008,18 @@ static void respond_status(struct req *r, int status)
     http_response_done(&r->m);
 }
 
+static void tcp_end(struct req *r, const char *err);
+
 static void fail(struct req *r, const char *msg)
 {
     if (cur_rt)
         cur_rt->lua_errors++;
     if (r->timer) { /* a timer's run: logged with the timer's id */
         ltimer_run_end(r, msg);
+        return;
+    }
+    if (r->tcp) {
+        tcp_end(r, msg);
         return;
     }
     log_err("handler failed: %s", msg);
@@ -1017,9 +1038,12 @@ static void finish(struct req *r, lua_State *co)
         fail(r, lua_tostring(co, 2) ? lua_tostring(co, 2) : "(no message)");
         return;
     }
-    if (r->m.c == NULL) { /* its client left, or a timer's run (none) */
+    if (r->m.c == NULL) { /* its client left, or a timer's or a raw TCP
+                           * connection's run (none) */
         if (r->timer)
             ltimer_run_end(r, NULL);
+        else if (r->tcp)
+            tcp_end(r, NULL);
         else
             req_put(r);
         return;
@@ -1207,6 +1231,63 @@ void lrt_run_timer(struct req *r, struct lstate *ls, int ref, bool premature)
     lua_pushboolean(co, premature);
     r->running = true;
     run(r, 2);
+}
+
+/* ==== raw TCP connections (app:tcp) ==== */
+
+bool lrt_is_tcp(const struct lrt *rt, unsigned listener)
+{
+    return rt->lua && listener < LISTEN_MAX &&
+           (rt->lua->tcp_mask >> listener & 1u);
+}
+
+/* r's handler returned (err NULL) or failed: its connection closes, the
+ * worker is told. */
+static void tcp_end(struct req *r, const char *err)
+{
+    struct lrt *w = cur_rt;
+    unsigned listener = r->m.listener;
+    if (err)
+        log_err("tcp handler failed: %s", err);
+    lsock_server_end(r->tcp);
+    req_put(r); /* r->tcp still set: no access log line, no metrics */
+    r->tcp = NULL;
+    if (w && w->tcp_end)
+        w->tcp_end(w, listener);
+}
+
+int lrt_tcp_start(struct lrt *w, int fd, unsigned listener)
+{
+    struct req *r = req_get(w->rp);
+    if (r == NULL) {
+        close(fd);
+        return -1;
+    }
+    struct lstate *ls = w->lua;
+    if (r->co && r->ls != ls)
+        lrt_drop_thread(r); /* pooled from a script replaced since */
+    if (r->co == NULL) {
+        r->co = lua_newthread(ls->L);
+        r->co_ref = luaL_ref(ls->L, LUA_REGISTRYINDEX);
+        r->ls = ls;
+        ls->live++;
+    }
+    lua_State *co = r->co;
+    lua_rawgeti(co, LUA_REGISTRYINDEX, ls->tcp_entry_ref);
+    lua_rawgeti(co, LUA_REGISTRYINDEX, ls->dispatch[listener]);
+    struct lsock *s = lsock_push_server(co, w, fd);
+    if (s == NULL) {
+        lua_settop(co, 0);
+        close(fd);
+        req_put(r);
+        return -1;
+    }
+    r->tcp = s; /* the record outlives its userdata until tcp_end */
+    r->m.srv = w->h1;
+    r->m.listener = listener;
+    r->running = true;
+    run(r, 2);
+    return 0;
 }
 
 void lrt_continue(struct req *r, int nargs)

@@ -40,6 +40,9 @@ struct lstate {
     int entry_ref;          /* luring._entry */
     int dispatch[LISTEN_MAX]; /* per listener: the app that serves it */
     unsigned ndispatch;
+    uint32_t tcp_mask;      /* bit i: listener i is an app:tcp one, its
+                             * dispatch[i] the handler function */
+    int tcp_entry_ref;      /* luring._tcp_entry */
     unsigned live;          /* coroutine threads + referenced strings */
     struct lstate *next;    /* retired list */
     struct lmem mem;        /* its allocator: lua_max_memory */
@@ -63,6 +66,9 @@ struct lrt {
     /** luring.metrics()'s text: the process-wide exposition appended to
      * out (app/metrics.c). 0, or -1 when out of memory. NULL: none. */
     int (*metrics)(struct lrt *rt, struct buf *out);
+    /** A raw TCP connection of listener i ended (its handler returned or
+     * failed; its fd is closed). NULL: nothing to tell. */
+    void (*tcp_end)(struct lrt *rt, unsigned listener);
     /* the runtime's own */
     struct lstate *lua;     /* the current script */
     struct lstate *retired; /* older scripts still finishing requests */
@@ -133,6 +139,13 @@ void lrt_continue(struct req *r, int nargs);
  * run(t, premature) on a coroutine of ls, and handled like a handler
  * (parks, wakes); its end, or its failure, goes to ltimer_run_end. */
 void lrt_run_timer(struct req *r, struct lstate *ls, int ref, bool premature);
+/** Is listener i served by an app:tcp handler in the current script? */
+bool lrt_is_tcp(const struct lrt *rt, unsigned listener);
+/** A connection fd accepted on app:tcp listener i: run its handler on a
+ * request of the pool (docs/API.md "Raw TCP handlers"). The fd is the
+ * run's from now on, closed when the handler ends (then rt->tcp_end).
+ * 0, or -1 (out of memory; the fd is closed, tcp_end not called). */
+int lrt_tcp_start(struct lrt *rt, int fd, unsigned listener);
 /** Hold ls open (one more user); lrt_state_release lets it go, and closes
  * a retired state with its last user. */
 void lrt_state_hold(struct lstate *ls);
@@ -224,6 +237,12 @@ void lsock_open(struct lua_State *L);
 void lsock_on_cqe(struct lrt *rt, const struct loop_cqe *cq);
 /** An OP_RESOLVED completion: the resolver's answers wake their sockets. */
 void lsock_on_resolved(struct lrt *rt, const struct loop_cqe *cq);
+/** Push a socket on L for the accepted connection fd (an app:tcp run's;
+ * TCP_NODELAY set). NULL when out of memory (nothing pushed). */
+struct lsock *lsock_push_server(struct lua_State *L, struct lrt *rt, int fd);
+/** The run that owns s ended: its connection closes (at once, or when an
+ * operation still in flight completes). */
+void lsock_server_end(struct lsock *s);
 /** Stop the resolver and free the records left (the worker ends, after
  * its states closed). */
 void lsock_cleanup(struct lrt *rt);
