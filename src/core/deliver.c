@@ -31,7 +31,9 @@ static void log_upstream(struct req *r, const struct cache_obj *o)
     r->log.up_time_us = end - o->up_start_us;
 }
 
-static void unlink_sub(struct req *r)
+/* r leaves its object, whose reference it returns: o, for the caller to
+ * drop (unlink_sub) or to hand on (sub_give). */
+static struct cache_obj *unlink_sub_keep(struct req *r)
 {
     struct cache_obj *o = r->obj;
     log_upstream(r, o);
@@ -40,7 +42,12 @@ static void unlink_sub(struct req *r)
     r->obj = NULL;
     if (r->parts)
         cond_free(r);
-    cache_obj_unref(o);
+    return o;
+}
+
+static void unlink_sub(struct req *r)
+{
+    cache_obj_unref(unlink_sub_keep(r));
 }
 
 /* The subscription is over: the response is queued (ok) or broken. */
@@ -63,12 +70,7 @@ static void sub_done(struct req *r, bool ok)
 static void sub_give(struct req *r, struct cache_obj *o, const char *p,
                      size_t n)
 {
-    log_upstream(r, o);
-    if (r->sub_watch)
-        cache_obj_unwatch(o, &r->sub);
-    r->obj = NULL;
-    if (r->parts)
-        cond_free(r);
+    unlink_sub_keep(r);
     r->obj_off += n;
     http_body(&r->m, p, n, cache_obj_release, o, 0);
     req_wake(r);
