@@ -110,12 +110,7 @@ end
 -- ThreadSanitizer delivers a signal only when the thread next enters a
 -- function it intercepts: the watchdog's signal never reaches a worker
 -- spinning in pure Lua, so lua_budget can't be seen working under it.
-local function tsan()
-  local p = io.popen("ldd " .. helper.shquote(helper.BIN) .. " 2>/dev/null")
-  local out = p:read("*a") or ""
-  p:close()
-  return out:find("libtsan", 1, true) ~= nil
-end
+local tsan = helper.tsan
 
 local function get(port, path, headers)
   return helper.get(port, path, headers)

@@ -112,6 +112,20 @@ function M.sanitized()
   return sanitized
 end
 
+-- Is it built with ThreadSanitizer? (lua_budget's interrupt then comes only
+-- at an intercepted call, never inside a pure-Lua loop: such tests are
+-- pending there.)
+local tsan_built
+function M.tsan()
+  if tsan_built == nil then
+    local p = io.popen("ldd " .. M.shquote(M.BIN) .. " 2>/dev/null")
+    local out = p:read("*a") or ""
+    p:close()
+    tsan_built = out:find("libtsan", 1, true) ~= nil
+  end
+  return tsan_built
+end
+
 function M.wait_until(fn, timeout, interval)
   local deadline = now() + (timeout or 5)
   interval = interval or 0.01

@@ -111,12 +111,7 @@ app:get("/badargs", function(req)
 end)
 ]]
 
-local function tsan()
-  local p = io.popen("ldd " .. helper.shquote(helper.BIN) .. " 2>/dev/null")
-  local out = p:read("*a") or ""
-  p:close()
-  return out:find("libtsan", 1, true) ~= nil
-end
+local tsan = helper.tsan
 
 local function get(srv, path)
   local res = helper.get(srv:port(), path)
