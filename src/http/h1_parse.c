@@ -388,6 +388,11 @@ static int request_line(const char *p, size_t n, size_t base, struct h1_head *h,
             k++;
         if (k == 0 || k + 3 > tl || memcmp(tg + k, "://", 3) != 0)
             FAIL(H1E_BAD, "request target in no form of RFC 9112 3.2");
+        /* an empty authority ("x://", "x:///p") names no host: rejected,
+         * as RFC 9110 §4.2.1 has an http URI with an empty host */
+        if (k + 3 == tl || tg[k + 3] == '/' || tg[k + 3] == '?' ||
+            tg[k + 3] == '#')
+            FAIL(H1E_BAD, "absolute-form target without a host");
     }
     i++;
     if (n - i != 8)

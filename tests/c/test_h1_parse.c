@@ -76,6 +76,12 @@ static void test_request_line(void)
     CHECK_EQ(h.method_len, 4);
     CHECK_EQ(req("OPTIONS * HTTP/1.1\r\n" HOST "\r\n", &h), 0);
     CHECK_EQ(req("GET http://x/a HTTP/1.1\r\n" HOST "\r\n", &h), 0);
+    /* absolute-form naming no host (RFC 9110 §4.2.1; fuzz_diff_llhttp_req) */
+    CHECK_EQ(req("GET http:// HTTP/1.1\r\n" HOST "\r\n", &h), 400);
+    CHECK_EQ(req("GET http:///a HTTP/1.1\r\n" HOST "\r\n", &h), 400);
+    CHECK_EQ(req("GET http://?a HTTP/1.1\r\n" HOST "\r\n", &h), 400);
+    CHECK_EQ(req("POST Transfer-Encoding:// HTTP/1.1\r\n" HOST "\r\n", &h), 400);
+    CHECK_EQ(req("GET http://x HTTP/1.1\r\n" HOST "\r\n", &h), 0);
     CHECK_EQ(req("CONNECT x:443 HTTP/1.1\r\n" HOST "\r\n", &h), 0);
     CHECK(h.upgrade && !h.keep_alive);
     CHECK_EQ(req("CONNECT [::1]:443 HTTP/1.1\r\n" HOST "\r\n", &h), 0);
