@@ -124,15 +124,25 @@ static const char *errstr(int rc)
     }
 }
 
+/* A keyed method's self (raises when it is not a dictionary) and key:
+ * false with nil, err pushed (return 2) for a nil, empty or too long key. */
+static bool dict_key(lua_State *L, struct shdict **d, const char **k,
+                     size_t *kl)
+{
+    *d = check_dict(L);
+    *k = get_key(L, kl);
+    return *k != NULL;
+}
+
 /* ==== methods ==== */
 
 /* dict:get(key) -> value, flags (when not 0) | nil */
 static int l_get(lua_State *L)
 {
-    struct shdict *d = check_dict(L);
+    struct shdict *d;
+    const char *k;
     size_t kl;
-    const char *k = get_key(L, &kl);
-    if (k == NULL)
+    if (!dict_key(L, &d, &k, &kl))
         return 2;
     struct shdict_val v;
     int rc = shdict_get(d, k, kl, clock_us(), false, &v, scratch(L), NULL);
@@ -155,10 +165,10 @@ static int l_get(lua_State *L)
 /* dict:get_stale(key) -> value, flags | nil, stale (true when expired) */
 static int l_get_stale(lua_State *L)
 {
-    struct shdict *d = check_dict(L);
+    struct shdict *d;
+    const char *k;
     size_t kl;
-    const char *k = get_key(L, &kl);
-    if (k == NULL)
+    if (!dict_key(L, &d, &k, &kl))
         return 2;
     struct shdict_val v;
     bool old = false;
@@ -185,10 +195,10 @@ static int l_get_stale(lua_State *L)
  * -> true, nil, forcible | false, err, forcible | nil, err (key, value) */
 static int store(lua_State *L, unsigned mode)
 {
-    struct shdict *d = check_dict(L);
+    struct shdict *d;
+    const char *k;
     size_t kl;
-    const char *k = get_key(L, &kl);
-    if (k == NULL)
+    if (!dict_key(L, &d, &k, &kl))
         return 2;
     struct shdict_val v;
     if (!get_value(L, 3, &v)) {
@@ -225,10 +235,10 @@ static int l_replace(lua_State *L) { return store(L, SHDICT_REPLACE); }
  * | nil, "not found" | nil, "not a number" | nil, "no memory" */
 static int l_incr(lua_State *L)
 {
-    struct shdict *d = check_dict(L);
+    struct shdict *d;
+    const char *k;
     size_t kl;
-    const char *k = get_key(L, &kl);
-    if (k == NULL)
+    if (!dict_key(L, &d, &k, &kl))
         return 2;
     double n = luaL_checknumber(L, 3);
     double init = 0;
@@ -254,10 +264,10 @@ static int l_incr(lua_State *L)
 /* dict:delete(key) -> true */
 static int l_delete(lua_State *L)
 {
-    struct shdict *d = check_dict(L);
+    struct shdict *d;
+    const char *k;
     size_t kl;
-    const char *k = get_key(L, &kl);
-    if (k == NULL)
+    if (!dict_key(L, &d, &k, &kl))
         return 2;
     shdict_delete(d, k, kl);
     lua_pushboolean(L, 1);
@@ -267,10 +277,10 @@ static int l_delete(lua_State *L)
 /* dict:ttl(key) -> seconds left (0: never expires) | nil, "not found" */
 static int l_ttl(lua_State *L)
 {
-    struct shdict *d = check_dict(L);
+    struct shdict *d;
+    const char *k;
     size_t kl;
-    const char *k = get_key(L, &kl);
-    if (k == NULL)
+    if (!dict_key(L, &d, &k, &kl))
         return 2;
     int64_t us = 0;
     if (shdict_ttl(d, k, kl, clock_us(), &us) < 0) {
@@ -285,10 +295,10 @@ static int l_ttl(lua_State *L)
 /* dict:expire(key, exptime) -> true | nil, "not found" (exptime 0: never) */
 static int l_expire(lua_State *L)
 {
-    struct shdict *d = check_dict(L);
+    struct shdict *d;
+    const char *k;
     size_t kl;
-    const char *k = get_key(L, &kl);
-    if (k == NULL)
+    if (!dict_key(L, &d, &k, &kl))
         return 2;
     luaL_checknumber(L, 3);
     int64_t ttl = opt_ttl(L, 3, "exptime");

@@ -109,6 +109,14 @@ static struct shdict_entry *find(struct shdict *d, const char *key,
     return e;
 }
 
+/* key's entry if it has not expired at now_us, else NULL; under d->mu. */
+static struct shdict_entry *find_live(struct shdict *d, const char *key,
+                                      size_t klen, uint64_t h, int64_t now_us)
+{
+    struct shdict_entry *e = find(d, key, klen, h);
+    return e && !expired(e, now_us) ? e : NULL;
+}
+
 /* Unlink e from its chain and the LRU list, and free it. */
 static void remove_entry(struct shdict *d, struct shdict_entry *e)
 {
@@ -326,8 +334,8 @@ int shdict_incr(struct shdict *d, const char *key, size_t klen, double n,
     uint64_t h = hash_key(d->seed, key, klen);
     int rc = 0;
     pthread_mutex_lock(&d->mu);
-    struct shdict_entry *e = find(d, key, klen, h);
-    if (e && !expired(e, now_us)) {
+    struct shdict_entry *e = find_live(d, key, klen, h, now_us);
+    if (e) {
         if (e->type != SHDICT_NUM) {
             rc = -EINVAL;
         } else {
@@ -365,8 +373,8 @@ int shdict_ttl(struct shdict *d, const char *key, size_t klen,
     uint64_t h = hash_key(d->seed, key, klen);
     int rc = 0;
     pthread_mutex_lock(&d->mu);
-    struct shdict_entry *e = find(d, key, klen, h);
-    if (e == NULL || expired(e, now_us))
+    struct shdict_entry *e = find_live(d, key, klen, h, now_us);
+    if (e == NULL)
         rc = -ENOENT;
     else
         *ttl_us = e->expires_us ? e->expires_us - now_us : 0;
@@ -380,8 +388,8 @@ int shdict_expire(struct shdict *d, const char *key, size_t klen,
     uint64_t h = hash_key(d->seed, key, klen);
     int rc = 0;
     pthread_mutex_lock(&d->mu);
-    struct shdict_entry *e = find(d, key, klen, h);
-    if (e == NULL || expired(e, now_us))
+    struct shdict_entry *e = find_live(d, key, klen, h, now_us);
+    if (e == NULL)
         rc = -ENOENT;
     else
         e->expires_us = deadline(ttl_us, now_us);

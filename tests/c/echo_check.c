@@ -8,19 +8,12 @@
  * the server's own pace decides (no window). Byte i of connection c is
  * byte i%8 of splitmix64(seed, c, i/8): the reader computes the expected
  * bytes at any offset without keeping what was sent. */
-#include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
-#include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
+
+#include "client.h"
 
 #define CHUNK 65536
 
@@ -49,13 +42,6 @@ static void pattern(uint64_t seed, uint64_t c, uint64_t off, unsigned char *p,
     }
 }
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 int main(int argc, char **argv)
 {
     if (argc < 5) {
@@ -65,9 +51,8 @@ int main(int argc, char **argv)
     unsigned n = (unsigned)atoi(argv[3]);
     uint64_t total = strtoull(argv[4], NULL, 10);
     uint64_t seed = argc > 5 ? strtoull(argv[5], NULL, 10) : 1;
-    struct sockaddr_in sa = {.sin_family = AF_INET,
-                             .sin_port = htons((uint16_t)atoi(argv[2]))};
-    if (inet_pton(AF_INET, argv[1], &sa.sin_addr) != 1) {
+    struct sockaddr_in sa;
+    if (client_addr(argv[1], argv[2], &sa) < 0) {
         fprintf(stderr, "bad address %s\n", argv[1]);
         return 2;
     }
@@ -75,14 +60,13 @@ int main(int argc, char **argv)
     struct pollfd *pf = calloc(n, sizeof *pf);
     unsigned char *out = malloc(CHUNK), *in = malloc(CHUNK), *want = malloc(CHUNK);
     for (unsigned i = 0; i < n; i++) {
-        cs[i].fd = socket(AF_INET, SOCK_STREAM, 0);
-        if (connect(cs[i].fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+        cs[i].fd = client_connect(&sa);
+        if (cs[i].fd < 0) {
             printf("connect %u: %s\n", i, strerror(errno));
             return 1;
         }
-        fcntl(cs[i].fd, F_SETFL, O_NONBLOCK);
     }
-    double t0 = now();
+    double t0 = client_now();
     unsigned left = n;
     while (left) {
         for (unsigned i = 0; i < n; i++) {
@@ -145,7 +129,7 @@ int main(int argc, char **argv)
             }
         }
     }
-    double t = now() - t0;
+    double t = client_now() - t0;
     printf("ok %llu %.3f\n", (unsigned long long)(total * n), t);
     for (unsigned i = 0; i < n; i++)
         close(cs[i].fd);

@@ -5,32 +5,18 @@
  * Prints "round_trips N seconds S rate R" (R = round trips per second).
  * One thread, epoll. Bytes that come back are counted, not checked
  * (tests/c/echo_check.c checks them). */
-#include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
+
+#include "client.h"
 
 struct conn {
     int fd;
     size_t out;  /* bytes of the message still to send */
     size_t in;   /* bytes of the answer still to come */
 };
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 int main(int argc, char **argv)
 {
@@ -41,34 +27,34 @@ int main(int argc, char **argv)
     unsigned n = (unsigned)atoi(argv[3]);
     double secs = atof(argv[4]);
     size_t size = argc > 5 ? (size_t)atoi(argv[5]) : 1024;
-    struct sockaddr_in sa = {.sin_family = AF_INET,
-                             .sin_port = htons((uint16_t)atoi(argv[2]))};
-    inet_pton(AF_INET, argv[1], &sa.sin_addr);
+    struct sockaddr_in sa;
+    if (client_addr(argv[1], argv[2], &sa) < 0) {
+        fprintf(stderr, "bad address %s\n", argv[1]);
+        return 2;
+    }
     char *msg = malloc(size), *buf = malloc(65536);
     memset(msg, 'x', size);
     struct conn *cs = calloc(n, sizeof *cs);
     int ep = epoll_create1(0);
     for (unsigned i = 0; i < n; i++) {
-        int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
-        if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+        int fd = client_connect(&sa);
+        if (fd < 0) {
             fprintf(stderr, "connect %u: %s\n", i, strerror(errno));
             return 1;
         }
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        fcntl(fd, F_SETFL, O_NONBLOCK);
         cs[i].fd = fd;
         struct epoll_event ev = {.events = EPOLLIN, .data.u32 = i};
         epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
     }
     uint64_t trips = 0;
-    double t0 = now(), end = t0 + secs;
+    double t0 = client_now(), end = t0 + secs;
     for (unsigned i = 0; i < n; i++) { /* every connection's first message */
         ssize_t w = send(cs[i].fd, msg, size, MSG_NOSIGNAL);
         cs[i].out = size - (w > 0 ? (size_t)w : 0);
         cs[i].in = size;
     }
     struct epoll_event evs[256];
-    while (now() < end) {
+    while (client_now() < end) {
         int k = epoll_wait(ep, evs, 256, 1000);
         for (int j = 0; j < k; j++) {
             struct conn *c = &cs[evs[j].data.u32];
@@ -94,7 +80,7 @@ int main(int argc, char **argv)
             }
         }
     }
-    double t = now() - t0;
+    double t = client_now() - t0;
     printf("round_trips %llu seconds %.3f rate %.0f\n",
            (unsigned long long)trips, t, trips / t);
     return 0;
