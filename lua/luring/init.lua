@@ -49,6 +49,7 @@ local config_keys = {
     conn_buffer_budget = true,
     request_id_header = "header",
     max_timers = true,
+    batch_wait = "seconds0", -- 0 allowed: off
 }
 
 -- luring.config{ key = value, ... }: server settings (see docs/API.md).
@@ -68,6 +69,10 @@ function _M.config(t)
         elseif config_keys[k] == "boolean" then
             if type(v) ~= "boolean" then
                 error("luring.config: " .. k .. " must be true or false", 2)
+            end
+        elseif config_keys[k] == "seconds0" then
+            if type(v) ~= "number" or v < 0 then
+                error("luring.config: " .. k .. " must be a number of seconds, 0 or more", 2)
             end
         elseif type(v) ~= "number" or v <= 0 then
             error("luring.config: " .. k .. " must be a positive number", 2)

@@ -48,6 +48,7 @@ void config_defaults(struct config *cfg)
     cfg->drain_timeout_ms = 30000;
     cfg->conn_buffer_budget = (size_t)256 << 20;
     cfg->max_timers = 1024;
+    cfg->batch_wait_us = 100;
     snprintf(cfg->request_id_header, sizeof cfg->request_id_header,
              "X-Request-Id");
 }
@@ -730,7 +731,9 @@ int worker_run(struct worker *w)
      * nginx; 256 are at par). A burst that finds the ring empty gets
      * -ENOBUFS and is re-armed, losing nothing. */
     struct loop_config lc = {.entries = 1024, .nbufs = 256,
-                             .buf_size = 4096};
+                             .buf_size = 4096,
+                             .batch_wait_us = w->cfg->batch_wait_us,
+                             .no_batch_wait = w->cfg->batch_wait_us == 0};
     w->ring_fd = -1;
     w->loop = loop_new(&lc, w->err, sizeof w->err);
     if (w->loop == NULL)

@@ -27,6 +27,9 @@ struct config {
     size_t conn_buffer_budget; /* every worker's connection buffers */
     unsigned max_timers;       /* per worker: luring.timer's pending +
                                   running timers */
+    unsigned batch_wait_us;    /* a worker under load waits up to this
+                                  for more completions once one is in
+                                  (io/loop.h); 0: never */
     char request_id_header[64]; /* the field that carries req.id to the
                                    origin (fills and passes); "": none */
 };

@@ -43,8 +43,9 @@ struct luring_getevents_arg {
 
 #define BGID 1 /* our one buffer group */
 /* Batched idle waits (submit_and_wait_idle): wait for up to this many
- * completions, and at most this long once one is ready; only when the
- * usual batch (struct loop's batch16) is at least WAIT_BATCH_MIN. */
+ * completions, and at most batch_wait_us (default WAIT_MIN_US) once one
+ * is ready; only when the usual batch (struct loop's batch16) is at least
+ * WAIT_BATCH_MIN. */
 #define WAIT_BATCH_MAX 16
 #define WAIT_MIN_US 100
 #define WAIT_BATCH_MIN 4
@@ -60,7 +61,10 @@ struct loop {
     bool no_iowait;                /* waits are not iowait (FEAT_NO_IOWAIT) */
     bool reg_ring;                 /* ring fd registered: enter by index */
     bool msg_ring;                 /* IORING_OP_MSG_RING supported */
-    bool min_wait;                 /* IORING_FEAT_MIN_TIMEOUT (6.12) */
+    bool min_wait;                 /* IORING_FEAT_MIN_TIMEOUT (6.12), and
+                                      batched waits not turned off */
+    unsigned wait_us;              /* their cap (loop_config's
+                                      batch_wait_us) */
     unsigned batch16;              /* the usual batch: completions per
                                       iteration that had any, a moving
                                       average in 1/16ths (batch_note) */
@@ -122,6 +126,9 @@ struct loop *loop_new(const struct loop_config *cfg, char *err, size_t errlen)
         return NULL;
     }
 
+    if (cfg->no_batch_wait)
+        l->min_wait = false;
+    l->wait_us = cfg->batch_wait_us ? cfg->batch_wait_us : WAIT_MIN_US;
     l->nbufs = cfg->nbufs;
     l->buf_size = cfg->buf_size;
     l->buf_mask = (unsigned)io_uring_buf_ring_mask(cfg->nbufs);
@@ -469,7 +476,7 @@ static int submit_and_wait_idle(struct loop *l)
         nr = WAIT_BATCH_MAX;
     if (l->min_wait && nr >= WAIT_BATCH_MIN) {
         /* Under load (wake-ups usually bring several completions): sleep
-         * until as many are ready, or at most WAIT_MIN_US once there is one
+         * until as many are ready, or at most wait_us once there is one
          * (the kernel's min_wait; with none it waits on for the first).
          * Fewer wake-ups and io_uring_enter calls per request; a lone
          * client (batches of one) still wakes the loop at once. The
@@ -478,7 +485,7 @@ static int submit_and_wait_idle(struct loop *l)
         struct __kernel_timespec ts = {.tv_sec = 1};
         struct luring_getevents_arg a = {
             .sigmask_sz = _NSIG / 8,
-            .min_wait_usec = WAIT_MIN_US,
+            .min_wait_usec = l->wait_us,
             .ts = (uint64_t)(uintptr_t)&ts,
         };
         ret = syscall(__NR_io_uring_enter, fd, submit, nr,
@@ -503,7 +510,7 @@ static int submit_and_wait_idle(struct loop *l)
  * context switches and 0.6-0.8 system calls per request). A lone client
  * (batches of one) keeps plain waits; once the load is gone the average
  * is back under WAIT_BATCH_MIN within a dozen iterations, each waiting at
- * most WAIT_MIN_US longer. */
+ * most wait_us longer. */
 static void batch_note(struct loop *l, unsigned n)
 {
     unsigned n16 = (n < 256 ? n : 256) * 16;

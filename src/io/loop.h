@@ -48,6 +48,11 @@ struct loop_config {
     unsigned nbufs;     /* provided receive buffers (power of two) */
     unsigned buf_size;  /* bytes each */
     bool no_imm;        /* never use immediate sends (loop_has_imm false) */
+    unsigned batch_wait_us; /* batched idle waits under load: the most a
+                               wait holds the first completion for more
+                               (the kernel's min_wait), in µs; 0: the
+                               default, 100 */
+    bool no_batch_wait; /* wake at the first completion, always */
 };
 
 struct loop_ts {        /* same layout as struct __kernel_timespec */

@@ -708,7 +708,7 @@ int lrt_read_config(lua_State *L, struct config *cfg, char *err,
 {
     static const struct {
         const char *name;
-        int kind; /* 0 count, 1 seconds -> ms, 2 bytes */
+        int kind; /* 0 count, 1 seconds -> ms, 2 bytes, 3 seconds -> µs */
     } keys[] = {
         {"workers", 0},         {"max_connections", 0},
         {"header_timeout", 1},  {"idle_timeout", 1},
@@ -717,7 +717,7 @@ int lrt_read_config(lua_State *L, struct config *cfg, char *err,
         {"max_body_size", 2},   {"lua_budget", 1},
         {"shutdown_timeout", 1}, {"lua_max_memory", 2},
         {"conn_buffer_budget", 2}, {"drain_timeout", 1},
-        {"max_timers", 0},
+        {"max_timers", 0},      {"batch_wait", 3},
     };
     get_luring_field(L, "_config");
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
@@ -730,15 +730,17 @@ int lrt_read_config(lua_State *L, struct config *cfg, char *err,
         lua_pop(L, 1);
         /* checked before any conversion: a float out of an integer's
          * range is undefined behaviour */
-        static const lua_Number max[] = {1e9, 31536000, 1099511627776.0};
+        static const lua_Number max[] = {1e9, 31536000, 1099511627776.0,
+                                         0.01};
         lua_Number hi = !strcmp(keys[i].name, "workers") ? 256 : max[keys[i].kind];
         lua_Number lo = keys[i].kind == 1 ? 0.001
+                        : keys[i].kind == 3 ? 0
                         : !strcmp(keys[i].name, "lua_max_memory") ? 1048576 : 1;
         if (!strcmp(keys[i].name, "conn_buffer_budget"))
             lo = 1048576; /* below 1 MiB, a few connections fill it */
         if (!(v >= lo && v <= hi)) {
             snprintf(err, errlen, "luring.config: %s must be a number from "
-                     "%.15g to %.0f", keys[i].name, lo, hi);
+                     "%.15g to %.15g", keys[i].name, lo, hi);
             lua_pop(L, 1);
             return -1;
         }
@@ -758,6 +760,7 @@ int lrt_read_config(lua_State *L, struct config *cfg, char *err,
         else if (!strcmp(k, "lua_max_memory")) cfg->lua_max_memory = (size_t)v;
         else if (!strcmp(k, "conn_buffer_budget")) cfg->conn_buffer_budget = (size_t)v;
         else if (!strcmp(k, "max_timers")) cfg->max_timers = (unsigned)v;
+        else if (!strcmp(k, "batch_wait")) cfg->batch_wait_us = (unsigned)(v * 1e6 + 0.5);
     }
     lua_getfield(L, -1, "lua_jit");
     if (!lua_isnil(L, -1))
