@@ -551,6 +551,16 @@ static const struct req_op op_collect = {
     "origin", collect_cancel, collect_resume, NULL,
 };
 
+/* The end of a lookup made under c's lock (lookup, fetch_alone): unlock,
+ * then, for a shared cache, queue the first bytes of what r joined or
+ * found, so that a deliver hook's Lua never runs under a cache lock. */
+static void unlock_pump(struct cache *c, struct req *r)
+{
+    cache_unlock(c);
+    if (c->shared && r->obj)
+        serve_pump(r);
+}
+
 /* Yield until the subscription ends, unless it already has. */
 static int wait_sub(lua_State *L, struct req *r)
 {
@@ -975,9 +985,7 @@ static int l_cache_fetch(lua_State *L)
     cache_lock(c);
     int rc = lookup(r, c, o, key, klen, path, plen, host, hl,
                     loop_now(w->loop));
-    cache_unlock(c);
-    if (c->shared && r->obj)
-        serve_pump(r);
+    unlock_pump(c, r);
     if (rc < 0)
         return luaL_error(L, "fetch: out of memory");
     return wait_sub(L, r);
@@ -1003,9 +1011,7 @@ void lcache_refetch(struct req *r)
                           host, hl, loop_now(r->m.srv->loop))
                  : fetch_alone(r, c, r->fetch_origin, kp, klen, kp + klen,
                                plen, host, hl, !(req_cc(r) & CC_REQ_NO_STORE));
-    cache_unlock(c);
-    if (c->shared && r->obj)
-        serve_pump(r);
+    unlock_pump(c, r);
     if (rc < 0) {
         serve_error(r, 503);
         req_wake(r);
