@@ -174,8 +174,10 @@ void metrics_publish(struct wmetrics *m, const struct lrt *rt, unsigned open)
          * its usage once (every worker has the same) */
         mc->st = *CACHE_ST(c);
         mc->shared = c->shared;
-        cache_usage((struct cache *)c, &mc->bytes, &mc->objects, &mc->held);
-        mc->max_bytes = c->max_bytes;
+        /* under the cache's lock: a reload on another worker may be
+         * changing max_bytes (ThreadSanitizer found this read racing) */
+        cache_usage((struct cache *)c, &mc->bytes, &mc->objects, &mc->held,
+                    &mc->max_bytes);
     }
     /* the declared origins, then the pools luring.http made */
     const struct origin *made[LHTTP_POOLS_MAX];

@@ -1023,8 +1023,16 @@ static int l_cache_stats(lua_State *L)
     struct cache *c = check_cache(L, 1);
     struct cache_stats st; /* every worker's, for a shared cache */
     cache_stats_sum(c, &st);
-    size_t bytes, objects, held;
-    cache_usage(c, &bytes, &objects, &held);
+    size_t bytes, objects, held, max_bytes;
+    cache_usage(c, &bytes, &objects, &held, &max_bytes);
+    /* the settings a reload on another worker may be changing: read
+     * under the cache's lock, as luring.cache{} writes them */
+    cache_lock(c);
+    int64_t grace_ms = c->grace_ms, keep_ms = c->keep_ms, sie_ms = c->sie_ms,
+            hfm_ms = c->hfm_ms;
+    size_t max_objects = c->max_objects;
+    unsigned max_variants = c->max_variants;
+    cache_unlock(c);
     lua_createtable(L, 0, 30);
 #define F(k, v) (lua_pushnumber(L, (lua_Number)(v)), lua_setfield(L, -2, k))
     F("hits", st.hits);
@@ -1045,16 +1053,16 @@ static int l_cache_stats(lua_State *L)
     F("revalidated", st.revalidated);
     F("locks", st.locks);
     F("lock_waits", st.lock_waits);
-    F("grace", (lua_Number)c->grace_ms / 1000);
-    F("keep", (lua_Number)c->keep_ms / 1000);
-    F("stale_if_error", (lua_Number)c->sie_ms / 1000);
+    F("grace", (lua_Number)grace_ms / 1000);
+    F("keep", (lua_Number)keep_ms / 1000);
+    F("stale_if_error", (lua_Number)sie_ms / 1000);
     F("bytes", bytes);
     F("objects", objects);
     F("held_bytes", held);
-    F("max_bytes", c->max_bytes);
-    F("max_objects", c->max_objects);
-    F("max_variants", c->max_variants);
-    F("hit_for_miss_ttl", (lua_Number)c->hfm_ms / 1000);
+    F("max_bytes", max_bytes);
+    F("max_objects", max_objects);
+    F("max_variants", max_variants);
+    F("hit_for_miss_ttl", (lua_Number)hfm_ms / 1000);
 #undef F
     lua_pushstring(L, c->name);
     lua_setfield(L, -2, "name");

@@ -175,12 +175,13 @@ void cache_stats_sum(const struct cache *c, struct cache_stats *out)
 }
 
 void cache_usage(struct cache *c, size_t *bytes, size_t *objects,
-                 size_t *held)
+                 size_t *held, size_t *max_bytes)
 {
     LOCK(c);
     *bytes = c->bytes;
     *objects = c->nobj;
     *held = c->held;
+    *max_bytes = c->max_bytes;
     UNLOCK(c);
 }
 

@@ -312,11 +312,12 @@ struct cache {
 /** The sum of every worker's counters of c (any thread). */
 void cache_stats_sum(const struct cache *c, struct cache_stats *out);
 /** c's charged bytes (the budget: stored objects and fills that may be
- * stored), indexed objects, and bytes held by objects no index reaches
+ * stored), indexed objects, bytes held by objects no index reaches
  * (passes, responses not stored, evicted ones still being sent: their
- * readers free them) (any thread). */
+ * readers free them), and its max_bytes, read under its lock (any
+ * thread: a reload may be changing max_bytes on another worker). */
 void cache_usage(struct cache *c, size_t *bytes, size_t *objects,
-                 size_t *held);
+                 size_t *held, size_t *max_bytes);
 
 /* The lock of a shared cache (recursive; nothing for an unshared one):
  * held across a lookup and its consequences (lua/l_cache.c), so that
